@@ -1,0 +1,113 @@
+// Package api holds lanes' resource types, their validation and the names of the
+// kernel and OVS devices derived from them. It imports nothing but the standard library.
+package api
+
+import "time"
+
+// Tunnel types. The tunnel type decides br-tun's ingress table (3, 4 or 6) and the
+// OVS interface type of the tunnel ports.
+const (
+	TunnelVXLAN  = "vxlan"
+	TunnelGRE    = "gre"
+	TunnelGeneve = "geneve"
+)
+
+// Network is a tenant network: one L2 segment carried between hosts under one VNI.
+type Network struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	// VNI is the tunnel ID (segmentation ID), 1..16777215. Zero at create time means
+	// "allocate one".
+	VNI  uint32 `json:"vni"`
+	CIDR string `json:"cidr"`
+	// MTU of the VM-facing devices. Zero at create time means "underlay MTU minus the
+	// tunnel overhead".
+	MTU int `json:"mtu"`
+}
+
+// AddressPair is an extra IP (or CIDR) and optional MAC a port may send from
+// (Neutron's allowed_address_pairs).
+type AddressPair struct {
+	IP  string `json:"ip"`
+	MAC string `json:"mac,omitempty"`
+}
+
+// Port is a VM's interface on a network, bound to one host.
+type Port struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	NetworkID string `json:"network_id"`
+	Host      string `json:"host"`
+	// MAC empty at create time means "allocate one" (fa:16:3e:xx:xx:xx).
+	MAC string `json:"mac"`
+	// FixedIPs are plain addresses inside the network's CIDR; empty at create time
+	// means "allocate one".
+	FixedIPs            []string      `json:"fixed_ips"`
+	AllowedAddressPairs []AddressPair `json:"allowed_address_pairs,omitempty"`
+	SecurityGroups      []string      `json:"security_groups,omitempty"`
+	// PortSecurity nil means enabled (the default, as in Neutron).
+	PortSecurity *bool `json:"port_security,omitempty"`
+}
+
+// PortSecurityEnabled reports whether anti-spoofing and security groups apply.
+func (p *Port) PortSecurityEnabled() bool { return p.PortSecurity == nil || *p.PortSecurity }
+
+// Port states reported by the agent of the port's host.
+const (
+	StatusBuild  = "BUILD"
+	StatusActive = "ACTIVE"
+	StatusError  = "ERROR"
+	StatusDown   = "DOWN"
+)
+
+// PortStatus is what the agent of the port's host reports about it.
+type PortStatus struct {
+	PortID  string    `json:"port_id"`
+	Host    string    `json:"host"`
+	State   string    `json:"state"`
+	Ofport  int       `json:"ofport,omitempty"`
+	Reason  string    `json:"reason,omitempty"`
+	Updated time.Time `json:"updated"`
+}
+
+// Host is a compute host running lanesd. Hosts register themselves under a lease.
+type Host struct {
+	Name       string `json:"name"`
+	TunnelIP   string `json:"tunnel_ip"`
+	TunnelType string `json:"tunnel_type"`
+	// Alive is true while the host's lease is held; it is derived, not stored.
+	Alive bool `json:"alive"`
+}
+
+// Rule directions and ethertypes.
+const (
+	Ingress = "ingress"
+	Egress  = "egress"
+	IPv4    = "IPv4"
+	IPv6    = "IPv6"
+)
+
+// SecurityGroup is a named set of allow rules; traffic not allowed is dropped.
+type SecurityGroup struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Rules []Rule `json:"rules"`
+}
+
+// Rule allows traffic in one direction. Protocol is "tcp", "udp", "icmp", "icmpv6",
+// "any" (or empty) or an IP protocol number. For tcp/udp PortMin..PortMax is the
+// destination port range (0 means any). For icmp/icmpv6 ICMPType/ICMPCode narrow the
+// match (nil means any). At most one of RemoteCIDR and RemoteGroupID is set; neither
+// means any remote.
+type Rule struct {
+	ID            string `json:"id"`
+	Direction     string `json:"direction"`
+	Ethertype     string `json:"ethertype"`
+	Protocol      string `json:"protocol,omitempty"`
+	PortMin       int    `json:"port_min,omitempty"`
+	PortMax       int    `json:"port_max,omitempty"`
+	ICMPType      *int   `json:"icmp_type,omitempty"`
+	ICMPCode      *int   `json:"icmp_code,omitempty"`
+	RemoteCIDR    string `json:"remote_cidr,omitempty"`
+	RemoteGroupID string `json:"remote_group_id,omitempty"`
+}
