@@ -1,0 +1,208 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/lanes-net/lanes/api"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// DefaultUnderlayMTU is assumed when a NetworkSpec gives no underlay MTU.
+const DefaultUnderlayMTU = 1500
+
+// NetworkSpec asks for a new network.
+type NetworkSpec struct {
+	// ID is optional; when set it must be a canonical UUID not used yet.
+	ID   string
+	Name string
+	CIDR string
+	// VNI nil means "allocate the lowest free VNI"; a given VNI must be within
+	// 1..api.MaxVNI and free (so an explicit 0 is refused).
+	VNI *uint32
+	// MTU 0 means UnderlayMTU minus the tunnel overhead; a given MTU may not exceed that.
+	MTU int
+	// UnderlayMTU of the hosts' tunnel interfaces; 0 means DefaultUnderlayMTU.
+	UnderlayMTU int
+	// TunnelType decides the overhead; "" means vxlan.
+	TunnelType string
+}
+
+// CreateNetwork creates a network, allocating its ID, VNI and MTU as needed, in one
+// transaction with its name and VNI reservations.
+func (s *Store) CreateNetwork(ctx context.Context, spec NetworkSpec) (api.Network, error) {
+	tt := spec.TunnelType
+	if tt == "" {
+		tt = api.TunnelVXLAN
+	}
+	if err := api.ValidateTunnelType("network.tunnel_type", tt); err != nil {
+		return api.Network{}, err
+	}
+	underlay := spec.UnderlayMTU
+	if underlay == 0 {
+		underlay = DefaultUnderlayMTU
+	}
+	maxMTU := underlay - api.TunnelOverhead(tt)
+	n := api.Network{ID: spec.ID, Name: spec.Name, CIDR: spec.CIDR, MTU: spec.MTU}
+	if n.MTU == 0 {
+		n.MTU = maxMTU
+	}
+	if spec.VNI != nil {
+		n.VNI = *spec.VNI
+	}
+	if err := api.ValidateNetwork(&n, spec.VNI == nil); err != nil {
+		return api.Network{}, err
+	}
+	if n.MTU > maxMTU {
+		return api.Network{}, &api.FieldError{Field: "network.mtu", Value: strconv.Itoa(n.MTU),
+			Reason: fmt.Sprintf("larger than the underlay MTU %d minus the %s overhead %d (%d)", underlay, tt, api.TunnelOverhead(tt), maxMTU)}
+	}
+	if n.ID == "" {
+		n.ID = NewUUID()
+	} else if !IsUUID(n.ID) {
+		return api.Network{}, &api.FieldError{Field: "network.id", Value: n.ID, Reason: "not a lower-case UUID"}
+	}
+	err := s.update(ctx, "create network "+n.Name, func(p *plan) error {
+		if b, err := p.get(pNetworks + n.ID); err != nil {
+			return err
+		} else if b != nil {
+			return &api.FieldError{Field: "network.id", Value: n.ID, Reason: "already used"}
+		}
+		if owner, err := p.get(nameKey("networks", n.Name)); err != nil {
+			return err
+		} else if owner != nil {
+			return &api.FieldError{Field: "network.name", Value: n.Name, Reason: "already used by network " + string(owner)}
+		}
+		if spec.VNI != nil {
+			owner, err := p.get(pAllocVNI + strconv.FormatUint(uint64(n.VNI), 10))
+			if err != nil {
+				return err
+			}
+			if owner != nil {
+				return &api.FieldError{Field: "network.vni", Value: strconv.FormatUint(uint64(n.VNI), 10), Reason: "already used by network " + string(owner)}
+			}
+		} else {
+			used, err := p.keysUnder(pAllocVNI)
+			if err != nil {
+				return err
+			}
+			vni, err := lowestFreeVNI(used)
+			if err != nil {
+				return err
+			}
+			n.VNI = vni
+			p.absent(pAllocVNI + strconv.FormatUint(uint64(vni), 10))
+		}
+		if err := p.put(pNetworks+n.ID, n); err != nil {
+			return err
+		}
+		p.put(nameKey("networks", n.Name), n.ID)
+		p.put(pAllocVNI+strconv.FormatUint(uint64(n.VNI), 10), n.ID)
+		return nil
+	})
+	if err != nil {
+		return api.Network{}, err
+	}
+	return n, nil
+}
+
+func lowestFreeVNI(used []string) (uint32, error) {
+	taken := make(map[uint32]bool, len(used))
+	for _, u := range used {
+		v, err := strconv.ParseUint(u, 10, 32)
+		if err == nil {
+			taken[uint32(v)] = true
+		}
+	}
+	for v := uint32(1); v <= api.MaxVNI; v++ {
+		if !taken[v] {
+			return v, nil
+		}
+	}
+	return 0, &api.FieldError{Field: "network.vni", Reason: "no free VNI left"}
+}
+
+// resolve finds a resource by ID, then by name; kind is the names/ sub-folder and
+// prefix the resource folder. It returns the resource's ID, or "" when neither matches.
+// The keys read are guarded in p.
+func (p *plan) resolve(kind, prefix, ref string, v any) (string, error) {
+	if ref == "" || strings.Contains(ref, "/") {
+		return "", nil
+	}
+	if ok, err := p.getJSON(prefix+ref, v); err != nil || ok {
+		return ref, err
+	}
+	id, err := p.get(nameKey(kind, ref))
+	if err != nil || id == nil {
+		return "", err
+	}
+	if ok, err := p.getJSON(prefix+string(id), v); err != nil || !ok {
+		return "", err
+	}
+	return string(id), nil
+}
+
+func (s *Store) reader(ctx context.Context) *plan {
+	return &plan{s: s, ctx: ctx, seen: map[string]bool{}}
+}
+
+// GetNetwork finds a network by ID or name.
+func (s *Store) GetNetwork(ctx context.Context, ref string) (api.Network, error) {
+	var n api.Network
+	id, err := s.reader(ctx).resolve("networks", pNetworks, ref, &n)
+	if err != nil {
+		return api.Network{}, err
+	}
+	if id == "" {
+		return api.Network{}, fmt.Errorf("network %q: %w", ref, ErrNotFound)
+	}
+	return n, nil
+}
+
+// ListNetworks returns every network, sorted by name.
+func (s *Store) ListNetworks(ctx context.Context) ([]api.Network, error) {
+	ns, err := listJSON[api.Network](ctx, s, pNetworks)
+	sort.Slice(ns, func(i, j int) bool { return ns[i].Name < ns[j].Name })
+	return ns, err
+}
+
+// DeleteNetwork deletes a network (by ID or name) and its reservations. It is refused
+// with ErrInUse while ports are attached.
+func (s *Store) DeleteNetwork(ctx context.Context, ref string) error {
+	return s.update(ctx, "delete network "+ref, func(p *plan) error {
+		var n api.Network
+		id, err := p.resolve("networks", pNetworks, ref, &n)
+		if err != nil {
+			return err
+		}
+		if id == "" {
+			return fmt.Errorf("network %q: %w", ref, ErrNotFound)
+		}
+		ports, err := p.keysUnder(pRefsNet + id + "/")
+		if err != nil {
+			return err
+		}
+		if len(ports) > 0 {
+			return fmt.Errorf("network %s (%s): %w: %d port(s) still attached: %s",
+				n.Name, id, ErrInUse, len(ports), strings.Join(first(ports, 5), ", "))
+		}
+		p.noneUnder(pRefsNet + id + "/")
+		p.del(pNetworks + id)
+		p.del(nameKey("networks", n.Name))
+		p.del(pAllocVNI + strconv.FormatUint(uint64(n.VNI), 10))
+		// Empty when no port is attached; deleted anyway so nothing can leak.
+		p.del(pAllocIP+id+"/", clientv3.WithPrefix())
+		p.del(pAllocMAC+id+"/", clientv3.WithPrefix())
+		return nil
+	})
+}
+
+func first(s []string, n int) []string {
+	if len(s) > n {
+		return append(s[:n:n], "...")
+	}
+	return s
+}

@@ -1,0 +1,328 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+
+	"github.com/lanes-net/lanes/api"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// CreatePort creates a port. p.NetworkID and p.SecurityGroups may hold IDs or names
+// (the stored port holds IDs); p.Host must be a registered, alive host. An empty MAC
+// is allocated (fa:16:3e:xx:xx:xx, unique in the network) and empty FixedIPs get the
+// lowest free address of the network (see FirstAllocatable). Explicit addresses must
+// not be used by another port of the network. Everything is written in one transaction.
+func (s *Store) CreatePort(ctx context.Context, p api.Port) (api.Port, error) {
+	if p.ID == "" {
+		p.ID = NewUUID()
+	} else if !IsUUID(p.ID) {
+		return api.Port{}, &api.FieldError{Field: "port.id", Value: p.ID, Reason: "not a lower-case UUID"}
+	}
+	var out api.Port
+	err := s.update(ctx, "create port "+p.Name, func(pl *plan) error {
+		if b, err := pl.get(pPorts + p.ID); err != nil {
+			return err
+		} else if b != nil {
+			return &api.FieldError{Field: "port.id", Value: p.ID, Reason: "already used"}
+		}
+		devKey := pAllocDev + api.TapName(p.ID)[3:]
+		if owner, err := pl.get(devKey); err != nil {
+			return err
+		} else if owner != nil {
+			return &api.FieldError{Field: "port.id", Value: p.ID, Reason: fmt.Sprintf("its first %d characters, used in device names, are those of port %s", api.DeviceIDLen, owner)}
+		}
+		var err error
+		out, err = pl.planPort(nil, clonePort(p))
+		if err != nil {
+			return err
+		}
+		pl.put(devKey, out.ID)
+		return nil
+	})
+	if err != nil {
+		return api.Port{}, err
+	}
+	return out, nil
+}
+
+// UpdatePort applies mutate to the current port (by ID or name) and stores the result:
+// host (the new host must be alive; the old host's status is dropped), security
+// groups, allowed address pairs, port security, name, MAC and fixed IPs (cleared IPs
+// or MAC are allocated again; addresses given up are released in the same
+// transaction). The network and ID cannot change. mutate may run more than once when
+// concurrent writers interfere, so it must only change the port it is given.
+func (s *Store) UpdatePort(ctx context.Context, ref string, mutate func(*api.Port) error) (api.Port, error) {
+	var out api.Port
+	err := s.update(ctx, "update port "+ref, func(pl *plan) error {
+		var old api.Port
+		id, err := pl.resolve("ports", pPorts, ref, &old)
+		if err != nil {
+			return err
+		}
+		if id == "" {
+			return fmt.Errorf("port %q: %w", ref, ErrNotFound)
+		}
+		want := clonePort(old)
+		if err := mutate(&want); err != nil {
+			return err
+		}
+		if want.ID != old.ID {
+			return &api.FieldError{Field: "port.id", Value: want.ID, Reason: "cannot change"}
+		}
+		out, err = pl.planPort(&old, want)
+		return err
+	})
+	if err != nil {
+		return api.Port{}, err
+	}
+	return out, nil
+}
+
+// planPort checks want (against old when updating) and plans its writes: the port,
+// its name, network membership, MAC, IPs and group references. It returns the port as
+// stored.
+func (pl *plan) planPort(old *api.Port, want api.Port) (api.Port, error) {
+	if err := api.ValidateName("port.name", want.Name); err != nil {
+		return want, err
+	}
+	if want.NetworkID == "" {
+		return want, &api.FieldError{Field: "port.network", Reason: "must be set"}
+	}
+	var n api.Network
+	netID, err := pl.resolve("networks", pNetworks, want.NetworkID, &n)
+	if err != nil {
+		return want, err
+	}
+	if netID == "" {
+		return want, &api.FieldError{Field: "port.network", Value: want.NetworkID, Reason: "unknown network"}
+	}
+	if old != nil && netID != old.NetworkID {
+		return want, &api.FieldError{Field: "port.network", Value: want.NetworkID, Reason: "cannot change; delete the port and create a new one"}
+	}
+	want.NetworkID = netID
+	if err := api.ValidatePort(&want, &n, true); err != nil {
+		return want, err
+	}
+	if !want.PortSecurityEnabled() && len(want.SecurityGroups) > 0 {
+		return want, &api.FieldError{Field: "port.security_groups", Value: want.SecurityGroups[0], Reason: "must be empty when port security is disabled"}
+	}
+	if old == nil || want.Host != old.Host {
+		b, err := pl.s.cli.Get(pl.ctx, pHosts+want.Host, clientv3.WithCountOnly())
+		if err != nil {
+			return want, fmt.Errorf("get host %s: %w", want.Host, err)
+		}
+		if want.Host == "" || b.Count == 0 {
+			return want, &api.FieldError{Field: "port.host", Value: want.Host, Reason: "unknown host (not registered or not alive)"}
+		}
+		pl.exists(pHosts + want.Host)
+	}
+	groups := make([]string, 0, len(want.SecurityGroups))
+	for _, ref := range want.SecurityGroups {
+		var g api.SecurityGroup
+		gid, err := pl.resolve("secgroups", pGroups, ref, &g)
+		if err != nil {
+			return want, err
+		}
+		if gid == "" {
+			return want, &api.FieldError{Field: "port.security_groups", Value: ref, Reason: "unknown security group"}
+		}
+		if !slices.Contains(groups, gid) {
+			groups = append(groups, gid)
+		}
+	}
+	want.SecurityGroups = groups
+	if owner, err := pl.get(nameKey("ports", want.Name)); err != nil {
+		return want, err
+	} else if owner != nil && string(owner) != want.ID {
+		return want, &api.FieldError{Field: "port.name", Value: want.Name, Reason: "already used by port " + string(owner)}
+	}
+
+	// MAC: explicit ones must be free in the network, missing ones are drawn at random.
+	if want.MAC != "" {
+		want.MAC = api.NormalizeMAC(want.MAC)
+		if owner, err := pl.get(pAllocMAC + netID + "/" + want.MAC); err != nil {
+			return want, err
+		} else if owner != nil && string(owner) != want.ID {
+			return want, &api.FieldError{Field: "port.mac", Value: want.MAC, Reason: "already used by port " + string(owner) + " on this network"}
+		}
+	} else {
+		used, err := pl.keysUnder(pAllocMAC + netID + "/")
+		if err != nil {
+			return want, err
+		}
+		want.MAC, err = randomMAC(used)
+		if err != nil {
+			return want, err
+		}
+		pl.absent(pAllocMAC + netID + "/" + want.MAC)
+	}
+
+	// IPs: explicit ones must be free in the network, none means the lowest free one.
+	cidr := netip.MustParsePrefix(n.CIDR)
+	if len(want.FixedIPs) > 0 {
+		for i, s := range want.FixedIPs {
+			a := netip.MustParseAddr(s)
+			want.FixedIPs[i] = a.String()
+			owner, err := pl.get(pAllocIP + netID + "/" + a.String())
+			if err != nil {
+				return want, err
+			}
+			if owner != nil && string(owner) != want.ID {
+				return want, &api.FieldError{Field: "port.fixed_ips", Value: s, Reason: "already used by port " + string(owner) + " on this network"}
+			}
+		}
+	} else {
+		used, err := pl.keysUnder(pAllocIP + netID + "/")
+		if err != nil {
+			return want, err
+		}
+		a, ok := lowestFreeIP(cidr, used)
+		if !ok {
+			return want, &api.FieldError{Field: "port.fixed_ips", Reason: "no free address left in " + n.CIDR}
+		}
+		want.FixedIPs = []string{a.String()}
+		pl.absent(pAllocIP + netID + "/" + a.String())
+	}
+
+	// Writes. Keys the old port held and the new one does not are released.
+	if err := pl.put(pPorts+want.ID, want); err != nil {
+		return want, err
+	}
+	pl.put(nameKey("ports", want.Name), want.ID)
+	pl.put(pRefsNet+netID+"/"+want.ID, "")
+	pl.put(pAllocMAC+netID+"/"+want.MAC, want.ID)
+	for _, a := range want.FixedIPs {
+		pl.put(pAllocIP+netID+"/"+a, want.ID)
+	}
+	for _, g := range want.SecurityGroups {
+		pl.put(pRefsSG+g+"/port/"+want.ID, "")
+	}
+	if old != nil {
+		if old.Name != want.Name {
+			pl.del(nameKey("ports", old.Name))
+		}
+		if old.MAC != want.MAC {
+			pl.del(pAllocMAC + netID + "/" + old.MAC)
+		}
+		for _, a := range old.FixedIPs {
+			if !slices.Contains(want.FixedIPs, a) {
+				pl.del(pAllocIP + netID + "/" + a)
+			}
+		}
+		for _, g := range old.SecurityGroups {
+			if !slices.Contains(want.SecurityGroups, g) {
+				pl.del(pRefsSG + g + "/port/" + want.ID)
+			}
+		}
+		if old.Host != want.Host {
+			// The status was the old host's; the new host reports its own.
+			pl.del(pStatus + want.ID)
+		}
+	}
+	return want, nil
+}
+
+// FirstAllocatable is the first address handed out automatically in a network: the
+// second usable address (10.0.0.2 in 10.0.0.0/24). The first usable address stays
+// free for a gateway, as in Neutron; it can still be given to a port explicitly.
+func FirstAllocatable(cidr netip.Prefix) netip.Addr {
+	return cidr.Masked().Addr().Next().Next()
+}
+
+func lowestFreeIP(cidr netip.Prefix, used []string) (netip.Addr, bool) {
+	taken := make(map[netip.Addr]bool, len(used))
+	for _, u := range used {
+		if a, err := netip.ParseAddr(u); err == nil {
+			taken[a] = true
+		}
+	}
+	last := api.LastAddr(cidr)
+	for a := FirstAllocatable(cidr); a.Less(last); a = a.Next() {
+		if !taken[a] {
+			return a, true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+func randomMAC(used []string) (string, error) {
+	taken := make(map[string]bool, len(used))
+	for _, u := range used {
+		taken[u] = true
+	}
+	if len(taken) >= 1<<24 {
+		return "", &api.FieldError{Field: "port.mac", Reason: "no free MAC address left in the network"}
+	}
+	for {
+		var b [3]byte
+		rand.Read(b[:])
+		m := fmt.Sprintf("fa:16:3e:%02x:%02x:%02x", b[0], b[1], b[2])
+		if !taken[m] {
+			return m, nil
+		}
+	}
+}
+
+func clonePort(p api.Port) api.Port {
+	p.FixedIPs = slices.Clone(p.FixedIPs)
+	p.AllowedAddressPairs = slices.Clone(p.AllowedAddressPairs)
+	p.SecurityGroups = slices.Clone(p.SecurityGroups)
+	if p.PortSecurity != nil {
+		v := *p.PortSecurity
+		p.PortSecurity = &v
+	}
+	return p
+}
+
+// GetPort finds a port by ID or name.
+func (s *Store) GetPort(ctx context.Context, ref string) (api.Port, error) {
+	var p api.Port
+	id, err := s.reader(ctx).resolve("ports", pPorts, ref, &p)
+	if err != nil {
+		return api.Port{}, err
+	}
+	if id == "" {
+		return api.Port{}, fmt.Errorf("port %q: %w", ref, ErrNotFound)
+	}
+	return p, nil
+}
+
+// ListPorts returns every port, sorted by name.
+func (s *Store) ListPorts(ctx context.Context) ([]api.Port, error) {
+	ps, err := listJSON[api.Port](ctx, s, pPorts)
+	sort.Slice(ps, func(i, j int) bool { return ps[i].Name < ps[j].Name })
+	return ps, err
+}
+
+// DeletePort deletes a port (by ID or name), releasing its addresses, names and
+// references, and its status, in one transaction.
+func (s *Store) DeletePort(ctx context.Context, ref string) error {
+	return s.update(ctx, "delete port "+ref, func(pl *plan) error {
+		var p api.Port
+		id, err := pl.resolve("ports", pPorts, ref, &p)
+		if err != nil {
+			return err
+		}
+		if id == "" {
+			return fmt.Errorf("port %q: %w", ref, ErrNotFound)
+		}
+		pl.del(pPorts + id)
+		pl.del(nameKey("ports", p.Name))
+		pl.del(pAllocDev + api.TapName(id)[3:])
+		pl.del(pRefsNet + p.NetworkID + "/" + id)
+		pl.del(pAllocMAC + p.NetworkID + "/" + p.MAC)
+		for _, a := range p.FixedIPs {
+			pl.del(pAllocIP + p.NetworkID + "/" + a)
+		}
+		for _, g := range p.SecurityGroups {
+			pl.del(pRefsSG + g + "/port/" + id)
+		}
+		pl.del(pStatus + id)
+		return nil
+	})
+}

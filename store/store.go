@@ -1,0 +1,292 @@
+// Package store keeps lanes' desired state in etcd v3: typed CRUD of networks, ports,
+// security groups, host registrations and port status, with every create, update and
+// delete (and the allocations it makes) in one transaction, so a failure writes nothing.
+//
+// Keys (values are JSON unless noted):
+//
+//	/lanes/v1/networks/<id>                  api.Network
+//	/lanes/v1/ports/<id>                     api.Port (network and groups stored as IDs)
+//	/lanes/v1/secgroups/<id>                 api.SecurityGroup
+//	/lanes/v1/hosts/<name>                   api.Host, attached to the host's lease
+//	/lanes/v1/status/<port id>               api.PortStatus, written by the port's host
+//
+// Index and allocation keys, whose existence enforces uniqueness (a create compares their
+// create revision with 0) and whose values (plain text) name the owner:
+//
+//	/lanes/v1/names/<kind>/<name>            -> id (networks, ports, secgroups)
+//	/lanes/v1/alloc/vni/<vni>                -> network id
+//	/lanes/v1/alloc/ip/<network id>/<ip>     -> port id
+//	/lanes/v1/alloc/mac/<network id>/<mac>   -> port id
+//	/lanes/v1/alloc/dev/<first 11 of id>     -> port id (device names must not collide)
+//	/lanes/v1/refs/net/<network id>/<port id>  a port on the network
+//	/lanes/v1/refs/sg/<group id>/port/<port id>   a port using the group
+//	/lanes/v1/refs/sg/<group id>/sg/<group id>    a rule of another group naming it as remote
+//
+// Writes are optimistic: every key read while planning a change is compared (mod
+// revision) in the transaction that makes it; when the transaction fails the change is
+// planned again from fresh reads, which then report the conflict as a clear error (for
+// example the IP another client just took).
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Prefix is the root of every key lanes writes.
+const Prefix = "/lanes/v1/"
+
+const (
+	pNetworks = Prefix + "networks/"
+	pPorts    = Prefix + "ports/"
+	pGroups   = Prefix + "secgroups/"
+	pHosts    = Prefix + "hosts/"
+	pStatus   = Prefix + "status/"
+	pNames    = Prefix + "names/"
+	pAllocVNI = Prefix + "alloc/vni/"
+	pAllocIP  = Prefix + "alloc/ip/"
+	pAllocMAC = Prefix + "alloc/mac/"
+	pAllocDev = Prefix + "alloc/dev/"
+	pRefsNet  = Prefix + "refs/net/"
+	pRefsSG   = Prefix + "refs/sg/"
+)
+
+var (
+	// ErrNotFound is wrapped when the resource named by the caller does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrInUse is wrapped when a delete is refused because something still uses the resource.
+	ErrInUse = errors.New("in use")
+	// ErrConflict is wrapped when concurrent writers kept changing what a write depends on.
+	ErrConflict = errors.New("concurrent modification")
+	// ErrPortFailed is wrapped by WaitPortActive when the port's host reports ERROR.
+	ErrPortFailed = errors.New("port failed")
+)
+
+// maxAttempts bounds how often a write is re-planned after losing a race.
+const maxAttempts = 32
+
+// Store is a typed client of lanes' state in etcd. It is safe for concurrent use.
+type Store struct {
+	cli *clientv3.Client
+}
+
+// Open connects to etcd and checks that it answers before returning.
+func Open(ctx context.Context, endpoints []string) (*Store, error) {
+	lc := zap.NewProductionConfig()
+	lc.Level = zap.NewAtomicLevelAt(zap.ErrorLevel)
+	lc.Encoding = "console"
+	lg, err := lc.Build()
+	if err != nil {
+		return nil, fmt.Errorf("etcd client logger: %w", err)
+	}
+	cli, err := clientv3.New(clientv3.Config{
+		Endpoints:   endpoints,
+		DialTimeout: 5 * time.Second,
+		Logger:      lg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
+	}
+	// clientv3.New does not wait for a connection; a read proves the endpoints answer.
+	if _, err := cli.Get(ctx, Prefix, clientv3.WithCountOnly()); err != nil {
+		cli.Close()
+		return nil, fmt.Errorf("etcd at %v: %w", endpoints, err)
+	}
+	return &Store{cli: cli}, nil
+}
+
+// New wraps an existing client (the caller keeps ownership; Close closes it).
+func New(cli *clientv3.Client) *Store { return &Store{cli: cli} }
+
+// Client is the underlying etcd client, for tools that need raw access.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// Close closes the etcd client.
+func (s *Store) Close() error { return s.cli.Close() }
+
+// Dump returns every key under Prefix with its value, at one revision. Meant for
+// debugging and tests.
+func (s *Store) Dump(ctx context.Context) (map[string]string, int64, error) {
+	resp, err := s.cli.Get(ctx, Prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, 0, fmt.Errorf("dump %s: %w", Prefix, err)
+	}
+	out := make(map[string]string, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out[string(kv.Key)] = string(kv.Value)
+	}
+	return out, resp.Header.Revision, nil
+}
+
+// NewUUID returns a random (version 4) UUID in canonical lower-case form.
+func NewUUID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		// crypto/rand never fails on supported platforms (it panics itself since Go 1.24).
+		panic(err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// IsUUID reports whether s is a canonical lower-case UUID.
+func IsUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, c := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// plan collects the compares and operations of one transaction while it is being
+// planned. Every key read through it is compared by mod revision, so the transaction
+// applies only if nothing it read has changed meanwhile.
+type plan struct {
+	s    *Store
+	ctx  context.Context
+	cmps []clientv3.Cmp
+	ops  []clientv3.Op
+	seen map[string]bool
+}
+
+func (p *plan) guardRev(key string, modRev int64) {
+	if p.seen[key] {
+		return
+	}
+	p.seen[key] = true
+	p.cmps = append(p.cmps, clientv3.Compare(clientv3.ModRevision(key), "=", modRev))
+}
+
+// get reads key and guards it; it returns nil, nil when the key is absent (and the
+// guard then requires it to stay absent).
+func (p *plan) get(key string) ([]byte, error) {
+	resp, err := p.s.cli.Get(p.ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", key, err)
+	}
+	if len(resp.Kvs) == 0 {
+		p.guardRev(key, 0)
+		return nil, nil
+	}
+	p.guardRev(key, resp.Kvs[0].ModRevision)
+	return resp.Kvs[0].Value, nil
+}
+
+func (p *plan) getJSON(key string, v any) (bool, error) {
+	b, err := p.get(key)
+	if err != nil || b == nil {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("decode %s: %w", key, err)
+	}
+	return true, nil
+}
+
+// absent requires key not to exist when the transaction applies.
+func (p *plan) absent(key string) { p.guardRev(key, 0) }
+
+// exists requires key to exist when the transaction applies, whatever its revision.
+func (p *plan) exists(key string) {
+	p.cmps = append(p.cmps, clientv3.Compare(clientv3.CreateRevision(key), ">", 0))
+}
+
+// noneUnder requires that no key exists under prefix when the transaction applies.
+func (p *plan) noneUnder(prefix string) {
+	p.cmps = append(p.cmps, clientv3.Compare(clientv3.CreateRevision(prefix), "=", 0).WithPrefix())
+}
+
+func (p *plan) put(key string, v any, opts ...clientv3.OpOption) error {
+	var val string
+	switch x := v.(type) {
+	case string:
+		val = x
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("encode %s: %w", key, err)
+		}
+		val = string(b)
+	}
+	p.ops = append(p.ops, clientv3.OpPut(key, val, opts...))
+	return nil
+}
+
+func (p *plan) del(key string, opts ...clientv3.OpOption) {
+	p.ops = append(p.ops, clientv3.OpDelete(key, opts...))
+}
+
+// keysUnder lists the keys (not values) under prefix, without guarding them.
+func (p *plan) keysUnder(prefix string) ([]string, error) {
+	resp, err := p.s.cli.Get(p.ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	out := make([]string, len(resp.Kvs))
+	for i, kv := range resp.Kvs {
+		out[i] = strings.TrimPrefix(string(kv.Key), prefix)
+	}
+	return out, nil
+}
+
+// update plans a change with build and applies it in one transaction, planning again
+// from fresh reads when a guard fails. build returns the error to give the caller when
+// the change is refused.
+func (s *Store) update(ctx context.Context, what string, build func(p *plan) error) error {
+	for range maxAttempts {
+		p := &plan{s: s, ctx: ctx, seen: map[string]bool{}}
+		if err := build(p); err != nil {
+			return err
+		}
+		resp, err := s.cli.Txn(ctx).If(p.cmps...).Then(p.ops...).Commit()
+		if err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if resp.Succeeded {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+	}
+	return fmt.Errorf("%s: %w: gave up after %d attempts", what, ErrConflict, maxAttempts)
+}
+
+// listJSON decodes every value under prefix into a new T.
+func listJSON[T any](ctx context.Context, s *Store, prefix string) ([]T, error) {
+	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	out := make([]T, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		var v T
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func nameKey(kind, name string) string { return pNames + kind + "/" + name }
