@@ -1,0 +1,159 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/lanes-net/lanes/api"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// hostRetry is how long a registration waits before trying again after etcd refused it.
+const hostRetry = time.Second
+
+// HostRegistration keeps a host's key alive under its lease.
+type HostRegistration struct {
+	s      *Store
+	host   api.Host
+	ttl    int64
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu    sync.Mutex
+	lease clientv3.LeaseID
+}
+
+// RegisterHost writes the host's key under a new lease of ttl (etcd rounds it up to
+// whole seconds and its minimum) and keeps the lease alive until ctx is cancelled or
+// Close is called; the key then disappears once the TTL runs out, which is how other
+// hosts learn that this one is gone. When the lease is lost (etcd unreachable for
+// longer than the TTL) the host registers again under a new lease. Registering a name
+// that is already registered takes the key over: a restarted host must not wait for
+// its previous lease to expire.
+func (s *Store) RegisterHost(ctx context.Context, h api.Host, ttl time.Duration) (*HostRegistration, error) {
+	h.Alive = false // derived from the key's existence, never stored
+	if err := api.ValidateHost(&h); err != nil {
+		return nil, err
+	}
+	secs := int64(math.Ceil(ttl.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	r := &HostRegistration{s: s, host: h, ttl: secs, done: make(chan struct{})}
+	if err := r.register(ctx); err != nil {
+		return nil, err
+	}
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	r.cancel = cancel
+	go func() {
+		select {
+		case <-ctx.Done():
+			cancel()
+		case <-rctx.Done():
+		}
+	}()
+	go r.run(rctx)
+	return r, nil
+}
+
+func (r *HostRegistration) register(ctx context.Context) error {
+	g, err := r.s.cli.Grant(ctx, r.ttl)
+	if err != nil {
+		return fmt.Errorf("lease for host %s: %w", r.host.Name, err)
+	}
+	b, err := json.Marshal(r.host)
+	if err != nil {
+		return fmt.Errorf("encode host %s: %w", r.host.Name, err)
+	}
+	if _, err := r.s.cli.Put(ctx, pHosts+r.host.Name, string(b), clientv3.WithLease(g.ID)); err != nil {
+		r.s.cli.Revoke(context.WithoutCancel(ctx), g.ID)
+		return fmt.Errorf("register host %s: %w", r.host.Name, err)
+	}
+	r.mu.Lock()
+	r.lease = g.ID
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *HostRegistration) run(ctx context.Context) {
+	defer close(r.done)
+	for {
+		ka, err := r.s.cli.KeepAlive(ctx, r.Lease())
+		if err == nil {
+			for range ka {
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		slog.Warn("host lease lost; registering again", "host", r.host.Name, "err", err)
+		for {
+			if err := r.register(ctx); err == nil {
+				break
+			} else if ctx.Err() != nil {
+				return
+			} else {
+				slog.Warn("registering host failed", "host", r.host.Name, "err", err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(hostRetry):
+			}
+		}
+	}
+}
+
+// Lease is the current lease of the registration.
+func (r *HostRegistration) Lease() clientv3.LeaseID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lease
+}
+
+// Close stops the keep-alive; the host's key expires after the TTL. It does not revoke
+// the lease, so a restarting host does not make its peers tear down its tunnels.
+func (r *HostRegistration) Close() {
+	r.cancel()
+	<-r.done
+}
+
+// Revoke stops the keep-alive and removes the host's key at once.
+func (r *HostRegistration) Revoke(ctx context.Context) error {
+	r.Close()
+	if _, err := r.s.cli.Revoke(ctx, r.Lease()); err != nil {
+		return fmt.Errorf("revoke lease of host %s: %w", r.host.Name, err)
+	}
+	return nil
+}
+
+// ListHosts returns the registered (alive) hosts, sorted by name.
+func (s *Store) ListHosts(ctx context.Context) ([]api.Host, error) {
+	hs, err := listJSON[api.Host](ctx, s, pHosts)
+	for i := range hs {
+		hs[i].Alive = true
+	}
+	sort.Slice(hs, func(i, j int) bool { return hs[i].Name < hs[j].Name })
+	return hs, err
+}
+
+// GetHost returns a registered host; ErrNotFound when it is not registered or its
+// lease has expired.
+func (s *Store) GetHost(ctx context.Context, name string) (api.Host, error) {
+	var h api.Host
+	ok, err := s.reader(ctx).getJSON(pHosts+name, &h)
+	if err != nil {
+		return api.Host{}, err
+	}
+	if !ok {
+		return api.Host{}, fmt.Errorf("host %q: %w", name, ErrNotFound)
+	}
+	h.Alive = true
+	return h, nil
+}
