@@ -1,0 +1,156 @@
+package flows
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+)
+
+// Learned MAC entries age out like Neutron's: hard_timeout=300 s, priority 1, so
+// that l2pop's priority-2 entries win.
+const (
+	learnHardTimeout = 300
+	learnedPriority  = 1
+	l2popPriority    = 2
+)
+
+var (
+	macBroadcast = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
+	macZero      = net.HardwareAddr{0, 0, 0, 0, 0, 0}
+	macGroupBit  = net.HardwareAddr{1, 0, 0, 0, 0, 0}
+)
+
+// acts makes action lists read like ovs-ofctl's.
+func acts(a ...Action) []Action { return a }
+
+// TunBridge builds br-tun's flows; its methods are Neutron's OVSTunnelBridge
+// methods of the same names (native/br_tun.py), with l2pop and the ARP responder on
+// and DVR off. The caller passes the owner's cookie.
+type TunBridge struct {
+	tunTable uint8 // ingress table of this host's tunnel type: 3, 4 or 6
+}
+
+// NewTunBridge returns the builder for tunnel type vxlan, gre or geneve.
+func NewTunBridge(tunnelType string) (TunBridge, error) {
+	t, ok := TunTable(tunnelType)
+	if !ok {
+		return TunBridge{}, fmt.Errorf("tunnel type %q: want vxlan, gre or geneve", tunnelType)
+	}
+	return TunBridge{tunTable: t}, nil
+}
+
+func tun(table uint8, prio uint16, c Cookie, m Match, a ...Action) Flow {
+	return Flow{Bridge: BrTun, Table: table, Priority: prio, Cookie: c, Match: m, Actions: a}
+}
+
+// SetupDefaultTable is br-tun's fixed skeleton: traffic from br-int goes to table 2,
+// anything else unknown is dropped; table 2 splits unicast, broadcast ARP and
+// flooding; packets from tunnels are learned in table 10 and handed to br-int.
+// Neutron's priority-2 GARP/RA/NA learn flows (2025) are left out: only the classic
+// priority-1 learn flow.
+func (TunBridge) SetupDefaultTable(c Cookie, patchInt uint32) []Flow {
+	learn := Learn{Table: UcastToTun, Priority: learnedPriority, HardTimeout: learnHardTimeout, Cookie: LearnedCookie}
+	return []Flow{
+		tun(LocalSwitching, 1, c, Match{InPort: patchInt}, GotoTable{PatchLVToTun}),
+		tun(LocalSwitching, 0, c, Match{}),
+		tun(PatchLVToTun, 1, c, Match{EthType: EthARP, EthDst: macBroadcast}, GotoTable{ARPResponder}),
+		tun(PatchLVToTun, 0, c, Match{EthDst: macZero, EthDstMask: macGroupBit}, GotoTable{UcastToTun}),
+		tun(PatchLVToTun, 0, c, Match{EthDst: macGroupBit, EthDstMask: macGroupBit}, GotoTable{FloodToTun}),
+		tun(GRETunToLV, 0, c, Match{}),
+		tun(VXLANTunToLV, 0, c, Match{}),
+		tun(GeneveTunToLV, 0, c, Match{}),
+		tun(LearnFromTun, 1, c, Match{}, learn, Output{patchInt}),
+		tun(UcastToTun, 0, c, Match{}, GotoTable{FloodToTun}),
+		tun(ARPResponder, 0, c, Match{}, GotoTable{FloodToTun}),
+		tun(FloodToTun, 0, c, Match{}),
+	}
+}
+
+// ProvisionLocalVLAN maps a network's VNI to its local VLAN on the way in.
+func (b TunBridge) ProvisionLocalVLAN(c Cookie, lvid uint16, vni uint32) Flow {
+	return tun(b.tunTable, 1, c, Match{TunID: uint64(vni)},
+		PushVLAN{}, SetVLANVID{lvid}, GotoTable{LearnFromTun})
+}
+
+// SetupTunnelPort sends what arrives on a tunnel port to the tunnel type's table.
+func (b TunBridge) SetupTunnelPort(c Cookie, ofport uint32) Flow {
+	return tun(LocalSwitching, 1, c, Match{InPort: ofport}, GotoTable{b.tunTable})
+}
+
+// InstallFloodToTun floods a network's broadcast and unknown unicast to the given
+// tunnel ports, in the given order.
+func (TunBridge) InstallFloodToTun(c Cookie, lvid uint16, vni uint32, ports []uint32) Flow {
+	a := acts(PopVLAN{}, SetTunID{uint64(vni)})
+	for _, p := range ports {
+		a = append(a, Output{p})
+	}
+	return tun(FloodToTun, 1, c, Match{VLAN: TagVID(lvid)}, a...)
+}
+
+// InstallUnicastToTun sends frames for a known remote MAC to its host's tunnel.
+func (TunBridge) InstallUnicastToTun(c Cookie, lvid uint16, vni uint32, ofport uint32, mac net.HardwareAddr) Flow {
+	return tun(UcastToTun, l2popPriority, c, Match{VLAN: TagVID(lvid), EthDst: mac},
+		PopVLAN{}, SetTunID{uint64(vni)}, Output{ofport})
+}
+
+// InstallARPResponder answers an ARP request for a known remote IP on the spot: it
+// turns the request into the reply and sends it back out of patch-int, still
+// tagged. The action order is Neutron's native driver's.
+func (TunBridge) InstallARPResponder(c Cookie, lvid uint16, ip netip.Addr, mac net.HardwareAddr) Flow {
+	return tun(ARPResponder, 1, c, Match{EthType: EthARP, VLAN: TagVID(lvid), ARPTpa: ip},
+		SetARPOp{2},
+		Move{FieldARPSha, FieldARPTha},
+		Move{FieldARPSpa, FieldARPTpa},
+		SetARPSha{mac},
+		SetARPSpa{ip},
+		Move{FieldEthSrc, FieldEthDst},
+		SetEthSrc{mac},
+		InPort{},
+	)
+}
+
+// IntBridge builds br-int's flows; its methods are Neutron's OVSIntegrationBridge
+// methods of the same intent (native/br_int.py), pre-Yoga layout (see brInt).
+type IntBridge struct{}
+
+func brint(table uint8, prio uint16, c Cookie, m Match, a ...Action) Flow {
+	return Flow{Bridge: BrInt, Table: table, Priority: prio, Cookie: c, Match: m, Actions: a}
+}
+
+// deadVLAN is the tag of ports that must not forward (Neutron's DEAD_VLAN_TAG).
+const deadVLAN = 4095
+
+// SetupDefaultTable is br-int's skeleton: the canary, NORMAL switching, the
+// anti-spoofing default drop and the dead VLAN drop.
+func (IntBridge) SetupDefaultTable(c Cookie) []Flow {
+	return []Flow{
+		brint(Canary, 0, c, Match{}),
+		brint(LocalSwitching, 0, c, Match{}, GotoTable{Transient}),
+		brint(Transient, 3, c, Match{}, Normal{}),
+		brint(ARPSpoof, 0, c, Match{}),
+		brint(LocalSwitching, 65535, c, Match{VLAN: TagVID(deadVLAN)}),
+	}
+}
+
+// SetupSpoofingProtection is Neutron's setup_arp_spoofing_protection plus
+// set_allowed_macs_for_port for a port with port security on: frames from ofport must
+// come from one of macs, and its ARP must claim one of ips (addresses or CIDRs). As
+// in Neutron, a 0.0.0.0/0 among ips turns the ARP check off, and an empty ips still
+// installs the ARP jump, so all its ARP is dropped. IPv4 only: lanes has no IPv6
+// ports, so Neutron's ICMPv6 NA flows are left out.
+func (IntBridge) SetupSpoofingProtection(c Cookie, ofport uint32, macs []net.HardwareAddr, ips []netip.Prefix) []Flow {
+	var fs []Flow
+	for _, mac := range macs {
+		fs = append(fs, brint(MACSpoof, 2, c, Match{InPort: ofport, EthSrc: mac}, GotoTable{Transient}))
+	}
+	fs = append(fs, brint(LocalSwitching, 9, c, Match{InPort: ofport}, GotoTable{MACSpoof}))
+	for _, p := range ips {
+		if p.Bits() == 0 {
+			return fs
+		}
+	}
+	for _, p := range ips {
+		fs = append(fs, brint(ARPSpoof, 2, c, Match{InPort: ofport, EthType: EthARP, ARPSpa: p}, GotoTable{MACSpoof}))
+	}
+	return append(fs, brint(LocalSwitching, 10, c, Match{InPort: ofport, EthType: EthARP}, GotoTable{ARPSpoof}))
+}

@@ -1,0 +1,333 @@
+package flows
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// DefaultPriority is OpenFlow's default; ovs-ofctl omits it from dumps.
+const DefaultPriority = 32768
+
+// Flow is one OpenFlow flow of a bridge. Actions run in order; a GotoTable, if any,
+// comes last. No actions means drop.
+type Flow struct {
+	Bridge   Bridge
+	Table    uint8
+	Priority uint16
+	Cookie   Cookie
+	Match    Match
+	Actions  []Action
+}
+
+// Ethernet types with an ovs-ofctl shorthand.
+const (
+	EthIPv4 = 0x0800
+	EthARP  = 0x0806
+	EthIPv6 = 0x86dd
+)
+
+// VLANPresent is the CFI bit OVS uses in vlan_tci to mean "has an 802.1Q tag".
+const VLANPresent = 0x1000
+
+// VLAN matches the 802.1Q TCI like OVS's vlan_tci=TCI/Mask. The zero value matches
+// anything; TagVID(v) matches a tag with VID v (ovs-ofctl prints dl_vlan=v).
+type VLAN struct{ TCI, Mask uint16 }
+
+// TagVID matches frames tagged with VLAN ID vid.
+func TagVID(vid uint16) VLAN { return VLAN{VLANPresent | vid, VLANPresent | 0x0fff} }
+
+// Match is the small set of fields lanes' pipeline matches on. Zero values and nil
+// mean "any". tun_id 0 cannot be matched (VNIs start at 1).
+type Match struct {
+	InPort     uint32
+	EthType    uint16
+	TunID      uint64
+	VLAN       VLAN
+	EthSrc     net.HardwareAddr
+	EthDst     net.HardwareAddr
+	EthDstMask net.HardwareAddr // nil = exact
+	ARPSpa     netip.Prefix     // a /32 is an exact address; needs EthType EthARP
+	ARPTpa     netip.Addr       // needs EthType EthARP
+	ARPOp      uint16           // needs EthType EthARP
+}
+
+// Action is one OpenFlow action (or the goto_table instruction), printed as ovs-ofctl
+// prints it.
+type Action interface {
+	String() string
+	action()
+}
+
+// The actions lanes' pipeline uses.
+type (
+	PushVLAN   struct{}                  // push an 802.1Q header (TPID 0x8100)
+	SetVLANVID struct{ VID uint16 }      // set_field vlan_vid (OF1.3+: VID|0x1000)
+	PopVLAN    struct{}                  // strip the outer 802.1Q header
+	SetTunID   struct{ ID uint64 }       // tunnel ID (VNI) for the tunnel output
+	Output     struct{ Port uint32 }     // output to an ofport
+	InPort     struct{}                  // output back where it came from (IN_PORT)
+	Normal     struct{}                  // the NORMAL L2 switch
+	GotoTable  struct{ Table uint8 }     // continue in a later table
+	SetEthSrc  struct{ MAC net.HardwareAddr }
+	SetARPOp   struct{ Op uint16 }
+	SetARPSha  struct{ MAC net.HardwareAddr }
+	SetARPSpa  struct{ IP netip.Addr }
+	Move       struct{ Src, Dst Field } // copy a whole field (OF1.5 copy_field)
+)
+
+// Learn is Neutron's table-10 learn() action (§1.4 of the pipeline reference): it
+// installs into Table, for the VLAN of this packet and dl_dst = this packet's dl_src,
+// a flow that strips the VLAN, sets tun_id to the packet's tun_id and outputs to the
+// tunnel port the packet came in on. Only the parameters vary; the spec is fixed.
+type Learn struct {
+	Table       uint8
+	Priority    uint16
+	HardTimeout uint16
+	Cookie      Cookie
+}
+
+// Field is a header field a Move copies, named as ovs-ofctl prints it.
+type Field string
+
+// Fields for Move.
+const (
+	FieldEthSrc Field = "NXM_OF_ETH_SRC"
+	FieldEthDst Field = "NXM_OF_ETH_DST"
+	FieldARPSha Field = "NXM_NX_ARP_SHA"
+	FieldARPTha Field = "NXM_NX_ARP_THA"
+	FieldARPSpa Field = "NXM_OF_ARP_SPA"
+	FieldARPTpa Field = "NXM_OF_ARP_TPA"
+)
+
+// Bits is the field's width.
+func (f Field) Bits() uint16 {
+	switch f {
+	case FieldEthSrc, FieldEthDst, FieldARPSha, FieldARPTha:
+		return 48
+	case FieldARPSpa, FieldARPTpa:
+		return 32
+	}
+	return 0
+}
+
+func (PushVLAN) String() string     { return "push_vlan:0x8100" }
+func (a SetVLANVID) String() string { return fmt.Sprintf("set_field:%d->vlan_vid", VLANPresent|a.VID) }
+func (PopVLAN) String() string      { return "pop_vlan" }
+func (a SetTunID) String() string   { return fmt.Sprintf("set_field:%#x->tun_id", a.ID) }
+func (a Output) String() string     { return "output:" + strconv.FormatUint(uint64(a.Port), 10) }
+func (InPort) String() string       { return "IN_PORT" }
+func (Normal) String() string       { return "NORMAL" }
+func (a GotoTable) String() string  { return "goto_table:" + strconv.Itoa(int(a.Table)) }
+func (a SetEthSrc) String() string  { return "set_field:" + a.MAC.String() + "->eth_src" }
+func (a SetARPOp) String() string   { return fmt.Sprintf("set_field:%d->arp_op", a.Op) }
+func (a SetARPSha) String() string  { return "set_field:" + a.MAC.String() + "->arp_sha" }
+func (a SetARPSpa) String() string  { return "set_field:" + a.IP.String() + "->arp_spa" }
+func (a Move) String() string       { return fmt.Sprintf("move:%s[]->%s[]", a.Src, a.Dst) }
+func (a Learn) String() string {
+	return fmt.Sprintf("learn(table=%d,hard_timeout=%d,priority=%d,cookie=%#x,"+
+		"NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0->NXM_OF_VLAN_TCI[],"+
+		"load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:OXM_OF_IN_PORT[])",
+		a.Table, a.HardTimeout, a.Priority, uint64(a.Cookie))
+}
+
+func (PushVLAN) action()   {}
+func (SetVLANVID) action() {}
+func (PopVLAN) action()    {}
+func (SetTunID) action()   {}
+func (Output) action()     {}
+func (InPort) action()     {}
+func (Normal) action()     {}
+func (GotoTable) action()  {}
+func (SetEthSrc) action()  {}
+func (SetARPOp) action()   {}
+func (SetARPSha) action()  {}
+func (SetARPSpa) action()  {}
+func (Move) action()       {}
+func (Learn) action()      {}
+
+// String renders the match in ovs-ofctl's order (lib/match.c match_format):
+// priority, protocol shorthand, tun_id, in_port, VLAN, dl_src, dl_dst, other
+// dl_type, then the ARP fields.
+func (m Match) String(priority uint16) string {
+	var p []string
+	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+	if priority != DefaultPriority {
+		add("priority=%d", priority)
+	}
+	shorthand := map[uint16]string{EthIPv4: "ip", EthARP: "arp", EthIPv6: "ipv6"}[m.EthType]
+	if shorthand != "" {
+		add("%s", shorthand)
+	}
+	if m.TunID != 0 {
+		add("tun_id=%#x", m.TunID)
+	}
+	if m.InPort != 0 {
+		add("in_port=%d", m.InPort)
+	}
+	switch v := m.VLAN; {
+	case v.Mask == 0:
+	case v.Mask == VLANPresent|0x0fff && v.TCI&VLANPresent != 0:
+		add("dl_vlan=%d", v.TCI&0x0fff)
+	default:
+		add("vlan_tci=0x%04x/0x%04x", v.TCI, v.Mask)
+	}
+	if m.EthSrc != nil {
+		add("dl_src=%s", m.EthSrc)
+	}
+	if m.EthDst != nil {
+		if m.EthDstMask != nil {
+			add("dl_dst=%s/%s", m.EthDst, m.EthDstMask)
+		} else {
+			add("dl_dst=%s", m.EthDst)
+		}
+	}
+	if m.EthType != 0 && shorthand == "" {
+		add("dl_type=0x%04x", m.EthType)
+	}
+	if m.ARPSpa.IsValid() {
+		if m.ARPSpa.Bits() == 32 {
+			add("arp_spa=%s", m.ARPSpa.Addr())
+		} else {
+			add("arp_spa=%s", m.ARPSpa)
+		}
+	}
+	if m.ARPTpa.IsValid() {
+		add("arp_tpa=%s", m.ARPTpa)
+	}
+	if m.ARPOp != 0 {
+		add("arp_op=%d", m.ARPOp)
+	}
+	return strings.Join(p, ",")
+}
+
+// String renders the flow exactly as one line of
+// `ovs-ofctl -O OpenFlow15 dump-flows --no-stats --no-names` (leading space included):
+// cookie and table are left out when zero, priority when it is the default.
+func (f Flow) String() string {
+	var b strings.Builder
+	b.WriteByte(' ')
+	if f.Cookie != 0 {
+		fmt.Fprintf(&b, "cookie=%#x, ", uint64(f.Cookie))
+	}
+	if f.Table != 0 {
+		fmt.Fprintf(&b, "table=%d, ", f.Table)
+	}
+	b.WriteString(f.Match.String(f.Priority))
+	if !strings.HasSuffix(b.String(), " ") {
+		b.WriteByte(' ')
+	}
+	b.WriteString("actions=" + ActionsString(f.Actions))
+	return b.String()
+}
+
+// ActionsString renders an action list as ovs-ofctl does ("drop" when empty).
+func ActionsString(as []Action) string {
+	if len(as) == 0 {
+		return "drop"
+	}
+	s := make([]string, len(as))
+	for i, a := range as {
+		s[i] = a.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// Key identifies the flow within its bridge as OpenFlow does (table, priority,
+// match): two flows with the same key replace each other.
+func (f Flow) Key() string {
+	k := fmt.Sprintf("table=%d,priority=%d", f.Table, f.Priority)
+	if m := f.Match.String(DefaultPriority); m != "" { // priority is spelled out above
+		k += "," + m
+	}
+	return k
+}
+
+// WithRound returns the flow with round r in its cookie and in the cookie of any
+// learn() action, so that learned entries also belong to the current round.
+func (f Flow) WithRound(r uint16) Flow {
+	f.Cookie = f.Cookie.WithRound(r)
+	if len(f.Actions) > 0 {
+		as := make([]Action, len(f.Actions))
+		for i, a := range f.Actions {
+			if l, ok := a.(Learn); ok {
+				l.Cookie = l.Cookie.WithRound(r)
+				a = l
+			}
+			as[i] = a
+		}
+		f.Actions = as
+	}
+	return f
+}
+
+// ErrBadFlow is wrapped by every Validate error.
+var ErrBadFlow = errors.New("bad flow")
+
+// Validate checks the flow against its bridge's table registry (its table exists and
+// it jumps only where that table may go) and checks what OVS would silently
+// normalise or refuse, so that String() stays equal to what the switch dumps.
+func (f Flow) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s %s: %s", ErrBadFlow, f.Bridge, strings.TrimSpace(f.String()), fmt.Sprintf(format, args...))
+	}
+	t, ok := LookupTable(f.Bridge, f.Table)
+	if !ok {
+		return bad("no table %d on %s", f.Table, f.Bridge)
+	}
+	for i, a := range f.Actions {
+		switch a := a.(type) {
+		case GotoTable:
+			if i != len(f.Actions)-1 {
+				return bad("goto_table must be last")
+			}
+			if !t.MayGoTo(a.Table) {
+				return bad("table %d (%s) may not go to table %d", t.ID, t.Name, a.Table)
+			}
+		case Learn:
+			if _, ok := LookupTable(f.Bridge, a.Table); !ok {
+				return bad("learn() into unknown table %d", a.Table)
+			}
+		case Move:
+			if a.Src.Bits() == 0 || a.Src.Bits() != a.Dst.Bits() {
+				return bad("move between fields of different or unknown width")
+			}
+		case SetVLANVID:
+			if a.VID == 0 || a.VID > 4095 {
+				return bad("VLAN ID %d out of range", a.VID)
+			}
+		}
+	}
+	m := f.Match
+	if (m.ARPSpa.IsValid() || m.ARPTpa.IsValid() || m.ARPOp != 0) && m.EthType != EthARP {
+		return bad("ARP fields need eth_type arp")
+	}
+	if m.ARPSpa.IsValid() && (m.ARPSpa.Bits() == 0 || m.ARPSpa != m.ARPSpa.Masked() || !m.ARPSpa.Addr().Is4()) {
+		return bad("arp_spa must be a masked IPv4 prefix longer than /0")
+	}
+	if m.VLAN.TCI&^m.VLAN.Mask != 0 || m.VLAN.Mask&^(VLANPresent|0x0fff) != 0 {
+		return bad("vlan_tci value outside its mask, or mask beyond VID and present bit")
+	}
+	for _, mac := range []net.HardwareAddr{m.EthSrc, m.EthDst, m.EthDstMask} {
+		if mac != nil && len(mac) != 6 {
+			return bad("MAC %s is not 6 bytes", mac)
+		}
+	}
+	if m.EthDstMask != nil {
+		if m.EthDst == nil {
+			return bad("dl_dst mask without dl_dst")
+		}
+		for i := range m.EthDst {
+			if m.EthDst[i]&^m.EthDstMask[i] != 0 {
+				return bad("dl_dst value outside its mask")
+			}
+		}
+		if m.EthDstMask.String() == "ff:ff:ff:ff:ff:ff" {
+			return bad("full dl_dst mask: match exactly instead")
+		}
+	}
+	return nil
+}
