@@ -1,0 +1,512 @@
+package hostwire
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// FirewallOptions configure a Firewall.
+type FirewallOptions struct {
+	// IPTables is the iptables binary whose family (iptables-save/-restore,
+	// ip6tables-save/-restore in the same directory) is used. Empty means the
+	// "iptables" found in $PATH, which is what go-iptables would use, so lanes and
+	// other software on the host share one backend (nft here).
+	IPTables string
+	// IPSet is the ipset binary; empty means "ipset" from $PATH.
+	IPSet string
+	Log   *slog.Logger
+}
+
+// Firewall keeps the lanes chains, hooks and ipsets of one host namespace equal to a
+// desired FirewallState. It writes only what changed: one `ipset restore` for changed
+// sets, one `iptables-restore --noflush` per changed table touching only changed lanes
+// chains, and nothing at all when nothing changed. Rules of other software are never
+// touched.
+type Firewall struct {
+	host *Host
+	log  *slog.Logger
+	bins map[string]string
+
+	mu sync.Mutex
+	// applied is what lanes last wrote (or found) per table: chain -> rules. A chain
+	// whose content is unknown (found at start) maps to nil.
+	applied map[TableID]map[string][]string
+	hooked  map[TableID]bool
+	// sets maps existing lanes ipsets to their last written members (nil: unknown).
+	sets  map[string][]string
+	zones map[string]int // device ID -> conntrack zone
+}
+
+// ApplyStats tells what an Apply wrote.
+type ApplyStats struct {
+	Tables        int // iptables-restore runs
+	ChainsWritten int // chains declared and filled
+	ChainsDeleted int
+	SetsWritten   int
+	SetsDeleted   int
+}
+
+// Changed reports whether anything was written.
+func (s ApplyStats) Changed() bool {
+	return s.Tables+s.ChainsWritten+s.ChainsDeleted+s.SetsWritten+s.SetsDeleted > 0
+}
+
+// NewFirewall reads the current lanes chains, hooks, conntrack zones and ipsets of the
+// host, so that zones stay stable across restarts and leftovers are removed by the
+// first Apply.
+func NewFirewall(h *Host, opts FirewallOptions) (*Firewall, error) {
+	f := &Firewall{host: h, log: opts.Log, bins: map[string]string{}}
+	if f.log == nil {
+		f.log = slog.Default()
+	}
+	ipt := opts.IPTables
+	if ipt == "" {
+		ipt = "iptables"
+	}
+	p, err := exec.LookPath(ipt)
+	if err != nil {
+		return nil, fmt.Errorf("find iptables: %w", err)
+	}
+	dir, base := filepath.Dir(p), filepath.Base(p)
+	// iptables, iptables-nft, iptables-legacy: keep the suffix for the whole family.
+	suffix := strings.TrimPrefix(base, "iptables")
+	for _, tool := range []string{"iptables-save", "iptables-restore", "ip6tables-save", "ip6tables-restore"} {
+		name := strings.Replace(tool, "tables-", "tables"+suffix+"-", 1)
+		f.bins[tool] = filepath.Join(dir, name)
+	}
+	ipset := opts.IPSet
+	if ipset == "" {
+		ipset = "ipset"
+	}
+	if f.bins["ipset"], err = exec.LookPath(ipset); err != nil {
+		return nil, fmt.Errorf("find ipset: %w", err)
+	}
+	if err := f.Resync(context.Background()); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *Firewall) saveBin(fam Family) string {
+	if fam == V6 {
+		return f.bins["ip6tables-save"]
+	}
+	return f.bins["iptables-save"]
+}
+
+func (f *Firewall) restoreBin(fam Family) string {
+	if fam == V6 {
+		return f.bins["ip6tables-restore"]
+	}
+	return f.bins["iptables-restore"]
+}
+
+// savedTable is a parsed `iptables-save -t T`.
+type savedTable struct {
+	chains []string            // every chain declared
+	rules  map[string][]string // chain -> rule specs
+}
+
+func parseSave(out []byte) savedTable {
+	st := savedTable{rules: map[string][]string{}}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, ":"):
+			if i := strings.IndexByte(line, ' '); i > 1 {
+				st.chains = append(st.chains, line[1:i])
+			}
+		case strings.HasPrefix(line, "-A "):
+			rest := line[3:]
+			chain, spec, _ := strings.Cut(rest, " ")
+			st.rules[chain] = append(st.rules[chain], spec)
+		}
+	}
+	return st
+}
+
+func (f *Firewall) save(ctx context.Context, id TableID) (savedTable, error) {
+	out, err := f.host.Exec(ctx, nil, f.saveBin(id.Family), "-t", id.Table)
+	if err != nil {
+		return savedTable{}, fmt.Errorf("read %s: %w", id, err)
+	}
+	return parseSave(out), nil
+}
+
+var zoneRe = regexp.MustCompile(`--physdev-in (?:tap|qvb)(\S+) .*-j CT --zone (\d+)`)
+
+// Resync forgets what was applied and reads the host again: the next Apply rewrites
+// every lanes chain and set once. Use it after something outside lanes may have
+// changed the tables (e.g. a firewall service reload).
+func (f *Firewall) Resync(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.applied = map[TableID]map[string][]string{}
+	f.hooked = map[TableID]bool{}
+	f.sets = map[string][]string{}
+	f.zones = map[string]int{}
+	for _, id := range Tables {
+		st, err := f.save(ctx, id)
+		if err != nil {
+			return err
+		}
+		cur := map[string][]string{}
+		for _, c := range st.chains {
+			if strings.HasPrefix(c, ChainPrefix) {
+				cur[c] = nil
+			}
+		}
+		f.applied[id] = cur
+		f.hooked[id] = hooksPresent(id, st)
+		if id.Table == "raw" && id.Family == V4 {
+			for _, r := range st.rules[ChainPrerouting] {
+				if m := zoneRe.FindStringSubmatch(r); m != nil {
+					z, _ := strconv.Atoi(m[2])
+					f.zones[m[1]] = z
+				}
+			}
+		}
+	}
+	return f.refreshSets(ctx)
+}
+
+// hooksPresent reports whether each hook of the table appears exactly once.
+func hooksPresent(id TableID, st savedTable) bool {
+	for _, h := range hooks[id.Table] {
+		n := 0
+		for _, r := range st.rules[h.Chain] {
+			if strings.HasSuffix(r, "-j "+h.Target) {
+				n++
+			}
+		}
+		if n != 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// Zones returns the conntrack zone of each port, keyed by device ID.
+func (f *Firewall) Zones() map[string]int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]int, len(f.zones))
+	for k, v := range f.zones {
+		out[k] = v
+	}
+	return out
+}
+
+// assignZones gives every port a zone: its current one, else the highest in use + 1,
+// else the first free one (Neutron's ip_conntrack allocation). Zones of ports that are
+// gone are freed first.
+func (f *Firewall) assignZones(ports []FirewallPort) error {
+	want := map[string]bool{}
+	for _, p := range ports {
+		want[DeviceID(p.ID)] = true
+	}
+	used := map[int]bool{}
+	maxZ := ZoneStart - 1
+	for id, z := range f.zones {
+		if !want[id] {
+			delete(f.zones, id)
+			continue
+		}
+		used[z] = true
+		maxZ = max(maxZ, z)
+	}
+	next := func() (int, error) {
+		if maxZ < ZoneMax {
+			maxZ++
+			return maxZ, nil
+		}
+		for z := ZoneStart; z <= ZoneMax; z++ {
+			if !used[z] {
+				return z, nil
+			}
+		}
+		return 0, errors.New("no free conntrack zone")
+	}
+	ids := make([]string, 0, len(want))
+	for id := range want {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if _, ok := f.zones[id]; ok {
+			continue
+		}
+		z, err := next()
+		if err != nil {
+			return err
+		}
+		used[z] = true
+		f.zones[id] = z
+	}
+	for i := range ports {
+		ports[i].Zone = f.zones[DeviceID(ports[i].ID)]
+	}
+	return nil
+}
+
+// Apply makes the host's lanes chains and sets equal to the desired state. Zones are
+// assigned here; FirewallPort.Zone in st is ignored.
+func (f *Firewall) Apply(ctx context.Context, st FirewallState) (ApplyStats, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var stats ApplyStats
+	st.Ports = append([]FirewallPort(nil), st.Ports...)
+	if err := f.assignZones(st.Ports); err != nil {
+		return stats, err
+	}
+	rs, err := Render(st)
+	if err != nil {
+		return stats, fmt.Errorf("render firewall: %w", err)
+	}
+	// Sets first: new rules may reference them.
+	if err := f.writeSets(ctx, rs, &stats); err != nil {
+		return stats, err
+	}
+	for _, id := range Tables {
+		if err := f.writeTable(ctx, id, rs.Tables[id], &stats); err != nil {
+			return stats, err
+		}
+	}
+	// Unused sets last: the rules that referenced them are gone now.
+	if err := f.deleteSets(ctx, rs, &stats); err != nil {
+		return stats, err
+	}
+	return stats, nil
+}
+
+func (f *Firewall) writeTable(ctx context.Context, id TableID, t *Table, stats *ApplyStats) error {
+	applied := f.applied[id]
+	var changed, gone []string
+	for _, c := range sortedKeys(t.Chains) {
+		old, ok := applied[c]
+		if !ok || old == nil || !slices.Equal(old, t.Chains[c]) {
+			changed = append(changed, c)
+		}
+	}
+	for _, c := range sortedKeys(applied) {
+		if _, ok := t.Chains[c]; !ok {
+			gone = append(gone, c)
+		}
+	}
+	var fix []string
+	if !f.hooked[id] {
+		st, err := f.save(ctx, id)
+		if err != nil {
+			return err
+		}
+		fix = hookFix(id, st)
+	}
+	if len(changed) == 0 && len(gone) == 0 && len(fix) == 0 {
+		f.hooked[id] = true
+		return nil
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "*%s\n", id.Table)
+	for _, c := range changed {
+		fmt.Fprintf(&b, ":%s - [0:0]\n", c)
+	}
+	// With --noflush a declared chain is created or flushed; a chain must be empty
+	// before -X deletes it.
+	for _, c := range gone {
+		fmt.Fprintf(&b, ":%s - [0:0]\n", c)
+	}
+	for _, c := range changed {
+		for _, r := range t.Chains[c] {
+			fmt.Fprintf(&b, "-A %s %s\n", c, r)
+		}
+	}
+	for _, l := range fix {
+		b.WriteString(l + "\n")
+	}
+	for _, c := range gone {
+		fmt.Fprintf(&b, "-X %s\n", c)
+	}
+	b.WriteString("COMMIT\n")
+	if _, err := f.host.Exec(ctx, b.Bytes(), f.restoreBin(id.Family), "--noflush"); err != nil {
+		return fmt.Errorf("apply %s: %w", id, err)
+	}
+	for _, c := range changed {
+		applied[c] = t.Chains[c]
+	}
+	for _, c := range gone {
+		delete(applied, c)
+	}
+	f.hooked[id] = true
+	stats.Tables++
+	stats.ChainsWritten += len(changed)
+	stats.ChainsDeleted += len(gone)
+	f.log.Debug("firewall table written", "table", id.String(), "chains", len(changed), "deleted", len(gone), "hooks", len(fix))
+	return nil
+}
+
+// hookFix returns restore lines that leave exactly one jump from each built-in chain
+// into lanes' top chain, at the top of the built-in chain.
+func hookFix(id TableID, st savedTable) []string {
+	var out []string
+	for _, h := range hooks[id.Table] {
+		var found []string
+		for _, r := range st.rules[h.Chain] {
+			if strings.HasSuffix(r, "-j "+h.Target) {
+				found = append(found, r)
+			}
+		}
+		if len(found) == 1 {
+			continue
+		}
+		for _, r := range found {
+			out = append(out, fmt.Sprintf("-D %s %s", h.Chain, r))
+		}
+		out = append(out, fmt.Sprintf("-I %s 1 %s", h.Chain, h.Rule()))
+	}
+	return out
+}
+
+func (f *Firewall) writeSets(ctx context.Context, rs *Ruleset, stats *ApplyStats) error {
+	var b strings.Builder
+	var written []string
+	for _, n := range sortedKeys(rs.Sets) {
+		s := rs.Sets[n]
+		old, exists := f.sets[n]
+		if exists && old != nil && slices.Equal(old, s.Members) {
+			continue
+		}
+		if exists {
+			// Build the new content aside and swap it in: the set is never seen empty.
+			tmp := n + "-n"
+			writeSet(&b, s, tmp)
+			fmt.Fprintf(&b, "swap %s %s\ndestroy %s\n", tmp, n, tmp)
+		} else {
+			writeSet(&b, s, n)
+		}
+		written = append(written, n)
+	}
+	if len(written) == 0 {
+		return nil
+	}
+	if _, err := f.host.Exec(ctx, []byte(b.String()), f.bins["ipset"], "restore"); err != nil {
+		// A failed restore may have done part of its lines: content unknown now.
+		for _, n := range written {
+			f.sets[n] = nil
+		}
+		return errors.Join(fmt.Errorf("write ipsets: %w", err), f.refreshSets(ctx))
+	}
+	for _, n := range written {
+		f.sets[n] = rs.Sets[n].Members
+	}
+	stats.SetsWritten += len(written)
+	return nil
+}
+
+func (f *Firewall) deleteSets(ctx context.Context, rs *Ruleset, stats *ApplyStats) error {
+	var gone []string
+	for _, n := range sortedKeys(f.sets) {
+		if _, ok := rs.Sets[n]; !ok {
+			gone = append(gone, n)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	for _, n := range gone {
+		fmt.Fprintf(&b, "destroy %s\n", n)
+	}
+	if _, err := f.host.Exec(ctx, []byte(b.String()), f.bins["ipset"], "restore"); err != nil {
+		return errors.Join(fmt.Errorf("destroy unused ipsets: %w", err), f.refreshSets(ctx))
+	}
+	for _, n := range gone {
+		delete(f.sets, n)
+	}
+	stats.SetsDeleted += len(gone)
+	return nil
+}
+
+// RemoveAll deletes every lanes chain, hook and ipset of the host (uninstall, tests).
+func (f *Firewall) RemoveAll(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, id := range Tables {
+		st, err := f.save(ctx, id)
+		if err != nil {
+			return err
+		}
+		var lanes []string
+		for _, c := range st.chains {
+			if strings.HasPrefix(c, ChainPrefix) {
+				lanes = append(lanes, c)
+			}
+		}
+		var b bytes.Buffer
+		fmt.Fprintf(&b, "*%s\n", id.Table)
+		for _, c := range lanes {
+			fmt.Fprintf(&b, ":%s - [0:0]\n", c)
+		}
+		for _, h := range hooks[id.Table] {
+			for _, r := range st.rules[h.Chain] {
+				if strings.HasSuffix(r, "-j "+h.Target) {
+					fmt.Fprintf(&b, "-D %s %s\n", h.Chain, r)
+				}
+			}
+		}
+		for _, c := range lanes {
+			fmt.Fprintf(&b, "-X %s\n", c)
+		}
+		b.WriteString("COMMIT\n")
+		if _, err := f.host.Exec(ctx, b.Bytes(), f.restoreBin(id.Family), "--noflush"); err != nil {
+			return fmt.Errorf("remove lanes chains from %s: %w", id, err)
+		}
+		f.applied[id] = map[string][]string{}
+		f.hooked[id] = false
+	}
+	if err := f.refreshSets(ctx); err != nil {
+		return err
+	}
+	var b strings.Builder
+	for _, n := range sortedKeys(f.sets) {
+		fmt.Fprintf(&b, "destroy %s\n", n)
+	}
+	if b.Len() > 0 {
+		if _, err := f.host.Exec(ctx, []byte(b.String()), f.bins["ipset"], "restore"); err != nil {
+			return fmt.Errorf("destroy lanes ipsets: %w", err)
+		}
+	}
+	f.sets = map[string][]string{}
+	f.zones = map[string]int{}
+	return nil
+}
+
+// refreshSets re-reads which lanes ipsets exist, keeping known contents of those that
+// are still there.
+func (f *Firewall) refreshSets(ctx context.Context) error {
+	out, err := f.host.Exec(ctx, nil, f.bins["ipset"], "list", "-n")
+	if err != nil {
+		return fmt.Errorf("list ipsets: %w", err)
+	}
+	now := map[string][]string{}
+	for _, n := range strings.Fields(string(out)) {
+		if strings.HasPrefix(n, SetPrefix4) || strings.HasPrefix(n, SetPrefix6) {
+			now[n] = f.sets[n]
+		}
+	}
+	f.sets = now
+	return nil
+}

@@ -1,0 +1,321 @@
+package hostwire
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+
+	"github.com/lanes-net/lanes/api"
+)
+
+// PortSpec is what the plumbing of one port needs.
+type PortSpec struct {
+	ID  string // port UUID; device names use its first 11 characters
+	MAC string // the VM's MAC; the tap gets it with the first octet fe (as libvirt does)
+	MTU int
+	// TapOwner and TapGroup let an unprivileged qemu open the tap with
+	// -netdev tap,ifname=tapX,script=no,downscript=no.
+	TapOwner, TapGroup uint32
+}
+
+// Devices are the kernel device names of one port.
+type Devices struct{ Tap, Qbr, Qvb, Qvo string }
+
+// DevicesOf names the devices of a port.
+func DevicesOf(portID string) Devices {
+	return Devices{Tap: api.TapName(portID), Qbr: api.QbrName(portID), Qvb: api.QvbName(portID), Qvo: api.QvoName(portID)}
+}
+
+// tapMAC is the host side MAC of a tap: the VM's MAC with the first octet fe, so the
+// bridge never takes the VM's own address for the tap (libvirt does the same).
+func tapMAC(mac string) (net.HardwareAddr, error) {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return nil, fmt.Errorf("port MAC %q: not a MAC address", mac)
+	}
+	out := append(net.HardwareAddr(nil), hw...)
+	out[0] = 0xfe
+	return out, nil
+}
+
+// EnsurePort creates whatever is missing of the port's tap, qbr and veth pair and
+// corrects MTU, bridge membership and link state. A port that is already complete is
+// left untouched; a half-made one is completed.
+func (h *Host) EnsurePort(p PortSpec) error {
+	if p.ID == "" || p.MTU <= 0 {
+		return fmt.Errorf("ensure port %q: ID and MTU must be set", p.ID)
+	}
+	mac, err := tapMAC(p.MAC)
+	if err != nil {
+		return fmt.Errorf("ensure port %s: %w", p.ID, err)
+	}
+	d := DevicesOf(p.ID)
+	return h.Do(func() error {
+		if err := ensurePort(d, p, mac); err != nil {
+			return fmt.Errorf("ensure port %s: %w", p.ID, err)
+		}
+		return nil
+	})
+}
+
+func linkByName(name string) (netlink.Link, error) {
+	l, err := netlink.LinkByName(name)
+	if err != nil {
+		var nf netlink.LinkNotFoundError
+		if errors.As(err, &nf) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("look up %s: %w", name, err)
+	}
+	return l, nil
+}
+
+func ensurePort(d Devices, p PortSpec, mac net.HardwareAddr) error {
+	br, err := ensureBridge(d.Qbr, p.MTU)
+	if err != nil {
+		return err
+	}
+	tap, err := ensureTap(d.Tap, p, mac)
+	if err != nil {
+		return err
+	}
+	qvb, qvo, err := ensureVeth(d.Qvb, d.Qvo, p.MTU)
+	if err != nil {
+		return err
+	}
+	// Bridge MTU follows its ports; set the ports first, then enslave, then the bridge.
+	for _, l := range []netlink.Link{tap, qvb} {
+		if l.Attrs().MasterIndex != br.Attrs().Index {
+			if err := netlink.LinkSetMasterByIndex(l, br.Attrs().Index); err != nil {
+				return fmt.Errorf("enslave %s to %s: %w", l.Attrs().Name, d.Qbr, err)
+			}
+		}
+	}
+	for _, l := range []netlink.Link{tap, qvb, qvo, br} {
+		if l.Attrs().MTU != p.MTU {
+			if err := netlink.LinkSetMTU(l, p.MTU); err != nil {
+				return fmt.Errorf("set MTU %d on %s: %w", p.MTU, l.Attrs().Name, err)
+			}
+		}
+		if l.Attrs().Flags&net.FlagUp == 0 {
+			if err := netlink.LinkSetUp(l); err != nil {
+				return fmt.Errorf("set %s up: %w", l.Attrs().Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func ensureBridge(name string, mtu int) (netlink.Link, error) {
+	l, err := linkByName(name)
+	if err != nil {
+		return nil, err
+	}
+	if l != nil {
+		if _, ok := l.(*netlink.Bridge); !ok {
+			return nil, fmt.Errorf("%s exists but is a %s, not a bridge", name, l.Type())
+		}
+	} else {
+		off := false
+		br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: name, MTU: mtu}, MulticastSnooping: &off}
+		if err := netlink.LinkAdd(br); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, fmt.Errorf("create bridge %s: %w", name, err)
+		}
+		if l, err = linkByName(name); err != nil || l == nil {
+			return nil, fmt.Errorf("bridge %s vanished after create: %w", name, err)
+		}
+	}
+	// STP and forward delay have no fields in netlink.Bridge, and the parsed link does
+	// not report them; writing the same values again changes nothing.
+	if err := setBridgeOptions(l.Attrs().Index); err != nil {
+		return nil, fmt.Errorf("configure bridge %s: %w", name, err)
+	}
+	// IPv6 on qbr would make the host answer and autoconfigure on a VM's L2 segment
+	// (LP#1302080). A namespace with IPv6 disabled has no such file: nothing to do.
+	if err := writeSysctl("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("disable IPv6 on %s: %w", name, err)
+	}
+	return l, nil
+}
+
+func setBridgeOptions(index int) error {
+	req := nl.NewNetlinkRequest(unix.RTM_NEWLINK, unix.NLM_F_ACK)
+	msg := nl.NewIfInfomsg(unix.AF_UNSPEC)
+	msg.Index = int32(index)
+	req.AddData(msg)
+	li := nl.NewRtAttr(unix.IFLA_LINKINFO, nil)
+	li.AddRtAttr(nl.IFLA_INFO_KIND, nl.NonZeroTerminated("bridge"))
+	data := li.AddRtAttr(nl.IFLA_INFO_DATA, nil)
+	data.AddRtAttr(nl.IFLA_BR_STP_STATE, nl.Uint32Attr(0))
+	data.AddRtAttr(nl.IFLA_BR_FORWARD_DELAY, nl.Uint32Attr(0))
+	data.AddRtAttr(nl.IFLA_BR_MCAST_SNOOPING, []byte{0})
+	req.AddData(li)
+	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
+	return err
+}
+
+func ensureTap(name string, p PortSpec, mac net.HardwareAddr) (netlink.Link, error) {
+	l, err := linkByName(name)
+	if err != nil {
+		return nil, err
+	}
+	if l != nil {
+		if _, ok := l.(*netlink.Tuntap); !ok {
+			return nil, fmt.Errorf("%s exists but is a %s, not a tap", name, l.Type())
+		}
+		return l, nil
+	}
+	tap := &netlink.Tuntap{
+		LinkAttrs: netlink.LinkAttrs{Name: name},
+		Mode:      netlink.TUNTAP_MODE_TAP,
+		Flags:     netlink.TUNTAP_NO_PI | netlink.TUNTAP_VNET_HDR | netlink.TUNTAP_ONE_QUEUE,
+		Owner:     p.TapOwner,
+		Group:     p.TapGroup,
+	}
+	if err := netlink.LinkAdd(tap); err != nil {
+		return nil, fmt.Errorf("create tap %s: %w", name, err)
+	}
+	if l, err = linkByName(name); err != nil || l == nil {
+		return nil, fmt.Errorf("tap %s vanished after create: %w", name, err)
+	}
+	if err := netlink.LinkSetHardwareAddr(l, mac); err != nil {
+		return nil, fmt.Errorf("set MAC of %s: %w", name, err)
+	}
+	return l, nil
+}
+
+func ensureVeth(qvb, qvo string, mtu int) (netlink.Link, netlink.Link, error) {
+	b, err := linkByName(qvb)
+	if err != nil {
+		return nil, nil, err
+	}
+	o, err := linkByName(qvo)
+	if err != nil {
+		return nil, nil, err
+	}
+	if b != nil && o != nil {
+		if pi, err := netlink.VethPeerIndex(&netlink.Veth{LinkAttrs: *b.Attrs()}); err == nil && pi == o.Attrs().Index {
+			return b, o, nil
+		}
+	}
+	// A lone or mismatched end is a leftover of an interrupted plug: recreate the pair.
+	for _, l := range []netlink.Link{b, o} {
+		if l != nil {
+			if err := netlink.LinkDel(l); err != nil && !isNotFound(err) {
+				return nil, nil, fmt.Errorf("delete stale %s: %w", l.Attrs().Name, err)
+			}
+		}
+	}
+	v := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: qvb, MTU: mtu}, PeerName: qvo, PeerMTU: uint32(mtu)}
+	if err := netlink.LinkAdd(v); err != nil {
+		return nil, nil, fmt.Errorf("create veth %s/%s: %w", qvb, qvo, err)
+	}
+	if b, err = linkByName(qvb); err != nil || b == nil {
+		return nil, nil, fmt.Errorf("veth %s vanished after create: %w", qvb, err)
+	}
+	if o, err = linkByName(qvo); err != nil || o == nil {
+		return nil, nil, fmt.Errorf("veth %s vanished after create: %w", qvo, err)
+	}
+	return b, o, nil
+}
+
+func isNotFound(err error) bool {
+	var nf netlink.LinkNotFoundError
+	return errors.As(err, &nf) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT)
+}
+
+// DeletePort removes the port's tap, qbr and veth pair. Parts already gone are fine.
+// qvo disappears with its peer; if OVS still lists it as a port, the controller
+// removes that row.
+func (h *Host) DeletePort(portID string) error {
+	d := DevicesOf(portID)
+	return h.Do(func() error {
+		var errs []error
+		for _, n := range []string{d.Tap, d.Qvb, d.Qvo, d.Qbr} {
+			l, err := linkByName(n)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if l == nil {
+				continue
+			}
+			if err := netlink.LinkDel(l); err != nil && !isNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete %s: %w", n, err))
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return fmt.Errorf("delete port %s: %w", portID, err)
+		}
+		return nil
+	})
+}
+
+// PortState is what ListPorts found of one port, keyed by the 11-character device ID.
+type PortState struct {
+	DeviceID           string // the first 11 characters of the port ID
+	Devices            Devices
+	Tap, Qbr, Qvb, Qvo bool // which devices exist
+}
+
+// Complete reports whether all four devices exist.
+func (s PortState) Complete() bool { return s.Tap && s.Qbr && s.Qvb && s.Qvo }
+
+// ListPorts lists the lanes ports present in the host namespace, found by device name
+// (tap/qbr/qvb/qvo + 11 characters), so a reconciler can remove leftovers. Device IDs
+// are compared with a port's ID through api.TapName etc. Only tap devices of type tun
+// count, so a tap of other software with a similar name is not mistaken for a port.
+func (h *Host) ListPorts() ([]PortState, error) {
+	var links []netlink.Link
+	if err := h.Do(func() error {
+		var err error
+		links, err = netlink.LinkList()
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	ports := map[string]*PortState{}
+	get := func(id string) *PortState {
+		s := ports[id]
+		if s == nil {
+			s = &PortState{DeviceID: id, Devices: DevicesOf(id)}
+			ports[id] = s
+		}
+		return s
+	}
+	for _, l := range links {
+		n := l.Attrs().Name
+		if len(n) != 3+api.DeviceIDLen {
+			continue
+		}
+		id := n[3:]
+		switch {
+		case strings.HasPrefix(n, "tap") && l.Type() == "tuntap":
+			get(id).Tap = true
+		case strings.HasPrefix(n, "qbr") && l.Type() == "bridge":
+			get(id).Qbr = true
+		case strings.HasPrefix(n, "qvb") && l.Type() == "veth":
+			get(id).Qvb = true
+		case strings.HasPrefix(n, "qvo") && l.Type() == "veth":
+			get(id).Qvo = true
+		}
+	}
+	out := make([]PortState, 0, len(ports))
+	for _, s := range ports {
+		out = append(out, *s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].DeviceID < out[j].DeviceID })
+	return out, nil
+}
+
+// DeviceID is the part of a port ID that names its devices.
+func DeviceID(portID string) string {
+	return strings.TrimPrefix(api.TapName(portID), "tap")
+}

@@ -1,0 +1,560 @@
+package hostwire
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/lanes-net/lanes/api"
+)
+
+// Chain names. Neutron's wrapped names are "neutron-openvswi-" + 11 characters; ours
+// are shorter ("lanes-" + at most 12) and stay far below iptables' 28-character limit.
+const (
+	ChainPrefix     = "lanes-"
+	ChainForward    = "lanes-FORWARD"
+	ChainInput      = "lanes-INPUT"
+	ChainPrerouting = "lanes-PREROUTING"
+	ChainSG         = "lanes-sg-chain"
+	ChainFallback   = "lanes-sg-fallback"
+	// SetPrefix4 and SetPrefix6 start the ipset names of remote groups.
+	SetPrefix4 = "lanes4-"
+	SetPrefix6 = "lanes6-"
+	// ZoneStart is the first conntrack zone given to a port (Neutron's ZONE_START).
+	ZoneStart = 4097
+	// ZoneMax is the last usable conntrack zone.
+	ZoneMax = 65535
+)
+
+// IngressChain is the per-port chain for traffic to the VM (--physdev-out tap).
+func IngressChain(portID string) string { return ChainPrefix + "i" + DeviceID(portID) }
+
+// EgressChain is the per-port chain for traffic from the VM (--physdev-in tap).
+func EgressChain(portID string) string { return ChainPrefix + "o" + DeviceID(portID) }
+
+// SpoofChain is the per-port source IP/MAC anti-spoofing chain.
+func SpoofChain(portID string) string { return ChainPrefix + "s" + DeviceID(portID) }
+
+// SetName is the ipset holding the member addresses of a remote group for one family
+// ("4" or "6"). 29 characters at most, so the temporary "-n" copy used for atomic
+// replacement fits ipset's 31.
+func SetName(family Family, groupID string) string {
+	id := groupID
+	if len(id) > 22 {
+		id = id[:22]
+	}
+	if family == V6 {
+		return SetPrefix6 + id
+	}
+	return SetPrefix4 + id
+}
+
+// Family is an IP family: V4 for iptables, V6 for ip6tables.
+type Family int
+
+// IP families.
+const (
+	V4 Family = 4
+	V6 Family = 6
+)
+
+func (f Family) String() string { return "IPv" + strconv.Itoa(int(f)) }
+
+// FirewallPort is the firewall's view of one port bound to this host.
+type FirewallPort struct {
+	ID                  string
+	MAC                 string
+	FixedIPs            []string
+	AllowedAddressPairs []api.AddressPair
+	// PortSecurity false means no filtering at all (Neutron: accept everything).
+	PortSecurity   bool
+	SecurityGroups []string
+	// Zone is the conntrack zone; the Firewall fills it in, Render needs it.
+	Zone int
+}
+
+// FirewallState is the desired firewall of one host.
+type FirewallState struct {
+	Ports  []FirewallPort
+	Groups map[string]*api.SecurityGroup
+	// Members holds, per security group ID, the addresses (IP or CIDR) of every port in
+	// that group on any host: the content of the remote-group ipsets.
+	Members map[string][]string
+}
+
+// TableID names one iptables table of one family.
+type TableID struct {
+	Family Family
+	Table  string // "filter" or "raw"
+}
+
+func (t TableID) String() string { return fmt.Sprintf("%s/%s", t.Family, t.Table) }
+
+// Tables lists the tables lanes writes, in the order they are applied.
+var Tables = []TableID{{V4, "raw"}, {V4, "filter"}, {V6, "raw"}, {V6, "filter"}}
+
+// Hook is a rule in a built-in chain that jumps into a lanes chain.
+type Hook struct {
+	Chain  string // built-in chain, e.g. FORWARD
+	Target string // lanes chain
+}
+
+// Rule is the rule-spec written after "-A <chain>".
+func (h Hook) Rule() string {
+	return fmt.Sprintf("-m comment --comment \"lanes security groups\" -j %s", h.Target)
+}
+
+// hooks are inserted at the top of the built-in chains, as Neutron's wrapped chains are.
+var hooks = map[string][]Hook{
+	"filter": {{"FORWARD", ChainForward}, {"INPUT", ChainInput}},
+	"raw":    {{"PREROUTING", ChainPrerouting}},
+}
+
+// Table is the desired content of the lanes chains of one table: chain -> rule specs
+// (without "-A <chain>").
+type Table struct {
+	ID     TableID
+	Chains map[string][]string
+}
+
+// IPSet is one remote-group address set.
+type IPSet struct {
+	Name    string
+	Family  Family
+	Members []string // sorted, canonical (a /32 or /128 is written as the bare address)
+}
+
+// Ruleset is the rendered firewall of a host.
+type Ruleset struct {
+	Tables map[TableID]*Table
+	Sets   map[string]*IPSet
+}
+
+// RestoreText renders one table as complete iptables-restore input (every lanes chain
+// declared, flushed and filled, hooks not included). The Firewall writes only changed
+// chains; this is the full picture, used by golden tests and for debugging.
+func (rs *Ruleset) RestoreText(id TableID) string {
+	t := rs.Tables[id]
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%s\n", id.Table)
+	names := sortedKeys(t.Chains)
+	for _, c := range names {
+		fmt.Fprintf(&b, ":%s - [0:0]\n", c)
+	}
+	for _, c := range names {
+		for _, r := range t.Chains[c] {
+			fmt.Fprintf(&b, "-A %s %s\n", c, r)
+		}
+	}
+	b.WriteString("COMMIT\n")
+	return b.String()
+}
+
+// IPSetRestoreText renders all sets as `ipset restore` input creating them from scratch.
+func (rs *Ruleset) IPSetRestoreText() string {
+	var b strings.Builder
+	for _, n := range sortedKeys(rs.Sets) {
+		writeSet(&b, rs.Sets[n], n)
+	}
+	return b.String()
+}
+
+func setFamily(f Family) string {
+	if f == V6 {
+		return "inet6"
+	}
+	return "inet"
+}
+
+func writeSet(b *strings.Builder, s *IPSet, as string) {
+	fmt.Fprintf(b, "create %s hash:net family %s -exist\n", as, setFamily(s.Family))
+	fmt.Fprintf(b, "flush %s\n", as)
+	for _, m := range s.Members {
+		fmt.Fprintf(b, "add %s %s\n", as, m)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+const (
+	cmtKnown    = `-m comment --comment "Direct packets associated with a known session to the RETURN chain."`
+	cmtInvalid  = `-m comment --comment "Drop packets that appear related to an existing connection (e.g. TCP ACK/FIN) but do not have an entry in conntrack."`
+	cmtFallback = `-m comment --comment "Send unmatched traffic to the fallback chain."`
+	cmtDHCP     = `-m comment --comment "Allow DHCP client traffic."`
+	cmtDHCPSpf  = `-m comment --comment "Prevent DHCP Spoofing by VM."`
+	cmtPair     = `-m comment --comment "Allow traffic from defined IP/MAC pairs."`
+	cmtPairDrop = `-m comment --comment "Drop traffic without an IP/MAC allow rule."`
+	cmtRA       = `-m comment --comment "Drop IPv6 Router Advts from VM Instance."`
+)
+
+func portComment(what, portID string) string {
+	return fmt.Sprintf(`-m comment --comment "%s %s"`, what, portID)
+}
+
+// Render computes the desired lanes chains of every table and the remote-group ipsets.
+// It is pure: the same state gives the same text, ports in sorted order.
+func Render(st FirewallState) (*Ruleset, error) {
+	rs := &Ruleset{Tables: map[TableID]*Table{}, Sets: map[string]*IPSet{}}
+	for _, id := range Tables {
+		rs.Tables[id] = &Table{ID: id, Chains: map[string][]string{}}
+	}
+	ports := append([]FirewallPort(nil), st.Ports...)
+	sort.Slice(ports, func(i, j int) bool { return ports[i].ID < ports[j].ID })
+	for i := 1; i < len(ports); i++ {
+		if DeviceID(ports[i].ID) == DeviceID(ports[i-1].ID) {
+			return nil, fmt.Errorf("ports %s and %s share the device name %s", ports[i-1].ID, ports[i].ID, api.TapName(ports[i].ID))
+		}
+	}
+	for _, fam := range []Family{V4, V6} {
+		raw := rs.Tables[TableID{fam, "raw"}].Chains
+		filter := rs.Tables[TableID{fam, "filter"}].Chains
+		raw[ChainPrerouting] = []string{}
+		filter[ChainForward] = []string{}
+		filter[ChainInput] = []string{}
+		filter[ChainSG] = []string{}
+		filter[ChainFallback] = []string{`-m comment --comment "Default drop rule for unmatched traffic." -j DROP`}
+		for i := range ports {
+			p := &ports[i]
+			if p.Zone < 1 || p.Zone > ZoneMax {
+				return nil, fmt.Errorf("port %s: conntrack zone %d out of range", p.ID, p.Zone)
+			}
+			tap, qvb := api.TapName(p.ID), api.QvbName(p.ID)
+			zc := portComment("Set zone for", p.ID)
+			raw[ChainPrerouting] = append(raw[ChainPrerouting],
+				fmt.Sprintf("-m physdev --physdev-in %s %s -j CT --zone %d", qvb, zc, p.Zone),
+				fmt.Sprintf("-i %s %s -j CT --zone %d", qvb, zc, p.Zone),
+				fmt.Sprintf("-m physdev --physdev-in %s %s -j CT --zone %d", tap, zc, p.Zone))
+			if !p.PortSecurity {
+				c := `-m comment --comment "Accept all packets when port security is disabled."`
+				filter[ChainForward] = append(filter[ChainForward],
+					fmt.Sprintf("-m physdev --physdev-out %s --physdev-is-bridged %s -j ACCEPT", tap, c),
+					fmt.Sprintf("-m physdev --physdev-in %s --physdev-is-bridged %s -j ACCEPT", tap, c))
+				filter[ChainInput] = append(filter[ChainInput],
+					fmt.Sprintf("-m physdev --physdev-in %s --physdev-is-bridged %s -j ACCEPT", tap, c))
+				continue
+			}
+			in, out, spoof := IngressChain(p.ID), EgressChain(p.ID), SpoofChain(p.ID)
+			pc := portComment("Security groups of port", p.ID)
+			filter[ChainForward] = append(filter[ChainForward],
+				fmt.Sprintf("-m physdev --physdev-out %s --physdev-is-bridged %s -j %s", tap, pc, ChainSG),
+				fmt.Sprintf("-m physdev --physdev-in %s --physdev-is-bridged %s -j %s", tap, pc, ChainSG))
+			filter[ChainInput] = append(filter[ChainInput],
+				fmt.Sprintf("-m physdev --physdev-in %s --physdev-is-bridged %s -j %s", tap, pc, out))
+			filter[ChainSG] = append(filter[ChainSG],
+				fmt.Sprintf("-m physdev --physdev-out %s --physdev-is-bridged %s -j %s", tap, pc, in),
+				fmt.Sprintf("-m physdev --physdev-in %s --physdev-is-bridged %s -j %s", tap, pc, out))
+			ingress, egress, err := groupRules(fam, p, st, rs.Sets)
+			if err != nil {
+				return nil, err
+			}
+			spoofRules, err := spoofChain(fam, p)
+			if err != nil {
+				return nil, err
+			}
+			filter[spoof] = spoofRules
+			filter[in] = ingressChain(fam, p, ingress)
+			filter[out] = egressChain(fam, spoof, egress)
+		}
+		filter[ChainSG] = append(filter[ChainSG], "-j ACCEPT")
+	}
+	return rs, nil
+}
+
+func ingressChain(fam Family, p *FirewallPort, sgRules []string) []string {
+	var r []string
+	if fam == V6 {
+		// MLD query, neighbour solicitation and advertisement must reach the VM before
+		// any connection exists.
+		for _, t := range []int{130, 135, 136} {
+			r = append(r, fmt.Sprintf("-p ipv6-icmp -m icmp6 --icmpv6-type %d -j RETURN", t))
+		}
+	}
+	r = append(r, "-m state --state RELATED,ESTABLISHED "+cmtKnown+" -j RETURN")
+	if fam == V4 {
+		// Provider rules: DHCP replies to the port's addresses and to broadcast.
+		for _, ip := range p.FixedIPs {
+			if a, err := netip.ParseAddr(ip); err == nil && a.Is4() {
+				r = append(r, fmt.Sprintf("-d %s/32 -p udp -m udp --sport 67 --dport 68 -j RETURN", a))
+			}
+		}
+		r = append(r, "-d 255.255.255.255/32 -p udp -m udp --sport 67 --dport 68 -j RETURN")
+	}
+	r = append(r, sgRules...)
+	r = append(r, "-m state --state INVALID "+cmtInvalid+" -j DROP", cmtFallback+" -j "+ChainFallback)
+	return r
+}
+
+func egressChain(fam Family, spoof string, sgRules []string) []string {
+	var r []string
+	if fam == V4 {
+		r = append(r,
+			"-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 "+cmtDHCP+" -j RETURN",
+			"-j "+spoof,
+			"-p udp -m udp --sport 68 --dport 67 "+cmtDHCP+" -j RETURN",
+			"-p udp -m udp --sport 67 --dport 68 "+cmtDHCPSpf+" -j DROP")
+	} else {
+		for _, t := range []int{131, 135, 143} {
+			r = append(r, fmt.Sprintf("-s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 --icmpv6-type %d -j RETURN", t))
+		}
+		r = append(r,
+			"-j "+spoof,
+			"-p ipv6-icmp -m icmp6 --icmpv6-type 134 "+cmtRA+" -j DROP",
+			"-p ipv6-icmp -j RETURN",
+			"-p udp -m udp --sport 546 --dport 547 "+cmtDHCP+" -j RETURN",
+			"-p udp -m udp --sport 547 --dport 546 "+cmtDHCPSpf+" -j DROP")
+	}
+	r = append(r, "-m state --state RELATED,ESTABLISHED "+cmtKnown+" -j RETURN")
+	r = append(r, sgRules...)
+	r = append(r, "-m state --state INVALID "+cmtInvalid+" -j DROP", cmtFallback+" -j "+ChainFallback)
+	return r
+}
+
+// spoofChain allows the port's (IP, MAC) pairs, address pairs first, then drops.
+func spoofChain(fam Family, p *FirewallPort) ([]string, error) {
+	mac, err := net.ParseMAC(p.MAC)
+	if err != nil {
+		return nil, fmt.Errorf("port %s: MAC %q: %w", p.ID, p.MAC, err)
+	}
+	type pair struct {
+		src string
+		mac net.HardwareAddr
+	}
+	var pairs []pair
+	macs := []net.HardwareAddr{mac}
+	for _, ap := range p.AllowedAddressPairs {
+		m := mac
+		if ap.MAC != "" {
+			if m, err = net.ParseMAC(ap.MAC); err != nil {
+				return nil, fmt.Errorf("port %s: address pair MAC %q: %w", p.ID, ap.MAC, err)
+			}
+			macs = append(macs, m)
+		}
+		pfx, err := parsePrefix(ap.IP)
+		if err != nil {
+			return nil, fmt.Errorf("port %s: address pair %q: %w", p.ID, ap.IP, err)
+		}
+		if famOf(pfx) == fam {
+			pairs = append(pairs, pair{pfx.String(), m})
+		}
+	}
+	for _, ip := range p.FixedIPs {
+		pfx, err := parsePrefix(ip)
+		if err != nil {
+			return nil, fmt.Errorf("port %s: fixed IP %q: %w", p.ID, ip, err)
+		}
+		if famOf(pfx) == fam {
+			pairs = append(pairs, pair{pfx.String(), mac})
+		}
+	}
+	if fam == V6 {
+		for _, m := range macs {
+			pairs = append(pairs, pair{linkLocal(m).String() + "/128", m})
+		}
+	}
+	var r []string
+	seen := map[string]bool{}
+	for _, pr := range pairs {
+		line := fmt.Sprintf("-s %s -m mac --mac-source %s %s -j RETURN", pr.src, strings.ToUpper(pr.mac.String()), cmtPair)
+		if !seen[line] {
+			seen[line] = true
+			r = append(r, line)
+		}
+	}
+	if len(r) == 0 {
+		r = append(r, fmt.Sprintf("-m mac --mac-source %s %s -j RETURN", strings.ToUpper(mac.String()), cmtPair))
+	}
+	return append(r, cmtPairDrop+" -j DROP"), nil
+}
+
+// linkLocal is the EUI-64 link-local address of a MAC.
+func linkLocal(m net.HardwareAddr) netip.Addr {
+	var b [16]byte
+	b[0], b[1] = 0xfe, 0x80
+	b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15] = m[0]^2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]
+	return netip.AddrFrom16(b)
+}
+
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return p, err
+		}
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+func famOf(p netip.Prefix) Family {
+	if p.Addr().Is4() {
+		return V4
+	}
+	return V6
+}
+
+// groupRules renders the port's security group rules of one family, deduplicated, in
+// group order then rule order, and registers the remote-group sets they use.
+func groupRules(fam Family, p *FirewallPort, st FirewallState, sets map[string]*IPSet) (ingress, egress []string, err error) {
+	eth := api.IPv4
+	if fam == V6 {
+		eth = api.IPv6
+	}
+	seen := map[string]bool{}
+	for _, gid := range p.SecurityGroups {
+		g := st.Groups[gid]
+		if g == nil {
+			// A group the store no longer has allows nothing.
+			continue
+		}
+		for i := range g.Rules {
+			r := &g.Rules[i]
+			if r.Ethertype != eth {
+				continue
+			}
+			var set string
+			if r.RemoteGroupID != "" {
+				set = SetName(fam, r.RemoteGroupID)
+				if sets[set] == nil {
+					sets[set] = memberSet(set, fam, st.Members[r.RemoteGroupID])
+				}
+			}
+			spec, err := ruleSpec(fam, r, set)
+			if err != nil {
+				return nil, nil, fmt.Errorf("port %s: group %s rule %s: %w", p.ID, gid, r.ID, err)
+			}
+			key := r.Direction + " " + spec
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			if r.Direction == api.Ingress {
+				ingress = append(ingress, spec)
+			} else {
+				egress = append(egress, spec)
+			}
+		}
+	}
+	return ingress, egress, nil
+}
+
+func memberSet(name string, fam Family, members []string) *IPSet {
+	seen := map[string]bool{}
+	var out []string
+	add := func(p netip.Prefix) {
+		s := p.String()
+		if p.IsSingleIP() {
+			s = p.Addr().String()
+		}
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	for _, m := range members {
+		p, err := parsePrefix(m)
+		if err != nil || famOf(p) != fam {
+			continue
+		}
+		if p.Bits() == 0 {
+			// hash:net cannot hold a /0: store it as its two halves, as Neutron does.
+			if fam == V4 {
+				add(netip.MustParsePrefix("0.0.0.0/1"))
+				add(netip.MustParsePrefix("128.0.0.0/1"))
+			} else {
+				add(netip.MustParsePrefix("::/1"))
+				add(netip.MustParsePrefix("8000::/1"))
+			}
+			continue
+		}
+		add(p)
+	}
+	sort.Strings(out)
+	return &IPSet{Name: name, Family: fam, Members: out}
+}
+
+// ruleSpec turns a security group rule into iptables arguments, in the order Neutron's
+// _generate_plain_rule_args uses.
+func ruleSpec(fam Family, r *api.Rule, set string) (string, error) {
+	var a []string
+	if r.RemoteCIDR != "" {
+		p, err := parsePrefix(r.RemoteCIDR)
+		if err != nil {
+			return "", fmt.Errorf("remote CIDR %q: %w", r.RemoteCIDR, err)
+		}
+		if p.Bits() != 0 {
+			if r.Direction == api.Ingress {
+				a = append(a, "-s", p.String())
+			} else {
+				a = append(a, "-d", p.String())
+			}
+		}
+	}
+	proto, err := api.ProtocolNumber(r.Protocol)
+	if err != nil {
+		return "", err
+	}
+	switch proto {
+	case 0:
+	case 1, 58:
+		if fam == V4 && proto == 1 {
+			a = append(a, "-p", "icmp")
+			if r.ICMPType != nil {
+				a = append(a, "-m", "icmp", "--icmp-type", icmpTypeCode(r))
+			}
+		} else if fam == V6 {
+			a = append(a, "-p", "ipv6-icmp")
+			if r.ICMPType != nil {
+				a = append(a, "-m", "icmp6", "--icmpv6-type", icmpTypeCode(r))
+			}
+		} else {
+			a = append(a, "-p", strconv.Itoa(proto))
+		}
+	case 6, 17, 132:
+		name := map[int]string{6: "tcp", 17: "udp", 132: "sctp"}[proto]
+		a = append(a, "-p", name, "-m", name)
+		lo, hi := r.PortMin, r.PortMax
+		if hi == 0 {
+			hi = lo
+		}
+		switch {
+		case lo == 0 || (lo <= 1 && hi == 65535):
+		case lo == hi:
+			a = append(a, "--dport", strconv.Itoa(lo))
+		default:
+			a = append(a, "-m", "multiport", "--dports", fmt.Sprintf("%d:%d", lo, hi))
+		}
+	default:
+		a = append(a, "-p", strconv.Itoa(proto))
+	}
+	if set != "" {
+		dir := "src"
+		if r.Direction == api.Egress {
+			dir = "dst"
+		}
+		a = append(a, "-m", "set", "--match-set", set, dir)
+	}
+	a = append(a, "-j", "RETURN")
+	return strings.Join(a, " "), nil
+}
+
+func icmpTypeCode(r *api.Rule) string {
+	s := strconv.Itoa(*r.ICMPType)
+	if r.ICMPCode != nil {
+		s += "/" + strconv.Itoa(*r.ICMPCode)
+	}
+	return s
+}
