@@ -105,7 +105,7 @@ func (TunBridge) InstallARPResponder(c Cookie, lvid uint16, ip netip.Addr, mac n
 		SetARPSpa{ip},
 		Move{FieldEthSrc, FieldEthDst},
 		SetEthSrc{mac},
-		InPort{},
+		OutputInPort{},
 	)
 }
 

@@ -64,19 +64,19 @@ type Action interface {
 
 // The actions lanes' pipeline uses.
 type (
-	PushVLAN   struct{}                  // push an 802.1Q header (TPID 0x8100)
-	SetVLANVID struct{ VID uint16 }      // set_field vlan_vid (OF1.3+: VID|0x1000)
-	PopVLAN    struct{}                  // strip the outer 802.1Q header
-	SetTunID   struct{ ID uint64 }       // tunnel ID (VNI) for the tunnel output
-	Output     struct{ Port uint32 }     // output to an ofport
-	InPort     struct{}                  // output back where it came from (IN_PORT)
-	Normal     struct{}                  // the NORMAL L2 switch
-	GotoTable  struct{ Table uint8 }     // continue in a later table
-	SetEthSrc  struct{ MAC net.HardwareAddr }
-	SetARPOp   struct{ Op uint16 }
-	SetARPSha  struct{ MAC net.HardwareAddr }
-	SetARPSpa  struct{ IP netip.Addr }
-	Move       struct{ Src, Dst Field } // copy a whole field (OF1.5 copy_field)
+	PushVLAN     struct{}              // push an 802.1Q header (TPID 0x8100)
+	SetVLANVID   struct{ VID uint16 }  // set_field vlan_vid (OF1.3+: VID|0x1000)
+	PopVLAN      struct{}              // strip the outer 802.1Q header
+	SetTunID     struct{ ID uint64 }   // tunnel ID (VNI) for the tunnel output
+	Output       struct{ Port uint32 } // output to an ofport
+	OutputInPort struct{}              // output back where it came from (IN_PORT)
+	Normal       struct{}              // the NORMAL L2 switch
+	GotoTable    struct{ Table uint8 } // continue in a later table
+	SetEthSrc    struct{ MAC net.HardwareAddr }
+	SetARPOp     struct{ Op uint16 }
+	SetARPSha    struct{ MAC net.HardwareAddr }
+	SetARPSpa    struct{ IP netip.Addr }
+	Move         struct{ Src, Dst Field } // copy a whole field (OF1.5 copy_field)
 )
 
 // Learn is Neutron's table-10 learn() action (§1.4 of the pipeline reference): it
@@ -119,7 +119,7 @@ func (a SetVLANVID) String() string { return fmt.Sprintf("set_field:%d->vlan_vid
 func (PopVLAN) String() string      { return "pop_vlan" }
 func (a SetTunID) String() string   { return fmt.Sprintf("set_field:%#x->tun_id", a.ID) }
 func (a Output) String() string     { return "output:" + strconv.FormatUint(uint64(a.Port), 10) }
-func (InPort) String() string       { return "IN_PORT" }
+func (OutputInPort) String() string { return "IN_PORT" }
 func (Normal) String() string       { return "NORMAL" }
 func (a GotoTable) String() string  { return "goto_table:" + strconv.Itoa(int(a.Table)) }
 func (a SetEthSrc) String() string  { return "set_field:" + a.MAC.String() + "->eth_src" }
@@ -134,20 +134,20 @@ func (a Learn) String() string {
 		a.Table, a.HardTimeout, a.Priority, uint64(a.Cookie))
 }
 
-func (PushVLAN) action()   {}
-func (SetVLANVID) action() {}
-func (PopVLAN) action()    {}
-func (SetTunID) action()   {}
-func (Output) action()     {}
-func (InPort) action()     {}
-func (Normal) action()     {}
-func (GotoTable) action()  {}
-func (SetEthSrc) action()  {}
-func (SetARPOp) action()   {}
-func (SetARPSha) action()  {}
-func (SetARPSpa) action()  {}
-func (Move) action()       {}
-func (Learn) action()      {}
+func (PushVLAN) action()     {}
+func (SetVLANVID) action()   {}
+func (PopVLAN) action()      {}
+func (SetTunID) action()     {}
+func (Output) action()       {}
+func (OutputInPort) action() {}
+func (Normal) action()       {}
+func (GotoTable) action()    {}
+func (SetEthSrc) action()    {}
+func (SetARPOp) action()     {}
+func (SetARPSha) action()    {}
+func (SetARPSpa) action()    {}
+func (Move) action()         {}
+func (Learn) action()        {}
 
 // String renders the match in ovs-ofctl's order (lib/match.c match_format):
 // priority, protocol shorthand, tun_id, in_port, VLAN, dl_src, dl_dst, other
