@@ -1,20 +1,24 @@
-package flows
+// Package golden holds the golden scenarios of flows/: a host's desired state and
+// the exact `ovs-ofctl` dump it must produce. flows/ tests the renderer with them and
+// flows/ofbind tests the OpenFlow encoding with them.
+package golden
 
 import (
 	"fmt"
 	"strings"
 
 	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/flows"
 )
 
-// A scenario is a host's desired state and the lines `ovs-ofctl -O OpenFlow15
+// A Scenario is a host's desired state and the lines `ovs-ofctl -O OpenFlow15
 // dump-flows --no-stats --no-names` must show for it, beyond the bridge defaults.
 // Cookies are written as $owner placeholders (see cookieNames), everything else is
 // the exact dump text.
-type scenario struct {
-	name     string
-	desired  Desired
-	tun, int []string
+type Scenario struct {
+	Name     string
+	Desired  flows.Desired
+	Tun, Int []string
 }
 
 // Bridge defaults, identical for every tunnel type (patch-int is ofport 1).
@@ -43,32 +47,34 @@ var setupInt = []string{
 
 // Hosts B and C have tunnel ports 2 and 3; host D has none yet.
 var (
-	tunB = Tunnel{RemoteIP: "172.31.0.2", Ofport: 2}
-	tunC = Tunnel{RemoteIP: "172.31.0.3", Ofport: 3}
-	netA = Network{ID: "net-a", VNI: 100, LocalVLAN: 1}
-	netB = Network{ID: "net-b", VNI: 200, LocalVLAN: 2}
+	tunB = flows.Tunnel{RemoteIP: "172.31.0.2", Ofport: 2}
+	tunC = flows.Tunnel{RemoteIP: "172.31.0.3", Ofport: 3}
+	netA = flows.Network{ID: "net-a", VNI: 100, LocalVLAN: 1}
+	netB = flows.Network{ID: "net-b", VNI: 200, LocalVLAN: 2}
 )
 
-func lport(id, net string, ofport uint32, mac string, ips ...string) LocalPort {
-	return LocalPort{ID: id, NetworkID: net, Ofport: ofport, MAC: mac, IPs: ips}
+func lport(id, net string, ofport uint32, mac string, ips ...string) flows.LocalPort {
+	return flows.LocalPort{ID: id, NetworkID: net, Ofport: ofport, MAC: mac, IPs: ips}
 }
 
-func rport(id, net, host, mac string, ips ...string) RemotePort {
-	return RemotePort{ID: id, NetworkID: net, HostIP: host, MAC: mac, IPs: ips}
+func rport(id, net, host, mac string, ips ...string) flows.RemotePort {
+	return flows.RemotePort{ID: id, NetworkID: net, HostIP: host, MAC: mac, IPs: ips}
 }
 
-func host(tunnelType string) Desired { return Desired{TunnelType: tunnelType, PatchIntOfport: 1} }
+func host(tunnelType string) flows.Desired {
+	return flows.Desired{TunnelType: tunnelType, PatchIntOfport: 1}
+}
 
-func with(d Desired, f func(*Desired)) Desired { f(&d); return d }
+func with(d flows.Desired, f func(*flows.Desired)) flows.Desired { f(&d); return d }
 
 // remoteTwoHosts: net-a has one remote port on host B and two on host C; a port on
 // host D (no tunnel yet) and one on a network this host lacks get nothing.
-func remoteTwoHosts(tunnelType string) Desired {
-	return with(host(tunnelType), func(d *Desired) {
-		d.Networks = []Network{netA}
-		d.Tunnels = []Tunnel{tunC, tunB}
-		d.LocalPorts = []LocalPort{lport("p1", "net-a", 5, "fa:16:3e:00:00:01", "10.0.0.1")}
-		d.RemotePorts = []RemotePort{
+func remoteTwoHosts(tunnelType string) flows.Desired {
+	return with(host(tunnelType), func(d *flows.Desired) {
+		d.Networks = []flows.Network{netA}
+		d.Tunnels = []flows.Tunnel{tunC, tunB}
+		d.LocalPorts = []flows.LocalPort{lport("p1", "net-a", 5, "fa:16:3e:00:00:01", "10.0.0.1")}
+		d.RemotePorts = []flows.RemotePort{
 			rport("rc1", "net-a", "172.31.0.3", "fa:16:3e:00:00:c1", "10.0.0.31"),
 			rport("rb1", "net-a", "172.31.0.2", "fa:16:3e:00:00:b1", "10.0.0.21"),
 			rport("rc2", "net-a", "172.31.0.3", "fa:16:3e:00:00:c2", "10.0.0.32"),
@@ -102,34 +108,35 @@ var p1Int = []string{
 	" cookie=$lport:p1, table=25, priority=2,in_port=5,dl_src=fa:16:3e:00:00:01 actions=goto_table:60",
 }
 
-var scenarios = []scenario{
-	{name: "empty host", desired: host("vxlan")},
+// Scenarios are the golden cases.
+var Scenarios = []Scenario{
+	{Name: "empty host", Desired: host("vxlan")},
 	{
-		name: "one network one local port",
-		desired: with(host("vxlan"), func(d *Desired) {
-			d.Networks = []Network{netA}
-			d.LocalPorts = []LocalPort{lport("p1", "net-a", 5, "fa:16:3e:00:00:01", "10.0.0.1")}
+		Name: "one network one local port",
+		Desired: with(host("vxlan"), func(d *flows.Desired) {
+			d.Networks = []flows.Network{netA}
+			d.LocalPorts = []flows.LocalPort{lport("p1", "net-a", 5, "fa:16:3e:00:00:01", "10.0.0.1")}
 		}),
-		tun: []string{
+		Tun: []string{
 			" cookie=$net:net-a, table=4, priority=1,tun_id=0x64 actions=push_vlan:0x8100,set_field:4097->vlan_vid,goto_table:10",
 		},
-		int: p1Int,
+		Int: p1Int,
 	},
 	{
-		name: "two networks with overlapping IPs",
-		desired: with(host("vxlan"), func(d *Desired) {
-			d.Networks = []Network{netA, netB}
-			d.Tunnels = []Tunnel{tunB}
-			d.LocalPorts = []LocalPort{
+		Name: "two networks with overlapping IPs",
+		Desired: with(host("vxlan"), func(d *flows.Desired) {
+			d.Networks = []flows.Network{netA, netB}
+			d.Tunnels = []flows.Tunnel{tunB}
+			d.LocalPorts = []flows.LocalPort{
 				lport("p1", "net-a", 5, "fa:16:3e:00:00:01", "10.0.0.1"),
 				lport("p2", "net-b", 6, "fa:16:3e:00:00:02", "10.0.0.1"),
 			}
-			d.RemotePorts = []RemotePort{
+			d.RemotePorts = []flows.RemotePort{
 				rport("ra", "net-a", "172.31.0.2", "fa:16:3e:00:00:a2", "10.0.0.2"),
 				rport("rb", "net-b", "172.31.0.2", "fa:16:3e:00:00:b2", "10.0.0.2"),
 			}
 		}),
-		tun: []string{
+		Tun: []string{
 			" cookie=$tun:172.31.0.2, priority=1,in_port=2 actions=goto_table:4",
 			" cookie=$net:net-a, table=4, priority=1,tun_id=0x64 actions=push_vlan:0x8100,set_field:4097->vlan_vid,goto_table:10",
 			" cookie=$net:net-b, table=4, priority=1,tun_id=0xc8 actions=push_vlan:0x8100,set_field:4098->vlan_vid,goto_table:10",
@@ -140,7 +147,7 @@ var scenarios = []scenario{
 			" cookie=$rport:ra, table=21, priority=1,arp,dl_vlan=1,arp_tpa=10.0.0.2 actions=set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:00:00:a2->arp_sha,set_field:10.0.0.2->arp_spa,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:a2->eth_src,IN_PORT",
 			" cookie=$rport:rb, table=21, priority=1,arp,dl_vlan=2,arp_tpa=10.0.0.2 actions=set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:00:00:b2->arp_sha,set_field:10.0.0.2->arp_spa,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:b2->eth_src,IN_PORT",
 		},
-		int: append(p1Int[:len(p1Int):len(p1Int)],
+		Int: append(p1Int[:len(p1Int):len(p1Int)],
 			" cookie=$lport:p2, priority=10,arp,in_port=6 actions=goto_table:24",
 			" cookie=$lport:p2, priority=9,in_port=6 actions=goto_table:25",
 			" cookie=$lport:p2, table=24, priority=2,arp,in_port=6,arp_spa=10.0.0.1 actions=goto_table:25",
@@ -148,19 +155,19 @@ var scenarios = []scenario{
 		),
 	},
 	{
-		name:    "remote ports on two hosts",
-		desired: remoteTwoHosts("vxlan"),
-		tun:     remoteTwoHostsTun(4),
-		int:     p1Int,
+		Name:    "remote ports on two hosts",
+		Desired: remoteTwoHosts("vxlan"),
+		Tun:     remoteTwoHostsTun(4),
+		Int:     p1Int,
 	},
 	{
-		name: "a network without remote hosts",
-		desired: with(host("vxlan"), func(d *Desired) {
-			d.Networks = []Network{netA, netB}
-			d.Tunnels = []Tunnel{tunB}
-			d.RemotePorts = []RemotePort{rport("ra", "net-a", "172.31.0.2", "fa:16:3e:00:00:a2")}
+		Name: "a network without remote hosts",
+		Desired: with(host("vxlan"), func(d *flows.Desired) {
+			d.Networks = []flows.Network{netA, netB}
+			d.Tunnels = []flows.Tunnel{tunB}
+			d.RemotePorts = []flows.RemotePort{rport("ra", "net-a", "172.31.0.2", "fa:16:3e:00:00:a2")}
 		}),
-		tun: []string{
+		Tun: []string{
 			" cookie=$tun:172.31.0.2, priority=1,in_port=2 actions=goto_table:4",
 			" cookie=$net:net-a, table=4, priority=1,tun_id=0x64 actions=push_vlan:0x8100,set_field:4097->vlan_vid,goto_table:10",
 			" cookie=$net:net-b, table=4, priority=1,tun_id=0xc8 actions=push_vlan:0x8100,set_field:4098->vlan_vid,goto_table:10",
@@ -169,9 +176,9 @@ var scenarios = []scenario{
 		},
 	},
 	{
-		name: "a port with allowed extra IPs",
-		desired: with(host("vxlan"), func(d *Desired) {
-			d.Networks = []Network{netA}
+		Name: "a port with allowed extra IPs",
+		Desired: with(host("vxlan"), func(d *flows.Desired) {
+			d.Networks = []flows.Network{netA}
 			p := lport("p1", "net-a", 5, "fa:16:3e:00:00:01", "10.0.0.1")
 			p.AllowedAddressPairs = []api.AddressPair{
 				{IP: "10.0.0.50"},
@@ -180,12 +187,12 @@ var scenarios = []scenario{
 			}
 			any := lport("p2", "net-a", 6, "fa:16:3e:00:00:02", "10.0.0.2")
 			any.AllowedAddressPairs = []api.AddressPair{{IP: "0.0.0.0/0"}} // ARP check off, MAC check stays
-			d.LocalPorts = []LocalPort{p, any}
+			d.LocalPorts = []flows.LocalPort{p, any}
 		}),
-		tun: []string{
+		Tun: []string{
 			" cookie=$net:net-a, table=4, priority=1,tun_id=0x64 actions=push_vlan:0x8100,set_field:4097->vlan_vid,goto_table:10",
 		},
-		int: []string{
+		Int: []string{
 			" cookie=$lport:p1, priority=10,arp,in_port=5 actions=goto_table:24",
 			" cookie=$lport:p1, priority=9,in_port=5 actions=goto_table:25",
 			" cookie=$lport:p1, table=24, priority=2,arp,in_port=5,arp_spa=10.0.0.1 actions=goto_table:25",
@@ -198,48 +205,48 @@ var scenarios = []scenario{
 		},
 	},
 	{
-		name: "port security off",
-		desired: with(host("vxlan"), func(d *Desired) {
-			d.Networks = []Network{netA}
+		Name: "port security off",
+		Desired: with(host("vxlan"), func(d *flows.Desired) {
+			d.Networks = []flows.Network{netA}
 			p := lport("p1", "net-a", 5, "fa:16:3e:00:00:01", "10.0.0.1")
 			p.PortSecurityDisabled = true
-			d.LocalPorts = []LocalPort{p, lport("p-no-ofport", "net-a", 0, "fa:16:3e:00:00:03", "10.0.0.3")}
+			d.LocalPorts = []flows.LocalPort{p, lport("p-no-ofport", "net-a", 0, "fa:16:3e:00:00:03", "10.0.0.3")}
 		}),
-		tun: []string{
+		Tun: []string{
 			" cookie=$net:net-a, table=4, priority=1,tun_id=0x64 actions=push_vlan:0x8100,set_field:4097->vlan_vid,goto_table:10",
 		},
 	},
-	{name: "GRE", desired: remoteTwoHosts("gre"), tun: remoteTwoHostsTun(3), int: p1Int},
-	{name: "Geneve", desired: remoteTwoHosts("geneve"), tun: remoteTwoHostsTun(6), int: p1Int},
+	{Name: "GRE", Desired: remoteTwoHosts("gre"), Tun: remoteTwoHostsTun(3), Int: p1Int},
+	{Name: "Geneve", Desired: remoteTwoHosts("geneve"), Tun: remoteTwoHostsTun(6), Int: p1Int},
 }
 
 // cookieNames maps the $owner placeholders of a scenario to cookies.
-func cookieNames(d Desired) *strings.Replacer {
-	pairs := []string{"$setup", cookieText(Owner{CatSetup, ""}), "$learned", fmt.Sprintf("%#x", uint64(LearnedCookie))}
+func cookieNames(d flows.Desired) *strings.Replacer {
+	pairs := []string{"$setup", cookieText(flows.Owner{Category: flows.CatSetup, Key: ""}), "$learned", fmt.Sprintf("%#x", uint64(flows.LearnedCookie))}
 	for _, n := range d.Networks {
-		pairs = append(pairs, "$net:"+n.ID, cookieText(Owner{CatNetwork, n.ID}))
+		pairs = append(pairs, "$net:"+n.ID, cookieText(flows.Owner{Category: flows.CatNetwork, Key: n.ID}))
 	}
 	for _, t := range d.Tunnels {
-		pairs = append(pairs, "$tun:"+t.RemoteIP, cookieText(Owner{CatTunnel, t.RemoteIP}))
+		pairs = append(pairs, "$tun:"+t.RemoteIP, cookieText(flows.Owner{Category: flows.CatTunnel, Key: t.RemoteIP}))
 	}
 	for _, p := range d.LocalPorts {
-		pairs = append(pairs, "$lport:"+p.ID, cookieText(Owner{CatLocalPort, p.ID}))
+		pairs = append(pairs, "$lport:"+p.ID, cookieText(flows.Owner{Category: flows.CatLocalPort, Key: p.ID}))
 	}
 	for _, p := range d.RemotePorts {
-		pairs = append(pairs, "$rport:"+p.ID, cookieText(Owner{CatRemotePort, p.ID}))
+		pairs = append(pairs, "$rport:"+p.ID, cookieText(flows.Owner{Category: flows.CatRemotePort, Key: p.ID}))
 	}
 	return strings.NewReplacer(pairs...)
 }
 
-func cookieText(o Owner) string { return fmt.Sprintf("%#x", uint64(o.Cookie())) }
+func cookieText(o flows.Owner) string { return fmt.Sprintf("%#x", uint64(o.Cookie())) }
 
 // Want is the scenario's full expected dump of bridge b, cookies filled in.
-func (sc scenario) want(b Bridge) []string {
-	lines := append(append([]string{}, setupTun...), sc.tun...)
-	if b == BrInt {
-		lines = append(append([]string{}, setupInt...), sc.int...)
+func (sc Scenario) Want(b flows.Bridge) []string {
+	lines := append(append([]string{}, setupTun...), sc.Tun...)
+	if b == flows.BrInt {
+		lines = append(append([]string{}, setupInt...), sc.Int...)
 	}
-	r := cookieNames(sc.desired)
+	r := cookieNames(sc.Desired)
 	for i := range lines {
 		lines[i] = r.Replace(lines[i])
 	}
