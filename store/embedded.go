@@ -3,9 +3,12 @@ package store
 import (
 	"fmt"
 	"net/url"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // EmbeddedReadyTimeout bounds how long StartEmbedded waits for the server to serve.
@@ -15,6 +18,28 @@ var EmbeddedReadyTimeout = 60 * time.Second
 type Embedded struct {
 	etcd      *embed.Etcd
 	endpoints []string
+	closing   *atomic.Bool
+}
+
+// benignWarnings are logged at every start of a single-member loopback server.
+var benignWarnings = map[string]bool{
+	"Running http and grpc server on single port. This is not recommended for production.": true,
+	"simple token is not cryptographically signed":                                         true,
+}
+
+// quietCore drops every log entry once the server is closing.
+type quietCore struct {
+	zapcore.Core
+	closing *atomic.Bool
+}
+
+func (c quietCore) With(f []zapcore.Field) zapcore.Core { return quietCore{c.Core.With(f), c.closing} }
+
+func (c quietCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.closing.Load() || benignWarnings[e.Message] {
+		return ce
+	}
+	return c.Core.Check(e, ce)
 }
 
 // StartEmbedded starts a single-member etcd with its data in dataDir, serving clients
@@ -38,10 +63,21 @@ func StartEmbedded(dataDir, clientURL, peerURL string) (*Embedded, error) {
 	cfg.ListenPeerUrls = []url.URL{*pu}
 	cfg.AdvertisePeerUrls = []url.URL{*pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	// etcd logs every request at info; lanes only wants to hear about trouble. Close
-	// still logs a few benign "server closed" errors.
-	cfg.LogLevel = "error"
-	cfg.LogOutputs = []string{"stderr"}
+	// etcd logs every request at info; lanes only wants to hear about trouble, and not
+	// about the "server closed" errors every shutdown logs.
+	closing := new(atomic.Bool)
+	lc := zap.NewProductionConfig()
+	lc.Level = zap.NewAtomicLevelAt(zap.WarnLevel)
+	lc.Encoding = "console"
+	lc.DisableStacktrace = true
+	lc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	lg, err := lc.Build(zap.WrapCore(func(c zapcore.Core) zapcore.Core { return quietCore{c, closing} }))
+	if err != nil {
+		return nil, fmt.Errorf("embedded etcd logger: %w", err)
+	}
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
+	// NewConfig leaves this 0 (only the flag sets the default), which logs every request.
+	cfg.WarningUnaryRequestDuration = embed.DefaultWarningUnaryRequestDuration
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded etcd in %s: %w", dataDir, err)
@@ -51,14 +87,16 @@ func StartEmbedded(dataDir, clientURL, peerURL string) (*Embedded, error) {
 	select {
 	case <-e.Server.ReadyNotify():
 	case err := <-e.Err():
+		closing.Store(true)
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %s: %w", dataDir, err)
 	case <-t.C:
+		closing.Store(true)
 		e.Server.Stop()
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %s: not ready after %s", dataDir, EmbeddedReadyTimeout)
 	}
-	return &Embedded{etcd: e, endpoints: []string{cu.String()}}, nil
+	return &Embedded{etcd: e, endpoints: []string{cu.String()}, closing: closing}, nil
 }
 
 // Endpoints are the client URLs to give Open.
@@ -68,4 +106,7 @@ func (e *Embedded) Endpoints() []string { return append([]string(nil), e.endpoin
 func (e *Embedded) Err() <-chan error { return e.etcd.Err() }
 
 // Close stops the server; its data stays in the data dir.
-func (e *Embedded) Close() { e.etcd.Close() }
+func (e *Embedded) Close() {
+	e.closing.Store(true)
+	e.etcd.Close()
+}

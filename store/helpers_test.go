@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -27,7 +28,8 @@ func freePort(t *testing.T) int {
 // startEtcd runs an embedded etcd in a temp dir on free loopback ports.
 func startEtcd(t *testing.T) *Embedded {
 	t.Helper()
-	dir := t.TempDir()
+	// A fresh subdirectory: etcd creates it with the 0700 it wants.
+	dir := filepath.Join(t.TempDir(), "etcd")
 	var lastErr error
 	// A free port can be taken by someone else between the probe and etcd's bind.
 	for range 5 {
