@@ -59,14 +59,14 @@ type Set map[Bridge]map[Owner][]Flow
 
 // Owners lists the owners that have flows on bridge b, sorted.
 func (s Set) Owners(b Bridge) []Owner {
-	var os []Owner
+	var owners []Owner
 	for o := range s[b] {
-		os = append(os, o)
+		owners = append(owners, o)
 	}
-	slices.SortFunc(os, func(x, y Owner) int {
+	slices.SortFunc(owners, func(x, y Owner) int {
 		return cmp.Or(cmp.Compare(x.Category, y.Category), cmp.Compare(x.Key, y.Key))
 	})
-	return os
+	return owners
 }
 
 // Flows lists every flow of bridge b, owner by owner in Owners order.

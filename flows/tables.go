@@ -6,7 +6,11 @@
 // into OpenFlow messages.
 package flows
 
-import "slices"
+import (
+	"slices"
+
+	"github.com/lanes-net/lanes/api"
+)
 
 // Bridge names the OVS bridge a flow belongs to.
 type Bridge string
@@ -101,11 +105,11 @@ func (t Table) MayGoTo(to uint8) bool { return slices.Contains(t.GoesTo, to) }
 // TunTable is br-tun's ingress table for a tunnel type (Neutron's TUN_TABLE).
 func TunTable(tunnelType string) (uint8, bool) {
 	switch tunnelType {
-	case "vxlan":
+	case api.TunnelVXLAN:
 		return VXLANTunToLV, true
-	case "gre":
+	case api.TunnelGRE:
 		return GRETunToLV, true
-	case "geneve":
+	case api.TunnelGeneve:
 		return GeneveTunToLV, true
 	}
 	return 0, false
