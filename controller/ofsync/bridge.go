@@ -1,0 +1,261 @@
+package ofsync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"antrea.io/libOpenflow/openflow15"
+	"antrea.io/ofnet/ofctrl"
+
+	"github.com/lanes-net/lanes/flows"
+	"github.com/lanes-net/lanes/flows/ofbind"
+)
+
+// ErrNotConnected is returned by Sync while the bridge has no OpenFlow connection;
+// the desired set is kept and installed as soon as the switch connects.
+var ErrNotConnected = errors.New("no OpenFlow connection")
+
+// Observer receives the outcome of every bundle (metrics).
+type Observer interface {
+	Bundle(bridge string, flows int, d time.Duration, err error)
+	Connected(bridge string, up bool)
+}
+
+// Bridge is the OpenFlow side of one OVS bridge.
+type Bridge struct {
+	Name  string
+	sock  string
+	round uint16
+	log   *slog.Logger
+	obs   Observer
+	ctrl  *ofctrl.Controller
+
+	mu sync.Mutex
+	sw *ofctrl.OFSwitch
+	// desired is the last set given to Sync; nil until then, so that nothing is
+	// swept before the caller has read its whole desired state.
+	desired map[string]flows.Flow
+	// installed is what the switch holds, as far as committed bundles tell.
+	installed map[string]flows.Flow
+	// needFull is set by a new connection: the next push re-adds everything.
+	needFull bool
+	lastErr  error
+
+	connected chan *ofctrl.OFSwitch
+	done      chan struct{}
+}
+
+// Open starts connecting to the bridge's management socket (<ovs rundir>/<bridge>.mgmt)
+// and keeps reconnecting until ctx ends. round stamps every flow's cookie.
+func Open(ctx context.Context, name, mgmtSocket string, round uint16, log *slog.Logger, obs Observer) *Bridge {
+	b := &Bridge{
+		Name: name, sock: mgmtSocket, round: round, log: log.With("bridge", name), obs: obs,
+		installed: map[string]flows.Flow{},
+		connected: make(chan *ofctrl.OFSwitch, 4),
+		done:      make(chan struct{}),
+	}
+	b.ctrl = ofctrl.NewController(&app{b: b})
+	go b.dial(ctx)
+	go b.loop(ctx)
+	return b
+}
+
+// Round is the generation stamped on this controller's cookies.
+func (b *Bridge) Round() uint16 { return b.round }
+
+func (b *Bridge) dial(ctx context.Context) {
+	for {
+		// Connect blocks: it returns only when the first connection fails its retries
+		// or after Delete; once connected, ofnet redials by itself forever.
+		err := b.ctrl.Connect(b.sock)
+		if ctx.Err() != nil {
+			return
+		}
+		b.log.Warn("openflow connect failed, retrying", "socket", b.sock, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (b *Bridge) loop(ctx context.Context) {
+	defer close(b.done)
+	defer b.ctrl.Delete()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sw := <-b.connected:
+			b.mu.Lock()
+			b.sw = sw
+			b.needFull = true
+			err := b.pushLocked()
+			b.mu.Unlock()
+			if err != nil && !errors.Is(err, ErrNotConnected) {
+				b.log.Error("replay after connect failed", "err", err)
+			}
+		}
+	}
+}
+
+// Wait blocks until the bridge's goroutines have stopped after ctx ended.
+func (b *Bridge) Wait() { <-b.done }
+
+// Sync makes the switch hold exactly the desired flows (stamped with this round). It
+// returns once the bundle committed, or ErrNotConnected (the set is kept and pushed
+// on connect).
+func (b *Bridge) Sync(desired []flows.Flow) error {
+	idx := Index(desired, b.round)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.desired == nil {
+		// First desired state of this process: re-add all and sweep older rounds.
+		b.needFull = true
+	}
+	b.desired = idx
+	return b.pushLocked()
+}
+
+func (b *Bridge) pushLocked() error {
+	if b.sw == nil || !b.sw.IsReady() {
+		b.lastErr = ErrNotConnected
+		return ErrNotConnected
+	}
+	if b.desired == nil {
+		return nil
+	}
+	plan := Diff(b.installed, b.desired, b.needFull)
+	if plan.Empty() {
+		return nil
+	}
+	start := time.Now()
+	err := b.send(plan)
+	if b.obs != nil {
+		b.obs.Bundle(b.Name, len(plan.Add)+len(plan.Delete), time.Since(start), err)
+	}
+	b.lastErr = err
+	if err != nil {
+		return fmt.Errorf("%s: bundle of %d adds, %d deletes: %w", b.Name, len(plan.Add), len(plan.Delete), err)
+	}
+	b.installed = b.desired
+	b.needFull = false
+	b.log.Debug("bundle committed", "adds", len(plan.Add), "deletes", len(plan.Delete), "sweep", plan.Sweep, "took", time.Since(start))
+	return nil
+}
+
+// send delivers a plan as one atomic bundle: deletes, adds, then the round sweep.
+func (b *Bridge) send(p Plan) error {
+	var mods []*openflow15.FlowMod
+	for _, f := range p.Delete {
+		m, err := ofbind.FlowMod(f, openflow15.FC_DELETE_STRICT)
+		if err != nil {
+			return err
+		}
+		mods = append(mods, m)
+	}
+	for _, f := range p.Add {
+		m, err := ofbind.FlowMod(f, openflow15.FC_ADD)
+		if err != nil {
+			return err
+		}
+		mods = append(mods, m)
+	}
+	if p.Sweep {
+		for _, cm := range SweepMasks(b.round) {
+			mods = append(mods, ofbind.DeleteByCookie(cm[0], cm[1]))
+		}
+	}
+	tx := b.sw.NewTransaction(ofctrl.Atomic)
+	if err := tx.Begin(); err != nil {
+		return fmt.Errorf("bundle open: %w", err)
+	}
+	for _, m := range mods {
+		if err := tx.AddFlow(m); err != nil {
+			_, _ = tx.Complete()
+			_ = tx.Abort()
+			return fmt.Errorf("bundle add: %w", err)
+		}
+	}
+	n, err := tx.Complete()
+	if err != nil {
+		return fmt.Errorf("bundle close: %w", err)
+	}
+	if n != len(mods) {
+		_ = tx.Abort()
+		return fmt.Errorf("switch refused %d of %d flow mods (see the ovs-vswitchd log)", len(mods)-n, len(mods))
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("bundle commit: %w", err)
+	}
+	return nil
+}
+
+// Status is a snapshot for lanesctl status and metrics.
+type Status struct {
+	Connected bool
+	Round     uint16
+	// FlowsPerTable counts installed flows (learned flows are the switch's, not counted).
+	FlowsPerTable map[uint8]int
+	Installed     int
+	LastError     string
+}
+
+// Status reports the connection and the installed flows.
+func (b *Bridge) Status() Status {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := Status{Connected: b.sw != nil && b.sw.IsReady(), Round: b.round, FlowsPerTable: map[uint8]int{}, Installed: len(b.installed)}
+	for _, f := range b.installed {
+		st.FlowsPerTable[f.Table]++
+	}
+	if b.lastErr != nil {
+		st.LastError = b.lastErr.Error()
+	}
+	return st
+}
+
+// Installed returns the flows the switch holds, as last committed.
+func (b *Bridge) Installed() []flows.Flow {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]flows.Flow, 0, len(b.installed))
+	for _, f := range b.installed {
+		out = append(out, f)
+	}
+	return out
+}
+
+// app adapts ofnet's callbacks; none of them may block (they run on the switch's
+// receive goroutine).
+type app struct{ b *Bridge }
+
+func (a *app) SwitchConnected(sw *ofctrl.OFSwitch) {
+	a.b.log.Info("openflow connected")
+	if a.b.obs != nil {
+		a.b.obs.Connected(a.b.Name, true)
+	}
+	select {
+	case a.b.connected <- sw:
+	default:
+	}
+}
+
+func (a *app) SwitchDisconnected(sw *ofctrl.OFSwitch) {
+	a.b.log.Warn("openflow disconnected")
+	if a.b.obs != nil {
+		a.b.obs.Connected(a.b.Name, false)
+	}
+}
+func (a *app) PacketRcvd(*ofctrl.OFSwitch, *ofctrl.PacketIn)                 {}
+func (a *app) MultipartReply(*ofctrl.OFSwitch, *openflow15.MultipartReply) {}
+func (a *app) FlowGraphEnabledOnSwitch() bool                             { return false }
+func (a *app) TLVMapEnabledOnSwitch() bool                                { return false }
+func (a *app) PortStatusRcvd(*openflow15.PortStatus)                      {}
+func (a *app) MaxRetry() int                                              { return 5 }
+func (a *app) RetryInterval() time.Duration                               { return 500 * time.Millisecond }
