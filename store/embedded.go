@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"net/url"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,7 @@ type Embedded struct {
 	etcd      *embed.Etcd
 	endpoints []string
 	closing   *atomic.Bool
+	closeOnce sync.Once
 }
 
 // benignWarnings are logged at every start of a single-member loopback server.
@@ -107,8 +109,10 @@ func (e *Embedded) Endpoints() []string { return append([]string(nil), e.endpoin
 // Err reports a fatal error of the running server.
 func (e *Embedded) Err() <-chan error { return e.etcd.Err() }
 
-// Close stops the server; its data stays in the data dir.
+// Close stops the server; its data stays in the data dir. Calling it again is harmless.
 func (e *Embedded) Close() {
-	e.closing.Store(true)
-	e.etcd.Close()
+	e.closeOnce.Do(func() {
+		e.closing.Store(true)
+		e.etcd.Close()
+	})
 }
