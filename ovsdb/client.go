@@ -1,0 +1,270 @@
+package ovsdb
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/ovn-kubernetes/libovsdb/cache"
+	"github.com/ovn-kubernetes/libovsdb/client"
+	"github.com/ovn-kubernetes/libovsdb/model"
+	ovs "github.com/ovn-kubernetes/libovsdb/ovsdb"
+)
+
+// ErrNotFound is returned when a bridge or port that must exist does not.
+var ErrNotFound = errors.New("not found")
+
+// Client is a connection to one ovsdb-server. Its methods are safe for concurrent
+// use; changes are serialised so each is planned against the result of the previous.
+type Client struct {
+	c        client.Client
+	endpoint string
+	log      *slog.Logger
+
+	// mu serialises plan+transact+cache-wait, so planning never sees a half-applied
+	// change of our own.
+	mu sync.Mutex
+
+	txCount atomic.Uint64
+
+	changeMu sync.Mutex
+	changed  chan struct{} // closed and replaced on every cache event
+}
+
+// Connect connects to endpoint (e.g. "unix:/var/run/openvswitch/db.sock"), monitors
+// the tables lanes uses and returns once the cache holds the current contents. The
+// client reconnects by itself for as long as it lives; calls made while disconnected
+// block until reconnected or until their context ends.
+func Connect(ctx context.Context, endpoint string) (*Client, error) {
+	dbm, err := clientModel()
+	if err != nil {
+		return nil, fmt.Errorf("ovsdb model: %w", err)
+	}
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = 100 * time.Millisecond
+	bo.MaxInterval = 2 * time.Second
+	// libovsdb panics when its reconnect backoff gives up, so it must never give up.
+	bo.MaxElapsedTime = 0
+	c, err := client.NewOVSDBClient(dbm,
+		client.WithEndpoint(endpoint),
+		client.WithReconnect(10*time.Second, bo))
+	if err != nil {
+		return nil, fmt.Errorf("ovsdb client %s: %w", endpoint, err)
+	}
+	if err := c.Connect(ctx); err != nil {
+		return nil, fmt.Errorf("ovsdb connect %s: %w", endpoint, err)
+	}
+	cl := &Client{c: c, endpoint: endpoint, log: slog.With("ovsdb", endpoint), changed: make(chan struct{})}
+	// Registered before Monitor so the initial rows are seen too.
+	c.Cache().AddEventHandler(&cache.EventHandlerFuncs{
+		AddFunc:    func(string, model.Model) { cl.notify() },
+		UpdateFunc: func(string, model.Model, model.Model) { cl.notify() },
+		DeleteFunc: func(string, model.Model) { cl.notify() },
+	})
+	// One monitor for all tables: cache recovery with several monitors is unreliable
+	// (libovsdb#250).
+	// Only the model's columns: without a list the server sends every column, and
+	// libovsdb then fails to apply modifications of columns the partial model lacks
+	// (the cache silently stops following other clients' changes). It also keeps
+	// Interface statistics, rewritten every few seconds, off the wire.
+	ovsRow, br, pt, ifc := &openvSwitch{}, &bridge{}, &port{}, &iface{}
+	if _, err := c.Monitor(ctx, c.NewMonitor(
+		client.WithTable(ovsRow, &ovsRow.Bridges),
+		client.WithTable(br, &br.Name, &br.DatapathType, &br.DatapathID, &br.FailMode, &br.Protocols,
+			&br.Ports, &br.OtherConfig, &br.ExternalIDs),
+		client.WithTable(pt, &pt.Name, &pt.Interfaces, &pt.Tag, &pt.OtherConfig, &pt.ExternalIDs),
+		client.WithTable(ifc, &ifc.Name, &ifc.Type, &ifc.Options, &ifc.Ofport, &ifc.OfportRequest,
+			&ifc.Error, &ifc.ExternalIDs),
+	)); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("ovsdb monitor %s: %w", endpoint, err)
+	}
+	return cl, nil
+}
+
+// Close disconnects and stops reconnecting.
+func (c *Client) Close() { c.c.Close() }
+
+// Connected reports whether the connection is currently up.
+func (c *Client) Connected() bool { return c.c.Connected() }
+
+// Transactions counts the transactions this client has sent (writes and ofport
+// read-backs); a no-op ensure leaves it unchanged.
+func (c *Client) Transactions() uint64 { return c.txCount.Load() }
+
+func (c *Client) notify() {
+	c.changeMu.Lock()
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.changeMu.Unlock()
+}
+
+func (c *Client) changes() <-chan struct{} {
+	c.changeMu.Lock()
+	defer c.changeMu.Unlock()
+	return c.changed
+}
+
+// cacheTimeout bounds how long a write waits for its own effect to reach the cache.
+const cacheTimeout = 10 * time.Second
+
+// awaitCache waits until done() holds. libovsdb applies monitor updates on their own
+// goroutine, so the cache can lag the transaction reply by a little.
+func (c *Client) awaitCache(ctx context.Context, what string, done func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, cacheTimeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond) // safety net; events do the real work
+	defer tick.Stop()
+	for {
+		ch := c.changes()
+		if done() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-tick.C:
+		case <-ctx.Done():
+			return fmt.Errorf("ovsdb: cache did not show %s: %w", what, ctx.Err())
+		}
+	}
+}
+
+// transact sends one transaction and turns every failed operation into an error.
+func (c *Client) transact(ctx context.Context, ops []ovs.Operation) ([]ovs.OperationResult, error) {
+	c.txCount.Add(1)
+	res, err := c.c.Transact(ctx, ops...)
+	if err != nil {
+		return nil, fmt.Errorf("ovsdb transact: %w", err)
+	}
+	opErrs, err := ovs.CheckOperationResults(res, ops)
+	if err != nil {
+		msgs := make([]string, 0, len(opErrs))
+		for _, e := range opErrs {
+			msgs = append(msgs, e.Error())
+		}
+		if len(msgs) == 0 {
+			return res, fmt.Errorf("ovsdb transact: %w", err)
+		}
+		return res, fmt.Errorf("ovsdb transact: %w: %s", err, strings.Join(msgs, "; "))
+	}
+	return res, nil
+}
+
+// snapshot is a consistent copy of the cached tables, indexed for planning.
+type snapshot struct {
+	root       *openvSwitch
+	bridges    map[string]*bridge // by name
+	ports      map[string]*port   // by name
+	portByUUID map[string]*port
+	ifaces     map[string]*iface // by name
+	ifaceByID  map[string]*iface
+	portBridge map[string]*bridge // port UUID -> bridge
+}
+
+func (c *Client) snapshot(ctx context.Context) (*snapshot, error) {
+	var roots []openvSwitch
+	var brs []bridge
+	var ps []port
+	var ifs []iface
+	for _, l := range []any{&roots, &brs, &ps, &ifs} {
+		if err := c.c.List(ctx, l); err != nil {
+			return nil, fmt.Errorf("ovsdb cache: %w", err)
+		}
+	}
+	s := &snapshot{
+		bridges: map[string]*bridge{}, ports: map[string]*port{}, portByUUID: map[string]*port{},
+		ifaces: map[string]*iface{}, ifaceByID: map[string]*iface{}, portBridge: map[string]*bridge{},
+	}
+	if len(roots) > 0 {
+		s.root = &roots[0]
+	}
+	for i := range brs {
+		b := &brs[i]
+		s.bridges[b.Name] = b
+		for _, p := range b.Ports {
+			s.portBridge[p] = b
+		}
+	}
+	for i := range ps {
+		s.ports[ps[i].Name] = &ps[i]
+		s.portByUUID[ps[i].UUID] = &ps[i]
+	}
+	for i := range ifs {
+		s.ifaces[ifs[i].Name] = &ifs[i]
+		s.ifaceByID[ifs[i].UUID] = &ifs[i]
+	}
+	return s, nil
+}
+
+// bridgeIfaces lists the interfaces of a bridge's ports.
+func (s *snapshot) bridgeIfaces(b *bridge) []*iface {
+	var out []*iface
+	for _, pu := range b.Ports {
+		p := s.portByUUID[pu]
+		if p == nil {
+			continue
+		}
+		for _, iu := range p.Interfaces {
+			if i := s.ifaceByID[iu]; i != nil {
+				out = append(out, i)
+			}
+		}
+	}
+	return out
+}
+
+// portOf returns the port named name if it is on bridge br.
+func (s *snapshot) portOn(br, name string) *port {
+	p := s.ports[name]
+	if p == nil {
+		return nil
+	}
+	if b := s.portBridge[p.UUID]; b == nil || b.Name != br {
+		return nil
+	}
+	return p
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func mapsEqual(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// hasKeys reports whether m holds every key of want with the same value.
+func hasKeys(m, want map[string]string) bool {
+	for k, v := range want {
+		if w, ok := m[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
+
+func intPtrEqual(a, b *int) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return *a == *b
+}
+
+func nonNil(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
