@@ -54,6 +54,9 @@ func (b *Batch) Commit(ctx context.Context) (Result, error) {
 	c := b.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.awaitConnected(ctx); err != nil {
+		return Result{}, err
+	}
 	s, err := c.snapshot(ctx)
 	if err != nil {
 		return Result{}, err

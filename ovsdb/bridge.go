@@ -203,6 +203,9 @@ func (c *Client) EnsureBridge(ctx context.Context, spec BridgeSpec) error {
 func (c *Client) DeleteBridge(ctx context.Context, name string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.awaitConnected(ctx); err != nil {
+		return err
+	}
 	s, err := c.snapshot(ctx)
 	if err != nil {
 		return err
@@ -262,6 +265,9 @@ func (c *Client) BridgeExternalID(ctx context.Context, bridgeName, key string) (
 func (c *Client) SetBridgeExternalID(ctx context.Context, bridgeName, key, value string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := c.awaitConnected(ctx); err != nil {
+		return err
+	}
 	s, err := c.snapshot(ctx)
 	if err != nil {
 		return err

@@ -135,6 +135,19 @@ func (c *Client) awaitCache(ctx context.Context, what string, done func() bool) 
 	}
 }
 
+// awaitConnected waits while the client is reconnecting: planning against the cache
+// of a dead connection would redo changes that are already in place.
+func (c *Client) awaitConnected(ctx context.Context) error {
+	for !c.c.Connected() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("ovsdb %s: not connected: %w", c.endpoint, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
 // transact sends one transaction and turns every failed operation into an error.
 func (c *Client) transact(ctx context.Context, ops []ovs.Operation) ([]ovs.OperationResult, error) {
 	c.txCount.Add(1)
