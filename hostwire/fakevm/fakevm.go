@@ -176,8 +176,8 @@ func Start(cfg Config) (*VM, error) {
 		return nil, err
 	}
 	v.wg.Add(2)
-	go v.copy(v.vm, v.host, true)
-	go v.copy(v.host, v.vm, false)
+	go v.copy(v.host, v.vm, true)
+	go v.copy(v.vm, v.host, false)
 	return v, nil
 }
 

@@ -1,0 +1,154 @@
+package hostwire
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/internal/ovsproc"
+)
+
+func fwState(ports ...int) FirewallState {
+	web := &api.SecurityGroup{ID: "web", Rules: []api.Rule{
+		{ID: "1", Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "tcp", PortMin: 22, PortMax: 22},
+		{ID: "2", Direction: api.Ingress, Ethertype: api.IPv4, RemoteGroupID: "web"},
+		{ID: "3", Direction: api.Egress, Ethertype: api.IPv4},
+	}}
+	other := &api.SecurityGroup{ID: "other", Rules: []api.Rule{
+		{ID: "4", Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "icmp"},
+	}}
+	st := FirewallState{Groups: map[string]*api.SecurityGroup{"web": web, "other": other}, Members: map[string][]string{}}
+	for _, n := range ports {
+		ip := "10.0.0." + string(rune('0'+n))
+		groups := []string{"web"}
+		if n%2 == 0 {
+			groups = []string{"other"}
+		}
+		st.Ports = append(st.Ports, FirewallPort{ID: portID(n), MAC: macOf(n), FixedIPs: []string{ip}, PortSecurity: true, SecurityGroups: groups})
+		for _, g := range groups {
+			st.Members[g] = append(st.Members[g], ip)
+		}
+	}
+	return st
+}
+
+func countLines(s, sub string) int {
+	n := 0
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestFirewallApply(t *testing.T) {
+	skipUnlessKernel(t)
+	ctx := context.Background()
+	th := newTestHost(t, ovsproc.NetnsForTest(t))
+	// Rules and sets of other software must survive everything lanes does.
+	th.sh(t, "iptables", "-A", "FORWARD", "-m", "comment", "--comment", "other software", "-j", "ACCEPT")
+	th.sh(t, "iptables", "-N", "OTHER-chain")
+	th.sh(t, "iptables", "-A", "OTHER-chain", "-j", "RETURN")
+	th.sh(t, "ipset", "create", "other-set", "hash:ip")
+
+	st := fwState(1, 2, 3)
+	if s := th.apply(t, st); !s.Changed() || s.Tables != 4 || s.SetsWritten != 1 {
+		t.Fatalf("first apply: %+v", s)
+	}
+	if s := th.apply(t, st); s.Changed() {
+		t.Fatalf("no-op apply wrote %+v", s)
+	}
+	zones := th.fw.Zones()
+	if zones[DeviceID(portID(1))] != ZoneStart || zones[DeviceID(portID(3))] != ZoneStart+2 {
+		t.Fatalf("zones = %v", zones)
+	}
+
+	// A rule change rewrites only the ingress chains of the ports in that group.
+	st.Groups["web"].Rules[0].PortMin, st.Groups["web"].Rules[0].PortMax = 2222, 2222
+	s := th.apply(t, st)
+	if s.Tables != 1 || s.ChainsWritten != 2 || s.SetsWritten != 0 {
+		t.Fatalf("rule change wrote %+v, want 1 table, 2 chains", s)
+	}
+	if out := th.sh(t, "iptables-save", "-t", "filter"); !strings.Contains(out, "-A "+IngressChain(portID(3))+" -p tcp -m tcp --dport 2222 -j RETURN") {
+		t.Fatalf("changed rule missing:\n%s", out)
+	}
+
+	// Membership change: only the set.
+	st.Members["web"] = append(st.Members["web"], "10.9.9.9")
+	if s := th.apply(t, st); s.Tables != 0 || s.SetsWritten != 1 {
+		t.Fatalf("member change wrote %+v", s)
+	}
+	if out := th.sh(t, "ipset", "list", SetName(V4, "web")); !strings.Contains(out, "10.9.9.9") {
+		t.Fatalf("set not updated:\n%s", out)
+	}
+
+	// Restart: a new Firewall recovers the zones, rewrites once, keeps one hook each.
+	fw2, err := NewFirewall(th.h, FirewallOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	th.fw = fw2
+	if z := fw2.Zones(); len(z) != 3 || z[DeviceID(portID(3))] != ZoneStart+2 {
+		t.Fatalf("recovered zones = %v, want %v", z, zones)
+	}
+	th.apply(t, st)
+	if s := th.apply(t, st); s.Changed() {
+		t.Fatalf("no-op apply after restart wrote %+v", s)
+	}
+	// Port 1 goes, port 4 comes: port 4 gets a new zone, port 1's chains go.
+	st2 := fwState(2, 3, 4)
+	st2.Groups = st.Groups
+	if s := th.apply(t, st2); s.ChainsDeleted != 6 {
+		t.Fatalf("port swap: %+v", s)
+	}
+	if z := th.fw.Zones(); z[DeviceID(portID(4))] != ZoneStart+3 || z[DeviceID(portID(1))] != 0 {
+		t.Fatalf("zones after swap = %v", z)
+	}
+
+	// Someone deletes the FORWARD hook: Resync notices and the next Apply restores it.
+	hook := Hook{Chain: "FORWARD", Target: ChainForward}
+	th.sh(t, "sh", "-c", "iptables -D FORWARD "+hook.Rule())
+	if err := th.fw.Resync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	th.apply(t, st2)
+
+	for _, bin := range []string{"iptables-save", "ip6tables-save"} {
+		out := th.sh(t, bin)
+		for _, h := range []string{"-A FORWARD -m comment --comment \"lanes security groups\" -j lanes-FORWARD",
+			"-A INPUT -m comment --comment \"lanes security groups\" -j lanes-INPUT",
+			"-A PREROUTING -m comment --comment \"lanes security groups\" -j lanes-PREROUTING"} {
+			if n := countLines(out, h); n != 1 {
+				t.Errorf("%s: %d x %q", bin, n, h)
+			}
+		}
+		if strings.Contains(out, DeviceID(portID(1))) {
+			t.Errorf("%s still has the removed port", bin)
+		}
+	}
+	// Hooks come first in FORWARD, before the other software's rule.
+	if out := th.sh(t, "iptables", "-S", "FORWARD"); !strings.Contains(out, "-j lanes-FORWARD\n-A FORWARD -m comment --comment \"other software\" -j ACCEPT") {
+		t.Errorf("FORWARD order:\n%s", out)
+	}
+
+	// Remove everything: other software's rules and sets are still there.
+	if err := th.fw.RemoveAll(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, bin := range []string{"iptables-save", "ip6tables-save"} {
+		if out := th.sh(t, bin); strings.Contains(out, "lanes") {
+			t.Errorf("%s after RemoveAll:\n%s", bin, out)
+		}
+	}
+	out := th.sh(t, "iptables-save")
+	for _, want := range []string{"other software", "-A OTHER-chain -j RETURN"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("other software's rule %q gone:\n%s", want, out)
+		}
+	}
+	if out := th.sh(t, "ipset", "list", "-n"); strings.TrimSpace(out) != "other-set" {
+		t.Errorf("ipsets after RemoveAll: %q", out)
+	}
+}
