@@ -92,7 +92,7 @@ func (r *HostRegistration) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		slog.Warn("host lease lost; registering again", "host", r.host.Name, "err", err)
+		slog.Warn("host lease lost; registering again", "host", r.host.Name, "lease", int64(r.Lease()), "keepalive_err", err)
 		for {
 			if err := r.register(ctx); err == nil {
 				break

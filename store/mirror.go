@@ -129,7 +129,17 @@ func (m *Mirror) notify() {
 
 // Run lists and watches until ctx is cancelled, and returns ctx's error.
 func (m *Mirror) Run(ctx context.Context) error {
-	backoff := 100 * time.Millisecond
+	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
+	backoff := minBackoff
+	pause := func() error {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, maxBackoff)
+		return nil
+	}
 	lists := 0
 	for {
 		rev, err := m.list(ctx, lists > 0)
@@ -138,15 +148,11 @@ func (m *Mirror) Run(ctx context.Context) error {
 				return ctx.Err()
 			}
 			slog.Warn("store mirror: list failed", "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(backoff):
+			if err := pause(); err != nil {
+				return err
 			}
-			backoff = min(2*backoff, 5*time.Second)
 			continue
 		}
-		backoff = 100 * time.Millisecond
 		if lists == 0 {
 			close(m.synced)
 		}
@@ -154,11 +160,21 @@ func (m *Mirror) Run(ctx context.Context) error {
 		if m.afterList != nil {
 			m.afterList(rev)
 		}
+		started := time.Now()
 		err = m.watch(ctx, rev+1)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		slog.Info("store mirror: listing again", "reason", err, "revision", rev)
+		// A watch that breaks at once (no leader, say) must not turn into a busy loop
+		// of full lists; one that ran for a while has earned an immediate re-list.
+		if time.Since(started) < time.Second {
+			if err := pause(); err != nil {
+				return err
+			}
+		} else {
+			backoff = minBackoff
+		}
 	}
 }
 
@@ -239,32 +255,32 @@ func (m *Mirror) apply(st *State, typ mvccpb.Event_EventType, kv *mvccpb.KeyValu
 	switch kind {
 	case "networks":
 		if del {
-			delete(st.Networks, id)
+			return deleted(st.Networks, id)
 		} else if v := (api.Network{}); decode(&v) {
 			st.Networks[id] = v
 		}
 	case "ports":
 		if del {
-			delete(st.Ports, id)
+			return deleted(st.Ports, id)
 		} else if v := (api.Port{}); decode(&v) {
 			st.Ports[id] = v
 		}
 	case "secgroups":
 		if del {
-			delete(st.Groups, id)
+			return deleted(st.Groups, id)
 		} else if v := (api.SecurityGroup{}); decode(&v) {
 			st.Groups[id] = v
 		}
 	case "hosts":
 		if del {
-			delete(st.Hosts, id)
+			return deleted(st.Hosts, id)
 		} else if v := (api.Host{}); decode(&v) {
 			v.Alive = true
 			st.Hosts[id] = v
 		}
 	case "status":
 		if del {
-			delete(st.Statuses, id)
+			return deleted(st.Statuses, id)
 		} else if v := (api.PortStatus{}); decode(&v) {
 			if m.opts.KeepStatus != nil && !m.opts.KeepStatus(v) {
 				if _, had := st.Statuses[id]; !had {
@@ -279,4 +295,10 @@ func (m *Mirror) apply(st *State, typ mvccpb.Event_EventType, kv *mvccpb.KeyValu
 		return false
 	}
 	return true
+}
+
+func deleted[V any](m map[string]V, id string) bool {
+	_, ok := m[id]
+	delete(m, id)
+	return ok
 }

@@ -12,6 +12,13 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
+// Limits per port, so that a port's transaction stays well inside etcd's default
+// limit of 128 operations.
+const (
+	MaxFixedIPs   = 16
+	MaxPortGroups = 16
+)
+
 // CreatePort creates a port. p.NetworkID and p.SecurityGroups may hold IDs or names
 // (the stored port holds IDs); p.Host must be a registered, alive host. An empty MAC
 // is allocated (fa:16:3e:xx:xx:xx, unique in the network) and empty FixedIPs get the
@@ -107,6 +114,12 @@ func (pl *plan) planPort(old *api.Port, want api.Port) (api.Port, error) {
 	want.NetworkID = netID
 	if err := api.ValidatePort(&want, &n, true); err != nil {
 		return want, err
+	}
+	if len(want.FixedIPs) > MaxFixedIPs {
+		return want, &api.FieldError{Field: "port.fixed_ips", Reason: fmt.Sprintf("at most %d addresses per port", MaxFixedIPs)}
+	}
+	if len(want.SecurityGroups) > MaxPortGroups {
+		return want, &api.FieldError{Field: "port.security_groups", Reason: fmt.Sprintf("at most %d groups per port", MaxPortGroups)}
 	}
 	if !want.PortSecurityEnabled() && len(want.SecurityGroups) > 0 {
 		return want, &api.FieldError{Field: "port.security_groups", Value: want.SecurityGroups[0], Reason: "must be empty when port security is disabled"}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -79,6 +80,11 @@ func TestValidationLeavesStoreUnchanged(t *testing.T) {
 		{"port name too long", port(func(p *api.Port) { p.Name = long }), "port.name", "longer than"},
 		{"port name odd", port(func(p *api.Port) { p.Name = "-x" }), "port.name", "starting with a letter or digit"},
 		{"ip listed twice", port(func(p *api.Port) { p.FixedIPs = []string{"10.0.0.7", "10.0.0.7"} }), "port.fixed_ips", "listed twice"},
+		{"too many ips", port(func(p *api.Port) {
+			for i := range MaxFixedIPs + 1 {
+				p.FixedIPs = append(p.FixedIPs, fmt.Sprintf("10.0.0.%d", 100+i))
+			}
+		}), "port.fixed_ips", "at most 16"},
 		{"bad pair", port(func(p *api.Port) { p.AllowedAddressPairs = []api.AddressPair{{IP: "x"}} }), "port.allowed_address_pairs.ip", "not an IPv4"},
 		{"groups without port security", port(func(p *api.Port) { p.PortSecurity = &off; p.SecurityGroups = []string{"web"} }), "port.security_groups", "port security is disabled"},
 		{"port id not uuid", port(func(p *api.Port) { p.ID = "x" }), "port.id", "UUID"},
