@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"net/url"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,10 +51,14 @@ func (c quietCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Che
 // on clientURL and peers on peerURL (both like http://127.0.0.1:2379; etcd refuses
 // unix:// peer URLs). It returns once the server is ready to serve, or an error after
 // EmbeddedReadyTimeout. A data dir from an earlier run is reused, state included.
-func StartEmbedded(dataDir, clientURL, peerURL string) (*Embedded, error) {
-	cu, err := url.Parse(clientURL)
-	if err != nil {
-		return nil, fmt.Errorf("embedded etcd client URL %q: %w", clientURL, err)
+func StartEmbedded(dataDir, clientURLs, peerURL string) (*Embedded, error) {
+	var cus []url.URL
+	for _, s := range strings.Split(clientURLs, ",") {
+		cu, err := url.Parse(s)
+		if err != nil || cu.Host == "" {
+			return nil, fmt.Errorf("embedded etcd client URL %q: want scheme://host:port", s)
+		}
+		cus = append(cus, *cu)
 	}
 	pu, err := url.Parse(peerURL)
 	if err != nil {
@@ -62,8 +67,8 @@ func StartEmbedded(dataDir, clientURL, peerURL string) (*Embedded, error) {
 	cfg := embed.NewConfig()
 	cfg.Name = "lanes"
 	cfg.Dir = dataDir
-	cfg.ListenClientUrls = []url.URL{*cu}
-	cfg.AdvertiseClientUrls = []url.URL{*cu}
+	cfg.ListenClientUrls = cus
+	cfg.AdvertiseClientUrls = cus
 	cfg.ListenPeerUrls = []url.URL{*pu}
 	cfg.AdvertisePeerUrls = []url.URL{*pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
@@ -100,7 +105,11 @@ func StartEmbedded(dataDir, clientURL, peerURL string) (*Embedded, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %s: not ready after %s", dataDir, EmbeddedReadyTimeout)
 	}
-	return &Embedded{etcd: e, endpoints: []string{cu.String()}, closing: closing}, nil
+	var eps []string
+	for _, cu := range cus {
+		eps = append(eps, cu.String())
+	}
+	return &Embedded{etcd: e, endpoints: eps, closing: closing}, nil
 }
 
 // Endpoints are the client URLs to give Open.
