@@ -1,0 +1,117 @@
+// Command lanes-lab starts and removes a multi-host lanes lab on one machine: every
+// host a network namespace with its own Open vSwitch and lanesd (host 1 with the
+// embedded etcd), joined by an underlay bridge. `make demo` drives it.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/lanes-net/lanes/internal/lab"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "lanes-lab:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: lanes-lab up|down|vm|lanesd [flags]")
+	}
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	dir := fs.String("dir", ".lab", "lab state directory")
+	name := fs.String("name", "lanes-demo", "prefix of the lab's namespaces")
+	hosts := fs.Int("hosts", 3, "number of hosts")
+	tunnel := fs.String("tunnel-type", "vxlan", "vxlan, gre or geneve")
+	self, _ := os.Executable()
+	binDir := fs.String("bin", filepath.Dir(self), "directory of lanesd, lanesctl and lanes-vm")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	switch args[0] {
+	case "up":
+		// Running up twice replaces the previous lab.
+		if old, err := lab.Load(*dir); err == nil {
+			if err := old.Down(); err != nil {
+				return fmt.Errorf("remove previous lab: %w", err)
+			}
+		}
+		l, err := lab.Up(lab.Config{Name: *name, Dir: *dir, BinDir: *binDir, Hosts: *hosts, TunnelType: *tunnel})
+		if err != nil {
+			return err
+		}
+		for _, h := range l.HostList {
+			if err := l.StartLanesd(h); err != nil {
+				return err
+			}
+		}
+		for _, h := range l.HostList {
+			fmt.Printf("%s: netns %s, tunnel IP %s, lanesd log %s\n", h.Name, h.Netns, h.TunnelIP, h.LogFile())
+		}
+		return nil
+	case "down":
+		l, err := lab.Load(*dir)
+		if err != nil {
+			return nil // nothing to remove
+		}
+		return l.Down()
+	case "vm":
+		// vm HOST NAME TAP MAC IP/PREFIX MTU: start a fake VM and record it in the lab.
+		rest := fs.Args()
+		if len(rest) != 6 {
+			return errors.New("usage: lanes-lab vm [--dir D] HOST NAME TAP MAC IP/PREFIX MTU")
+		}
+		l, err := lab.Load(*dir)
+		if err != nil {
+			return err
+		}
+		h := l.Host(rest[0])
+		if h == nil {
+			return fmt.Errorf("no host %q in the lab", rest[0])
+		}
+		mtu, err := strconv.Atoi(rest[5])
+		if err != nil {
+			return fmt.Errorf("mtu %q: %w", rest[5], err)
+		}
+		vm, err := l.StartVM(h, rest[1], rest[2], rest[3], rest[4], mtu)
+		if err != nil {
+			return err
+		}
+		fmt.Println(vm.Netns)
+		return nil
+	case "lanesd":
+		// lanesd start|stop|restart HOST
+		rest := fs.Args()
+		if len(rest) != 2 {
+			return errors.New("usage: lanes-lab lanesd [--dir D] start|stop|restart HOST")
+		}
+		l, err := lab.Load(*dir)
+		if err != nil {
+			return err
+		}
+		h := l.Host(rest[1])
+		if h == nil {
+			return fmt.Errorf("no host %q in the lab", rest[1])
+		}
+		switch rest[0] {
+		case "start":
+			return l.StartLanesd(h)
+		case "stop":
+			return l.StopLanesd(h)
+		case "restart":
+			if err := l.StopLanesd(h); err != nil {
+				return err
+			}
+			return l.StartLanesd(h)
+		}
+		return fmt.Errorf("lanesd %s: want start, stop or restart", rest[0])
+	}
+	return fmt.Errorf("unknown command %q", args[0])
+}

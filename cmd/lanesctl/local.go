@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lanes-net/lanes/controller"
+)
+
+// local asks this host's lanesd over its unix socket and decodes the JSON answer.
+func (g *globals) local(path string, q url.Values, v any) error {
+	client := &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", g.socket)
+		}},
+	}
+	resp, err := client.Get("http://lanesd" + path + "?" + q.Encode())
+	if err != nil {
+		return fmt.Errorf("lanesd at %s: %w (is lanesd running on this host, and are you root?)", g.socket, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Error != "" {
+			return fmt.Errorf("%s", e.Error)
+		}
+		return fmt.Errorf("lanesd: %s", resp.Status)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func (g *globals) status(args []string) error {
+	if _, err := parse(flag.NewFlagSet("status", flag.ContinueOnError), args); err != nil {
+		return err
+	}
+	var r controller.StatusReport
+	if err := g.local("/status", nil, &r); err != nil {
+		return err
+	}
+	if g.output == "json" {
+		return g.emit(r, nil)
+	}
+	w := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "host %s  tunnel %s (%s)  datapath %s  store revision %d\n\n", r.Host, r.TunnelIP, r.TunnelType, r.Datapath, r.StoreRevision)
+	fmt.Fprintln(w, "BRIDGE\tOPENFLOW\tROUND\tFLOWS\tPER TABLE")
+	for _, b := range r.Bridges {
+		conn := "connected"
+		if !b.Connected {
+			conn = "DISCONNECTED"
+		}
+		var tables []string
+		for t, n := range b.PerTable {
+			tables = append(tables, fmt.Sprintf("%s=%d", t, n))
+		}
+		sort.Slice(tables, func(i, j int) bool { return tableNum(tables[i]) < tableNum(tables[j]) })
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\n", b.Name, conn, b.Round, b.Flows, strings.Join(tables, ", "))
+	}
+	fmt.Fprintln(w, "\nNETWORK\tVNI\tLOCAL VLAN\tFLOODS TO")
+	for _, n := range r.Networks {
+		fmt.Fprintf(w, "%s\t%d\t%d\t%s\n", n.Name, n.VNI, n.LocalVLAN, orNone(strings.Join(n.FloodTo, ",")))
+	}
+	fmt.Fprintln(w, "\nPORT\tNETWORK\tTAP\tVLAN\tOFPORT\tSTATUS")
+	for _, p := range r.Ports {
+		st := p.State
+		if p.Reason != "" {
+			st += " (" + p.Reason + ")"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\n", p.Name, p.Network, p.Tap, p.VLAN, p.Ofport, st)
+	}
+	fmt.Fprintln(w, "\nTUNNEL\tREMOTE IP\tPEER HOST\tOFPORT")
+	for _, t := range r.Tunnels {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", t.Port, t.RemoteIP, t.PeerHost, t.Ofport)
+	}
+	fmt.Fprintf(w, "\nlast reconcile %s (took %s, revision %d)", r.LastReconcile.At.Format(time.RFC3339), r.LastReconcile.Took, r.LastReconcile.Revision)
+	if len(r.LastReconcile.Errors) == 0 {
+		fmt.Fprintln(w, ": no errors")
+	} else {
+		fmt.Fprintf(w, ": %d errors\n", len(r.LastReconcile.Errors))
+		for _, e := range r.LastReconcile.Errors {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
+	return w.Flush()
+}
+
+func tableNum(s string) int {
+	n, _ := strconv.Atoi(strings.Fields(s)[0])
+	return n
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(no remote host)"
+	}
+	return s
+}
+
+func (g *globals) flows(args []string) error {
+	fs := flag.NewFlagSet("flows", flag.ContinueOnError)
+	table := fs.String("table", "", "table number or name (e.g. 22 or FLOOD_TO_TUN)")
+	port := fs.String("port", "", "only flows owned by this port (name or ID)")
+	network := fs.String("network", "", "only flows owned by this network (name or ID)")
+	pos, err := parse(fs, args, "BRIDGE")
+	if err != nil {
+		return err
+	}
+	q := url.Values{"bridge": {pos[0]}, "table": {*table}, "port": {*port}, "network": {*network}}
+	var lines []controller.FlowLine
+	if err := g.local("/flows", q, &lines); err != nil {
+		return err
+	}
+	if g.output == "json" {
+		return g.emit(lines, nil)
+	}
+	w := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "TABLE\tOWNER\tFLOW")
+	for _, l := range lines {
+		fmt.Fprintf(w, "%d %s\t%s\t%s\n", l.Table, l.TableName, l.Owner, l.Flow)
+	}
+	return w.Flush()
+}
+
+func (g *globals) trace(args []string) error {
+	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
+	from := fs.String("from-port", "", "local port (name or ID) the packet leaves from")
+	dst := fs.String("dst-ip", "", "destination IP")
+	proto := fs.String("proto", "icmp", "icmp, tcp or udp")
+	dport := fs.Int("dst-port", 0, "destination port (tcp, udp)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	q := url.Values{"from_port": {*from}, "dst_ip": {*dst}, "proto": {*proto}, "dst_port": {strconv.Itoa(*dport)}}
+	var r controller.TraceReport
+	if err := g.local("/trace", q, &r); err != nil {
+		return err
+	}
+	if g.output == "json" {
+		return g.emit(r, nil)
+	}
+	for i, s := range r.Steps {
+		fmt.Fprintf(g.out, "%2d. %s\n", i+1, s)
+	}
+	fmt.Fprintf(g.out, "=> %s\n", r.Result)
+	return nil
+}

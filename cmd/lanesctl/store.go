@@ -1,0 +1,459 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/store"
+)
+
+func (c *cli) networkCreate(args []string) error {
+	fs := flag.NewFlagSet("network create", flag.ContinueOnError)
+	cidr := fs.String("cidr", "", "IPv4 CIDR of the network")
+	vni := fs.Int("vni", -1, "tunnel ID 1..16777215 (default: the lowest free)")
+	mtu := fs.Int("mtu", 0, "MTU of the VMs' devices (default: underlay MTU minus the tunnel overhead)")
+	underlay := fs.Int("underlay-mtu", store.DefaultUnderlayMTU, "MTU of the hosts' underlay")
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	spec := store.NetworkSpec{Name: pos[0], CIDR: *cidr, MTU: *mtu, UnderlayMTU: *underlay}
+	if *vni != -1 {
+		if *vni < 0 {
+			return &api.FieldError{Field: "network.vni", Value: strconv.Itoa(*vni), Reason: fmt.Sprintf("must be within 1..%d", api.MaxVNI)}
+		}
+		v := uint32(*vni)
+		spec.VNI = &v
+	}
+	n, err := c.st.CreateNetwork(c.ctx, spec)
+	if err != nil {
+		return err
+	}
+	return c.emitNetworks([]api.Network{n})
+}
+
+func (c *cli) emitNetworks(ns []api.Network) error {
+	return c.emit(ns, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "NAME\tID\tVNI\tCIDR\tMTU")
+		for _, n := range ns {
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%d\n", n.Name, n.ID, n.VNI, n.CIDR, n.MTU)
+		}
+	})
+}
+
+func (c *cli) networkList(args []string) error {
+	if _, err := parse(flag.NewFlagSet("network list", flag.ContinueOnError), args); err != nil {
+		return err
+	}
+	ns, err := c.st.ListNetworks(c.ctx)
+	if err != nil {
+		return err
+	}
+	return c.emitNetworks(ns)
+}
+
+func (c *cli) networkShow(args []string) error {
+	pos, err := parse(flag.NewFlagSet("network show", flag.ContinueOnError), args, "NETWORK")
+	if err != nil {
+		return err
+	}
+	n, err := c.st.GetNetwork(c.ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	return c.emitNetworks([]api.Network{n})
+}
+
+func (c *cli) networkDelete(args []string) error {
+	pos, err := parse(flag.NewFlagSet("network delete", flag.ContinueOnError), args, "NETWORK")
+	if err != nil {
+		return err
+	}
+	return c.st.DeleteNetwork(c.ctx, pos[0])
+}
+
+// addressPairs parses --allowed-address IP[,MAC] values.
+func addressPairs(vals []string) []api.AddressPair {
+	var out []api.AddressPair
+	for _, v := range vals {
+		ip, mac, _ := strings.Cut(v, ",")
+		out = append(out, api.AddressPair{IP: ip, MAC: mac})
+	}
+	return out
+}
+
+func (c *cli) portCreate(args []string) error {
+	fs := flag.NewFlagSet("port create", flag.ContinueOnError)
+	network := fs.String("network", "", "network name or ID")
+	host := fs.String("host", "", "host the VM runs on")
+	mac := fs.String("mac", "", "MAC (default: allocated, fa:16:3e:xx:xx:xx)")
+	var ips, sgs, pairs list
+	fs.Var(&ips, "ip", "fixed IP (repeatable; default: the lowest free address)")
+	fs.Var(&sgs, "sg", "security group name or ID (repeatable)")
+	fs.Var(&pairs, "allowed-address", "extra IP or CIDR the VM may send from, optionally ,MAC (repeatable)")
+	noSec := fs.Bool("no-port-security", false, "no anti-spoofing and no security groups")
+	wait := fs.Bool("wait", false, "return once the host reports the port ACTIVE")
+	timeout := fs.Duration("timeout", 30*time.Second, "how long --wait waits")
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	p := api.Port{Name: pos[0], NetworkID: *network, Host: *host, MAC: *mac, FixedIPs: ips,
+		SecurityGroups: sgs, AllowedAddressPairs: addressPairs(pairs)}
+	if *noSec {
+		off := false
+		p.PortSecurity = &off
+	}
+	p, err = c.st.CreatePort(c.ctx, p)
+	if err != nil {
+		return err
+	}
+	status := ""
+	if *wait {
+		ctx, cancel := context.WithTimeout(c.ctx, *timeout)
+		defer cancel()
+		st, err := c.st.WaitPortActive(ctx, p.ID)
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("port %s created (id %s) but host %s did not report it ACTIVE within %s", p.Name, p.ID, p.Host, *timeout)
+			}
+			return fmt.Errorf("port %s created (id %s): %w", p.Name, p.ID, err)
+		}
+		status = st.State
+	}
+	mtu := 0
+	if n, err := c.st.GetNetwork(c.ctx, p.NetworkID); err == nil {
+		mtu = n.MTU
+	}
+	tap := api.TapName(p.ID)
+	qemu := fmt.Sprintf("-netdev tap,id=%s,ifname=%s,script=no,downscript=no,vhost=on -device virtio-net-pci,netdev=%s,mac=%s,host_mtu=%d",
+		p.Name, tap, p.Name, p.MAC, mtu)
+	if c.output == "json" {
+		return c.emit(struct {
+			api.Port
+			Tap    string `json:"tap"`
+			Qemu   string `json:"qemu"`
+			Status string `json:"status,omitempty"`
+		}{p, tap, qemu, status}, nil)
+	}
+	fmt.Fprintf(c.out, "port %s id %s mac %s ips %s on host %s", p.Name, p.ID, p.MAC, strings.Join(p.FixedIPs, ","), p.Host)
+	if status != "" {
+		fmt.Fprintf(c.out, " %s", status)
+	}
+	fmt.Fprintf(c.out, "\ntap: %s\nqemu: %s\n", tap, qemu)
+	return nil
+}
+
+// portView is a port with its reported status, as list and show print it.
+type portView struct {
+	api.Port
+	Status *api.PortStatus `json:"status,omitempty"`
+}
+
+func (c *cli) emitPorts(ps []api.Port) error {
+	views := make([]portView, 0, len(ps))
+	for _, p := range ps {
+		v := portView{Port: p}
+		if st, err := c.st.GetPortStatus(c.ctx, p.ID); err == nil {
+			v.Status = &st
+		}
+		views = append(views, v)
+	}
+	nets := map[string]string{}
+	if ns, err := c.st.ListNetworks(c.ctx); err == nil {
+		for _, n := range ns {
+			nets[n.ID] = n.Name
+		}
+	}
+	return c.emit(views, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "NAME\tID\tNETWORK\tHOST\tMAC\tIPS\tTAP\tSTATUS")
+		for _, v := range views {
+			state := "-"
+			if v.Status != nil {
+				state = v.Status.State
+				if v.Status.Reason != "" {
+					state += " (" + v.Status.Reason + ")"
+				}
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.ID, nets[v.NetworkID], v.Host, v.MAC,
+				strings.Join(v.FixedIPs, ","), api.TapName(v.ID), state)
+		}
+	})
+}
+
+func (c *cli) portList(args []string) error {
+	fs := flag.NewFlagSet("port list", flag.ContinueOnError)
+	network := fs.String("network", "", "only ports of this network (name or ID)")
+	host := fs.String("host", "", "only ports of this host")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	netID := ""
+	if *network != "" {
+		n, err := c.st.GetNetwork(c.ctx, *network)
+		if err != nil {
+			return err
+		}
+		netID = n.ID
+	}
+	all, err := c.st.ListPorts(c.ctx)
+	if err != nil {
+		return err
+	}
+	var ps []api.Port
+	for _, p := range all {
+		if (netID == "" || p.NetworkID == netID) && (*host == "" || p.Host == *host) {
+			ps = append(ps, p)
+		}
+	}
+	return c.emitPorts(ps)
+}
+
+func (c *cli) portShow(args []string) error {
+	pos, err := parse(flag.NewFlagSet("port show", flag.ContinueOnError), args, "PORT")
+	if err != nil {
+		return err
+	}
+	p, err := c.st.GetPort(c.ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	return c.emitPorts([]api.Port{p})
+}
+
+func (c *cli) portUpdate(args []string) error {
+	fs := flag.NewFlagSet("port update", flag.ContinueOnError)
+	host := fs.String("host", "", "move the port to this host")
+	var sgs, pairs list
+	fs.Var(&sgs, "sg", "replace the security groups (repeatable)")
+	noSG := fs.Bool("no-sg", false, "remove every security group")
+	fs.Var(&pairs, "allowed-address", "replace the allowed address pairs (repeatable)")
+	portSec := fs.String("port-security", "", "true or false")
+	pos, err := parse(fs, args, "PORT")
+	if err != nil {
+		return err
+	}
+	var sec *bool
+	if *portSec != "" {
+		b, err := strconv.ParseBool(*portSec)
+		if err != nil {
+			return &api.FieldError{Field: "port.port_security", Value: *portSec, Reason: "must be true or false"}
+		}
+		sec = &b
+	}
+	p, err := c.st.UpdatePort(c.ctx, pos[0], func(p *api.Port) error {
+		if *host != "" {
+			p.Host = *host
+		}
+		if *noSG {
+			p.SecurityGroups = nil
+		}
+		if len(sgs) > 0 {
+			p.SecurityGroups = sgs
+		}
+		if len(pairs) > 0 {
+			p.AllowedAddressPairs = addressPairs(pairs)
+		}
+		if sec != nil {
+			p.PortSecurity = sec
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return c.emitPorts([]api.Port{p})
+}
+
+func (c *cli) portDelete(args []string) error {
+	pos, err := parse(flag.NewFlagSet("port delete", flag.ContinueOnError), args, "PORT")
+	if err != nil {
+		return err
+	}
+	return c.st.DeletePort(c.ctx, pos[0])
+}
+
+func (c *cli) sgCreate(args []string) error {
+	fs := flag.NewFlagSet("sg create", flag.ContinueOnError)
+	def := fs.Bool("default-rules", false, "start with Neutron's default rules: egress any, ingress from members of this group")
+	pos, err := parse(fs, args, "NAME")
+	if err != nil {
+		return err
+	}
+	g := api.SecurityGroup{Name: pos[0]}
+	if *def {
+		g = store.DefaultSecurityGroup(pos[0])
+	}
+	g, err = c.st.CreateSecurityGroup(c.ctx, g)
+	if err != nil {
+		return err
+	}
+	return c.emitGroups([]api.SecurityGroup{g})
+}
+
+func (c *cli) emitGroups(gs []api.SecurityGroup) error {
+	names := map[string]string{}
+	if all, err := c.st.ListSecurityGroups(c.ctx); err == nil {
+		for _, g := range all {
+			names[g.ID] = g.Name
+		}
+	}
+	return c.emit(gs, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "GROUP\tRULE ID\tDIRECTION\tETHERTYPE\tPROTOCOL\tPORTS/ICMP\tREMOTE")
+		for _, g := range gs {
+			fmt.Fprintf(w, "%s (%s)\t\t\t\t\t\t\n", g.Name, g.ID)
+			for _, r := range g.Rules {
+				fmt.Fprintf(w, "\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Direction, r.Ethertype, orAny(r.Protocol), ruleRange(r), ruleRemote(r, names))
+			}
+		}
+	})
+}
+
+func orAny(s string) string {
+	if s == "" {
+		return "any"
+	}
+	return s
+}
+
+func ruleRange(r api.Rule) string {
+	switch {
+	case r.PortMin != 0 && r.PortMin == r.PortMax:
+		return strconv.Itoa(r.PortMin)
+	case r.PortMin != 0 || r.PortMax != 0:
+		return fmt.Sprintf("%d-%d", r.PortMin, r.PortMax)
+	case r.ICMPType != nil && r.ICMPCode != nil:
+		return fmt.Sprintf("type %d code %d", *r.ICMPType, *r.ICMPCode)
+	case r.ICMPType != nil:
+		return fmt.Sprintf("type %d", *r.ICMPType)
+	}
+	return "any"
+}
+
+func ruleRemote(r api.Rule, names map[string]string) string {
+	switch {
+	case r.RemoteGroupID != "":
+		if n, ok := names[r.RemoteGroupID]; ok {
+			return "group " + n
+		}
+		return "group " + r.RemoteGroupID
+	case r.RemoteCIDR != "":
+		return r.RemoteCIDR
+	}
+	return "any"
+}
+
+func (c *cli) sgList(args []string) error {
+	if _, err := parse(flag.NewFlagSet("sg list", flag.ContinueOnError), args); err != nil {
+		return err
+	}
+	gs, err := c.st.ListSecurityGroups(c.ctx)
+	if err != nil {
+		return err
+	}
+	return c.emitGroups(gs)
+}
+
+func (c *cli) sgShow(args []string) error {
+	pos, err := parse(flag.NewFlagSet("sg show", flag.ContinueOnError), args, "SG")
+	if err != nil {
+		return err
+	}
+	g, err := c.st.GetSecurityGroup(c.ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	return c.emitGroups([]api.SecurityGroup{g})
+}
+
+func (c *cli) sgDelete(args []string) error {
+	pos, err := parse(flag.NewFlagSet("sg delete", flag.ContinueOnError), args, "SG")
+	if err != nil {
+		return err
+	}
+	return c.st.DeleteSecurityGroup(c.ctx, pos[0])
+}
+
+func (c *cli) sgRule(args []string) error {
+	if len(args) == 0 {
+		return errors.New("sg rule: want add or delete")
+	}
+	switch args[0] {
+	case "add":
+		return c.sgRuleAdd(args[1:])
+	case "delete":
+		pos, err := parse(flag.NewFlagSet("sg rule delete", flag.ContinueOnError), args[1:], "SG", "RULE_ID")
+		if err != nil {
+			return err
+		}
+		return c.st.DeleteRule(c.ctx, pos[0], pos[1])
+	}
+	return fmt.Errorf("sg rule %s: want add or delete", args[0])
+}
+
+func (c *cli) sgRuleAdd(args []string) error {
+	fs := flag.NewFlagSet("sg rule add", flag.ContinueOnError)
+	r := api.Rule{}
+	fs.StringVar(&r.Direction, "direction", "", "ingress or egress")
+	fs.StringVar(&r.Ethertype, "ethertype", api.IPv4, "IPv4 or IPv6")
+	fs.StringVar(&r.Protocol, "protocol", "", "tcp, udp, icmp, icmpv6, any or a number")
+	ports := fs.String("port", "", "destination port or range N-M (tcp, udp)")
+	icmpType := fs.Int("icmp-type", -1, "ICMP type")
+	icmpCode := fs.Int("icmp-code", -1, "ICMP code (needs --icmp-type)")
+	fs.StringVar(&r.RemoteCIDR, "remote-cidr", "", "allowed remote addresses")
+	fs.StringVar(&r.RemoteGroupID, "remote-group", "", "allowed remote group (name or ID)")
+	pos, err := parse(fs, args, "SG")
+	if err != nil {
+		return err
+	}
+	if *ports != "" {
+		lo, hi, isRange := strings.Cut(*ports, "-")
+		min, err1 := strconv.Atoi(lo)
+		max, err2 := min, error(nil)
+		if isRange {
+			max, err2 = strconv.Atoi(hi)
+		}
+		if err1 != nil || err2 != nil {
+			return &api.FieldError{Field: "rule.port_range", Value: *ports, Reason: "want N or N-M"}
+		}
+		r.PortMin, r.PortMax = min, max
+	}
+	if *icmpType >= 0 {
+		r.ICMPType = icmpType
+	}
+	if *icmpCode >= 0 {
+		r.ICMPCode = icmpCode
+	}
+	rule, err := c.st.AddRule(c.ctx, pos[0], r)
+	if err != nil {
+		return err
+	}
+	if c.output == "json" {
+		return c.emit(rule, nil)
+	}
+	fmt.Fprintf(c.out, "rule %s added to %s\n", rule.ID, pos[0])
+	return nil
+}
+
+func (c *cli) hostList(args []string) error {
+	if _, err := parse(flag.NewFlagSet("host list", flag.ContinueOnError), args); err != nil {
+		return err
+	}
+	hs, err := c.st.ListHosts(c.ctx)
+	if err != nil {
+		return err
+	}
+	return c.emit(hs, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "NAME\tTUNNEL IP\tTUNNEL TYPE\tALIVE")
+		for _, h := range hs {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%v\n", h.Name, h.TunnelIP, h.TunnelType, h.Alive)
+		}
+	})
+}

@@ -1,0 +1,106 @@
+// Command lanesd is lanes' per-host controller: it registers the host in the store,
+// wires the host's ports into Open vSwitch and iptables, and programs br-int and
+// br-tun. On SIGTERM it exits and leaves the data path running.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/lanes-net/lanes/controller"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "lanesd:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	cfg := controller.DefaultConfig()
+	fs := flag.NewFlagSet("lanesd", flag.ContinueOnError)
+	configFile := fs.String("config", "", "JSON config file; flags given on the command line override it")
+	tapOwner := fs.String("tap-owner", "0:0", "uid:gid owning the taps, so that qemu running as that user can open them")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&cfg.Host, "host", cfg.Host, "this host's name in the store (default: the hostname)")
+	fs.StringVar(&cfg.TunnelIP, "tunnel-ip", cfg.TunnelIP, "this host's tunnel endpoint, an IPv4 address (with /prefix when lanesd configures the netdev underlay)")
+	fs.StringVar(&cfg.TunnelType, "tunnel-type", cfg.TunnelType, "vxlan, gre or geneve")
+	fs.StringVar(&cfg.EtcdEndpoints, "etcd", cfg.EtcdEndpoints, "comma-separated etcd client URLs (ignored with --etcd-embed-dir)")
+	fs.StringVar(&cfg.EtcdEmbedDir, "etcd-embed-dir", cfg.EtcdEmbedDir, "run an embedded single-node etcd with its data in this directory")
+	fs.StringVar(&cfg.EtcdListen, "etcd-listen", cfg.EtcdListen, "client URLs of the embedded etcd, comma-separated")
+	fs.StringVar(&cfg.EtcdPeer, "etcd-peer", cfg.EtcdPeer, "peer URL of the embedded etcd")
+	fs.StringVar(&cfg.OVSRunDir, "ovs-rundir", cfg.OVSRunDir, "Open vSwitch run directory (bridge management sockets live here)")
+	fs.StringVar(&cfg.OVSDB, "ovsdb", cfg.OVSDB, "OVSDB endpoint (default unix:<ovs-rundir>/db.sock)")
+	fs.StringVar(&cfg.DatapathType, "datapath", cfg.DatapathType, "system (kernel module) or netdev (userspace)")
+	fs.StringVar(&cfg.UnderlayNIC, "underlay-nic", cfg.UnderlayNIC, "netdev datapath: the NIC that lanesd puts into br-phy")
+	fs.IntVar(&cfg.UnderlayMTU, "underlay-mtu", cfg.UnderlayMTU, "MTU of the underlay; VM devices get this minus the tunnel overhead")
+	fs.StringVar(&cfg.Socket, "socket", cfg.Socket, "root-only unix socket for lanesctl status/flows/trace")
+	fs.StringVar(&cfg.MetricsAddr, "metrics", cfg.MetricsAddr, "address of the Prometheus /metrics listener; empty disables it")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return err
+	}
+	if *configFile != "" {
+		if err := loadConfig(*configFile, &cfg, fs); err != nil {
+			return err
+		}
+	}
+	uid, gid, err := parseOwner(*tapOwner)
+	if err != nil {
+		return err
+	}
+	cfg.TapUID, cfg.TapGID = uid, gid
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: %w", *logLevel, err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	slog.SetDefault(log)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	err = controller.Run(ctx, cfg, log)
+	if errors.Is(err, context.Canceled) {
+		log.Info("stopped; the data path keeps running")
+		return nil
+	}
+	return err
+}
+
+// loadConfig reads a JSON file of the same keys as controller.Config; flags set on the
+// command line keep their values.
+func loadConfig(path string, cfg *controller.Config, fs *flag.FlagSet) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	flagged := *cfg
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(cfg); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	cfg.Override(flagged, set)
+	return nil
+}
+
+func parseOwner(s string) (int, int, error) {
+	u, g, ok := strings.Cut(s, ":")
+	uid, err1 := strconv.Atoi(u)
+	gid, err2 := strconv.Atoi(g)
+	if !ok || err1 != nil || err2 != nil || uid < 0 || gid < 0 {
+		return 0, 0, fmt.Errorf("--tap-owner %q: want uid:gid, e.g. 64055:108", s)
+	}
+	return uid, gid, nil
+}

@@ -1,0 +1,489 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/controller/ofsync"
+	"github.com/lanes-net/lanes/flows"
+	"github.com/lanes-net/lanes/hostwire"
+	"github.com/lanes-net/lanes/ovsdb"
+	"github.com/lanes-net/lanes/store"
+)
+
+// Reconcile pacing.
+const (
+	// resyncEvery re-checks everything, including kernel devices and OVSDB rows that
+	// nothing in the store changed (someone deleted a tap by hand).
+	resyncEvery = 30 * time.Second
+	retryMin    = 200 * time.Millisecond
+	retryMax    = 30 * time.Second
+)
+
+// agent is the state of one lanesd: what it realised, and the clients it realises with.
+type agent struct {
+	cfg    Config
+	log    *slog.Logger
+	m      *Metrics
+	st     *store.Store
+	mirror *store.Mirror
+	db     *ovsdb.Client
+	host   *hostwire.Host
+	fw     *hostwire.Firewall
+	brInt  *ofsync.Bridge
+	brTun  *ofsync.Bridge
+
+	patchInt int
+	vlans    *vlanMap
+	// realized holds the kernel plumbing done per port, so a reconcile only touches
+	// ports whose plumbing changed; resyncs clear it.
+	realized map[string]realizedPort
+	// failures tracks per-port errors and their backoff.
+	failures map[string]*failure
+	// statuses is what this host last wrote for its ports.
+	statuses map[string]api.PortStatus
+
+	mu   sync.Mutex // guards last and view for the local API
+	last reconcileReport
+	view view
+	// tunnels are br-tun's tunnel ports by remote IP, as of the last reconcile.
+	tunnels map[string]ovsdb.TunnelPort
+	ofports map[string]int    // local port ID -> qvo ofport
+	vlanOf  map[string]uint16 // network ID -> local VLAN
+}
+
+type realizedPort struct {
+	spec hostwire.PortSpec
+}
+
+type failure struct {
+	err   error
+	tries int
+	next  time.Time
+}
+
+// reconcileReport is what lanesctl status shows about the last reconcile.
+type reconcileReport struct {
+	At       time.Time
+	Revision int64
+	Took     time.Duration
+	Errors   []string
+}
+
+// loop reconciles whenever the store changes, a retry is due, or resyncEvery passed.
+func (a *agent) loop(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-a.mirror.Synced():
+	}
+	resync := time.NewTicker(resyncEvery)
+	defer resync.Stop()
+	retry := time.NewTimer(0)
+	defer retry.Stop()
+	full := true
+	for {
+		seen := time.Now()
+		next, err := a.reconcile(ctx, full)
+		full = false
+		if err != nil && ctx.Err() == nil {
+			a.log.Warn("reconcile incomplete", "err", err)
+		}
+		a.m.WatchLagSeconds.Set(time.Since(seen).Seconds())
+		if !next.IsZero() {
+			retry.Reset(time.Until(next))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-a.mirror.Changed():
+		case <-retry.C:
+		case <-resync.C:
+			full = true
+		}
+	}
+}
+
+// reconcile makes the host match the store once. It returns when it wants to run again
+// (zero: only on change). Ports fail one by one: a port that cannot be wired is
+// reported ERROR and retried with backoff while the others go ahead.
+func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
+	start := time.Now()
+	st := a.mirror.Snapshot()
+	v := computeView(a.cfg.Host, st)
+	if full {
+		clear(a.realized)
+	}
+	var errs []error
+	fail := func(kind string, err error) {
+		a.m.ReconcileErrors.WithLabelValues(kind).Inc()
+		errs = append(errs, err)
+	}
+
+	// Local VLANs: one per network with a local port, kept while the network has one.
+	keep := map[string]bool{}
+	for id := range v.nets {
+		keep[id] = true
+	}
+	a.vlans.retain(keep)
+	vlanOf := map[string]uint16{}
+	for id := range v.nets {
+		vlan, err := a.vlans.get(id)
+		if err != nil {
+			fail("network", err)
+			continue
+		}
+		vlanOf[id] = vlan
+	}
+
+	// Kernel plumbing of local ports (tap, qbr, veth), only where it changed.
+	wired := map[string]bool{}
+	now := time.Now()
+	for _, p := range v.local {
+		if _, ok := vlanOf[p.NetworkID]; !ok {
+			continue
+		}
+		spec := hostwire.PortSpec{ID: p.ID, MAC: p.MAC, MTU: v.nets[p.NetworkID].MTU, TapOwner: uint32(a.cfg.TapUID), TapGroup: uint32(a.cfg.TapGID)}
+		if r, ok := a.realized[p.ID]; ok && r.spec == spec {
+			wired[p.ID] = true
+			continue
+		}
+		if f := a.failures[p.ID]; f != nil && now.Before(f.next) {
+			continue
+		}
+		if err := a.host.EnsurePort(spec); err != nil {
+			a.portFailed(p.ID, fmt.Errorf("wire %s: %w", api.TapName(p.ID), err))
+			fail("port", err)
+			continue
+		}
+		a.realized[p.ID] = realizedPort{spec: spec}
+		wired[p.ID] = true
+	}
+
+	// OVSDB in one transaction: tunnel ports to the peers, qvo ports with their tags,
+	// and removal of what is no longer wanted.
+	ofports, tunnels, removed, err := a.applyOVSDB(ctx, v, vlanOf, wired)
+	if err != nil {
+		fail("ovsdb", err)
+	}
+
+	// Firewall for every wired local port, in bulk.
+	fwErr := a.applyFirewall(ctx, v, wired)
+	if fwErr != nil {
+		fail("firewall", fwErr)
+	}
+
+	// Flows of both bridges.
+	flowErr := a.applyFlows(v, vlanOf, ofports, tunnels)
+	if flowErr != nil && !errors.Is(flowErr, ofsync.ErrNotConnected) {
+		fail("flows", flowErr)
+	}
+
+	// Kernel devices of ports that left this host, after their qvo left br-int.
+	a.removeStalePlumbing(v, removed, full)
+
+	// Status: ACTIVE once wired, in OVSDB with an ofport, filtered and flowed.
+	ready := err == nil && fwErr == nil && flowErr == nil
+	a.reportStatuses(ctx, v, st, ofports, ready)
+
+	took := time.Since(start)
+	a.m.ReconcileSeconds.Observe(took.Seconds())
+	a.m.StoreRevision.Set(float64(st.Revision))
+	a.m.TunnelPorts.Set(float64(len(tunnels)))
+	a.mu.Lock()
+	a.view, a.tunnels, a.ofports, a.vlanOf = v, tunnels, ofports, vlanOf
+	a.last = reconcileReport{At: start, Revision: st.Revision, Took: took}
+	for _, e := range errs {
+		a.last.Errors = append(a.last.Errors, e.Error())
+	}
+	a.mu.Unlock()
+
+	next := a.nextRetry()
+	if len(errs) > 0 || errors.Is(flowErr, ofsync.ErrNotConnected) {
+		if soon := time.Now().Add(retryMin); next.IsZero() || soon.Before(next) {
+			next = soon
+		}
+	}
+	return next, errors.Join(errs...)
+}
+
+// applyOVSDB converges br-tun's tunnel ports and br-int's VM ports in one transaction
+// and returns the ofports of local ports (by port ID) and the tunnel ports (by remote
+// IP), plus the IDs of local ports whose qvo it removed.
+func (a *agent) applyOVSDB(ctx context.Context, v view, vlanOf map[string]uint16, wired map[string]bool) (map[string]int, map[string]ovsdb.TunnelPort, []string, error) {
+	localIP, _ := a.cfg.TunnelAddr()
+	b := a.db.NewBatch()
+	existingTun, err := a.db.ListTunnelPorts(ctx, BrTun)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for ip := range v.peers {
+		b.EnsureTunnelPort(BrTun, a.cfg.TunnelType, localIP.String(), ip)
+	}
+	for _, t := range existingTun {
+		if _, ok := v.peers[t.RemoteIP]; !ok || t.Type != a.cfg.TunnelType {
+			b.DeleteTunnelPort(BrTun, t.Type, t.RemoteIP)
+		}
+	}
+	desired := map[string]bool{}
+	for _, p := range v.local {
+		if !wired[p.ID] {
+			continue
+		}
+		vlan := vlanOf[p.NetworkID]
+		n := v.nets[p.NetworkID]
+		desired[api.QvoName(p.ID)] = true
+		b.EnsureVMPort(ovsdb.VMPortSpec{
+			Bridge: BrInt,
+			Name:   api.QvoName(p.ID),
+			Tag:    int(vlan),
+			ExternalIDs: map[string]string{
+				"iface-id": p.ID, "attached-mac": p.MAC, "iface-status": "active",
+			},
+			OtherConfig: map[string]string{
+				"net_uuid": n.ID, "network_type": a.cfg.TunnelType,
+				"segmentation_id": strconv.FormatUint(uint64(n.VNI), 10), "tag": strconv.Itoa(int(vlan)),
+			},
+		})
+	}
+	vmPorts, err := a.db.ListVMPorts(ctx, BrInt)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var removed []string
+	for _, vp := range vmPorts {
+		id, ours := vp.ExternalIDs["iface-id"]
+		if !ours || desired[vp.Name] || vp.Name != api.QvoName(id) {
+			continue
+		}
+		b.DeletePort(BrInt, vp.Name)
+		removed = append(removed, id)
+	}
+	if _, err := b.Commit(ctx); err != nil {
+		return nil, nil, nil, err
+	}
+	// Read back from the cache, which Commit waited for: it holds ports this batch did
+	// not touch too.
+	vmPorts, err = a.db.ListVMPorts(ctx, BrInt)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ofports := map[string]int{}
+	for _, vp := range vmPorts {
+		if id := vp.ExternalIDs["iface-id"]; id != "" && vp.Ofport > 0 {
+			ofports[id] = vp.Ofport
+		}
+	}
+	tps, err := a.db.ListTunnelPorts(ctx, BrTun)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tunnels := map[string]ovsdb.TunnelPort{}
+	for _, t := range tps {
+		tunnels[t.RemoteIP] = t
+	}
+	return ofports, tunnels, removed, nil
+}
+
+func (a *agent) applyFirewall(ctx context.Context, v view, wired map[string]bool) error {
+	fs := hostwire.FirewallState{Groups: map[string]*api.SecurityGroup{}, Members: map[string][]string{}}
+	for id, g := range v.groups {
+		fs.Groups[id] = &g
+	}
+	for id, ips := range v.members {
+		for _, ip := range ips {
+			fs.Members[id] = append(fs.Members[id], ip.String())
+		}
+	}
+	for _, p := range v.local {
+		if !wired[p.ID] {
+			continue
+		}
+		fs.Ports = append(fs.Ports, hostwire.FirewallPort{
+			ID: p.ID, MAC: p.MAC, FixedIPs: p.FixedIPs, AllowedAddressPairs: p.AllowedAddressPairs,
+			PortSecurity: p.PortSecurityEnabled(), SecurityGroups: p.SecurityGroups,
+		})
+	}
+	_, err := a.fw.Apply(ctx, fs)
+	return err
+}
+
+// applyFlows computes both bridges' flows and syncs them.
+func (a *agent) applyFlows(v view, vlanOf map[string]uint16, ofports map[string]int, tunnels map[string]ovsdb.TunnelPort) error {
+	d := flows.Desired{TunnelType: a.cfg.TunnelType, PatchIntOfport: uint32(a.patchInt)}
+	for _, id := range a.vlans.networks() {
+		n, ok := v.nets[id]
+		if !ok {
+			continue
+		}
+		d.Networks = append(d.Networks, flows.Network{ID: n.ID, VNI: n.VNI, LocalVLAN: vlanOf[id]})
+	}
+	for ip, t := range tunnels {
+		if _, ok := v.peers[ip]; ok && t.Ofport > 0 {
+			d.Tunnels = append(d.Tunnels, flows.Tunnel{RemoteIP: ip, Ofport: uint32(t.Ofport)})
+		}
+	}
+	slices.SortFunc(d.Tunnels, func(x, y flows.Tunnel) int { return int(x.Ofport) - int(y.Ofport) })
+	for _, p := range v.local {
+		if _, ok := vlanOf[p.NetworkID]; !ok {
+			continue
+		}
+		d.LocalPorts = append(d.LocalPorts, flows.LocalPort{
+			ID: p.ID, NetworkID: p.NetworkID, Ofport: uint32(ofports[p.ID]), MAC: p.MAC, IPs: p.FixedIPs,
+			AllowedAddressPairs: p.AllowedAddressPairs, PortSecurityDisabled: !p.PortSecurityEnabled(),
+		})
+	}
+	for _, r := range v.remote {
+		d.RemotePorts = append(d.RemotePorts, flows.RemotePort{ID: r.ID, NetworkID: r.NetworkID, MAC: r.MAC, IPs: r.FixedIPs, HostIP: r.HostIP})
+	}
+	set, err := d.Flows()
+	if err != nil {
+		return fmt.Errorf("compute flows: %w", err)
+	}
+	tunErr := a.brTun.Sync(set.Flows(flows.BrTun))
+	intErr := a.brInt.Sync(set.Flows(flows.BrInt))
+	a.countFlows()
+	return errors.Join(tunErr, intErr)
+}
+
+// removeStalePlumbing deletes kernel devices of ports that are no longer bound here.
+// On a full pass it also looks for leftovers in the kernel (a port deleted while
+// lanesd was down).
+func (a *agent) removeStalePlumbing(v view, removed []string, full bool) {
+	local := map[string]bool{}
+	for _, p := range v.local {
+		local[hostwire.DeviceID(p.ID)] = true
+	}
+	for id := range a.realized {
+		if !local[hostwire.DeviceID(id)] {
+			removed = append(removed, id)
+			delete(a.realized, id)
+		}
+	}
+	for _, id := range removed {
+		if local[hostwire.DeviceID(id)] {
+			continue
+		}
+		if err := a.host.DeletePort(id); err != nil {
+			a.log.Warn("unwire port", "port", id, "err", err)
+		}
+		delete(a.failures, id)
+	}
+	if !full {
+		return
+	}
+	present, err := a.host.ListPorts()
+	if err != nil {
+		a.log.Warn("list kernel ports", "err", err)
+		return
+	}
+	for _, ps := range present {
+		if !local[ps.DeviceID] {
+			if err := a.host.DeletePort(ps.DeviceID); err != nil {
+				a.log.Warn("remove leftover port", "device", ps.DeviceID, "err", err)
+			}
+		}
+	}
+}
+
+func (a *agent) portFailed(id string, err error) {
+	f := a.failures[id]
+	if f == nil {
+		f = &failure{}
+		a.failures[id] = f
+	}
+	f.err = err
+	f.tries++
+	d := retryMin << min(f.tries, 8)
+	f.next = time.Now().Add(min(d, retryMax))
+	a.log.Warn("port failed; will retry", "port", id, "tries", f.tries, "in", time.Until(f.next).Round(time.Millisecond), "err", err)
+}
+
+func (a *agent) nextRetry() time.Time {
+	var next time.Time
+	for _, f := range a.failures {
+		if next.IsZero() || f.next.Before(next) {
+			next = f.next
+		}
+	}
+	return next
+}
+
+// reportStatuses writes each local port's status when it changed.
+func (a *agent) reportStatuses(ctx context.Context, v view, st store.State, ofports map[string]int, ready bool) {
+	counts := map[string]int{api.StatusActive: 0, api.StatusBuild: 0, api.StatusError: 0}
+	for _, p := range v.local {
+		want := api.PortStatus{PortID: p.ID, Host: a.cfg.Host, State: api.StatusBuild}
+		switch f := a.failures[p.ID]; {
+		case f != nil && a.realized[p.ID] == (realizedPort{}):
+			want.State, want.Reason = api.StatusError, f.err.Error()
+		case ready && ofports[p.ID] > 0:
+			want.State, want.Ofport = api.StatusActive, ofports[p.ID]
+			delete(a.failures, p.ID)
+		}
+		counts[want.State]++
+		have, ok := a.statuses[p.ID]
+		if !ok {
+			have, ok = st.Statuses[p.ID]
+		}
+		if ok && have.State == want.State && have.Ofport == want.Ofport && have.Reason == want.Reason && have.Host == want.Host {
+			a.statuses[p.ID] = have
+			continue
+		}
+		want.Updated = time.Now().UTC()
+		if err := a.st.SetPortStatus(ctx, want); err != nil {
+			if !errors.Is(err, store.ErrNotFound) {
+				a.log.Warn("report port status", "port", p.ID, "err", err)
+			}
+			continue
+		}
+		a.statuses[p.ID] = want
+	}
+	local := map[string]bool{}
+	for _, p := range v.local {
+		local[p.ID] = true
+	}
+	for id := range a.statuses {
+		if !local[id] {
+			delete(a.statuses, id)
+		}
+	}
+	for s, n := range counts {
+		a.m.Ports.WithLabelValues(s).Set(float64(n))
+	}
+}
+
+// countFlows publishes installed flows per bridge and table.
+func (a *agent) countFlows() {
+	for _, b := range []*ofsync.Bridge{a.brInt, a.brTun} {
+		st := b.Status()
+		for _, t := range flows.Tables(flows.Bridge(b.Name)) {
+			a.m.Flows.WithLabelValues(b.Name, strconv.Itoa(int(t.ID))).Set(float64(st.FlowsPerTable[t.ID]))
+		}
+	}
+}
+
+// Bundle and Connected make the agent the ofsync observer (metrics).
+func (a *agent) Bundle(bridge string, n int, d time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	a.m.Bundles.WithLabelValues(bridge, result).Inc()
+	a.m.BundleSeconds.WithLabelValues(bridge).Observe(d.Seconds())
+}
+
+func (a *agent) Connected(bridge string, up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	a.m.OpenFlowConnected.WithLabelValues(bridge).Set(v)
+}

@@ -1,0 +1,396 @@
+// Package lab builds a multi-host lanes lab on one machine: every host is a network
+// namespace with its own ovsdb-server + ovs-vswitchd (netdev datapath) and its own
+// lanesd; an underlay namespace joins the hosts' NICs on a Linux bridge, and a second
+// bridge carries the management network (etcd, lanesctl) so that the store never
+// depends on the overlay it programs. The end-to-end tests and `make demo` share it.
+package lab
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/lanes-net/lanes/internal/ovsproc"
+)
+
+// Config describes a lab.
+type Config struct {
+	// Name prefixes every namespace ("<name>-h1", "<name>-ul"); it must be unique on the
+	// machine while the lab runs.
+	Name string `json:"name"`
+	// Dir holds per-host OVS directories, lanesd logs, sockets and the etcd data.
+	Dir string `json:"dir"`
+	// BinDir holds lanesd, lanesctl and lanes-vm.
+	BinDir     string `json:"bin_dir"`
+	Hosts      int    `json:"hosts"`
+	TunnelType string `json:"tunnel_type"`
+	// UnderlayMTU of the hosts' NICs; VMs get this minus the tunnel overhead.
+	UnderlayMTU int `json:"underlay_mtu"`
+}
+
+// Host is one compute host of the lab.
+type Host struct {
+	Name     string `json:"name"`
+	Netns    string `json:"netns"`
+	OVSDir   string `json:"ovs_dir"`
+	TunnelIP string `json:"tunnel_ip"`
+	MgmtIP   string `json:"mgmt_ip"`
+	// Dir holds lanesd's socket, pidfile and log.
+	Dir string `json:"dir"`
+}
+
+// Lab is a running lab. Its description is saved in Dir/lab.json so that another
+// process (`lanes-lab down`) can find and remove everything.
+type Lab struct {
+	Config
+	Underlay string  `json:"underlay"`
+	HostList []*Host `json:"hosts_list"`
+	VMs      []*VM   `json:"vms"`
+}
+
+// VM is a fake VM: a namespace whose eth0 is joined to a host tap by lanes-vm.
+type VM struct {
+	Name  string `json:"name"`
+	Host  string `json:"host"`
+	Netns string `json:"netns"`
+	Tap   string `json:"tap"`
+	MAC   string `json:"mac"`
+	IP    string `json:"ip"` // with prefix length
+}
+
+const (
+	underlayNet = "172.31.0." // tunnel IPs: 172.31.0.<n>/24 on br-phy
+	mgmtNet     = "10.255.0." // management IPs: 10.255.0.<n>/24 on mgmt0
+	// EtcdPort is where host 1's embedded etcd listens for clients.
+	EtcdPort = 2379
+)
+
+// EtcdEndpoint is the client URL of host 1's embedded etcd on the management network.
+func (l *Lab) EtcdEndpoint() string { return fmt.Sprintf("http://%s1:%d", mgmtNet, EtcdPort) }
+
+// Up creates the lab: namespaces, underlay and management bridges, one OVS per host.
+// lanesd is started separately (StartLanesd) so tests can control it. On error,
+// everything made so far is removed.
+func Up(cfg Config) (l *Lab, err error) {
+	if cfg.Hosts < 1 {
+		return nil, errors.New("lab: at least one host")
+	}
+	if cfg.TunnelType == "" {
+		cfg.TunnelType = "vxlan"
+	}
+	if cfg.UnderlayMTU == 0 {
+		cfg.UnderlayMTU = 1500
+	}
+	abs, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("lab dir: %w", err)
+	}
+	cfg.Dir = abs
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lab dir: %w", err)
+	}
+	l = &Lab{Config: cfg, Underlay: cfg.Name + "-ul"}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, l.Down())
+		}
+	}()
+	if err := l.save(); err != nil {
+		return nil, err
+	}
+	if err := addNetns(l.Underlay); err != nil {
+		return nil, err
+	}
+	for _, br := range []string{"ubr0", "mbr0"} {
+		if err := ipIn(l.Underlay, "link", "add", br, "type", "bridge", "stp_state", "0", "forward_delay", "0"); err != nil {
+			return nil, err
+		}
+		if err := ipIn(l.Underlay, "link", "set", br, "mtu", strconv.Itoa(cfg.UnderlayMTU), "up"); err != nil {
+			return nil, err
+		}
+	}
+	for i := 1; i <= cfg.Hosts; i++ {
+		h := &Host{
+			Name:     fmt.Sprintf("h%d", i),
+			Netns:    fmt.Sprintf("%s-h%d", cfg.Name, i),
+			TunnelIP: fmt.Sprintf("%s%d", underlayNet, i),
+			MgmtIP:   fmt.Sprintf("%s%d", mgmtNet, i),
+			Dir:      filepath.Join(cfg.Dir, fmt.Sprintf("h%d", i)),
+		}
+		h.OVSDir = filepath.Join(h.Dir, "ovs")
+		l.HostList = append(l.HostList, h)
+		if err := l.save(); err != nil {
+			return nil, err
+		}
+		if err := l.addHost(h); err != nil {
+			return nil, fmt.Errorf("host %s: %w", h.Name, err)
+		}
+	}
+	return l, l.save()
+}
+
+func (l *Lab) addHost(h *Host) error {
+	if err := os.MkdirAll(h.Dir, 0o755); err != nil {
+		return err
+	}
+	if err := addNetns(h.Netns); err != nil {
+		return err
+	}
+	// eth1 is the underlay NIC (it goes into br-phy; lanesd puts the tunnel IP on
+	// br-phy); mgmt0 carries etcd and lanesctl traffic in the kernel.
+	mtu := strconv.Itoa(l.UnderlayMTU)
+	for _, link := range []struct{ dev, peer, br string }{
+		{"eth1", h.Name + "-ul", "ubr0"},
+		{"mgmt0", h.Name + "-mg", "mbr0"},
+	} {
+		if err := ip("link", "add", link.dev, "netns", h.Netns, "mtu", mtu, "type", "veth",
+			"peer", "name", link.peer, "netns", l.Underlay, "mtu", mtu); err != nil {
+			return err
+		}
+		if err := ipIn(l.Underlay, "link", "set", link.peer, "master", link.br, "up"); err != nil {
+			return err
+		}
+		if err := ipIn(h.Netns, "link", "set", link.dev, "up"); err != nil {
+			return err
+		}
+	}
+	if err := ipIn(h.Netns, "addr", "add", h.MgmtIP+"/24", "dev", "mgmt0"); err != nil {
+		return err
+	}
+	// The lab's hosts are IPv4 only; IPv6 would add DAD and router solicitations
+	// to every capture of the underlay.
+	if _, err := (&ovsproc.Netns{Name: h.Netns}).Exec("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"); err != nil {
+		return err
+	}
+	_, err := ovsproc.Start(ovsproc.Options{Netns: &ovsproc.Netns{Name: h.Netns}, Dir: h.OVSDir, KeepDir: true})
+	return err
+}
+
+// Load reads the description of a lab that an earlier Up saved in dir.
+func Load(dir string) (*Lab, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "lab.json"))
+	if err != nil {
+		return nil, fmt.Errorf("lab: %w", err)
+	}
+	l := &Lab{}
+	if err := json.Unmarshal(b, l); err != nil {
+		return nil, fmt.Errorf("lab.json: %w", err)
+	}
+	return l, nil
+}
+
+func (l *Lab) save() error {
+	b, err := json.MarshalIndent(l, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(l.Dir, "lab.json"), b, 0o644)
+}
+
+// Host returns the host named name ("h1"...).
+func (l *Lab) Host(name string) *Host {
+	for _, h := range l.HostList {
+		if h.Name == name {
+			return h
+		}
+	}
+	return nil
+}
+
+// OVS returns a handle on the host's OVS daemons.
+func (l *Lab) OVS(h *Host) *ovsproc.OVS {
+	return ovsproc.Attach(h.OVSDir, &ovsproc.Netns{Name: h.Netns}, true)
+}
+
+// Socket is the path of the host's lanesd local socket (for `lanesctl status`).
+func (h *Host) Socket() string { return filepath.Join(h.Dir, "lanesd.sock") }
+
+func (h *Host) pidFile() string { return filepath.Join(h.Dir, "lanesd.pid") }
+
+// LogFile is where the host's lanesd writes its log.
+func (h *Host) LogFile() string { return filepath.Join(h.Dir, "lanesd.log") }
+
+// MetricsAddr is the host's lanesd metrics listener (inside the host namespace).
+func (h *Host) MetricsAddr() string { return h.MgmtIP + ":9477" }
+
+// LanesdArgs is the command line of the host's lanesd.
+func (l *Lab) LanesdArgs(h *Host) []string {
+	args := []string{
+		"--host", h.Name,
+		"--tunnel-ip", h.TunnelIP + "/24",
+		"--tunnel-type", l.TunnelType,
+		"--datapath", "netdev",
+		"--underlay-nic", "eth1",
+		"--underlay-mtu", strconv.Itoa(l.UnderlayMTU),
+		"--ovs-rundir", h.OVSDir,
+		"--socket", h.Socket(),
+		"--metrics", h.MetricsAddr(),
+	}
+	if h.Name == "h1" {
+		args = append(args,
+			"--etcd-embed-dir", filepath.Join(h.Dir, "etcd"),
+			"--etcd-listen", fmt.Sprintf("http://127.0.0.1:%d,http://%s:%d", EtcdPort, h.MgmtIP, EtcdPort),
+			"--etcd-peer", fmt.Sprintf("http://127.0.0.1:%d", EtcdPort+1))
+	} else {
+		args = append(args, "--etcd", l.EtcdEndpoint())
+	}
+	return args
+}
+
+// StartLanesd starts the host's lanesd in its namespace, detached (it outlives the
+// caller, as a system service would), logging to LogFile.
+func (l *Lab) StartLanesd(h *Host) error {
+	if pid := h.LanesdPID(); pid != 0 {
+		return fmt.Errorf("lanesd on %s already runs (pid %d)", h.Name, pid)
+	}
+	logf, err := os.OpenFile(h.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	args := append([]string{"netns", "exec", h.Netns, filepath.Join(l.BinDir, "lanesd")}, l.LanesdArgs(h)...)
+	cmd := exec.Command("ip", args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start lanesd on %s: %w", h.Name, err)
+	}
+	pid := cmd.Process.Pid
+	_ = cmd.Process.Release()
+	return os.WriteFile(h.pidFile(), []byte(strconv.Itoa(pid)), 0o644)
+}
+
+// LanesdPID is the PID of the host's running lanesd, or 0.
+func (h *Host) LanesdPID() int {
+	b, err := os.ReadFile(h.pidFile())
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || !running(pid) {
+		return 0
+	}
+	return pid
+}
+
+// StopLanesd sends SIGTERM (lanesd leaves the data path running) and waits until the
+// process is gone; SIGKILL after the timeout.
+func (l *Lab) StopLanesd(h *Host) error {
+	pid := h.LanesdPID()
+	if pid == 0 {
+		return nil
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(15 * time.Second)
+	for running(pid) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			deadline = time.Now().Add(5 * time.Second)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return os.Remove(h.pidFile())
+}
+
+// running is true for a live process; a zombie counts as gone (PID 1 reaps slowly here).
+func running(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return len(f) > 2 && f[2] != "Z"
+}
+
+// Exec runs a command inside the host's namespace and returns its combined output.
+func (l *Lab) Exec(h *Host, name string, args ...string) (string, error) {
+	return (&ovsproc.Netns{Name: h.Netns}).Exec(name, args...)
+}
+
+// Ctl runs lanesctl on host h against the lab's store.
+func (l *Lab) Ctl(h *Host, args ...string) (string, error) {
+	full := append([]string{"--etcd", l.EtcdEndpoint(), "--socket", h.Socket()}, args...)
+	return l.Exec(h, filepath.Join(l.BinDir, "lanesctl"), full...)
+}
+
+// Down stops every lanesd and VM of the lab, its OVS daemons, and deletes its
+// namespaces and directory. It works on a half-made lab and twice in a row.
+func (l *Lab) Down() error {
+	var errs []error
+	for _, vm := range l.VMs {
+		errs = append(errs, l.StopVM(vm))
+	}
+	for _, h := range l.HostList {
+		errs = append(errs, l.StopLanesd(h))
+		if _, err := os.Stat(filepath.Join(h.OVSDir, "conf.db")); err == nil {
+			errs = append(errs, l.OVS(h).Stop())
+		}
+		errs = append(errs, (&ovsproc.Netns{Name: h.Netns}).Delete())
+	}
+	errs = append(errs, (&ovsproc.Netns{Name: l.Underlay}).Delete())
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return os.RemoveAll(l.Dir)
+}
+
+func addNetns(name string) error {
+	ns := &ovsproc.Netns{Name: name}
+	if ns.Exists() {
+		return fmt.Errorf("netns %s already exists (is another lab with this name running?)", name)
+	}
+	if err := ip("netns", "add", name); err != nil {
+		return err
+	}
+	return ipIn(name, "link", "set", "lo", "up")
+}
+
+func ip(args ...string) error {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+func ipIn(ns string, args ...string) error { return ip(append([]string{"-n", ns}, args...)...) }
+
+// StartVM starts a fake VM on host h attached to tap (made by that host's lanesd).
+func (l *Lab) StartVM(h *Host, name, tap, mac, ipCIDR string, mtu int) (*VM, error) {
+	vm := &VM{Name: name, Host: h.Name, Netns: h.Netns + "-" + name, Tap: tap, MAC: mac, IP: ipCIDR}
+	l.VMs = append(l.VMs, vm)
+	if err := l.save(); err != nil {
+		return nil, err
+	}
+	out, err := exec.Command(filepath.Join(l.BinDir, "lanes-vm"), "start",
+		"--host-netns", h.Netns, "--tap", tap, "--netns", vm.Netns,
+		"--mac", mac, "--ip", ipCIDR, "--mtu", strconv.Itoa(mtu)).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("lanes-vm start %s: %w: %s", name, err, out)
+	}
+	return vm, nil
+}
+
+// StopVM stops a fake VM and deletes its namespace.
+func (l *Lab) StopVM(vm *VM) error {
+	out, err := exec.Command(filepath.Join(l.BinDir, "lanes-vm"), "stop", "--netns", vm.Netns).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("lanes-vm stop %s: %w: %s", vm.Name, err, out)
+	}
+	return nil
+}
+
+// VMExec runs a command inside a VM's namespace.
+func (l *Lab) VMExec(vm *VM, name string, args ...string) (string, error) {
+	return (&ovsproc.Netns{Name: vm.Netns}).Exec(name, args...)
+}
