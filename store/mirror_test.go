@@ -45,6 +45,7 @@ func waitState(t *testing.T, m *Mirror, what string, cond func(State) bool) Stat
 }
 
 func TestMirrorFollows(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := tctx(t)
 	n0 := mustNet(t, s, "before", "10.9.0.0/24")
@@ -116,6 +117,7 @@ func TestMirrorFollows(t *testing.T) {
 // A watch that starts below the compacted revision fails; the mirror must list again
 // and end up with the changes it could not watch, deletes included.
 func TestMirrorSurvivesCompaction(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := tctx(t)
 	old := mustNet(t, s, "old", "10.9.0.0/24")
@@ -160,6 +162,7 @@ func TestMirrorSurvivesCompaction(t *testing.T) {
 }
 
 func TestMirrorStatusFilter(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := tctx(t)
 	registerHost(t, s, "h1", "192.168.1.1")

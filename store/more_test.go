@@ -12,6 +12,7 @@ import (
 )
 
 func TestSecurityGroups(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := tctx(t)
 	base := dump(t, s)
@@ -85,6 +86,7 @@ func TestSecurityGroups(t *testing.T) {
 }
 
 func TestHostLeaseExpiry(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := tctx(t)
 	h := api.Host{Name: "h1", TunnelIP: "192.168.1.1", TunnelType: api.TunnelVXLAN}
@@ -138,6 +140,7 @@ func TestHostLeaseExpiry(t *testing.T) {
 }
 
 func TestHostReRegistersAfterLeaseLoss(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := tctx(t)
 	reg, err := s.RegisterHost(ctx, api.Host{Name: "h1", TunnelIP: "192.168.1.1", TunnelType: api.TunnelVXLAN}, 5*time.Second)
@@ -157,6 +160,7 @@ func TestHostReRegistersAfterLeaseLoss(t *testing.T) {
 }
 
 func TestPortStatus(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := tctx(t)
 	registerHost(t, s, "h1", "192.168.1.1")
@@ -226,6 +230,7 @@ func TestPortStatus(t *testing.T) {
 }
 
 func TestWaitPortActive(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := tctx(t)
 	registerHost(t, s, "h1", "192.168.1.1")
@@ -289,6 +294,7 @@ func TestWaitPortActive(t *testing.T) {
 }
 
 func TestEmbeddedRestartKeepsData(t *testing.T) {
+	t.Parallel()
 	e := startEtcd(t)
 	dir := e.etcd.Config().Dir
 	s := openStore(t, e)

@@ -12,6 +12,7 @@ import (
 )
 
 func TestUUID(t *testing.T) {
+	t.Parallel()
 	seen := map[string]bool{}
 	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 	for range 1000 {
@@ -27,6 +28,7 @@ func TestUUID(t *testing.T) {
 }
 
 func TestNetworkAllocation(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := tctx(t)
 	var ids []string
@@ -76,6 +78,7 @@ func TestNetworkAllocation(t *testing.T) {
 }
 
 func TestConcurrentVNIAllocation(t *testing.T) {
+	t.Parallel()
 	e := startEtcd(t)
 	clients := []*Store{openStore(t, e), openStore(t, e)}
 	ctx := tctx(t)
@@ -102,6 +105,7 @@ func TestConcurrentVNIAllocation(t *testing.T) {
 }
 
 func TestPortAllocation(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := tctx(t)
 	registerHost(t, s, "h1", "192.168.1.1")
@@ -206,6 +210,7 @@ func TestPortAllocation(t *testing.T) {
 }
 
 func TestSmallNetworkExhaustion(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	registerHost(t, s, "h1", "192.168.1.1")
 	mustNet(t, s, "tiny", "10.9.0.0/30")
@@ -223,6 +228,7 @@ func TestSmallNetworkExhaustion(t *testing.T) {
 }
 
 func TestDeleteNetworkWithPortsRefused(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := tctx(t)
 	registerHost(t, s, "h1", "192.168.1.1")
@@ -246,6 +252,7 @@ func TestDeleteNetworkWithPortsRefused(t *testing.T) {
 }
 
 func TestRaceSameIP(t *testing.T) {
+	t.Parallel()
 	e := startEtcd(t)
 	a, b := openStore(t, e), openStore(t, e)
 	registerHost(t, a, "h1", "192.168.1.1")

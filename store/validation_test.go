@@ -12,6 +12,7 @@ import (
 
 // Every refused write must name the field and leave the store exactly as it was.
 func TestValidationLeavesStoreUnchanged(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := tctx(t)
 	registerHost(t, s, "h1", "192.168.1.1")
@@ -143,6 +144,7 @@ func TestValidationLeavesStoreUnchanged(t *testing.T) {
 }
 
 func TestNotFound(t *testing.T) {
+	t.Parallel()
 	s := newStore(t)
 	ctx := tctx(t)
 	for what, err := range map[string]error{
