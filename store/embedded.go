@@ -48,8 +48,8 @@ func (c quietCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Che
 }
 
 // StartEmbedded starts a single-member etcd with its data in dataDir, serving clients
-// on clientURL and peers on peerURL (both like http://127.0.0.1:2379; etcd refuses
-// unix:// peer URLs). It returns once the server is ready to serve, or an error after
+// on clientURLs (one or more, comma-separated) and peers on peerURL (all like
+// http://127.0.0.1:2379; etcd refuses unix:// peer URLs). It returns once the server is ready to serve, or an error after
 // EmbeddedReadyTimeout. A data dir from an earlier run is reused, state included.
 func StartEmbedded(dataDir, clientURLs, peerURL string) (*Embedded, error) {
 	var cus []url.URL
