@@ -105,6 +105,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	log.Info("lanesd started", "host", cfg.Host, "tunnel_ip", addr, "round", round, "datapath", cfg.DatapathType)
 	err = a.loop(ctx)
+	log.Info("stopping: leaving bridges, ports and flows in place")
 	a.brInt.Wait()
 	a.brTun.Wait()
 	return err
@@ -121,7 +122,16 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*store.Store,
 			return nil, nil, fmt.Errorf("embedded etcd: %w", err)
 		}
 		endpoints = e.Endpoints()
-		stop = e.Close
+		// etcd's Close waits up to its request timeout per listener for peers' watch
+		// streams to finish; lanesd is exiting and every commit is already on disk.
+		stop = func() {
+			done := make(chan struct{})
+			go func() { e.Close(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(time.Second):
+			}
+		}
 		log.Info("embedded etcd ready", "endpoints", endpoints, "dir", cfg.EtcdEmbedDir)
 	}
 	for {
