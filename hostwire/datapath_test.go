@@ -461,4 +461,3 @@ func sendUDP(t *testing.T, v *testVM, dstMAC, src, dst string, sport, dport int)
 		t.Fatalf("send crafted frame: %v", err)
 	}
 }
-

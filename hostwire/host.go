@@ -28,6 +28,7 @@ import (
 // and child processes all take the namespace of the calling thread. Operations are
 // serialised on that thread.
 type Host struct {
+	ns        netns.NsHandle // kept open for extra worker threads (parallel deletes)
 	reqs      chan func()
 	closeOnce sync.Once
 	quit      chan struct{}
@@ -53,14 +54,13 @@ func Open(ns netns.NsHandle) (*Host, error) {
 		}
 		target = cur
 	}
-	h := &Host{reqs: make(chan func()), quit: make(chan struct{})}
+	h := &Host{ns: target, reqs: make(chan func()), quit: make(chan struct{})}
 	started := make(chan error, 1)
 	go func() {
 		// Never unlocked: the thread has changed namespace, so the runtime must throw
 		// it away when this goroutine ends instead of handing it to other goroutines.
 		runtime.LockOSThread()
 		err := netns.Set(target)
-		target.Close()
 		started <- err
 		if err != nil {
 			return
@@ -75,6 +75,7 @@ func Open(ns netns.NsHandle) (*Host, error) {
 		}
 	}()
 	if err := <-started; err != nil {
+		target.Close()
 		return nil, fmt.Errorf("enter netns: %w", err)
 	}
 	return h, nil
@@ -99,7 +100,10 @@ func OpenPath(path string) (*Host, error) {
 
 // Close stops the namespace thread. Pending operations finish first.
 func (h *Host) Close() error {
-	h.closeOnce.Do(func() { close(h.quit) })
+	h.closeOnce.Do(func() {
+		close(h.quit)
+		h.ns.Close()
+	})
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netlink/nl"
@@ -234,29 +235,81 @@ func isNotFound(err error) bool {
 // DeletePort removes the port's tap, qbr and veth pair. Parts already gone are fine.
 // qvo disappears with its peer; if OVS still lists it as a port, the controller
 // removes that row.
-func (h *Host) DeletePort(portID string) error {
-	d := DevicesOf(portID)
-	return h.Do(func() error {
-		var errs []error
-		for _, n := range []string{d.Tap, d.Qvb, d.Qvo, d.Qbr} {
-			l, err := linkByName(n)
-			if err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			if l == nil {
-				continue
-			}
-			if err := netlink.LinkDel(l); err != nil && !isNotFound(err) {
-				errs = append(errs, fmt.Errorf("delete %s: %w", n, err))
-			}
-		}
-		if err := errors.Join(errs...); err != nil {
-			return fmt.Errorf("delete port %s: %w", portID, err)
-		}
+func (h *Host) DeletePort(portID string) error { return h.DeletePorts([]string{portID}) }
+
+// DeletePorts removes the devices of many ports in one kernel batch. Each device
+// removal waits for an RCU grace period (tens of milliseconds here), so the devices
+// are first moved into a private interface group and then deleted with one
+// RTM_DELLINK for that group: one grace period for all of them.
+func (h *Host) DeletePorts(portIDs []string) error {
+	if len(portIDs) == 0 {
 		return nil
+	}
+	return h.Do(func() error {
+		byName, err := linksByName()
+		if err != nil {
+			return fmt.Errorf("delete ports: %w", err)
+		}
+		return deletePorts(byName, portIDs, 0)
 	})
 }
+
+func deletePorts(byName map[string]netlink.Link, portIDs []string, batch uint32) error {
+	var doomed []netlink.Link
+	for _, id := range portIDs {
+		d := DevicesOf(id)
+		// A veth peer goes with its partner; naming both in the batch is not needed.
+		names := []string{d.Tap, d.Qbr, d.Qvb}
+		if byName[d.Qvb] == nil {
+			names = append(names, d.Qvo)
+		}
+		for _, n := range names {
+			if l := byName[n]; l != nil {
+				doomed = append(doomed, l)
+			}
+		}
+	}
+	if len(doomed) == 0 {
+		return nil
+	}
+	group := deleteGroupBase + uint32(time.Now().UnixNano()&0xfff)<<4 + batch
+	for _, l := range doomed {
+		if err := netlink.LinkSetGroup(l, int(group)); err != nil && !isNotFound(err) {
+			return fmt.Errorf("delete ports: mark %s: %w", l.Attrs().Name, err)
+		}
+	}
+	req := nl.NewNetlinkRequest(unix.RTM_DELLINK, unix.NLM_F_ACK)
+	req.AddData(nl.NewIfInfomsg(unix.AF_UNSPEC))
+	req.AddData(nl.NewRtAttr(unix.IFLA_GROUP, nl.Uint32Attr(group)))
+	if _, err := req.Execute(unix.NETLINK_ROUTE, 0); err != nil {
+		return fmt.Errorf("delete ports %v: %w", portIDs, err)
+	}
+	return nil
+}
+
+// linksByName dumps the namespace's links, retrying a dump that a concurrent change
+// interrupted.
+func linksByName() (map[string]netlink.Link, error) {
+	var links []netlink.Link
+	var err error
+	for range 5 {
+		links, err = netlink.LinkList()
+		if !errors.Is(err, netlink.ErrDumpInterrupted) {
+			break
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	m := make(map[string]netlink.Link, len(links))
+	for _, l := range links {
+		m[l.Attrs().Name] = l
+	}
+	return m, nil
+}
+
+// deleteGroupBase starts the interface group numbers used for batch deletion.
+const deleteGroupBase = 0x4c4e0000
 
 // PortState is what ListPorts found of one port, keyed by the 11-character device ID.
 type PortState struct {
@@ -273,13 +326,12 @@ func (s PortState) Complete() bool { return s.Tap && s.Qbr && s.Qvb && s.Qvo }
 // are compared with a port's ID through api.TapName etc. Only tap devices of type tun
 // count, so a tap of other software with a similar name is not mistaken for a port.
 func (h *Host) ListPorts() ([]PortState, error) {
-	var links []netlink.Link
-	if err := h.Do(func() error {
-		var err error
-		links, err = netlink.LinkList()
+	var byName map[string]netlink.Link
+	if err := h.Do(func() (err error) {
+		byName, err = linksByName()
 		return err
 	}); err != nil {
-		return nil, fmt.Errorf("list links: %w", err)
+		return nil, err
 	}
 	ports := map[string]*PortState{}
 	get := func(id string) *PortState {
@@ -290,8 +342,7 @@ func (h *Host) ListPorts() ([]PortState, error) {
 		}
 		return s
 	}
-	for _, l := range links {
-		n := l.Attrs().Name
+	for n, l := range byName {
 		if len(n) != 3+api.DeviceIDLen {
 			continue
 		}
@@ -318,4 +369,51 @@ func (h *Host) ListPorts() ([]PortState, error) {
 // DeviceID is the part of a port ID that names its devices.
 func DeviceID(portID string) string {
 	return strings.TrimPrefix(api.TapName(portID), "tap")
+}
+
+// EnsurePorts ensures many ports with one link dump: ports whose four devices already
+// exist with the right type, bridge membership, MTU and up state are skipped, the
+// others go through EnsurePort. This keeps a no-op reconcile of hundreds of ports
+// cheap.
+func (h *Host) EnsurePorts(specs []PortSpec) error {
+	var byName map[string]netlink.Link
+	if err := h.Do(func() (err error) {
+		byName, err = linksByName()
+		return err
+	}); err != nil {
+		return err
+	}
+	var errs []error
+	for _, p := range specs {
+		if portComplete(byName, p) {
+			continue
+		}
+		if err := h.EnsurePort(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func portComplete(byName map[string]netlink.Link, p PortSpec) bool {
+	d := DevicesOf(p.ID)
+	br, tap, qvb, qvo := byName[d.Qbr], byName[d.Tap], byName[d.Qvb], byName[d.Qvo]
+	if br == nil || tap == nil || qvb == nil || qvo == nil ||
+		br.Type() != "bridge" || tap.Type() != "tuntap" || qvb.Type() != "veth" || qvo.Type() != "veth" {
+		return false
+	}
+	idx := br.Attrs().Index
+	if tap.Attrs().MasterIndex != idx || qvb.Attrs().MasterIndex != idx {
+		return false
+	}
+	// A veth's ParentIndex is its peer's index.
+	if qvb.Attrs().ParentIndex != qvo.Attrs().Index {
+		return false
+	}
+	for _, l := range []netlink.Link{br, tap, qvb, qvo} {
+		if l.Attrs().MTU != p.MTU || l.Attrs().Flags&net.FlagUp == 0 {
+			return false
+		}
+	}
+	return true
 }
