@@ -28,7 +28,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/lanesd", "../cmd/lanesctl", "../cmd/lanes-vm")
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/lanesd", "../cmd/lanesctl", "../cmd/lanes-vm", "../cmd/lanes-lab")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)
