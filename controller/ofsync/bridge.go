@@ -38,15 +38,27 @@ type Bridge struct {
 	sw *ofctrl.OFSwitch
 	// desired is the last set given to Sync; nil until then, so that nothing is
 	// swept before the caller has read its whole desired state.
-	desired map[string]flows.Flow
+	desired map[string]Entry
 	// installed is what the switch holds, as far as committed bundles tell.
-	installed map[string]flows.Flow
+	installed map[string]Entry
 	// needFull is set by a new connection: the next push re-adds everything.
 	needFull bool
 	lastErr  error
 
 	connected chan *ofctrl.OFSwitch
 	done      chan struct{}
+
+	// clientMode is closed once ofnet's Connect has switched the controller to client
+	// mode (it asks the app for its retry settings right after): before that,
+	// Controller.Delete would take the server-mode path and never stop the dialling.
+	clientMode     chan struct{}
+	clientModeOnce sync.Once
+
+	// live holds the switches ofnet has connected and not yet disconnected; closing
+	// waits for it to drain (see stop).
+	liveMu sync.Mutex
+	live   map[*ofctrl.OFSwitch]bool
+	gone   chan struct{}
 }
 
 // Open starts connecting to the bridge's management socket (<ovs rundir>/<bridge>.mgmt)
@@ -54,9 +66,12 @@ type Bridge struct {
 func Open(ctx context.Context, name, mgmtSocket string, round uint16, log *slog.Logger, obs Observer) *Bridge {
 	b := &Bridge{
 		Name: name, sock: mgmtSocket, round: round, log: log.With("bridge", name), obs: obs,
-		installed: map[string]flows.Flow{},
-		connected: make(chan *ofctrl.OFSwitch, 4),
-		done:      make(chan struct{}),
+		installed:  map[string]Entry{},
+		connected:  make(chan *ofctrl.OFSwitch, 4),
+		done:       make(chan struct{}),
+		clientMode: make(chan struct{}),
+		live:       map[*ofctrl.OFSwitch]bool{},
+		gone:       make(chan struct{}, 1),
 	}
 	b.ctrl = ofctrl.NewController(&app{b: b})
 	go b.dial(ctx)
@@ -68,25 +83,57 @@ func Open(ctx context.Context, name, mgmtSocket string, round uint16, log *slog.
 func (b *Bridge) Round() uint16 { return b.round }
 
 func (b *Bridge) dial(ctx context.Context) {
+	// Connect blocks. With MaxRetry 0 it dials until Delete (stop) and, once
+	// connected, ofnet redials by itself after every disconnect. It must be called
+	// only once per Controller: a second call would wait forever for a connection
+	// request that ofnet sends only on the first.
+	err := b.ctrl.Connect(b.sock)
+	if ctx.Err() == nil {
+		b.log.Error("openflow connect gave up", "socket", b.sock, "err", err)
+	}
+}
+
+// stop deletes the ofnet controller and disconnects its switch. ofnet keeps
+// switches in a process-global map keyed by datapath ID and hands an entry still in
+// it to the next connection with that DPID, together with the old app: a Bridge
+// opened after this one closed (a restart within one process, a test) would never
+// hear of its connection. Delete alone does not remove the entry: ofnet's reader
+// ignores the "use of closed network connection" that Delete causes, so the switch
+// would only be dropped when its next echo request failed, seconds later.
+func (b *Bridge) stop() {
+	<-b.clientMode
+	b.ctrl.Delete()
+	b.liveMu.Lock()
+	sws := make([]*ofctrl.OFSwitch, 0, len(b.live))
+	for sw := range b.live {
+		sws = append(sws, sw)
+	}
+	b.liveMu.Unlock()
+	for _, sw := range sws {
+		// Disconnect can block if the stream shut down meanwhile; it then reports the
+		// disconnect on its own.
+		go sw.Disconnect()
+	}
+	deadline := time.After(5 * time.Second)
 	for {
-		// Connect blocks: it returns only when the first connection fails its retries
-		// or after Delete; once connected, ofnet redials by itself forever.
-		err := b.ctrl.Connect(b.sock)
-		if ctx.Err() != nil {
+		b.liveMu.Lock()
+		n := len(b.live)
+		b.liveMu.Unlock()
+		if n == 0 {
 			return
 		}
-		b.log.Warn("openflow connect failed, retrying", "socket", b.sock, "err", err)
 		select {
-		case <-ctx.Done():
+		case <-b.gone:
+		case <-deadline:
+			b.log.Warn("openflow connection still registered after close")
 			return
-		case <-time.After(time.Second):
 		}
 	}
 }
 
 func (b *Bridge) loop(ctx context.Context) {
 	defer close(b.done)
-	defer b.ctrl.Delete()
+	defer b.stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -211,8 +258,8 @@ func (b *Bridge) Status() Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	st := Status{Connected: b.sw != nil && b.sw.IsReady(), Round: b.round, FlowsPerTable: map[uint8]int{}, Installed: len(b.installed)}
-	for _, f := range b.installed {
-		st.FlowsPerTable[f.Table]++
+	for _, e := range b.installed {
+		st.FlowsPerTable[e.Flow.Table]++
 	}
 	if b.lastErr != nil {
 		st.LastError = b.lastErr.Error()
@@ -225,8 +272,8 @@ func (b *Bridge) Installed() []flows.Flow {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	out := make([]flows.Flow, 0, len(b.installed))
-	for _, f := range b.installed {
-		out = append(out, f)
+	for _, e := range b.installed {
+		out = append(out, e.Flow)
 	}
 	return out
 }
@@ -237,6 +284,9 @@ type app struct{ b *Bridge }
 
 func (a *app) SwitchConnected(sw *ofctrl.OFSwitch) {
 	a.b.log.Info("openflow connected")
+	a.b.liveMu.Lock()
+	a.b.live[sw] = true
+	a.b.liveMu.Unlock()
 	if a.b.obs != nil {
 		a.b.obs.Connected(a.b.Name, true)
 	}
@@ -248,14 +298,31 @@ func (a *app) SwitchConnected(sw *ofctrl.OFSwitch) {
 
 func (a *app) SwitchDisconnected(sw *ofctrl.OFSwitch) {
 	a.b.log.Warn("openflow disconnected")
+	a.b.liveMu.Lock()
+	delete(a.b.live, sw)
+	a.b.liveMu.Unlock()
+	select {
+	case a.b.gone <- struct{}{}:
+	default:
+	}
 	if a.b.obs != nil {
 		a.b.obs.Connected(a.b.Name, false)
 	}
 }
-func (a *app) PacketRcvd(*ofctrl.OFSwitch, *ofctrl.PacketIn)                 {}
+func (a *app) PacketRcvd(*ofctrl.OFSwitch, *ofctrl.PacketIn)               {}
 func (a *app) MultipartReply(*ofctrl.OFSwitch, *openflow15.MultipartReply) {}
-func (a *app) FlowGraphEnabledOnSwitch() bool                             { return false }
-func (a *app) TLVMapEnabledOnSwitch() bool                                { return false }
-func (a *app) PortStatusRcvd(*openflow15.PortStatus)                      {}
-func (a *app) MaxRetry() int                                              { return 5 }
-func (a *app) RetryInterval() time.Duration                               { return 500 * time.Millisecond }
+func (a *app) FlowGraphEnabledOnSwitch() bool                              { return false }
+func (a *app) TLVMapEnabledOnSwitch() bool                                 { return false }
+func (a *app) PortStatusRcvd(*openflow15.PortStatus)                       {}
+
+// MaxRetry 0 makes ofnet dial until the controller is deleted: lanesd may start
+// before ovs-vswitchd has created the bridge. ofnet calls it right after switching
+// to client mode, which stop waits for.
+func (a *app) MaxRetry() int {
+	a.b.clientModeOnce.Do(func() { close(a.b.clientMode) })
+	return 0
+}
+
+// RetryInterval is short: after an ovs-vswitchd restart the bridge has no flows
+// until the replay.
+func (a *app) RetryInterval() time.Duration { return 250 * time.Millisecond }

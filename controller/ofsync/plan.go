@@ -6,7 +6,7 @@
 package ofsync
 
 import (
-	"sort"
+	"slices"
 
 	"github.com/lanes-net/lanes/flows"
 )
@@ -22,33 +22,47 @@ type Plan struct {
 // Empty reports whether the plan changes nothing.
 func (p Plan) Empty() bool { return len(p.Add) == 0 && len(p.Delete) == 0 && !p.Sweep }
 
+// Entry is an indexed flow with its rendering, computed once: diffs compare
+// renderings, and a host may hold tens of thousands of flows.
+type Entry struct {
+	Flow flows.Flow
+	Text string // Flow.String()
+}
+
 // Diff compares flows by their key (table, priority, match). With full set, every
 // desired flow is re-added, as after a reconnect, when the switch may hold anything.
-func Diff(installed, desired map[string]flows.Flow, full bool) Plan {
-	var p Plan
-	for k, f := range desired {
-		if old, ok := installed[k]; full || !ok || old.String() != f.String() {
-			p.Add = append(p.Add, f)
+func Diff(installed, desired map[string]Entry, full bool) Plan {
+	var add, del []string
+	for k, e := range desired {
+		if old, ok := installed[k]; full || !ok || old.Text != e.Text {
+			add = append(add, k)
 		}
 	}
-	for k, f := range installed {
+	for k := range installed {
 		if _, ok := desired[k]; !ok {
-			p.Delete = append(p.Delete, f)
+			del = append(del, k)
 		}
 	}
-	// A stable order makes bundles reproducible and logs readable.
-	byKey := func(fs []flows.Flow) { sort.Slice(fs, func(i, j int) bool { return fs[i].Key() < fs[j].Key() }) }
-	byKey(p.Add)
-	byKey(p.Delete)
-	p.Sweep = full
+	// A stable order makes bundles reproducible and logs readable. Sort the keys
+	// once: Flow.Key() formats, and a sort calls it n log n times.
+	slices.Sort(add)
+	slices.Sort(del)
+	p := Plan{Sweep: full}
+	for _, k := range add {
+		p.Add = append(p.Add, desired[k].Flow)
+	}
+	for _, k := range del {
+		p.Delete = append(p.Delete, installed[k].Flow)
+	}
 	return p
 }
 
 // Index keys flows by Key and stamps them with round.
-func Index(fs []flows.Flow, round uint16) map[string]flows.Flow {
-	m := make(map[string]flows.Flow, len(fs))
+func Index(fs []flows.Flow, round uint16) map[string]Entry {
+	m := make(map[string]Entry, len(fs))
 	for _, f := range fs {
-		m[f.Key()] = f.WithRound(round)
+		f = f.WithRound(round)
+		m[f.Key()] = Entry{Flow: f, Text: f.String()}
 	}
 	return m
 }

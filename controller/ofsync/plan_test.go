@@ -112,9 +112,9 @@ func TestDiffIdempotent(t *testing.T) {
 	for range 50 {
 		installed, desired := Index(mk(), 1), Index(mk(), 1)
 		p := Diff(installed, desired, false)
-		next := map[string]flows.Flow{}
-		for k, f := range installed {
-			next[k] = f
+		next := map[string]Entry{}
+		for k, e := range installed {
+			next[k] = e
 		}
 		for _, f := range p.Delete {
 			if _, ok := desired[f.Key()]; ok {
@@ -123,14 +123,14 @@ func TestDiffIdempotent(t *testing.T) {
 			delete(next, f.Key())
 		}
 		for _, f := range p.Add {
-			next[f.Key()] = f
+			next[f.Key()] = Entry{f, f.String()}
 		}
 		if len(next) != len(desired) {
 			t.Fatalf("after plan %d flows, want %d", len(next), len(desired))
 		}
-		for k, f := range desired {
-			if next[k].String() != f.String() {
-				t.Fatalf("after plan %s = %s, want %s", k, next[k], f)
+		for k, e := range desired {
+			if next[k].Text != e.Text {
+				t.Fatalf("after plan %s = %s, want %s", k, next[k].Text, e.Text)
 			}
 		}
 		if p2 := Diff(next, desired, false); !p2.Empty() {
