@@ -71,6 +71,8 @@ type failure struct {
 
 // reconcileReport is what lanesctl status shows about the last reconcile.
 type reconcileReport struct {
+	Started   time.Time // when this lanesd started
+	Converged time.Time // end of the first reconcile without errors
 	At       time.Time
 	Revision int64
 	Took     time.Duration
@@ -199,7 +201,11 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	a.m.TunnelPorts.Set(float64(len(tunnels)))
 	a.mu.Lock()
 	a.view, a.tunnels, a.ofports, a.vlanOf = v, tunnels, ofports, vlanOf
-	a.last = reconcileReport{At: start, Revision: st.Revision, Took: took}
+	a.last = reconcileReport{Started: a.last.Started, Converged: a.last.Converged, At: start, Revision: st.Revision, Took: took}
+	if a.last.Converged.IsZero() && len(errs) == 0 && flowErr == nil {
+		a.last.Converged = time.Now()
+		a.log.Info("converged", "since_start", a.last.Converged.Sub(a.last.Started).Round(time.Millisecond), "ports", len(v.local), "peers", len(v.peers))
+	}
 	for _, e := range errs {
 		a.last.Errors = append(a.last.Errors, e.Error())
 	}

@@ -31,6 +31,8 @@ type StatusReport struct {
 	Ports         []PortReport    `json:"ports"`
 	Tunnels       []TunnelReport  `json:"tunnels"`
 	Networks      []NetworkReport `json:"networks"`
+	Started       time.Time       `json:"started"`
+	Converged     time.Time       `json:"converged"` // zero until the first reconcile without errors
 	LastReconcile struct {
 		At       time.Time `json:"at"`
 		Took     string    `json:"took"`
@@ -131,6 +133,7 @@ func (a *agent) statusReport() StatusReport {
 	addr, _ := a.cfg.TunnelAddr()
 	r := StatusReport{Host: a.cfg.Host, TunnelIP: addr.String(), TunnelType: a.cfg.TunnelType, Datapath: a.cfg.DatapathType,
 		StoreRevision: a.mirror.Revision(), StoreRelists: a.mirror.Relists()}
+	r.Started, r.Converged = last.Started, last.Converged
 	r.LastReconcile.At, r.LastReconcile.Took, r.LastReconcile.Revision, r.LastReconcile.Errors = last.At, last.Took.String(), last.Revision, last.Errors
 	for _, b := range a.bridges() {
 		st := b.Status()

@@ -70,8 +70,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("firewall: %w", err)
 	}
 
+	started := time.Now()
 	a := &agent{cfg: cfg, log: log, m: m, st: st, db: db, host: host, fw: fw, vlans: newVLANMap(),
 		realized: map[string]realizedPort{}, failures: map[string]*failure{}, statuses: map[string]api.PortStatus{}}
+	a.last.Started = started
 	if err := a.setupBridges(ctx); err != nil {
 		return err
 	}
