@@ -169,9 +169,11 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 		wired[p.ID] = true
 	}
 
+	tWire := time.Now()
 	// OVSDB in one transaction: tunnel ports to the peers, qvo ports with their tags,
 	// and removal of what is no longer wanted.
 	ofports, tunnels, removed, err := a.applyOVSDB(ctx, v, vlanOf, wired)
+	tOVSDB := time.Now()
 	if err != nil {
 		fail("ovsdb", err)
 	}
@@ -182,8 +184,10 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 		fail("firewall", fwErr)
 	}
 
+	tFW := time.Now()
 	// Flows of both bridges.
 	flowErr := a.applyFlows(v, vlanOf, ofports, tunnels)
+	tFlows := time.Now()
 	if flowErr != nil && !errors.Is(flowErr, ofsync.ErrNotConnected) {
 		fail("flows", flowErr)
 	}
@@ -196,6 +200,8 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	a.reportStatuses(ctx, v, st, ofports, ready)
 
 	took := time.Since(start)
+	a.log.Debug("reconciled", "revision", st.Revision, "took", took, "wire", tWire.Sub(start), "ovsdb", tOVSDB.Sub(tWire),
+		"firewall", tFW.Sub(tOVSDB), "flows", tFlows.Sub(tFW), "status", time.Since(tFlows))
 	a.m.ReconcileSeconds.Observe(took.Seconds())
 	a.m.StoreRevision.Set(float64(st.Revision))
 	a.m.TunnelPorts.Set(float64(len(tunnels)))

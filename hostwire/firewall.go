@@ -281,10 +281,41 @@ func (f *Firewall) Apply(ctx context.Context, st FirewallState) (ApplyStats, err
 	if err := f.writeSets(ctx, rs, &stats); err != nil {
 		return stats, err
 	}
-	for _, id := range Tables {
-		if err := f.writeTable(ctx, id, rs.Tables[id], &stats); err != nil {
-			return stats, err
+	// The four tables are independent: write them at once, each in its own
+	// iptables-restore, so a port add costs the slowest restore, not the sum.
+	results := make([]tableResult, len(Tables))
+	var wg sync.WaitGroup
+	for i, id := range Tables {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = f.writeTable(ctx, id, rs.Tables[id])
+		}()
+	}
+	wg.Wait()
+	var errs []error
+	for i, r := range results {
+		id := Tables[i]
+		if r.err != nil {
+			errs = append(errs, r.err)
+			continue
 		}
+		applied := f.applied[id]
+		for _, c := range r.changed {
+			applied[c] = rs.Tables[id].Chains[c]
+		}
+		for _, c := range r.gone {
+			delete(applied, c)
+		}
+		f.hooked[id] = true
+		if r.wrote {
+			stats.Tables++
+			stats.ChainsWritten += len(r.changed)
+			stats.ChainsDeleted += len(r.gone)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return stats, err
 	}
 	// Unused sets last: the rules that referenced them are gone now.
 	if err := f.deleteSets(ctx, rs, &stats); err != nil {
@@ -293,69 +324,69 @@ func (f *Firewall) Apply(ctx context.Context, st FirewallState) (ApplyStats, err
 	return stats, nil
 }
 
-func (f *Firewall) writeTable(ctx context.Context, id TableID, t *Table, stats *ApplyStats) error {
+// tableResult is what writeTable did to one table.
+type tableResult struct {
+	changed, gone []string
+	wrote         bool
+	err           error
+}
+
+// writeTable writes the changed lanes chains of one table (and the hooks, the first
+// time) in one iptables-restore. It only reads the Firewall's state, so the tables can
+// be written concurrently; Apply records the results.
+func (f *Firewall) writeTable(ctx context.Context, id TableID, t *Table) tableResult {
 	applied := f.applied[id]
-	var changed, gone []string
+	var r tableResult
 	for _, c := range sortedKeys(t.Chains) {
 		old, ok := applied[c]
 		if !ok || old == nil || !slices.Equal(old, t.Chains[c]) {
-			changed = append(changed, c)
+			r.changed = append(r.changed, c)
 		}
 	}
 	for _, c := range sortedKeys(applied) {
 		if _, ok := t.Chains[c]; !ok {
-			gone = append(gone, c)
+			r.gone = append(r.gone, c)
 		}
 	}
 	var fix []string
 	if !f.hooked[id] {
 		st, err := f.save(ctx, id)
 		if err != nil {
-			return err
+			return tableResult{err: err}
 		}
 		fix = hookFix(id, st)
 	}
-	if len(changed) == 0 && len(gone) == 0 && len(fix) == 0 {
-		f.hooked[id] = true
-		return nil
+	if len(r.changed) == 0 && len(r.gone) == 0 && len(fix) == 0 {
+		return r
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "*%s\n", id.Table)
-	for _, c := range changed {
+	for _, c := range r.changed {
 		fmt.Fprintf(&b, ":%s - [0:0]\n", c)
 	}
 	// With --noflush a declared chain is created or flushed; a chain must be empty
 	// before -X deletes it.
-	for _, c := range gone {
+	for _, c := range r.gone {
 		fmt.Fprintf(&b, ":%s - [0:0]\n", c)
 	}
-	for _, c := range changed {
-		for _, r := range t.Chains[c] {
-			fmt.Fprintf(&b, "-A %s %s\n", c, r)
+	for _, c := range r.changed {
+		for _, rule := range t.Chains[c] {
+			fmt.Fprintf(&b, "-A %s %s\n", c, rule)
 		}
 	}
 	for _, l := range fix {
 		b.WriteString(l + "\n")
 	}
-	for _, c := range gone {
+	for _, c := range r.gone {
 		fmt.Fprintf(&b, "-X %s\n", c)
 	}
 	b.WriteString("COMMIT\n")
 	if _, err := f.host.Exec(ctx, b.Bytes(), f.restoreBin(id.Family), "--noflush"); err != nil {
-		return fmt.Errorf("apply %s: %w", id, err)
+		return tableResult{err: fmt.Errorf("apply %s: %w", id, err)}
 	}
-	for _, c := range changed {
-		applied[c] = t.Chains[c]
-	}
-	for _, c := range gone {
-		delete(applied, c)
-	}
-	f.hooked[id] = true
-	stats.Tables++
-	stats.ChainsWritten += len(changed)
-	stats.ChainsDeleted += len(gone)
-	f.log.Debug("firewall table written", "table", id.String(), "chains", len(changed), "deleted", len(gone), "hooks", len(fix))
-	return nil
+	r.wrote = true
+	f.log.Debug("firewall table written", "table", id.String(), "chains", len(r.changed), "deleted", len(r.gone), "hooks", len(fix))
+	return r
 }
 
 // hookFix returns restore lines that leave exactly one jump from each built-in chain

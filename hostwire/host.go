@@ -118,9 +118,10 @@ func (h *Host) Do(fn func() error) error {
 	return <-done
 }
 
-// run executes a program in the host namespace (it must be called on the namespace
-// thread: the child inherits the thread's namespace).
-func run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+// Exec runs a program inside the host namespace and returns its standard output. The
+// child is started on the namespace thread, whose namespace it inherits, and waited
+// for outside it, so several programs can run at once.
+func (h *Host) Exec(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
@@ -128,21 +129,13 @@ func run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
+	if err := h.Do(cmd.Start); err != nil {
+		return nil, fmt.Errorf("%s %s: %w", name, strings.Join(args, " "), err)
+	}
+	if err := cmd.Wait(); err != nil {
 		return stdout.Bytes(), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.Bytes(), nil
-}
-
-// Exec runs a program inside the host namespace and returns its standard output.
-func (h *Host) Exec(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
-	var out []byte
-	err := h.Do(func() error {
-		var err error
-		out, err = run(ctx, stdin, name, args...)
-		return err
-	})
-	return out, err
 }
 
 // bridgeNfSysctls must be 1 for bridged VM traffic to traverse iptables at all; they

@@ -133,7 +133,7 @@ func (c *cli) portCreate(args []string) error {
 		mtu = n.MTU
 	}
 	tap := api.TapName(p.ID)
-	qemu := fmt.Sprintf("-netdev tap,id=%s,ifname=%s,script=no,downscript=no,vhost=on -device virtio-net-pci,netdev=%s,mac=%s,host_mtu=%d",
+	qemu := fmt.Sprintf("-netdev tap,id=%s,ifname=%s,script=no,downscript=no -device virtio-net-pci,netdev=%s,mac=%s,host_mtu=%d",
 		p.Name, tap, p.Name, p.MAC, mtu)
 	if c.output == "json" {
 		return c.emit(struct {
