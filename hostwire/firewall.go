@@ -361,7 +361,14 @@ func (f *Firewall) writeTable(ctx context.Context, id TableID, t *Table) tableRe
 	}
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "*%s\n", id.Table)
+	// Shared chains (dispatch, zones) hold a few rules per port: when one port comes
+	// or goes, edit them in place instead of rewriting hundreds of rules.
+	edits := map[string][]string{}
 	for _, c := range r.changed {
+		if e, ok := editChain(c, applied[c], t.Chains[c]); ok {
+			edits[c] = e
+			continue
+		}
 		fmt.Fprintf(&b, ":%s - [0:0]\n", c)
 	}
 	// With --noflush a declared chain is created or flushed; a chain must be empty
@@ -370,6 +377,12 @@ func (f *Firewall) writeTable(ctx context.Context, id TableID, t *Table) tableRe
 		fmt.Fprintf(&b, ":%s - [0:0]\n", c)
 	}
 	for _, c := range r.changed {
+		if e, ok := edits[c]; ok {
+			for _, l := range e {
+				b.WriteString(l + "\n")
+			}
+			continue
+		}
 		for _, rule := range t.Chains[c] {
 			fmt.Fprintf(&b, "-A %s %s\n", c, rule)
 		}
@@ -387,6 +400,61 @@ func (f *Firewall) writeTable(ctx context.Context, id TableID, t *Table) tableRe
 	r.wrote = true
 	f.log.Debug("firewall table written", "table", id.String(), "chains", len(r.changed), "deleted", len(r.gone), "hooks", len(fix))
 	return r
+}
+
+// editChain returns restore lines that turn a chain holding old into one holding new
+// by deleting and inserting single rules, when that is much less than rewriting it:
+// the rules both hold must keep their order, and at most a quarter of new may change.
+func editChain(chain string, old, new []string) ([]string, bool) {
+	if len(old) == 0 || len(new) < 8 {
+		return nil, false
+	}
+	inNew := make(map[string]bool, len(new))
+	for _, r := range new {
+		inNew[r] = true
+	}
+	if len(inNew) != len(new) || hasDuplicates(old) {
+		return nil, false // -D would remove the first of two equal rules: rewrite
+	}
+	var lines, kept []string
+	for _, r := range old {
+		if inNew[r] {
+			kept = append(kept, r)
+		} else {
+			lines = append(lines, fmt.Sprintf("-D %s %s", chain, r))
+		}
+	}
+	inKept := make(map[string]bool, len(kept))
+	for _, r := range kept {
+		inKept[r] = true
+	}
+	k := 0
+	for i, r := range new {
+		if inKept[r] {
+			if k >= len(kept) || kept[k] != r {
+				return nil, false // reordered
+			}
+			k++
+			continue
+		}
+		// The chain now holds new[:i] at positions 1..i: insert right after them.
+		lines = append(lines, fmt.Sprintf("-I %s %d %s", chain, i+1, r))
+	}
+	if len(lines)*4 > len(new) {
+		return nil, false
+	}
+	return lines, true
+}
+
+func hasDuplicates(rules []string) bool {
+	seen := make(map[string]bool, len(rules))
+	for _, r := range rules {
+		if seen[r] {
+			return true
+		}
+		seen[r] = true
+	}
+	return false
 }
 
 // hookFix returns restore lines that leave exactly one jump from each built-in chain
