@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"strconv"
 	"sync"
@@ -47,6 +48,8 @@ type agent struct {
 	realized map[string]realizedPort
 	// failures tracks per-port errors and their backoff.
 	failures map[string]*failure
+	// remoteMACs are the remote ports' MACs of the last flow sync.
+	remoteMACs map[string]bool
 	// statuses is what this host last wrote for its ports.
 	statuses map[string]api.PortStatus
 
@@ -73,10 +76,10 @@ type failure struct {
 type reconcileReport struct {
 	Started   time.Time // when this lanesd started
 	Converged time.Time // end of the first reconcile without errors
-	At       time.Time
-	Revision int64
-	Took     time.Duration
-	Errors   []string
+	At        time.Time
+	Revision  int64
+	Took      time.Duration
+	Errors    []string
 }
 
 // loop reconciles whenever the store changes, a retry is due, or resyncEvery passed.
@@ -145,9 +148,11 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 		vlanOf[id] = vlan
 	}
 
-	// Kernel plumbing of local ports (tap, qbr, veth), only where it changed.
+	// Kernel plumbing of local ports (tap, qbr, veth), only where it changed, in one
+	// pass over the host's links.
 	wired := map[string]bool{}
 	now := time.Now()
+	var todo []hostwire.PortSpec
 	for _, p := range v.local {
 		if _, ok := vlanOf[p.NetworkID]; !ok {
 			continue
@@ -160,13 +165,24 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 		if f := a.failures[p.ID]; f != nil && now.Before(f.next) {
 			continue
 		}
-		if err := a.host.EnsurePort(spec); err != nil {
-			a.portFailed(p.ID, fmt.Errorf("wire %s: %w", api.TapName(p.ID), err))
+		todo = append(todo, spec)
+	}
+	if len(todo) > 0 {
+		failed, err := a.host.EnsurePorts(todo)
+		if err != nil {
 			fail("port", err)
-			continue
 		}
-		a.realized[p.ID] = realizedPort{spec: spec}
-		wired[p.ID] = true
+		for _, spec := range todo {
+			switch perr, bad := failed[spec.ID]; {
+			case err != nil:
+			case bad:
+				a.portFailed(spec.ID, fmt.Errorf("wire %s: %w", api.TapName(spec.ID), perr))
+				fail("port", perr)
+			default:
+				a.realized[spec.ID] = realizedPort{spec: spec}
+				wired[spec.ID] = true
+			}
+		}
 	}
 
 	tWire := time.Now()
@@ -360,9 +376,40 @@ func (a *agent) applyFlows(v view, vlanOf map[string]uint16, ofports map[string]
 		return fmt.Errorf("compute flows: %w", err)
 	}
 	tunErr := a.brTun.Sync(set.Flows(flows.BrTun))
+	if tunErr == nil {
+		tunErr = a.forgetLearned(v)
+	}
 	intErr := a.brInt.Sync(set.Flows(flows.BrInt))
 	a.countFlows()
 	return errors.Join(tunErr, intErr)
+}
+
+// forgetLearned removes the learned entries of remote MACs that no longer belong to
+// any port of this host's networks, so they stop pointing at the host they left.
+func (a *agent) forgetLearned(v view) error {
+	now := map[string]bool{}
+	for _, p := range v.remote {
+		now[p.MAC] = true
+	}
+	for _, p := range v.local {
+		now[p.MAC] = true
+	}
+	var gone []net.HardwareAddr
+	for mac := range a.remoteMACs {
+		if !now[mac] {
+			if hw, err := net.ParseMAC(mac); err == nil {
+				gone = append(gone, hw)
+			}
+		}
+	}
+	if err := a.brTun.Forget(gone); err != nil {
+		return fmt.Errorf("forget learned MACs: %w", err)
+	}
+	a.remoteMACs = map[string]bool{}
+	for _, p := range v.remote {
+		a.remoteMACs[p.MAC] = true
+	}
+	return nil
 }
 
 // removeStalePlumbing deletes kernel devices of ports that are no longer bound here.

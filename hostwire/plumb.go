@@ -374,25 +374,25 @@ func DeviceID(portID string) string {
 // EnsurePorts ensures many ports with one link dump: ports whose four devices already
 // exist with the right type, bridge membership, MTU and up state are skipped, the
 // others go through EnsurePort. This keeps a no-op reconcile of hundreds of ports
-// cheap.
-func (h *Host) EnsurePorts(specs []PortSpec) error {
+// cheap. Failures are returned per port ID, so one bad port does not hold up the rest.
+func (h *Host) EnsurePorts(specs []PortSpec) (map[string]error, error) {
 	var byName map[string]netlink.Link
 	if err := h.Do(func() (err error) {
 		byName, err = linksByName()
 		return err
 	}); err != nil {
-		return err
+		return nil, err
 	}
-	var errs []error
+	failed := map[string]error{}
 	for _, p := range specs {
 		if portComplete(byName, p) {
 			continue
 		}
 		if err := h.EnsurePort(p); err != nil {
-			errs = append(errs, err)
+			failed[p.ID] = err
 		}
 	}
-	return errors.Join(errs...)
+	return failed, nil
 }
 
 func portComplete(byName map[string]netlink.Link, p PortSpec) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -218,6 +219,11 @@ func (b *Bridge) send(p Plan) error {
 			mods = append(mods, ofbind.DeleteByCookie(cm[0], cm[1]))
 		}
 	}
+	return b.sendMods(mods)
+}
+
+// sendMods sends flow mods as one atomic bundle and returns once it committed.
+func (b *Bridge) sendMods(mods []*openflow15.FlowMod) error {
 	tx := b.sw.NewTransaction(ofctrl.Atomic)
 	if err := tx.Begin(); err != nil {
 		return fmt.Errorf("bundle open: %w", err)
@@ -241,6 +247,23 @@ func (b *Bridge) send(p Plan) error {
 		return fmt.Errorf("bundle commit: %w", err)
 	}
 	return nil
+}
+
+// Forget deletes the learned table-20 entries of the given MACs, in one bundle.
+func (b *Bridge) Forget(macs []net.HardwareAddr) error {
+	if len(macs) == 0 {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.sw == nil || !b.sw.IsReady() {
+		return ErrNotConnected
+	}
+	mods := make([]*openflow15.FlowMod, 0, len(macs))
+	for _, m := range macs {
+		mods = append(mods, ofbind.ForgetLearned(m))
+	}
+	return b.sendMods(mods)
 }
 
 // Status is a snapshot for lanesctl status and metrics.

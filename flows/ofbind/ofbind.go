@@ -181,3 +181,15 @@ func learn(a flows.Learn) (ofctrl.OFAction, error) {
 	}
 	return l, nil
 }
+
+// ForgetLearned is a non-strict delete of the table-20 entries that learn() created
+// for mac, in every VLAN and round: when a remote port goes away its learned entry
+// must not keep sending its MAC to the old host until the hard timeout.
+func ForgetLearned(mac net.HardwareAddr) *openflow15.FlowMod {
+	fm := openflow15.NewFlowMod()
+	fm.Command = openflow15.FC_DELETE
+	fm.TableId = flows.UcastToTun
+	fm.Cookie, fm.CookieMask = uint64(flows.MakeCookie(0, flows.CatLearned, "")&flows.CategoryMask), uint64(flows.CategoryMask)
+	fm.Match.AddField(*openflow15.NewEthDstField(mac, nil))
+	return fm
+}
