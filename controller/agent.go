@@ -47,7 +47,8 @@ type agent struct {
 	// ports whose plumbing changed; resyncs clear it.
 	realized map[string]realizedPort
 	// failures tracks per-port errors and their backoff.
-	failures map[string]*failure
+	failures  map[string]*failure
+	mtuWarned map[string]bool // networks already warned about
 	// remoteMACs are the remote ports' MACs of the last flow sync.
 	remoteMACs map[string]bool
 	// statuses is what this host last wrote for its ports.
@@ -130,6 +131,14 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	fail := func(kind string, err error) {
 		a.m.ReconcileErrors.WithLabelValues(kind).Inc()
 		errs = append(errs, err)
+	}
+
+	for id, n := range v.nets {
+		if n.MTU > a.cfg.VMMTU() && !a.mtuWarned[id] {
+			a.log.Warn("network MTU too large for this host's underlay: bigger packets will be dropped",
+				"network", n.Name, "mtu", n.MTU, "underlay_mtu", a.cfg.UnderlayMTU, "max", a.cfg.VMMTU())
+			a.mtuWarned[id] = true
+		}
 	}
 
 	// Local VLANs: one per network with a local port, kept while the network has one.

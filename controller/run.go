@@ -72,7 +72,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	started := time.Now()
 	a := &agent{cfg: cfg, log: log, m: m, st: st, db: db, host: host, fw: fw, vlans: newVLANMap(),
-		realized: map[string]realizedPort{}, failures: map[string]*failure{}, statuses: map[string]api.PortStatus{}}
+		realized: map[string]realizedPort{}, failures: map[string]*failure{}, statuses: map[string]api.PortStatus{}, mtuWarned: map[string]bool{}}
 	a.last.Started = started
 	if err := a.setupBridges(ctx); err != nil {
 		return err

@@ -43,7 +43,7 @@ func run() error {
 	fs.StringVar(&cfg.OVSDB, "ovsdb", cfg.OVSDB, "OVSDB endpoint (default unix:<ovs-rundir>/db.sock)")
 	fs.StringVar(&cfg.DatapathType, "datapath", cfg.DatapathType, "system (kernel module) or netdev (userspace)")
 	fs.StringVar(&cfg.UnderlayNIC, "underlay-nic", cfg.UnderlayNIC, "netdev datapath: the NIC that lanesd puts into br-phy")
-	fs.IntVar(&cfg.UnderlayMTU, "underlay-mtu", cfg.UnderlayMTU, "MTU of the underlay; VM devices get this minus the tunnel overhead")
+	fs.IntVar(&cfg.UnderlayMTU, "underlay-mtu", cfg.UnderlayMTU, "MTU of the underlay; lanesd warns about networks whose MTU exceeds it minus the tunnel overhead")
 	fs.StringVar(&cfg.Socket, "socket", cfg.Socket, "root-only unix socket for lanesctl status/flows/trace")
 	fs.StringVar(&cfg.MetricsAddr, "metrics", cfg.MetricsAddr, "address of the Prometheus /metrics listener; empty disables it")
 	if err := fs.Parse(os.Args[1:]); err != nil {
