@@ -204,7 +204,6 @@ type planner struct {
 	addPorts, delPorts map[string][]string
 	newBridges         map[string]*bridge
 	newBridgeOrder     []string
-	rootMutations      []model.Mutation
 	extraMutations     []ovs.Operation
 
 	checks   []func(*snapshot) bool
