@@ -195,16 +195,17 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	}
 
 	tWire := time.Now()
-	// OVSDB in one transaction: tunnel ports to the peers, qvo ports with their tags,
-	// and removal of what is no longer wanted.
+	// The firewall (iptables, by device name) and OVSDB do not depend on each other:
+	// apply the firewall for every wired local port, in bulk, while OVSDB takes tunnel
+	// ports to the peers, qvo ports with their tags and removals in one transaction.
+	fwDone := make(chan error, 1)
+	go func() { fwDone <- a.applyFirewall(ctx, v, wired) }()
 	ofports, tunnels, removed, err := a.applyOVSDB(ctx, v, vlanOf, wired)
 	tOVSDB := time.Now()
 	if err != nil {
 		fail("ovsdb", err)
 	}
-
-	// Firewall for every wired local port, in bulk.
-	fwErr := a.applyFirewall(ctx, v, wired)
+	fwErr := <-fwDone
 	if fwErr != nil {
 		fail("firewall", fwErr)
 	}
@@ -226,7 +227,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 
 	took := time.Since(start)
 	a.log.Debug("reconciled", "revision", st.Revision, "took", took, "wire", tWire.Sub(start), "ovsdb", tOVSDB.Sub(tWire),
-		"firewall", tFW.Sub(tOVSDB), "flows", tFlows.Sub(tFW), "status", time.Since(tFlows))
+		"firewall_after_ovsdb", tFW.Sub(tOVSDB), "flows", tFlows.Sub(tFW), "status", time.Since(tFlows))
 	a.m.ReconcileSeconds.Observe(took.Seconds())
 	a.m.StoreRevision.Set(float64(st.Revision))
 	a.m.TunnelPorts.Set(float64(len(tunnels)))

@@ -248,13 +248,9 @@ func (c *Client) Bridges(ctx context.Context) ([]string, error) {
 
 // BridgeExternalID returns one external_ids value of a bridge (from the cache).
 func (c *Client) BridgeExternalID(ctx context.Context, bridgeName, key string) (string, bool, error) {
-	s, err := c.snapshot(ctx)
+	_, b, err := c.bridgeSnapshot(ctx, bridgeName)
 	if err != nil {
 		return "", false, err
-	}
-	b := s.bridges[bridgeName]
-	if b == nil {
-		return "", false, fmt.Errorf("bridge %s: %w", bridgeName, ErrNotFound)
 	}
 	v, ok := b.ExternalIDs[key]
 	return v, ok, nil
@@ -268,13 +264,9 @@ func (c *Client) SetBridgeExternalID(ctx context.Context, bridgeName, key, value
 	if err := c.awaitConnected(ctx); err != nil {
 		return err
 	}
-	s, err := c.snapshot(ctx)
+	_, b, err := c.bridgeSnapshot(ctx, bridgeName)
 	if err != nil {
 		return err
-	}
-	b := s.bridges[bridgeName]
-	if b == nil {
-		return fmt.Errorf("bridge %s: %w", bridgeName, ErrNotFound)
 	}
 	want := map[string]string{key: value}
 	m := &bridge{UUID: b.UUID}
@@ -293,4 +285,17 @@ func (c *Client) SetBridgeExternalID(ctx context.Context, bridgeName, key, value
 		s, err := c.snapshot(ctx)
 		return err == nil && s.bridges[bridgeName] != nil && s.bridges[bridgeName].ExternalIDs[key] == value
 	})
+}
+
+// bridgeSnapshot reads the cache and finds a bridge in it.
+func (c *Client) bridgeSnapshot(ctx context.Context, name string) (*snapshot, *bridge, error) {
+	s, err := c.snapshot(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	b := s.bridges[name]
+	if b == nil {
+		return nil, nil, fmt.Errorf("bridge %s: %w", name, ErrNotFound)
+	}
+	return s, b, nil
 }

@@ -179,13 +179,9 @@ func (c *Client) DeleteTunnelPort(ctx context.Context, bridgeName, tunnelType, r
 // ListTunnelPorts lists the bridge's vxlan, gre and geneve ports (from the cache),
 // sorted by name.
 func (c *Client) ListTunnelPorts(ctx context.Context, bridgeName string) ([]TunnelPort, error) {
-	s, err := c.snapshot(ctx)
+	s, b, err := c.bridgeSnapshot(ctx, bridgeName)
 	if err != nil {
 		return nil, err
-	}
-	b := s.bridges[bridgeName]
-	if b == nil {
-		return nil, fmt.Errorf("bridge %s: %w", bridgeName, ErrNotFound)
 	}
 	var out []TunnelPort
 	for _, i := range s.bridgeIfaces(b) {
@@ -270,13 +266,9 @@ type VMPort struct {
 // "system"), i.e. everything but the bridge's own, patch and tunnel ports, sorted by
 // name (from the cache).
 func (c *Client) ListVMPorts(ctx context.Context, bridgeName string) ([]VMPort, error) {
-	s, err := c.snapshot(ctx)
+	s, b, err := c.bridgeSnapshot(ctx, bridgeName)
 	if err != nil {
 		return nil, err
-	}
-	b := s.bridges[bridgeName]
-	if b == nil {
-		return nil, fmt.Errorf("bridge %s: %w", bridgeName, ErrNotFound)
 	}
 	var out []VMPort
 	for _, pu := range b.Ports {

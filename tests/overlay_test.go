@@ -206,6 +206,65 @@ func TestOverlay(t *testing.T) {
 		})
 	})
 
+	t.Run("ovs-vswitchd restart on h2: flows replayed, traffic back", func(t *testing.T) {
+		before := len(dumpFlows(t, l, h2, "br-tun"))
+		if err := l.OVS(h2).RestartVswitchd(); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, "h2 br-tun flows back", func() error {
+			if n := len(dumpFlows(t, l, h2, "br-tun")); n < before {
+				return fmt.Errorf("%d of %d flows", n, before)
+			}
+			return nil
+		})
+		eventually(t, 20*time.Second, "a1 pings a2 again", func() error { return ping(l, a1, "10.0.0.2") })
+	})
+
+	t.Run("a port moved to another host follows", func(t *testing.T) {
+		// b1 moves from h1 to h3: its devices leave h1, h3 wires it, every host's
+		// flows follow (h2's unicast flow for b1 now points at its tunnel to h3).
+		if err := l.StopVM(b1); err != nil {
+			t.Fatal(err)
+		}
+		ctl(t, l, h1, "port", "update", "b1", "--host", "h3")
+		eventually(t, 10*time.Second, "b1 ACTIVE on h3", func() error {
+			var ps []struct {
+				Host   string `json:"host"`
+				Status *struct {
+					State string `json:"state"`
+					Host  string `json:"host"`
+				} `json:"status"`
+			}
+			if err := json.Unmarshal([]byte(ctl(t, l, h1, "-o", "json", "port", "show", "b1")), &ps); err != nil {
+				return err
+			}
+			if len(ps) != 1 || ps[0].Status == nil || ps[0].Status.State != "ACTIVE" || ps[0].Status.Host != "h3" {
+				return fmt.Errorf("b1: %+v", ps)
+			}
+			return nil
+		})
+		if out, _ := l.Exec(h1, "ip", "link", "show", pb1.Tap); strings.Contains(out, pb1.Tap) {
+			t.Errorf("b1's tap still on h1: %s", out)
+		}
+		moved, err := l.StartVM(h3, "b1m", pb1.Tap, pb1.MAC, "10.0.0.1/24", 1450)
+		b1 = moved
+		if err != nil {
+			t.Fatal(err)
+		}
+		toH3 := "output:" + ofport(t, l, h2, "vxlan-ac1f0003")
+		eventually(t, 10*time.Second, "h2 sends b1's MAC to h3", func() error {
+			fs := grep(dumpFlows(t, l, h2, "br-tun"), "table=20,", "priority=2", pb1.MAC)
+			if len(fs) != 1 || !strings.Contains(fs[0], toH3) {
+				return fmt.Errorf("h2 unicast flows for b1: %v", fs)
+			}
+			return nil
+		})
+		eventually(t, 10*time.Second, "b2 pings b1 on h3", func() error { return ping(l, b2, "10.0.0.1") })
+		if err := ping(l, moved, "10.0.0.12"); err != nil {
+			t.Errorf("moved b1 pings b2: %v", err)
+		}
+	})
+
 	t.Run("bad input is refused and changes nothing", func(t *testing.T) {
 		before := storeDump(t, l, h1)
 		for _, c := range []struct {
@@ -258,7 +317,9 @@ func TestOverlay(t *testing.T) {
 	})
 
 	t.Run("h3's last port deleted: tunnels to h3 go", func(t *testing.T) {
+		// a3 and b1 (moved there above) are h3's ports.
 		ctl(t, l, h1, "port", "delete", "a3")
+		ctl(t, l, h1, "port", "delete", "b1")
 		if err := l.StopVM(a3); err != nil {
 			t.Fatal(err)
 		}
