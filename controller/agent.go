@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -61,6 +62,8 @@ type agent struct {
 	tunnels map[string]ovsdb.TunnelPort
 	ofports map[string]int    // local port ID -> qvo ofport
 	vlanOf  map[string]uint16 // network ID -> local VLAN
+	// statusView is statuses as of the last reconcile, for the local API.
+	statusView map[string]api.PortStatus
 }
 
 type realizedPort struct {
@@ -200,7 +203,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	// ports to the peers, qvo ports with their tags and removals in one transaction.
 	fwDone := make(chan error, 1)
 	go func() { fwDone <- a.applyFirewall(ctx, v, wired) }()
-	ofports, tunnels, removed, err := a.applyOVSDB(ctx, v, vlanOf, wired)
+	ofports, tunnels, removed, err := a.applyOVSDB(ctx, v, vlanOf, wired, full)
 	tOVSDB := time.Now()
 	if err != nil {
 		fail("ovsdb", err)
@@ -223,7 +226,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 
 	// Status: ACTIVE once wired, in OVSDB with an ofport, filtered and flowed.
 	ready := err == nil && fwErr == nil && flowErr == nil
-	a.reportStatuses(ctx, v, st, ofports, ready)
+	a.reportStatuses(ctx, v, ofports, ready)
 
 	took := time.Since(start)
 	a.log.Debug("reconciled", "revision", st.Revision, "took", took, "wire", tWire.Sub(start), "ovsdb", tOVSDB.Sub(tWire),
@@ -233,6 +236,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	a.m.TunnelPorts.Set(float64(len(tunnels)))
 	a.mu.Lock()
 	a.view, a.tunnels, a.ofports, a.vlanOf = v, tunnels, ofports, vlanOf
+	a.statusView = maps.Clone(a.statuses)
 	a.last = reconcileReport{Started: a.last.Started, Converged: a.last.Converged, At: start, Revision: st.Revision, Took: took}
 	if a.last.Converged.IsZero() && len(errs) == 0 && flowErr == nil {
 		a.last.Converged = time.Now()
@@ -254,22 +258,43 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 
 // applyOVSDB converges br-tun's tunnel ports and br-int's VM ports in one transaction
 // and returns the ofports of local ports (by port ID) and the tunnel ports (by remote
-// IP), plus the IDs of local ports whose qvo it removed.
-func (a *agent) applyOVSDB(ctx context.Context, v view, vlanOf map[string]uint16, wired map[string]bool) (map[string]int, map[string]ovsdb.TunnelPort, []string, error) {
+// IP), plus the IDs of local ports whose qvo it removed. Rows already as wanted stay
+// out of the transaction (all of them go in on a full pass, to repair drift), so a
+// port add costs one small transaction however many ports the host has.
+func (a *agent) applyOVSDB(ctx context.Context, v view, vlanOf map[string]uint16, wired map[string]bool, full bool) (map[string]int, map[string]ovsdb.TunnelPort, []string, error) {
 	localIP, _ := a.cfg.TunnelAddr()
-	b := a.db.NewBatch()
 	existingTun, err := a.db.ListTunnelPorts(ctx, BrTun)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	for ip := range v.peers {
-		b.EnsureTunnelPort(BrTun, a.cfg.TunnelType, localIP.String(), ip)
+	vmPorts, err := a.db.ListVMPorts(ctx, BrInt)
+	if err != nil {
+		return nil, nil, nil, err
 	}
+	b := a.db.NewBatch()
+	changes := 0
+	tunnels := map[string]ovsdb.TunnelPort{}
 	for _, t := range existingTun {
+		tunnels[t.RemoteIP] = t
 		if _, ok := v.peers[t.RemoteIP]; !ok || t.Type != a.cfg.TunnelType {
 			b.DeleteTunnelPort(BrTun, t.Type, t.RemoteIP)
+			delete(tunnels, t.RemoteIP)
+			changes++
 		}
 	}
+	tunnelsChanged := changes > 0
+	for ip := range v.peers {
+		if t, ok := tunnels[ip]; full || !ok || t.LocalIP != localIP.String() {
+			b.EnsureTunnelPort(BrTun, a.cfg.TunnelType, localIP.String(), ip)
+			changes++
+			tunnelsChanged = true
+		}
+	}
+	have := map[string]ovsdb.VMPort{}
+	for _, vp := range vmPorts {
+		have[vp.Name] = vp
+	}
+	ofports := map[string]int{}
 	desired := map[string]bool{}
 	for _, p := range v.local {
 		if !wired[p.ID] {
@@ -277,8 +302,7 @@ func (a *agent) applyOVSDB(ctx context.Context, v view, vlanOf map[string]uint16
 		}
 		vlan := vlanOf[p.NetworkID]
 		n := v.nets[p.NetworkID]
-		desired[api.QvoName(p.ID)] = true
-		b.EnsureVMPort(ovsdb.VMPortSpec{
+		spec := ovsdb.VMPortSpec{
 			Bridge: BrInt,
 			Name:   api.QvoName(p.ID),
 			Tag:    int(vlan),
@@ -289,11 +313,15 @@ func (a *agent) applyOVSDB(ctx context.Context, v view, vlanOf map[string]uint16
 				"net_uuid": n.ID, "network_type": a.cfg.TunnelType,
 				"segmentation_id": strconv.FormatUint(uint64(n.VNI), 10), "tag": strconv.Itoa(int(vlan)),
 			},
-		})
-	}
-	vmPorts, err := a.db.ListVMPorts(ctx, BrInt)
-	if err != nil {
-		return nil, nil, nil, err
+		}
+		desired[spec.Name] = true
+		if vp, ok := have[spec.Name]; ok && !full && vp.Ofport > 0 && vp.Tag == spec.Tag &&
+			maps.Equal(vp.ExternalIDs, spec.ExternalIDs) && maps.Equal(vp.OtherConfig, spec.OtherConfig) {
+			ofports[p.ID] = vp.Ofport
+			continue
+		}
+		b.EnsureVMPort(spec)
+		changes++
 	}
 	var removed []string
 	for _, vp := range vmPorts {
@@ -303,29 +331,29 @@ func (a *agent) applyOVSDB(ctx context.Context, v view, vlanOf map[string]uint16
 		}
 		b.DeletePort(BrInt, vp.Name)
 		removed = append(removed, id)
+		changes++
 	}
-	if _, err := b.Commit(ctx); err != nil {
-		return nil, nil, nil, err
+	if changes == 0 {
+		return ofports, tunnels, removed, nil
 	}
-	// Read back from the cache, which Commit waited for: it holds ports this batch did
-	// not touch too.
-	vmPorts, err = a.db.ListVMPorts(ctx, BrInt)
+	res, err := b.Commit(ctx)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	ofports := map[string]int{}
-	for _, vp := range vmPorts {
-		if id := vp.ExternalIDs["iface-id"]; id != "" && vp.Ofport > 0 {
-			ofports[id] = vp.Ofport
+	for _, p := range v.local {
+		if n := res.Ofports[api.QvoName(p.ID)]; n > 0 {
+			ofports[p.ID] = n
 		}
 	}
-	tps, err := a.db.ListTunnelPorts(ctx, BrTun)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	tunnels := map[string]ovsdb.TunnelPort{}
-	for _, t := range tps {
-		tunnels[t.RemoteIP] = t
+	if tunnelsChanged {
+		tps, err := a.db.ListTunnelPorts(ctx, BrTun)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		clear(tunnels)
+		for _, t := range tps {
+			tunnels[t.RemoteIP] = t
+		}
 	}
 	return ofports, tunnels, removed, nil
 }
@@ -485,8 +513,23 @@ func (a *agent) nextRetry() time.Time {
 	return next
 }
 
+// loadStatuses reads what this host reported before a restart, so that unchanged
+// statuses are not written again.
+func (a *agent) loadStatuses(ctx context.Context) error {
+	all, err := a.st.ListPortStatus(ctx)
+	if err != nil {
+		return fmt.Errorf("read port statuses: %w", err)
+	}
+	for _, s := range all {
+		if s.Host == a.cfg.Host {
+			a.statuses[s.PortID] = s
+		}
+	}
+	return nil
+}
+
 // reportStatuses writes each local port's status when it changed.
-func (a *agent) reportStatuses(ctx context.Context, v view, st store.State, ofports map[string]int, ready bool) {
+func (a *agent) reportStatuses(ctx context.Context, v view, ofports map[string]int, ready bool) {
 	counts := map[string]int{api.StatusActive: 0, api.StatusBuild: 0, api.StatusError: 0}
 	for _, p := range v.local {
 		want := api.PortStatus{PortID: p.ID, Host: a.cfg.Host, State: api.StatusBuild}
@@ -499,9 +542,6 @@ func (a *agent) reportStatuses(ctx context.Context, v view, st store.State, ofpo
 		}
 		counts[want.State]++
 		have, ok := a.statuses[p.ID]
-		if !ok {
-			have, ok = st.Statuses[p.ID]
-		}
 		if ok && have.State == want.State && have.Ofport == want.Ofport && have.Reason == want.Reason && have.Host == want.Host {
 			a.statuses[p.ID] = have
 			continue

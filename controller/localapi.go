@@ -128,7 +128,7 @@ func reply(w http.ResponseWriter, v any, err error) {
 
 func (a *agent) statusReport() StatusReport {
 	a.mu.Lock()
-	v, tunnels, ofports, vlans, last := a.view, a.tunnels, a.ofports, a.vlanOf, a.last
+	v, tunnels, ofports, vlans, last, statuses := a.view, a.tunnels, a.ofports, a.vlanOf, a.last, a.statusView
 	a.mu.Unlock()
 	addr, _ := a.cfg.TunnelAddr()
 	r := StatusReport{Host: a.cfg.Host, TunnelIP: addr.String(), TunnelType: a.cfg.TunnelType, Datapath: a.cfg.DatapathType,
@@ -144,7 +144,6 @@ func (a *agent) statusReport() StatusReport {
 		}
 		r.Bridges = append(r.Bridges, bs)
 	}
-	statuses := a.mirror.Snapshot().Statuses
 	for _, p := range v.local {
 		pr := PortReport{ID: p.ID, Name: p.Name, Network: v.nets[p.NetworkID].Name, Tap: api.TapName(p.ID), VLAN: vlans[p.NetworkID], Ofport: ofports[p.ID], State: "-"}
 		if s, ok := statuses[p.ID]; ok {

@@ -94,7 +94,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	_ = reg // the key expires after HostLeaseTTL once lanesd is gone: never revoked
 
-	a.mirror = st.NewMirror(store.MirrorOptions{KeepStatus: func(s api.PortStatus) bool { return s.Host == cfg.Host }})
+	// The agent writes its ports' statuses and remembers them itself; keeping them out
+	// of the mirror means its own writes do not wake it up for another reconcile.
+	if err := a.loadStatuses(ctx); err != nil {
+		return err
+	}
+	a.mirror = st.NewMirror(store.MirrorOptions{KeepStatus: func(api.PortStatus) bool { return false }})
 	go func() { _ = a.mirror.Run(ctx) }()
 
 	if err := serveLocal(ctx, cfg, a, log); err != nil {
