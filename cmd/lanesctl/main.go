@@ -21,7 +21,7 @@ import (
 const usage = `usage: lanesctl [--etcd URLS] [--socket PATH] [-o json] <command>
 
 store (any host):
-  network create NAME --cidr CIDR [--vni N] [--mtu N]
+  network create NAME --cidr CIDR [--vni N] [--mtu N] [--underlay-mtu N]
   network list | show NET | delete NET
   port create NAME --network NET --host HOST [--mac MAC] [--ip IP]... [--sg SG]...
               [--allowed-address IP[,MAC]]... [--no-port-security] [--wait] [--timeout 30s]
