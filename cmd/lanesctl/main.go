@@ -22,9 +22,11 @@ const usage = `usage: lanesctl [--etcd URLS] [--socket PATH] [-o json] <command>
 
 store (any host):
   network create NAME --cidr CIDR [--vni N] [--mtu N] [--underlay-mtu N]
+              (the first network also creates the security group default)
   network list | show NET | delete NET
-  port create NAME --network NET --host HOST [--mac MAC] [--ip IP]... [--sg SG]...
+  port create NAME --network NET --host HOST [--mac MAC] [--ip IP]... [--sg SG]... [--no-sg]
               [--allowed-address IP[,MAC]]... [--no-port-security] [--wait] [--timeout 30s]
+              (without --sg a port gets the group named default)
   port list [--network NET] [--host HOST] | show PORT | delete PORT
   port update PORT [--host HOST] [--sg SG]... [--no-sg] [--allowed-address IP[,MAC]]...
               [--port-security=true|false]

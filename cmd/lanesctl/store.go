@@ -36,6 +36,11 @@ func (c *cli) networkCreate(args []string) error {
 	if err != nil {
 		return err
 	}
+	// As in Neutron, there is a group named default that ports get unless told
+	// otherwise: egress allowed, ingress only from members of the group.
+	if _, err := c.st.EnsureDefaultSecurityGroup(c.ctx); err != nil {
+		return fmt.Errorf("network %s created; default security group: %w", n.Name, err)
+	}
 	return c.emitNetworks([]api.Network{n})
 }
 
@@ -99,6 +104,7 @@ func (c *cli) portCreate(args []string) error {
 	fs.Var(&sgs, "sg", "security group name or ID (repeatable)")
 	fs.Var(&pairs, "allowed-address", "extra IP or CIDR the VM may send from, optionally ,MAC (repeatable)")
 	noSec := fs.Bool("no-port-security", false, "no anti-spoofing and no security groups")
+	noSG := fs.Bool("no-sg", false, "no security group (default: the group named default, if it exists)")
 	wait := fs.Bool("wait", false, "return once the host reports the port ACTIVE")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long --wait waits")
 	pos, err := parse(fs, args, "NAME")
@@ -110,6 +116,11 @@ func (c *cli) portCreate(args []string) error {
 	if *noSec {
 		off := false
 		p.PortSecurity = &off
+	}
+	if len(sgs) == 0 && !*noSec && !*noSG {
+		if _, err := c.st.GetSecurityGroup(c.ctx, store.DefaultGroupName); err == nil {
+			p.SecurityGroups = []string{store.DefaultGroupName}
+		}
 	}
 	p, err = c.st.CreatePort(c.ctx, p)
 	if err != nil {
