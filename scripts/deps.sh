@@ -11,6 +11,9 @@ have brctl        || need+=(bridge-utils)
 have conntrack    || need+=(conntrack)
 have ping         || need+=(iputils-ping)
 have tcpdump      || need+=(tcpdump)
+have nc           || need+=(netcat-openbsd)
+have ps           || need+=(procps)
+have sysctl       || need+=(procps)
 if [ "${#need[@]}" -gt 0 ]; then
 	echo "installing: ${need[*]}"
 	export DEBIAN_FRONTEND=noninteractive
