@@ -62,9 +62,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer host.Close()
-	if err := host.EnsureSysctls(); err != nil {
-		return fmt.Errorf("host sysctls: %w", err)
-	}
 	fw, err := hostwire.NewFirewall(host, hostwire.FirewallOptions{Log: log})
 	if err != nil {
 		return fmt.Errorf("firewall: %w", err)
@@ -74,7 +71,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	a := &agent{cfg: cfg, log: log, m: m, st: st, db: db, host: host, fw: fw, vlans: newVLANMap(),
 		realized: map[string]realizedPort{}, failures: map[string]*failure{}, statuses: map[string]api.PortStatus{}, mtuWarned: map[string]bool{}}
 	a.last.Started = started
-	if err := a.setupBridges(ctx); err != nil {
+	if err := a.setupHost(ctx); err != nil {
 		return err
 	}
 	round, err := a.nextRound(ctx)
@@ -183,6 +180,15 @@ func registerHost(ctx context.Context, st *store.Store, h api.Host, log *slog.Lo
 // bridge's MAC, and two hosts never share one.
 func datapathID(bridge int, ip [4]byte) string {
 	return fmt.Sprintf("%08x%02x%02x%02x%02x", bridge, ip[0], ip[1], ip[2], ip[3])
+}
+
+// setupHost checks the sysctls the firewall needs and ensures the bridges; it runs at
+// start and on every full reconcile, and changes nothing when all is in place.
+func (a *agent) setupHost(ctx context.Context) error {
+	if err := a.host.EnsureSysctls(); err != nil {
+		return fmt.Errorf("host sysctls: %w", err)
+	}
+	return a.setupBridges(ctx)
 }
 
 // setupBridges ensures br-int, br-tun, the patch pair and, for the netdev datapath, the
