@@ -15,6 +15,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // FirewallOptions configure a Firewall.
@@ -214,7 +217,7 @@ func (f *Firewall) Zones() map[string]int {
 // assignZones gives every port a zone: its current one, else the highest in use + 1,
 // else the first free one (Neutron's ip_conntrack allocation). Zones of ports that are
 // gone are freed first.
-func (f *Firewall) assignZones(ports []FirewallPort) error {
+func (f *Firewall) assignZones(ports []FirewallPort) (released []int, err error) {
 	want := map[string]bool{}
 	for _, p := range ports {
 		want[DeviceID(p.ID)] = true
@@ -224,6 +227,7 @@ func (f *Firewall) assignZones(ports []FirewallPort) error {
 	for id, z := range f.zones {
 		if !want[id] {
 			delete(f.zones, id)
+			released = append(released, z)
 			continue
 		}
 		used[z] = true
@@ -252,7 +256,7 @@ func (f *Firewall) assignZones(ports []FirewallPort) error {
 		}
 		z, err := next()
 		if err != nil {
-			return err
+			return released, err
 		}
 		used[z] = true
 		f.zones[id] = z
@@ -260,7 +264,34 @@ func (f *Firewall) assignZones(ports []FirewallPort) error {
 	for i := range ports {
 		ports[i].Zone = f.zones[DeviceID(ports[i].ID)]
 	}
-	return nil
+	return released, nil
+}
+
+// flushZones deletes the connection tracking entries of zones whose port is gone, so
+// a port that reuses the zone later starts with no state, and an established
+// connection of a deleted port is not kept alive by a stale entry. One netlink dump
+// per family, no process.
+func (f *Firewall) flushZones(zones []int) error {
+	if len(zones) == 0 {
+		return nil
+	}
+	var filters []netlink.CustomConntrackFilter
+	for _, z := range zones {
+		cf := &netlink.ConntrackFilter{}
+		if err := cf.AddZone(uint16(z)); err != nil {
+			return err
+		}
+		filters = append(filters, cf)
+	}
+	return f.host.Do(func() error {
+		var errs []error
+		for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
+			if _, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, fam, filters...); err != nil {
+				errs = append(errs, fmt.Errorf("flush conntrack zones %v: %w", zones, err))
+			}
+		}
+		return errors.Join(errs...)
+	})
 }
 
 // Apply makes the host's lanes chains and sets equal to the desired state. Zones are
@@ -270,7 +301,8 @@ func (f *Firewall) Apply(ctx context.Context, st FirewallState) (ApplyStats, err
 	defer f.mu.Unlock()
 	var stats ApplyStats
 	st.Ports = append([]FirewallPort(nil), st.Ports...)
-	if err := f.assignZones(st.Ports); err != nil {
+	released, err := f.assignZones(st.Ports)
+	if err != nil {
 		return stats, err
 	}
 	rs, err := Render(st)
@@ -319,6 +351,10 @@ func (f *Firewall) Apply(ctx context.Context, st FirewallState) (ApplyStats, err
 	}
 	// Unused sets last: the rules that referenced them are gone now.
 	if err := f.deleteSets(ctx, rs, &stats); err != nil {
+		return stats, err
+	}
+	// The zone rules of removed ports are gone too: forget their connections.
+	if err := f.flushZones(released); err != nil {
 		return stats, err
 	}
 	return stats, nil

@@ -2,6 +2,8 @@ package hostwire
 
 import (
 	"context"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -150,5 +152,41 @@ func TestFirewallApply(t *testing.T) {
 	}
 	if out := th.sh(t, "ipset", "list", "-n"); strings.TrimSpace(out) != "other-set" {
 		t.Errorf("ipsets after RemoveAll: %q", out)
+	}
+}
+
+// TestRemovedPortForgetsConnections: when a port goes, the conntrack entries of its
+// zone go with it, and entries of other zones stay.
+func TestRemovedPortForgetsConnections(t *testing.T) {
+	skipUnlessKernel(t)
+	if _, err := exec.LookPath("conntrack"); err != nil {
+		t.Skip("needs conntrack (scripts/deps.sh installs it)")
+	}
+	th := newTestHost(t, ovsproc.NetnsForTest(t))
+	th.apply(t, fwState(1, 2))
+	zones := th.fw.Zones()
+	z1, z2 := zones[DeviceID(portID(1))], zones[DeviceID(portID(2))]
+	if z1 == 0 || z2 == 0 || z1 == z2 {
+		t.Fatalf("zones %v", zones)
+	}
+	entry := func(zone int, sport string) {
+		th.sh(t, "conntrack", "-I", "-p", "tcp", "-s", "10.0.0.1", "-d", "10.0.0.2", "--sport", sport, "--dport", "22",
+			"--state", "ESTABLISHED", "-t", "300", "-w", strconv.Itoa(zone))
+	}
+	entry(z1, "40001")
+	entry(z2, "40002")
+	count := func(zone int) int {
+		out, _ := th.ns.Exec("conntrack", "-L", "-w", strconv.Itoa(zone))
+		return strings.Count(out, "dport=22")
+	}
+	if count(z1) != 1 || count(z2) != 1 {
+		t.Fatalf("entries: zone %d: %d, zone %d: %d", z1, count(z1), z2, count(z2))
+	}
+	th.apply(t, fwState(2)) // port 1 removed
+	if n := count(z1); n != 0 {
+		t.Errorf("zone %d of the removed port still has %d entries", z1, n)
+	}
+	if n := count(z2); n != 1 {
+		t.Errorf("zone %d of the remaining port has %d entries, want 1", z2, n)
 	}
 }
