@@ -20,6 +20,9 @@ const (
 	// resyncEvery re-checks everything, including kernel devices and OVSDB rows that
 	// nothing in the store changed (someone deleted a tap by hand).
 	resyncEvery = 30 * time.Second
+	// canaryEvery is how often both bridges' flow counts are compared with what
+	// lanesd installed.
+	canaryEvery = 5 * time.Second
 	retryMin    = 200 * time.Millisecond
 	retryMax    = 30 * time.Second
 )
@@ -81,7 +84,8 @@ type reconcileReport struct {
 	Errors    []string
 }
 
-// loop reconciles whenever the store changes, a retry is due, or resyncEvery passed.
+// loop reconciles whenever the store changes, a retry is due, or resyncEvery passed;
+// in between it checks that the bridges still hold their flows.
 func (a *agent) loop(ctx context.Context) error {
 	select {
 	case <-ctx.Done():
@@ -90,6 +94,8 @@ func (a *agent) loop(ctx context.Context) error {
 	}
 	resync := time.NewTicker(resyncEvery)
 	defer resync.Stop()
+	canary := time.NewTicker(canaryEvery)
+	defer canary.Stop()
 	retry := time.NewTimer(0)
 	defer retry.Stop()
 	full := true
@@ -104,13 +110,21 @@ func (a *agent) loop(ctx context.Context) error {
 		if !next.IsZero() {
 			retry.Reset(time.Until(next))
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-a.mirror.Changed():
-		case <-retry.C:
-		case <-resync.C:
-			full = true
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-a.mirror.Changed():
+				break wait
+			case <-retry.C:
+				break wait
+			case <-resync.C:
+				full = true
+				break wait
+			case <-canary.C:
+				a.checkFlowsPresent(ctx)
+			}
 		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -215,6 +217,31 @@ func TestOverlay(t *testing.T) {
 		})
 		eventually(t, 20*time.Second, "a1 pings a2 again", func() error { return ping(l, a1, "10.0.0.2") })
 		eventually(t, 20*time.Second, "h2 ports ACTIVE again", func() error { return allActive(l, h2, 2) })
+	})
+
+	t.Run("flows deleted by hand come back", func(t *testing.T) {
+		// Learned flows (hard_timeout) come back with traffic, not with the replay.
+		installed := func() []string {
+			var out []string
+			for _, f := range dumpFlows(t, l, h2, "br-tun") {
+				if !strings.Contains(f, "hard_timeout") {
+					out = append(out, f)
+				}
+			}
+			sort.Strings(out)
+			return out
+		}
+		before := installed()
+		if _, err := l.OVS(h2).Ofctl("del-flows", "br-tun"); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, "h2 br-tun replayed", func() error {
+			if now := installed(); !slices.Equal(now, before) {
+				return fmt.Errorf("%d of %d flows", len(now), len(before))
+			}
+			return nil
+		})
+		eventually(t, 10*time.Second, "a1 pings a2", func() error { return ping(l, a1, "10.0.0.2") })
 	})
 
 	t.Run("a port moved to another host follows", func(t *testing.T) {

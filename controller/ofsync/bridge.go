@@ -170,6 +170,16 @@ func (b *Bridge) Sync(desired []flows.Flow) error {
 	return b.pushLocked()
 }
 
+// Replay re-adds every desired flow and sweeps other rounds, in one bundle: for a
+// switch that lost flows behind the controller's back (a hand-run del-flows), which
+// its cache cannot see.
+func (b *Bridge) Replay() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.needFull = true
+	return b.pushLocked()
+}
+
 func (b *Bridge) pushLocked() error {
 	if b.sw == nil || !b.sw.IsReady() {
 		b.lastErr = ErrNotConnected
