@@ -169,10 +169,16 @@ type portView struct {
 }
 
 func (c *cli) emitPorts(ps []api.Port) error {
+	statuses := map[string]api.PortStatus{}
+	if all, err := c.st.ListPortStatus(c.ctx); err == nil {
+		for _, st := range all {
+			statuses[st.PortID] = st
+		}
+	}
 	views := make([]portView, 0, len(ps))
 	for _, p := range ps {
 		v := portView{Port: p}
-		if st, err := c.st.GetPortStatus(c.ctx, p.ID); err == nil {
+		if st, ok := statuses[p.ID]; ok {
 			v.Status = &st
 		}
 		views = append(views, v)
