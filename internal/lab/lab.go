@@ -274,7 +274,7 @@ func (h *Host) LanesdPID() int {
 		return 0
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || !running(pid) {
+	if err != nil || !ovsproc.Alive(pid) {
 		return 0
 	}
 	return pid
@@ -289,7 +289,7 @@ func (l *Lab) StopLanesd(h *Host) error {
 	}
 	_ = syscall.Kill(pid, syscall.SIGTERM)
 	deadline := time.Now().Add(15 * time.Second)
-	for running(pid) {
+	for ovsproc.Alive(pid) {
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			deadline = time.Now().Add(5 * time.Second)
@@ -297,19 +297,6 @@ func (l *Lab) StopLanesd(h *Host) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return os.Remove(h.pidFile())
-}
-
-// running is true for a live process; a zombie counts as gone (PID 1 reaps slowly here).
-func running(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	f := strings.Fields(string(b))
-	return len(f) > 2 && f[2] != "Z"
 }
 
 // Exec runs a command inside the host's namespace and returns its combined output.

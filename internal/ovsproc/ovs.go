@@ -241,7 +241,7 @@ func (o *OVS) Stop() error {
 // pidfile, or 0 when it is not running.
 func (o *OVS) PID(daemon string) int {
 	pid, err := o.readPID(daemon)
-	if err != nil || pid == 0 || !alive(pid) {
+	if err != nil || pid == 0 || !Alive(pid) {
 		return 0
 	}
 	return pid
@@ -305,7 +305,7 @@ func (o *OVS) stopDaemon(daemon string) error {
 	if err != nil {
 		return err
 	}
-	if !alive(pid) || !o.ours(pid, daemon) {
+	if !Alive(pid) || !o.ours(pid, daemon) {
 		_ = os.Remove(o.path(daemon + ".pid"))
 		return nil
 	}
@@ -326,7 +326,9 @@ func (o *OVS) stopDaemon(daemon string) error {
 
 // alive is false for a missing process and for a zombie: PID 1 here reaps orphans
 // slowly, and a zombie no longer holds sockets or files.
-func alive(pid int) bool {
+// Alive reports whether a process runs; a zombie counts as gone (PID 1 reaps slowly on
+// this kind of machine, and a killed daemon must not look alive until then).
+func Alive(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false
@@ -344,12 +346,12 @@ func alive(pid int) bool {
 func waitGone(pid int, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
-		if !alive(pid) {
+		if !Alive(pid) {
 			return true
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return !alive(pid)
+	return !Alive(pid)
 }
 
 // Missing lists the OVS binaries not found in $PATH.

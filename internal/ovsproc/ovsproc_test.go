@@ -59,7 +59,7 @@ func TestLifecycle(t *testing.T) {
 	if err := o.StopVswitchd(); err != nil {
 		t.Fatal(err)
 	}
-	if alive(old) {
+	if Alive(old) {
 		t.Fatalf("vswitchd %d still alive after StopVswitchd", old)
 	}
 	if err := o.StartVswitchd(); err != nil {
@@ -84,8 +84,8 @@ func TestLifecycle(t *testing.T) {
 	if err := o.Stop(); err != nil {
 		t.Fatalf("second Stop: %v", err)
 	}
-	if alive(dbPID) || alive(vsPID) {
-		t.Fatalf("daemons alive after Stop: ovsdb-server %v, vswitchd %v", alive(dbPID), alive(vsPID))
+	if Alive(dbPID) || Alive(vsPID) {
+		t.Fatalf("daemons alive after Stop: ovsdb-server %v, vswitchd %v", Alive(dbPID), Alive(vsPID))
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("run dir %s still there: %v", dir, err)
