@@ -324,10 +324,8 @@ func (o *OVS) stopDaemon(daemon string) error {
 	return nil
 }
 
-// alive is false for a missing process and for a zombie: PID 1 here reaps orphans
+// Alive is false for a missing process and for a zombie: PID 1 here reaps orphans
 // slowly, and a zombie no longer holds sockets or files.
-// Alive reports whether a process runs; a zombie counts as gone (PID 1 reaps slowly on
-// this kind of machine, and a killed daemon must not look alive until then).
 func Alive(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
