@@ -151,6 +151,7 @@ func (a *agent) statusReport() StatusReport {
 		}
 		r.Ports = append(r.Ports, pr)
 	}
+	sort.Slice(r.Ports, func(i, j int) bool { return r.Ports[i].Name < r.Ports[j].Name })
 	for ip, t := range tunnels {
 		r.Tunnels = append(r.Tunnels, TunnelReport{Port: t.Name, RemoteIP: ip, PeerHost: v.peers[ip].Name, Ofport: t.Ofport})
 	}
