@@ -359,7 +359,7 @@ func (l *Lab) StartVM(h *Host, name, tap, mac, ipCIDR string, mtu int) (*VM, err
 	if err := l.save(); err != nil {
 		return nil, err
 	}
-	out, err := exec.Command(filepath.Join(l.BinDir, "lanes-vm"), "start",
+	out, err := exec.Command(filepath.Join(l.BinDir, "lanes-vm"), "start", "--state-dir", l.vmDir(),
 		"--host-netns", h.Netns, "--tap", tap, "--netns", vm.Netns,
 		"--mac", mac, "--ip", ipCIDR, "--mtu", strconv.Itoa(mtu)).CombinedOutput()
 	if err != nil {
@@ -368,9 +368,12 @@ func (l *Lab) StartVM(h *Host, name, tap, mac, ipCIDR string, mtu int) (*VM, err
 	return vm, nil
 }
 
+// vmDir holds the fake VMs' pidfiles and logs, so they go with the lab.
+func (l *Lab) vmDir() string { return filepath.Join(l.Dir, "vms") }
+
 // StopVM stops a fake VM and deletes its namespace.
 func (l *Lab) StopVM(vm *VM) error {
-	out, err := exec.Command(filepath.Join(l.BinDir, "lanes-vm"), "stop", "--netns", vm.Netns).CombinedOutput()
+	out, err := exec.Command(filepath.Join(l.BinDir, "lanes-vm"), "stop", "--state-dir", l.vmDir(), "--netns", vm.Netns).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("lanes-vm stop %s: %w: %s", vm.Name, err, out)
 	}
