@@ -24,7 +24,9 @@ const (
 	// lanesd installed.
 	canaryEvery = 5 * time.Second
 	retryMin    = 200 * time.Millisecond
-	retryMax    = 30 * time.Second
+	// forgetFor is how long the learned entries of a MAC that left are deleted again.
+	forgetFor = 3 * time.Second
+	retryMax  = 30 * time.Second
 )
 
 // agent is the state of one lanesd: what it realised, and the clients it realises with.
@@ -48,6 +50,9 @@ type agent struct {
 	// failures tracks per-port errors and their backoff.
 	failures  map[string]*failure
 	mtuWarned map[string]bool // networks already warned about
+	// leftAt holds remote MACs that left recently, to forget their learned entries
+	// again (see forgetLearned).
+	leftAt map[string]time.Time
 	// remoteMACs are the remote ports' MACs of the last flow sync.
 	remoteMACs map[string]bool
 	// statuses is what this host last wrote for its ports.
@@ -210,7 +215,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	a.mu.Unlock()
 
 	next := a.nextRetry()
-	if len(errs) > 0 || errors.Is(flowErr, ofsync.ErrNotConnected) {
+	if len(errs) > 0 || errors.Is(flowErr, ofsync.ErrNotConnected) || len(a.leftAt) > 0 {
 		if soon := time.Now().Add(retryMin); next.IsZero() || soon.Before(next) {
 			next = soon
 		}

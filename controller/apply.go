@@ -256,7 +256,10 @@ func (a *agent) applyFlows(v view, vlanOf map[string]uint16, ofports map[string]
 }
 
 // forgetLearned removes the learned entries of remote MACs that no longer belong to
-// any port of this host's networks, so they stop pointing at the host they left.
+// any port of this host's networks, so they stop pointing at the host they left. A MAC
+// is forgotten again for forgetFor after it left: OVS's revalidators replay learn()
+// for datapath flows that carried packets before the delete, and would bring the
+// entry back once.
 func (a *agent) forgetLearned(v view) error {
 	now := map[string]bool{}
 	for _, p := range v.remote {
@@ -265,12 +268,20 @@ func (a *agent) forgetLearned(v view) error {
 	for _, p := range v.local {
 		now[p.MAC] = true
 	}
-	var gone []net.HardwareAddr
+	t := time.Now()
 	for mac := range a.remoteMACs {
 		if !now[mac] {
-			if hw, err := net.ParseMAC(mac); err == nil {
-				gone = append(gone, hw)
-			}
+			a.leftAt[mac] = t
+		}
+	}
+	var gone []net.HardwareAddr
+	for mac, at := range a.leftAt {
+		if now[mac] || t.Sub(at) > forgetFor {
+			delete(a.leftAt, mac)
+			continue
+		}
+		if hw, err := net.ParseMAC(mac); err == nil {
+			gone = append(gone, hw)
 		}
 	}
 	if err := a.brTun.Forget(gone); err != nil {

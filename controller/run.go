@@ -69,7 +69,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	started := time.Now()
 	a := &agent{cfg: cfg, log: log, m: m, st: st, db: db, host: host, fw: fw, vlans: newVLANMap(),
-		realized: map[string]realizedPort{}, failures: map[string]*failure{}, statuses: map[string]api.PortStatus{}, mtuWarned: map[string]bool{}}
+		realized: map[string]realizedPort{}, failures: map[string]*failure{}, statuses: map[string]api.PortStatus{}, mtuWarned: map[string]bool{}, leftAt: map[string]time.Time{}}
 	a.last.Started = started
 	if err := a.setupHost(ctx); err != nil {
 		return err
