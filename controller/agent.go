@@ -101,6 +101,8 @@ func (a *agent) loop(ctx context.Context) error {
 	defer resync.Stop()
 	canary := time.NewTicker(canaryEvery)
 	defer canary.Stop()
+	reforget := time.NewTicker(forgetFor / 4)
+	defer reforget.Stop()
 	retry := time.NewTimer(0)
 	defer retry.Stop()
 	full := true
@@ -129,6 +131,12 @@ func (a *agent) loop(ctx context.Context) error {
 				break wait
 			case <-canary.C:
 				a.checkFlowsPresent(ctx)
+			case <-reforget.C:
+				if len(a.leftAt) > 0 {
+					if err := a.forgetRecent(); err != nil {
+						a.log.Warn("forget learned MACs", "err", err)
+					}
+				}
 			}
 		}
 	}
@@ -215,7 +223,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	a.mu.Unlock()
 
 	next := a.nextRetry()
-	if len(errs) > 0 || errors.Is(flowErr, ofsync.ErrNotConnected) || len(a.leftAt) > 0 {
+	if len(errs) > 0 || errors.Is(flowErr, ofsync.ErrNotConnected) {
 		if soon := time.Now().Add(retryMin); next.IsZero() || soon.Before(next) {
 			next = soon
 		}

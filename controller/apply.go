@@ -256,10 +256,7 @@ func (a *agent) applyFlows(v view, vlanOf map[string]uint16, ofports map[string]
 }
 
 // forgetLearned removes the learned entries of remote MACs that no longer belong to
-// any port of this host's networks, so they stop pointing at the host they left. A MAC
-// is forgotten again for forgetFor after it left: OVS's revalidators replay learn()
-// for datapath flows that carried packets before the delete, and would bring the
-// entry back once.
+// any port of this host's networks, so they stop pointing at the host they left.
 func (a *agent) forgetLearned(v view) error {
 	now := map[string]bool{}
 	for _, p := range v.remote {
@@ -274,9 +271,29 @@ func (a *agent) forgetLearned(v view) error {
 			a.leftAt[mac] = t
 		}
 	}
+	for mac := range a.leftAt {
+		if now[mac] {
+			delete(a.leftAt, mac) // back: its l2pop entry wins anyway
+		}
+	}
+	if err := a.forgetRecent(); err != nil {
+		return err
+	}
+	a.remoteMACs = map[string]bool{}
+	for _, p := range v.remote {
+		a.remoteMACs[p.MAC] = true
+	}
+	return nil
+}
+
+// forgetRecent deletes the learned entries of MACs that left within forgetFor. The
+// loop calls it again in between reconciles: OVS's revalidators replay learn() for
+// datapath flows that carried packets before the delete, and would bring an entry
+// back once.
+func (a *agent) forgetRecent() error {
 	var gone []net.HardwareAddr
 	for mac, at := range a.leftAt {
-		if now[mac] || t.Sub(at) > forgetFor {
+		if time.Since(at) > forgetFor {
 			delete(a.leftAt, mac)
 			continue
 		}
@@ -286,10 +303,6 @@ func (a *agent) forgetLearned(v view) error {
 	}
 	if err := a.brTun.Forget(gone); err != nil {
 		return fmt.Errorf("forget learned MACs: %w", err)
-	}
-	a.remoteMACs = map[string]bool{}
-	for _, p := range v.remote {
-		a.remoteMACs[p.MAC] = true
 	}
 	return nil
 }

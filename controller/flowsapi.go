@@ -111,7 +111,7 @@ func (a *agent) flowsReport(ctx context.Context, bridge, table, port, network st
 		switch name, ok := owners[c.Owner()]; {
 		case c.Category() == flows.CatLearned:
 			fl.Owner = "learned"
-		case ok && c.Category() != flows.CatSetup || c.Category() == flows.CatSetup && c.Owner() == flows.OwnerID(""):
+		case ok:
 			fl.Owner = name
 		default:
 			fl.Owner = fmt.Sprintf("%s (unknown owner %#x)", c.Category(), c.Owner())

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -110,7 +111,7 @@ func (a *agent) trace(ctx context.Context, req TraceRequest) (TraceReport, error
 	var dstPort *api.Port
 	var elsewhere []string
 	for _, p := range st.Ports {
-		if !slicesContains(p.FixedIPs, dst.String()) {
+		if !slices.Contains(p.FixedIPs, dst.String()) {
 			continue
 		}
 		if p.NetworkID == src.NetworkID {
@@ -244,7 +245,7 @@ func verdict(v view, p api.Port, dir string, remote netip.Addr, proto, port int)
 					continue
 				}
 			}
-			if r.RemoteGroupID != "" && !slicesContains(addrStrings(v.members[r.RemoteGroupID]), remote.String()) {
+			if r.RemoteGroupID != "" && !slices.Contains(v.members[r.RemoteGroupID], remote) {
 				continue
 			}
 			return fmt.Sprintf("allowed by group %s rule %s", g.Name, r.ID)
@@ -254,23 +255,6 @@ func verdict(v view, p api.Port, dir string, remote netip.Addr, proto, port int)
 		return "dropped (no security group)"
 	}
 	return "dropped (no rule of its groups matches)"
-}
-
-func addrStrings(as []netip.Addr) []string {
-	out := make([]string, len(as))
-	for i, a := range as {
-		out[i] = a.String()
-	}
-	return out
-}
-
-func slicesContains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // appctl runs ovs-appctl against this host's ovs-vswitchd (diagnostics only).
