@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/lanes-net/lanes/hostwire/fakevm"
+	"github.com/lanes-net/lanes/internal/ovsproc"
 )
 
 const readyTimeout = 15 * time.Second
@@ -90,7 +91,7 @@ func start(dir string, cfg fakevm.Config) error {
 		return err
 	}
 	pidf, _, logf := paths(dir, cfg.VMNetns)
-	if pid := readPid(pidf); pid > 0 && alive(pid) {
+	if pid := readPid(pidf); pid > 0 && ovsproc.Alive(pid) {
 		return fmt.Errorf("VM %s already runs as pid %d", cfg.VMNetns, pid)
 	}
 	log, err := os.OpenFile(logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
@@ -173,13 +174,13 @@ func stop(dir, vm string) error {
 		return errors.New("--netns is required")
 	}
 	pidf, conf, _ := paths(dir, vm)
-	if pid := readPid(pidf); pid > 0 && alive(pid) {
+	if pid := readPid(pidf); pid > 0 && ovsproc.Alive(pid) {
 		_ = syscall.Kill(pid, syscall.SIGTERM)
 		deadline := time.Now().Add(5 * time.Second)
-		for alive(pid) && time.Now().Before(deadline) {
+		for ovsproc.Alive(pid) && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		if alive(pid) {
+		if ovsproc.Alive(pid) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
@@ -195,7 +196,7 @@ func list(dir string) error {
 		vm := strings.TrimSuffix(filepath.Base(p), ".pid")
 		pid := readPid(p)
 		state := "dead"
-		if alive(pid) {
+		if ovsproc.Alive(pid) {
 			state = "running"
 		}
 		var cfg fakevm.Config
@@ -218,20 +219,6 @@ func readPid(path string) int {
 }
 
 // alive treats zombies as dead: PID 1 here may reap orphans late.
-func alive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i > 0 && len(s) > i+2 {
-		return s[i+2] != 'Z' && s[i+2] != 'X'
-	}
-	return true
-}
 
 func lastLines(s string, n int) string {
 	l := strings.Split(strings.TrimRight(s, "\n"), "\n")
