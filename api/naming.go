@@ -50,3 +50,13 @@ func TunnelOverhead(tunnelType string) int {
 		return 50 // outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14
 	}
 }
+
+// The OVS bridges and patch ports of a host, named as in Neutron so that operators
+// find them where they expect.
+const (
+	BrInt    = "br-int"
+	BrTun    = "br-tun"
+	BrPhy    = "br-phy"    // the netdev datapath's underlay bridge
+	PatchTun = "patch-tun" // br-int's end of the patch pair
+	PatchInt = "patch-int" // br-tun's end
+)

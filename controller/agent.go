@@ -4,18 +4,17 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"maps"
-	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/controller/ofsync"
+	"github.com/lanes-net/lanes/controller/view"
+	"github.com/lanes-net/lanes/diag"
 	"github.com/lanes-net/lanes/hostwire"
-	"github.com/lanes-net/lanes/ovsdb"
 	"github.com/lanes-net/lanes/store"
 )
 
-// Reconcile pacing.
+// Loop pacing.
 const (
 	// resyncEvery re-checks everything, including kernel devices and OVSDB rows that
 	// nothing in the store changed (someone deleted a tap by hand).
@@ -23,70 +22,30 @@ const (
 	// canaryEvery is how often both bridges' flow counts are compared with what
 	// lanesd installed.
 	canaryEvery = 5 * time.Second
-	retryMin    = 200 * time.Millisecond
-	// forgetFor is how long the learned entries of a MAC that left are deleted again.
-	forgetFor = 3 * time.Second
-	retryMax  = 30 * time.Second
 )
 
-// agent is the state of one lanesd: what it realised, and the clients it realises with.
+// agent is one lanesd: the loop that paces reconciles, and the steps a reconcile is
+// composed of. Each step owns its own state; they talk only through the values
+// reconcile passes between them.
 type agent struct {
 	cfg    Config
 	log    *slog.Logger
 	m      *Metrics
-	st     *store.Store
 	mirror *store.Mirror
-	db     *ovsdb.Client
-	host   *hostwire.Host
-	fw     *hostwire.Firewall
-	brInt  *ofsync.Bridge
-	brTun  *ofsync.Bridge
 
-	patchInt int
-	vlans    *vlanMap
-	// realized holds the kernel plumbing done per port, so a reconcile only touches
-	// ports whose plumbing changed; resyncs clear it.
-	realized map[string]realizedPort
-	// failures tracks per-port errors and their backoff.
-	failures  map[string]*failure
-	mtuWarned map[string]bool // networks already warned about
-	// leftAt holds remote MACs that left recently, to forget their learned entries
-	// again (see forgetLearned).
-	leftAt map[string]time.Time
-	// remoteMACs are the remote ports' MACs of the last flow sync.
-	remoteMACs map[string]bool
-	// statuses is what this host last wrote for its ports.
-	statuses map[string]api.PortStatus
+	host    *hostStep
+	nets    *networkStep
+	wire    *wireStep
+	ovs     *ovsStep
+	fw      *firewallStep
+	flows   *flowStep
+	prune   *pruneStep
+	reports *statusStep
 
-	mu   sync.Mutex // guards last and view for the local API
-	last reconcileReport
-	view view
-	// tunnels are br-tun's tunnel ports by remote IP, as of the last reconcile.
-	tunnels map[string]ovsdb.TunnelPort
-	ofports map[string]int    // local port ID -> qvo ofport
-	vlanOf  map[string]uint16 // network ID -> local VLAN
-	// statusView is statuses as of the last reconcile, for the local API.
-	statusView map[string]api.PortStatus
-}
-
-type realizedPort struct {
-	spec hostwire.PortSpec
-}
-
-type failure struct {
-	err   error
-	tries int
-	next  time.Time
-}
-
-// reconcileReport is what lanesctl status shows about the last reconcile.
-type reconcileReport struct {
-	Started   time.Time // when this lanesd started
-	Converged time.Time // end of the first reconcile without errors
-	At        time.Time
-	Revision  int64
-	Took      time.Duration
-	Errors    []string
+	started   time.Time
+	converged time.Time
+	// last is the outcome of the last reconcile, for the local API.
+	last atomic.Pointer[diag.Snapshot]
 }
 
 // loop reconciles whenever the store changes, a retry is due, or resyncEvery passed;
@@ -101,8 +60,6 @@ func (a *agent) loop(ctx context.Context) error {
 	defer resync.Stop()
 	canary := time.NewTicker(canaryEvery)
 	defer canary.Stop()
-	reforget := time.NewTicker(forgetFor / 4)
-	defer reforget.Stop()
 	retry := time.NewTimer(0)
 	defer retry.Stop()
 	full := true
@@ -130,100 +87,95 @@ func (a *agent) loop(ctx context.Context) error {
 				full = true
 				break wait
 			case <-canary.C:
-				a.checkFlowsPresent(ctx)
-			case <-reforget.C:
-				if len(a.leftAt) > 0 {
-					if err := a.forgetRecent(); err != nil {
-						a.log.Warn("forget learned MACs", "err", err)
-					}
-				}
+				a.flows.Check(ctx)
 			}
 		}
 	}
 }
 
-// reconcile makes the host match the store once. It returns when it wants to run again
-// (zero: only on change). Ports fail one by one: a port that cannot be wired is
-// reported ERROR and retried with backoff while the others go ahead.
+// reconcile makes the host match the store once, step by step over one view, and
+// publishes the outcome. It returns when it wants to run again (zero: only on
+// change). Ports fail one by one: a port that cannot be wired is reported ERROR and
+// retried with backoff while the others go ahead.
 func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	start := time.Now()
-	st := a.mirror.Snapshot()
-	v := computeView(a.cfg.Host, st)
-	if full {
-		clear(a.realized)
-	}
+	v := view.Compute(a.cfg.Host, a.mirror.Snapshot())
 	var errs []error
 	fail := func(kind string, err error) {
-		a.m.ReconcileErrors.WithLabelValues(kind).Inc()
-		errs = append(errs, err)
-	}
-
-	if full {
-		// Things nothing in the store changes can drift too: sysctls reset, br-phy
-		// touched by hand. All of these are no-ops when in place.
-		if err := a.setupHost(ctx); err != nil {
-			fail("host", err)
+		if err != nil {
+			a.m.ReconcileErrors.WithLabelValues(kind).Inc()
+			errs = append(errs, err)
 		}
 	}
-	a.warnMTU(v)
-	vlanOf, err := a.allocateVLANs(v)
-	if err != nil {
-		fail("network", err)
-	}
-	wired := a.wirePorts(v, vlanOf, fail)
 
+	patchInt, err := a.host.Sync(ctx, full)
+	fail("host", err)
+	vlans, err := a.nets.Sync(v)
+	fail("network", err)
+	// Ports that fail to wire are retried on their own backoff (wired.Next), not at
+	// the pace of the other errors.
+	wired, portErr := a.wire.Sync(v, vlans, full)
+	retrySoon := len(errs) > 0
+	fail("port", portErr)
 	tWire := time.Now()
-	// The firewall (iptables, by device name) and OVSDB do not depend on each other:
-	// apply the firewall for every wired local port, in bulk, while OVSDB takes tunnel
-	// ports to the peers, qvo ports with their tags and removals in one transaction.
-	fwDone := make(chan error, 1)
-	go func() { fwDone <- a.applyFirewall(ctx, v, wired) }()
-	ofports, tunnels, removed, err := a.applyOVSDB(ctx, v, vlanOf, wired, full)
-	tOVSDB := time.Now()
-	if err != nil {
-		fail("ovsdb", err)
-	}
-	fwErr := <-fwDone
-	if fwErr != nil {
-		fail("firewall", fwErr)
-	}
 
+	// The firewall (iptables, by device name) and OVSDB do not depend on each other:
+	// the firewall of every wired port is applied in bulk while OVSDB takes tunnel
+	// ports, qvo ports with their tags and removals in one transaction.
+	type fwOutcome struct {
+		applied hostwire.FirewallState
+		err     error
+	}
+	fwDone := make(chan fwOutcome, 1)
+	go func() {
+		st, err := a.fw.Sync(ctx, v, wired.Wired)
+		fwDone <- fwOutcome{st, err}
+	}()
+	ovs, ovsErr := a.ovs.Sync(ctx, v, vlans, wired.Wired, full)
+	fail("ovsdb", ovsErr)
+	tOVSDB := time.Now()
+	fw := <-fwDone
+	fail("firewall", fw.err)
 	tFW := time.Now()
-	// Flows of both bridges.
-	flowErr := a.applyFlows(v, vlanOf, ofports, tunnels)
-	tFlows := time.Now()
-	if flowErr != nil && !errors.Is(flowErr, ofsync.ErrNotConnected) {
+
+	set, flowErr := a.flows.Sync(v, flowInput{PatchInt: patchInt, VLANs: vlans, OVS: ovs})
+	disconnected := errors.Is(flowErr, ofsync.ErrNotConnected)
+	if !disconnected {
 		fail("flows", flowErr)
 	}
+	tFlows := time.Now()
 
 	// Kernel devices of ports that left this host, after their qvo left br-int.
-	a.removeStalePlumbing(v, removed, full)
+	a.prune.Sync(v, append(wired.Left, ovs.Removed...), full)
 
-	// Status: ACTIVE once wired, in OVSDB with an ofport, filtered and flowed.
-	ready := err == nil && fwErr == nil && flowErr == nil
-	a.reportStatuses(ctx, v, ofports, ready)
+	ready := ovsErr == nil && fw.err == nil && flowErr == nil
+	statuses := a.reports.Sync(ctx, v, statusInput{Wire: wired, Ofports: ovs.Ofports, Ready: ready})
 
 	took := time.Since(start)
-	a.log.Debug("reconciled", "revision", st.Revision, "took", took, "wire", tWire.Sub(start), "ovsdb", tOVSDB.Sub(tWire),
+	a.log.Debug("reconciled", "revision", v.Revision, "took", took, "wire", tWire.Sub(start), "ovsdb", tOVSDB.Sub(tWire),
 		"firewall_after_ovsdb", tFW.Sub(tOVSDB), "flows", tFlows.Sub(tFW), "status", time.Since(tFlows))
 	a.m.ReconcileSeconds.Observe(took.Seconds())
-	a.m.StoreRevision.Set(float64(st.Revision))
-	a.m.TunnelPorts.Set(float64(len(tunnels)))
-	a.mu.Lock()
-	a.view, a.tunnels, a.ofports, a.vlanOf = v, tunnels, ofports, vlanOf
-	a.statusView = maps.Clone(a.statuses)
-	a.last = reconcileReport{Started: a.last.Started, Converged: a.last.Converged, At: start, Revision: st.Revision, Took: took}
-	if a.last.Converged.IsZero() && len(errs) == 0 && flowErr == nil {
-		a.last.Converged = time.Now()
-		a.log.Info("converged", "since_start", a.last.Converged.Sub(a.last.Started).Round(time.Millisecond), "ports", len(v.local), "peers", len(v.peers))
+	a.m.StoreRevision.Set(float64(v.Revision))
+	a.m.TunnelPorts.Set(float64(len(ovs.Tunnels)))
+	if a.converged.IsZero() && len(errs) == 0 && flowErr == nil {
+		a.converged = time.Now()
+		a.log.Info("converged", "since_start", a.converged.Sub(a.started).Round(time.Millisecond), "ports", len(v.Local), "peers", len(v.Peers))
+	}
+	snap := &diag.Snapshot{
+		Host: a.hostInfo(), View: v, VLANs: vlans, Ofports: ovs.Ofports, Tunnels: map[string]diag.Tunnel{},
+		Statuses: statuses, Firewall: fw.applied, Flows: set,
+		Started: a.started, Converged: a.converged, At: start, Took: took,
+	}
+	for ip, t := range ovs.Tunnels {
+		snap.Tunnels[ip] = diag.Tunnel{Name: t.Name, Ofport: t.Ofport}
 	}
 	for _, e := range errs {
-		a.last.Errors = append(a.last.Errors, e.Error())
+		snap.Errors = append(snap.Errors, e.Error())
 	}
-	a.mu.Unlock()
+	a.last.Store(snap)
 
-	next := a.nextRetry()
-	if len(errs) > 0 || errors.Is(flowErr, ofsync.ErrNotConnected) {
+	next := wired.Next
+	if retrySoon || ovsErr != nil || fw.err != nil || flowErr != nil {
 		if soon := time.Now().Add(retryMin); next.IsZero() || soon.Before(next) {
 			next = soon
 		}
@@ -231,25 +183,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	return next, errors.Join(errs...)
 }
 
-func (a *agent) portFailed(id string, err error) {
-	f := a.failures[id]
-	if f == nil {
-		f = &failure{}
-		a.failures[id] = f
-	}
-	f.err = err
-	f.tries++
-	d := retryMin << min(f.tries, 8)
-	f.next = time.Now().Add(min(d, retryMax))
-	a.log.Warn("port failed; will retry", "port", id, "tries", f.tries, "in", time.Until(f.next).Round(time.Millisecond), "err", err)
-}
-
-func (a *agent) nextRetry() time.Time {
-	var next time.Time
-	for _, f := range a.failures {
-		if next.IsZero() || f.next.Before(next) {
-			next = f.next
-		}
-	}
-	return next
+func (a *agent) hostInfo() diag.Host {
+	addr, _ := a.cfg.TunnelAddr()
+	return diag.Host{Name: a.cfg.Host, TunnelIP: addr.String(), TunnelType: a.cfg.TunnelType, Datapath: a.cfg.DatapathType}
 }

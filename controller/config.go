@@ -32,15 +32,6 @@ type Config struct {
 	TapGID        int    `json:"-"`
 }
 
-// Bridge and patch port names, as in Neutron.
-const (
-	BrInt    = "br-int"
-	BrTun    = "br-tun"
-	BrPhy    = "br-phy"
-	PatchTun = "patch-tun" // on br-int
-	PatchInt = "patch-int" // on br-tun
-)
-
 // DefaultConfig is what lanesd uses without flags.
 func DefaultConfig() Config {
 	host, _ := os.Hostname()

@@ -4,95 +4,94 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
+	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/lanes-net/lanes/api"
-	"github.com/lanes-net/lanes/controller/ofsync"
-	"github.com/lanes-net/lanes/flows"
+	"github.com/lanes-net/lanes/controller/view"
 	"github.com/lanes-net/lanes/store"
 )
 
-// loadStatuses reads what this host reported before a restart, so that unchanged
-// statuses are not written again.
-func (a *agent) loadStatuses(ctx context.Context) error {
-	all, err := a.st.ListPortStatus(ctx)
+// statusStep writes each local port's status to the store when it changed, and
+// remembers what it wrote (lanesd keeps its own status writes out of its mirror, so
+// they never wake it up).
+type statusStep struct {
+	log      *slog.Logger
+	m        *Metrics
+	st       *store.Store
+	host     string
+	statuses map[string]api.PortStatus
+}
+
+// statusInput is the outcome of the other steps for the local ports.
+type statusInput struct {
+	Wire    wireResult
+	Ofports map[string]int
+	// Ready is true when OVSDB, the firewall and the flows all went through: a wired
+	// port with an ofport is then ACTIVE.
+	Ready bool
+}
+
+// Load reads what this host reported before a restart, so that unchanged statuses
+// are not written again. It runs once, at start.
+func (s *statusStep) Load(ctx context.Context) error {
+	all, err := s.st.ListPortStatus(ctx)
 	if err != nil {
 		return fmt.Errorf("read port statuses: %w", err)
 	}
-	for _, s := range all {
-		if s.Host == a.cfg.Host {
-			a.statuses[s.PortID] = s
+	s.statuses = map[string]api.PortStatus{}
+	for _, ps := range all {
+		if ps.Host == s.host {
+			s.statuses[ps.PortID] = ps
 		}
 	}
 	return nil
 }
 
-// reportStatuses writes each local port's status when it changed.
-func (a *agent) reportStatuses(ctx context.Context, v view, ofports map[string]int, ready bool) {
+// Sync reports every local port: ERROR with the reason when its record is unusable or
+// its wiring failed, ACTIVE once wired, in OVSDB with an ofport, filtered and flowed,
+// BUILD otherwise. It returns the statuses as reported.
+func (s *statusStep) Sync(ctx context.Context, v *view.View, in statusInput) map[string]api.PortStatus {
 	counts := map[string]int{api.StatusActive: 0, api.StatusBuild: 0, api.StatusError: 0}
-	for _, p := range v.local {
-		want := api.PortStatus{PortID: p.ID, Host: a.cfg.Host, State: api.StatusBuild}
-		switch f := a.failures[p.ID]; {
-		case f != nil && a.realized[p.ID] == (realizedPort{}):
-			want.State, want.Reason = api.StatusError, f.err.Error()
-		case ready && ofports[p.ID] > 0:
-			want.State, want.Ofport = api.StatusActive, ofports[p.ID]
-			delete(a.failures, p.ID)
-		}
+	local := map[string]bool{}
+	report := func(want api.PortStatus) {
+		local[want.PortID] = true
 		counts[want.State]++
-		have, ok := a.statuses[p.ID]
+		have, ok := s.statuses[want.PortID]
 		if ok && have.State == want.State && have.Ofport == want.Ofport && have.Reason == want.Reason && have.Host == want.Host {
-			a.statuses[p.ID] = have
-			continue
+			return
 		}
 		want.Updated = time.Now().UTC()
-		if err := a.st.SetPortStatus(ctx, want); err != nil {
+		if err := s.st.SetPortStatus(ctx, want); err != nil {
 			if !errors.Is(err, store.ErrNotFound) {
-				a.log.Warn("report port status", "port", p.ID, "err", err)
+				s.log.Warn("report port status", "port", want.PortID, "err", err)
 			}
-			continue
+			return
 		}
-		a.statuses[p.ID] = want
+		s.statuses[want.PortID] = want
 	}
-	local := map[string]bool{}
-	for _, p := range v.local {
-		local[p.ID] = true
+	for _, p := range v.Local {
+		want := api.PortStatus{PortID: p.ID, Host: s.host, State: api.StatusBuild}
+		if err, failed := in.Wire.Failed[p.ID]; failed {
+			want.State, want.Reason = api.StatusError, err.Error()
+		} else if in.Ready && in.Wire.Wired[p.ID] && in.Ofports[p.ID] > 0 {
+			want.State, want.Ofport = api.StatusActive, in.Ofports[p.ID]
+		}
+		report(want)
 	}
-	for id := range a.statuses {
+	for id, err := range v.Problems {
+		if p, ok := v.State.Ports[id]; ok && p.Host == s.host {
+			report(api.PortStatus{PortID: id, Host: s.host, State: api.StatusError, Reason: err.Error()})
+		}
+	}
+	for id := range s.statuses {
 		if !local[id] {
-			delete(a.statuses, id)
+			delete(s.statuses, id)
 		}
 	}
-	for s, n := range counts {
-		a.m.Ports.WithLabelValues(s).Set(float64(n))
+	for st, n := range counts {
+		s.m.Ports.WithLabelValues(st).Set(float64(n))
 	}
-}
-
-// countFlows publishes installed flows per bridge and table.
-func (a *agent) countFlows() {
-	for _, b := range []*ofsync.Bridge{a.brInt, a.brTun} {
-		st := b.Status()
-		for _, t := range flows.Tables(flows.Bridge(b.Name)) {
-			a.m.Flows.WithLabelValues(b.Name, strconv.Itoa(int(t.ID))).Set(float64(st.FlowsPerTable[t.ID]))
-		}
-	}
-}
-
-// Bundle and Connected make the agent the ofsync observer (metrics).
-func (a *agent) Bundle(bridge string, n int, d time.Duration, err error) {
-	result := "ok"
-	if err != nil {
-		result = "error"
-	}
-	a.m.Bundles.WithLabelValues(bridge, result).Inc()
-	a.m.BundleSeconds.WithLabelValues(bridge).Observe(d.Seconds())
-}
-
-func (a *agent) Connected(bridge string, up bool) {
-	v := 0.0
-	if up {
-		v = 1
-	}
-	a.m.OpenFlowConnected.WithLabelValues(bridge).Set(v)
+	return maps.Clone(s.statuses)
 }

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lanes-net/lanes/controller"
+	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/internal/lab"
 )
 
@@ -61,7 +61,7 @@ func BenchmarkConverge500(b *testing.B) {
 		if err := l.StartLanesd(h); err != nil {
 			b.Fatal(err)
 		}
-		var st controller.StatusReport
+		var st api.StatusReport
 		eventually(b, 5*time.Minute, "converged", func() error {
 			out, err := l.Ctl(h, "-o", "json", "status")
 			if err != nil {
@@ -86,7 +86,7 @@ func allActive(l *lab.Lab, h *lab.Host, n int) error {
 	if err != nil {
 		return err
 	}
-	var st controller.StatusReport
+	var st api.StatusReport
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		return err
 	}

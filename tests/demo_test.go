@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lanes-net/lanes/controller"
+	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/internal/lab"
 	"github.com/lanes-net/lanes/internal/ovsproc"
 )
@@ -102,7 +102,7 @@ func localCtl(t *testing.T, l *lab.Lab, host string, v any, args ...string) {
 }
 
 func testStatus(t *testing.T, l *lab.Lab) {
-	var st controller.StatusReport
+	var st api.StatusReport
 	localCtl(t, l, "h1", &st, "status")
 	if st.Host != "h1" || st.TunnelIP != "172.31.0.1" || len(st.Bridges) != 2 {
 		t.Fatalf("status: %+v", st)
@@ -140,7 +140,7 @@ func testStatus(t *testing.T, l *lab.Lab) {
 }
 
 func testFlows(t *testing.T, l *lab.Lab) {
-	var lines []controller.FlowLine
+	var lines []api.FlowLine
 	localCtl(t, l, "h1", &lines, "flows", "br-tun", "--table", "FLOOD_TO_TUN")
 	owners := map[string]bool{}
 	for _, fl := range lines {
@@ -188,7 +188,7 @@ func testTrace(t *testing.T, l *lab.Lab) {
 		{"unknown", "10.0.0.99", nil, "unreachable: 10.0.0.99 is not on network net-a", "", "unknown"},
 		{"cross-tenant", "10.0.0.12", nil, "unreachable: 10.0.0.12 is not on network net-a", "", "unknown"},
 	} {
-		var r controller.TraceReport
+		var r api.TraceReport
 		localCtl(t, l, "h1", &r, append([]string{"trace", "--from-port", "a1", "--dst-ip", c.dst}, c.extra...)...)
 		if r.Network != "net-a" || r.VNI != 100 || !strings.HasPrefix(r.Result, c.result) || r.Destination != c.dest {
 			t.Errorf("%s: network %s VNI %d destination %q result %q", c.name, r.Network, r.VNI, r.Destination, r.Result)
@@ -205,7 +205,7 @@ func testTrace(t *testing.T, l *lab.Lab) {
 	// host: add one.
 	var p vmPort
 	localCtl(t, l, "h1", &p, "port", "create", "a9", "--network", "net-a", "--host", "h1", "--ip", "10.0.0.19", "--sg", "demo", "--wait")
-	var r controller.TraceReport
+	var r api.TraceReport
 	localCtl(t, l, "h1", &r, "trace", "--from-port", "a1", "--dst-ip", "10.0.0.19")
 	if r.Destination != "local port a9" || !strings.HasPrefix(r.Result, "delivered on this host by br-int (NORMAL) to local port a9") {
 		t.Errorf("local: destination %q result %q", r.Destination, r.Result)
@@ -221,7 +221,7 @@ func testMetrics(t *testing.T, l *lab.Lab) {
 		body, err = getIn(h.Netns, "http://"+h.MetricsAddr()+"/metrics")
 		return err
 	})
-	var st controller.StatusReport
+	var st api.StatusReport
 	localCtl(t, l, "h1", &st, "status")
 	active := 0
 	for _, p := range st.Ports {

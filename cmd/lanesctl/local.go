@@ -14,7 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/lanes-net/lanes/controller"
+	"github.com/lanes-net/lanes/api"
 )
 
 // local asks this host's lanesd over its unix socket and decodes the JSON answer.
@@ -44,7 +44,7 @@ func (g *globals) status(args []string) error {
 	if _, err := parse(flag.NewFlagSet("status", flag.ContinueOnError), args); err != nil {
 		return err
 	}
-	var r controller.StatusReport
+	var r api.StatusReport
 	if err := g.local("/status", nil, &r); err != nil {
 		return err
 	}
@@ -116,7 +116,7 @@ func (g *globals) flows(args []string) error {
 		return err
 	}
 	q := url.Values{"bridge": {pos[0]}, "table": {*table}, "port": {*port}, "network": {*network}}
-	var lines []controller.FlowLine
+	var lines []api.FlowLine
 	if err := g.local("/flows", q, &lines); err != nil {
 		return err
 	}
@@ -141,7 +141,7 @@ func (g *globals) trace(args []string) error {
 		return err
 	}
 	q := url.Values{"from_port": {*from}, "dst_ip": {*dst}, "proto": {*proto}, "dst_port": {strconv.Itoa(*dport)}}
-	var r controller.TraceReport
+	var r api.TraceReport
 	if err := g.local("/trace", q, &r); err != nil {
 		return err
 	}

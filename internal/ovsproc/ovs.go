@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lanes-net/lanes/internal/ovstool"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -123,26 +124,28 @@ func (o *OVS) VswitchdCtl() string { return o.path("ovs-vswitchd.ctl") }
 // LogFile returns the path of a daemon's log ("ovs-vswitchd" or "ovsdb-server").
 func (o *OVS) LogFile(daemon string) string { return o.path(daemon + ".log") }
 
-// tool runs an OVS client from the caller's namespace: all of them talk over unix
-// sockets, which work across network namespaces.
-func (o *OVS) tool(name string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
-	defer cancel()
-	out, err := run(ctx, o.Env(), name, args...)
-	if err != nil {
-		return out, fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, out)
-	}
-	return out, nil
+// Tools is this instance as OVS's clients see it. They all talk over unix sockets,
+// which work across network namespaces, so they run from the caller's namespace.
+func (o *OVS) Tools() ovstool.Tools { return ovstool.Tools{RunDir: o.Dir, Env: o.Env()} }
+
+func (o *OVS) toolCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), cmdTimeout)
 }
 
 // Vsctl runs ovs-vsctl against this instance's database.
 func (o *OVS) Vsctl(args ...string) (string, error) {
-	return o.tool("ovs-vsctl", append([]string{"--db=" + o.DBEndpoint(), "--timeout=30"}, args...)...)
+	ctx, cancel := o.toolCtx()
+	defer cancel()
+	return o.Tools().Vsctl(ctx, args...)
 }
 
 // Ofctl runs ovs-ofctl with OVS_RUNDIR set, so a bare bridge name resolves to
 // <dir>/<bridge>.mgmt. Pass "-O", "OpenFlow15" yourself or use Ofctl15.
-func (o *OVS) Ofctl(args ...string) (string, error) { return o.tool("ovs-ofctl", args...) }
+func (o *OVS) Ofctl(args ...string) (string, error) {
+	ctx, cancel := o.toolCtx()
+	defer cancel()
+	return o.Tools().Ofctl(ctx, args...)
+}
 
 // Ofctl15 is Ofctl with -O OpenFlow15.
 func (o *OVS) Ofctl15(args ...string) (string, error) {
@@ -151,7 +154,9 @@ func (o *OVS) Ofctl15(args ...string) (string, error) {
 
 // Appctl runs ovs-appctl against vswitchd.
 func (o *OVS) Appctl(args ...string) (string, error) {
-	return o.tool("ovs-appctl", append([]string{"-t", o.VswitchdCtl()}, args...)...)
+	ctx, cancel := o.toolCtx()
+	defer cancel()
+	return o.Tools().Appctl(ctx, args...)
 }
 
 // DumpFlows returns the bridge's flows as ovs-ofctl prints them without statistics

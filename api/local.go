@@ -1,0 +1,102 @@
+package api
+
+import "time"
+
+// The local API: JSON over lanesd's root-only unix socket, asked by lanesctl status,
+// flows and trace on the same host. These plain structs are its wire format, so the
+// CLI links them without linking the daemon.
+
+// StatusReport answers GET /status.
+type StatusReport struct {
+	Host          string          `json:"host"`
+	TunnelIP      string          `json:"tunnel_ip"`
+	TunnelType    string          `json:"tunnel_type"`
+	Datapath      string          `json:"datapath"`
+	StoreRevision int64           `json:"store_revision"`
+	StoreRelists  int             `json:"store_relists"`
+	Bridges       []BridgeStatus  `json:"bridges"`
+	Ports         []PortReport    `json:"ports"`
+	Tunnels       []TunnelReport  `json:"tunnels"`
+	Networks      []NetworkReport `json:"networks"`
+	Started       time.Time       `json:"started"`
+	Converged     time.Time       `json:"converged"` // zero until the first reconcile without errors
+	LastReconcile ReconcileReport `json:"last_reconcile"`
+}
+
+// ReconcileReport is the outcome of the last reconcile pass.
+type ReconcileReport struct {
+	At       time.Time `json:"at"`
+	Took     string    `json:"took"`
+	Revision int64     `json:"revision"`
+	Errors   []string  `json:"errors,omitempty"`
+}
+
+// BridgeStatus is one bridge's OpenFlow side.
+type BridgeStatus struct {
+	Name      string         `json:"name"`
+	Connected bool           `json:"connected"`
+	Round     uint16         `json:"round"`
+	Flows     int            `json:"flows"`
+	PerTable  map[string]int `json:"flows_per_table"`
+	LastError string         `json:"last_error,omitempty"`
+}
+
+// PortReport is one local port.
+type PortReport struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Network string `json:"network"`
+	Tap     string `json:"tap"`
+	VLAN    uint16 `json:"local_vlan"`
+	Ofport  int    `json:"ofport"`
+	State   string `json:"state"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// TunnelReport is one tunnel port and the host behind it.
+type TunnelReport struct {
+	Port     string `json:"port"`
+	RemoteIP string `json:"remote_ip"`
+	PeerHost string `json:"peer_host"`
+	Ofport   int    `json:"ofport"`
+}
+
+// NetworkReport is a network with local ports.
+type NetworkReport struct {
+	ID        string   `json:"id"`
+	Name      string   `json:"name"`
+	VNI       uint32   `json:"vni"`
+	LocalVLAN uint16   `json:"local_vlan"`
+	FloodTo   []string `json:"flood_to"` // peer hosts
+}
+
+// FlowLine is one installed flow with what it means (GET /flows).
+type FlowLine struct {
+	Table     uint8  `json:"table"`
+	TableName string `json:"table_name"`
+	Owner     string `json:"owner"` // e.g. "network net-a", "remote port vm2 on h2", "learned"
+	Round     uint16 `json:"round"`
+	Flow      string `json:"flow"` // as ovs-ofctl prints it
+}
+
+// TraceRequest asks how a packet from a local port to an IP would travel (GET /trace).
+type TraceRequest struct {
+	FromPort string `json:"from_port"`
+	DstIP    string `json:"dst_ip"`
+	Proto    string `json:"proto"`
+	DstPort  int    `json:"dst_port"`
+}
+
+// TraceReport explains a packet's path: the firewall verdicts, then every OpenFlow
+// table it crossed on br-int and br-tun, named, with the owner of the flow that matched
+// and what the actions mean (which network, VNI, tunnel and host).
+type TraceReport struct {
+	Network     string   `json:"network"`
+	VNI         uint32   `json:"vni"`
+	Destination string   `json:"destination"` // "local port X", "port X on host H", "unknown"
+	Tunnel      string   `json:"tunnel,omitempty"`
+	PeerHost    string   `json:"peer_host,omitempty"`
+	Steps       []string `json:"steps"`
+	Result      string   `json:"result"`
+	Raw         string   `json:"raw"` // ofproto/trace output
+}

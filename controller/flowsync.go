@@ -1,0 +1,216 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/lanes-net/lanes/controller/ofsync"
+	"github.com/lanes-net/lanes/controller/view"
+	"github.com/lanes-net/lanes/diag"
+	"github.com/lanes-net/lanes/flows"
+	"github.com/lanes-net/lanes/internal/ovstool"
+)
+
+// forgetFor is how long the learned entries of a MAC that left are deleted again.
+const forgetFor = 3 * time.Second
+
+// flowStep computes both bridges' flows from the view and keeps the switches holding
+// exactly them (ofsync: one atomic bundle per change); it also forgets learned
+// entries of MACs that left, and checks that the switches did not lose flows.
+type flowStep struct {
+	log        *slog.Logger
+	m          *Metrics
+	tools      ovstool.Tools
+	tunnelType string
+	brInt      *ofsync.Bridge
+	brTun      *ofsync.Bridge
+	forget     *forgetter
+}
+
+// flowInput is what the flows depend on besides the view.
+type flowInput struct {
+	PatchInt int // patch-int's ofport on br-tun
+	VLANs    map[string]uint16
+	OVS      ovsResult
+}
+
+// Sync installs the flows of v and returns the set installed (or tried).
+func (s *flowStep) Sync(v *view.View, in flowInput) (flows.Set, error) {
+	set, err := desired(v, in, s.tunnelType).Flows()
+	if err != nil {
+		return nil, fmt.Errorf("compute flows: %w", err)
+	}
+	tunErr := s.brTun.Sync(set.Flows(flows.BrTun))
+	if tunErr == nil {
+		s.forget.Update(v)
+	}
+	intErr := s.brInt.Sync(set.Flows(flows.BrInt))
+	s.countFlows()
+	return set, errors.Join(tunErr, intErr)
+}
+
+// desired is the flows' input: this host's networks with their VLANs, the tunnels to
+// live peers, and the local and remote ports of those networks.
+func desired(v *view.View, in flowInput, tunnelType string) *flows.Desired {
+	d := &flows.Desired{TunnelType: tunnelType, PatchIntOfport: uint32(in.PatchInt)}
+	for id, n := range v.Networks {
+		if vlan, ok := in.VLANs[id]; ok {
+			d.Networks = append(d.Networks, flows.Network{ID: n.ID, VNI: n.VNI, LocalVLAN: vlan})
+		}
+	}
+	slices.SortFunc(d.Networks, func(x, y flows.Network) int { return int(x.LocalVLAN) - int(y.LocalVLAN) })
+	for ip, t := range in.OVS.Tunnels {
+		if _, ok := v.Peers[ip]; ok && t.Ofport > 0 {
+			d.Tunnels = append(d.Tunnels, flows.Tunnel{RemoteIP: ip, Ofport: uint32(t.Ofport)})
+		}
+	}
+	slices.SortFunc(d.Tunnels, func(x, y flows.Tunnel) int { return int(x.Ofport) - int(y.Ofport) })
+	for _, p := range v.Local {
+		if _, ok := in.VLANs[p.NetworkID]; !ok {
+			continue
+		}
+		d.LocalPorts = append(d.LocalPorts, flows.LocalPort{
+			ID: p.ID, NetworkID: p.NetworkID, Ofport: uint32(in.OVS.Ofports[p.ID]), MAC: p.MAC, IPs: p.FixedIPs,
+			AllowedAddressPairs: p.AllowedAddressPairs, PortSecurityDisabled: !p.PortSecurityEnabled(),
+		})
+	}
+	for _, r := range v.Remote {
+		d.RemotePorts = append(d.RemotePorts, flows.RemotePort{ID: r.ID, NetworkID: r.NetworkID, MAC: r.MAC, IPs: r.FixedIPs, HostIP: r.HostIP.String()})
+	}
+	return d
+}
+
+// Check compares each bridge's flow count in the switch with what was installed and
+// replays a bridge that holds fewer: Neutron's canary idea, for both bridges (OVS
+// restarts are seen as reconnects; this catches flows deleted by hand).
+func (s *flowStep) Check(ctx context.Context) {
+	for _, b := range s.bridges() {
+		st := b.Status()
+		if !st.Connected || st.Installed == 0 {
+			continue
+		}
+		n, err := diag.FlowCount(ctx, s.tools, b.Name)
+		if err != nil {
+			s.log.Warn("flow count", "bridge", b.Name, "err", err)
+			continue
+		}
+		// Learned flows only add to the switch's count, so fewer always means lost flows.
+		if n < st.Installed {
+			s.log.Warn("bridge lost flows: replaying", "bridge", b.Name, "in_switch", n, "installed", st.Installed)
+			if err := b.Replay(); err != nil {
+				s.log.Warn("replay", "bridge", b.Name, "err", err)
+			}
+		}
+	}
+}
+
+func (s *flowStep) bridges() []*ofsync.Bridge { return []*ofsync.Bridge{s.brInt, s.brTun} }
+
+// countFlows publishes installed flows per bridge and table.
+func (s *flowStep) countFlows() {
+	for _, b := range s.bridges() {
+		st := b.Status()
+		for _, t := range flows.Tables(flows.Bridge(b.Name)) {
+			s.m.Flows.WithLabelValues(b.Name, strconv.Itoa(int(t.ID))).Set(float64(st.FlowsPerTable[t.ID]))
+		}
+	}
+}
+
+// forgetter deletes br-tun's learned entries of MACs that no longer belong to any
+// port of this host's networks, so they stop pointing at the host they left. OVS's
+// revalidators replay learn() for datapath flows that carried packets just before the
+// delete and would bring an entry back once, so it deletes them again, on its own
+// timer, for forgetFor.
+type forgetter struct {
+	ctx context.Context
+	log *slog.Logger
+	br  *ofsync.Bridge
+
+	mu     sync.Mutex
+	known  map[string]bool      // MACs of the last view's remote ports
+	leftAt map[string]time.Time // MACs that left, and when
+	timer  *time.Timer
+}
+
+func newForgetter(ctx context.Context, log *slog.Logger, br *ofsync.Bridge) *forgetter {
+	return &forgetter{ctx: ctx, log: log, br: br, known: map[string]bool{}, leftAt: map[string]time.Time{}}
+}
+
+// Update records the view's MACs and forgets the learned entries of those that left.
+func (f *forgetter) Update(v *view.View) {
+	now := map[string]bool{} // every MAC of the view: a remote MAC that became local stays
+	remote := map[string]bool{}
+	for _, p := range v.Remote {
+		now[p.HW.String()] = true
+		remote[p.HW.String()] = true
+	}
+	for _, p := range v.Local {
+		now[p.HW.String()] = true
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := time.Now()
+	for mac := range f.known {
+		if !now[mac] {
+			f.leftAt[mac] = t
+		}
+	}
+	for mac := range f.leftAt {
+		if now[mac] {
+			delete(f.leftAt, mac) // back: its l2pop entry wins anyway
+		}
+	}
+	f.known = remote
+	f.forgetLocked()
+}
+
+func (f *forgetter) forgetLocked() {
+	var gone []net.HardwareAddr
+	for mac, at := range f.leftAt {
+		if time.Since(at) > forgetFor {
+			delete(f.leftAt, mac)
+			continue
+		}
+		if hw, err := net.ParseMAC(mac); err == nil {
+			gone = append(gone, hw)
+		}
+	}
+	if err := f.br.Forget(gone); err != nil && !errors.Is(err, ofsync.ErrNotConnected) {
+		f.log.Warn("forget learned MACs", "err", err)
+	}
+	if len(f.leftAt) > 0 && f.timer == nil && f.ctx.Err() == nil {
+		f.timer = time.AfterFunc(forgetFor/4, func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			f.timer = nil
+			f.forgetLocked()
+		})
+	}
+}
+
+// bundleMetrics makes ofsync's bundle outcomes metrics.
+type bundleMetrics struct{ m *Metrics }
+
+func (b bundleMetrics) Bundle(bridge string, n int, d time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	b.m.Bundles.WithLabelValues(bridge, result).Inc()
+	b.m.BundleSeconds.WithLabelValues(bridge).Observe(d.Seconds())
+}
+
+func (b bundleMetrics) Connected(bridge string, up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	b.m.OpenFlowConnected.WithLabelValues(bridge).Set(v)
+}

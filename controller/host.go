@@ -1,0 +1,84 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/hostwire"
+	"github.com/lanes-net/lanes/ovsdb"
+)
+
+// hostStep ensures what the host needs whatever the store says: the sysctls the
+// firewall relies on, br-int, br-tun and their patch pair, and for the netdev datapath
+// the underlay bridge. It runs at start and on every full pass (sysctls get reset,
+// bridges get touched by hand); each part is a no-op when in place.
+type hostStep struct {
+	cfg  Config
+	db   *ovsdb.Client
+	host *hostwire.Host
+	// patchInt is patch-int's ofport on br-tun as of the last full pass.
+	patchInt int
+}
+
+// Sync ensures the host on a full pass and returns patch-int's ofport.
+func (s *hostStep) Sync(ctx context.Context, full bool) (int, error) {
+	if !full && s.patchInt > 0 {
+		return s.patchInt, nil
+	}
+	if err := s.host.EnsureSysctls(); err != nil {
+		return s.patchInt, fmt.Errorf("host sysctls: %w", err)
+	}
+	addr, _ := s.cfg.TunnelAddr()
+	ip := addr.As4()
+	if s.cfg.DatapathType == "netdev" {
+		if err := s.db.EnsureUnderlay(ctx, ovsdb.UnderlaySpec{Bridge: api.BrPhy, NIC: s.cfg.UnderlayNIC, CIDR: s.cfg.TunnelIP, DatapathID: datapathID(3, ip)}); err != nil {
+			return s.patchInt, fmt.Errorf("underlay: %w", err)
+		}
+	}
+	ids := map[string]string{"lanes-host": s.cfg.Host}
+	res, err := s.db.NewBatch().
+		EnsureBridge(ovsdb.BridgeSpec{Name: api.BrInt, DatapathType: s.cfg.DatapathType, DatapathID: datapathID(1, ip), ExternalIDs: ids}).
+		EnsureBridge(ovsdb.BridgeSpec{Name: api.BrTun, DatapathType: s.cfg.DatapathType, DatapathID: datapathID(2, ip), ExternalIDs: ids}).
+		EnsurePatchPair(api.BrInt, api.BrTun, api.PatchTun, api.PatchInt).
+		Commit(ctx)
+	if err != nil {
+		return s.patchInt, fmt.Errorf("bridges: %w", err)
+	}
+	n := res.Ofports[api.PatchInt]
+	if n <= 0 {
+		return s.patchInt, fmt.Errorf("bridges: %s has no ofport (%d)", api.PatchInt, n)
+	}
+	s.patchInt = n
+	return n, nil
+}
+
+// datapathID gives each bridge of a host a fixed, distinct datapath-id derived from the
+// host's tunnel IP, so the OpenFlow connection never resets when ports change the
+// bridge's MAC, and two hosts never share one.
+func datapathID(bridge int, ip [4]byte) string {
+	return fmt.Sprintf("%08x%02x%02x%02x%02x", bridge, ip[0], ip[1], ip[2], ip[3])
+}
+
+// roundKey is the Bridge external_ids key holding the controller's flow round.
+const roundKey = "lanes-round"
+
+// nextRound reads the previous controller's round from br-tun and stores the next one,
+// which stamps every flow this process installs. Round 0 is skipped: flows/ builds
+// with round 0, so it would not tell a controller's flows from unstamped ones.
+func nextRound(ctx context.Context, db *ovsdb.Client) (uint16, error) {
+	v, _, err := db.BridgeExternalID(ctx, api.BrTun, roundKey)
+	if err != nil {
+		return 0, fmt.Errorf("read round: %w", err)
+	}
+	prev, _ := strconv.Atoi(v)
+	round := uint16(prev + 1)
+	if round == 0 {
+		round = 1
+	}
+	if err := db.SetBridgeExternalID(ctx, api.BrTun, roundKey, strconv.Itoa(int(round))); err != nil {
+		return 0, fmt.Errorf("store round: %w", err)
+	}
+	return round, nil
+}

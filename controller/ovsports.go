@@ -1,0 +1,127 @@
+package controller
+
+import (
+	"context"
+	"maps"
+	"strconv"
+
+	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/controller/view"
+	"github.com/lanes-net/lanes/ovsdb"
+)
+
+// ovsStep converges br-tun's tunnel ports and br-int's VM ports in one OVSDB
+// transaction. Rows already as wanted stay out of the transaction (all of them go in
+// on a full pass, to repair drift), so a port add costs one small transaction however
+// many ports the host has.
+type ovsStep struct {
+	db         *ovsdb.Client
+	tunnelType string
+	localIP    string
+}
+
+// ovsResult is what OVSDB holds after the step.
+type ovsResult struct {
+	Ofports map[string]int              // local port ID -> qvo ofport
+	Tunnels map[string]ovsdb.TunnelPort // by remote IP
+	Removed []string                    // local ports whose qvo this step removed
+}
+
+// Sync makes OVSDB hold a tunnel port per peer and a tagged qvo per wired local port.
+func (s *ovsStep) Sync(ctx context.Context, v *view.View, vlans map[string]uint16, wired map[string]bool, full bool) (ovsResult, error) {
+	res := ovsResult{Ofports: map[string]int{}, Tunnels: map[string]ovsdb.TunnelPort{}}
+	existingTun, err := s.db.ListTunnelPorts(ctx, api.BrTun)
+	if err != nil {
+		return res, err
+	}
+	vmPorts, err := s.db.ListVMPorts(ctx, api.BrInt)
+	if err != nil {
+		return res, err
+	}
+	b := s.db.NewBatch()
+	changes := 0
+	for _, t := range existingTun {
+		res.Tunnels[t.RemoteIP] = t
+		if _, ok := v.Peers[t.RemoteIP]; !ok || t.Type != s.tunnelType {
+			b.DeleteTunnelPort(api.BrTun, t.Type, t.RemoteIP)
+			delete(res.Tunnels, t.RemoteIP)
+			changes++
+		}
+	}
+	tunnelsChanged := changes > 0
+	for ip := range v.Peers {
+		if t, ok := res.Tunnels[ip]; full || !ok || t.LocalIP != s.localIP {
+			b.EnsureTunnelPort(api.BrTun, s.tunnelType, s.localIP, ip)
+			changes++
+			tunnelsChanged = true
+		}
+	}
+	have := map[string]ovsdb.VMPort{}
+	for _, vp := range vmPorts {
+		have[vp.Name] = vp
+	}
+	desired := map[string]bool{}
+	for _, p := range v.Local {
+		if !wired[p.ID] {
+			continue
+		}
+		spec := s.vmPortSpec(p, v.Networks[p.NetworkID], vlans[p.NetworkID])
+		desired[spec.Name] = true
+		if vp, ok := have[spec.Name]; ok && !full && vp.Ofport > 0 && vp.Tag == spec.Tag &&
+			maps.Equal(vp.ExternalIDs, spec.ExternalIDs) && maps.Equal(vp.OtherConfig, spec.OtherConfig) {
+			res.Ofports[p.ID] = vp.Ofport
+			continue
+		}
+		b.EnsureVMPort(spec)
+		changes++
+	}
+	for _, vp := range vmPorts {
+		id, ours := vp.ExternalIDs["iface-id"]
+		if !ours || desired[vp.Name] || vp.Name != api.QvoName(id) {
+			continue
+		}
+		b.DeletePort(api.BrInt, vp.Name)
+		res.Removed = append(res.Removed, id)
+		changes++
+	}
+	if changes == 0 {
+		return res, nil
+	}
+	committed, err := b.Commit(ctx)
+	if err != nil {
+		return ovsResult{Ofports: map[string]int{}, Tunnels: map[string]ovsdb.TunnelPort{}}, err
+	}
+	for _, p := range v.Local {
+		if n := committed.Ofports[api.QvoName(p.ID)]; n > 0 {
+			res.Ofports[p.ID] = n
+		}
+	}
+	if tunnelsChanged {
+		tps, err := s.db.ListTunnelPorts(ctx, api.BrTun)
+		if err != nil {
+			return res, err
+		}
+		clear(res.Tunnels)
+		for _, t := range tps {
+			res.Tunnels[t.RemoteIP] = t
+		}
+	}
+	return res, nil
+}
+
+// vmPortSpec is a qvo port as Neutron's agent leaves it, so tools that read Neutron's
+// OVSDB keys find what they expect.
+func (s *ovsStep) vmPortSpec(p view.Port, n api.Network, vlan uint16) ovsdb.VMPortSpec {
+	return ovsdb.VMPortSpec{
+		Bridge: api.BrInt,
+		Name:   api.QvoName(p.ID),
+		Tag:    int(vlan),
+		ExternalIDs: map[string]string{
+			"iface-id": p.ID, "attached-mac": p.MAC, "iface-status": "active",
+		},
+		OtherConfig: map[string]string{
+			"net_uuid": n.ID, "network_type": s.tunnelType,
+			"segmentation_id": strconv.FormatUint(uint64(n.VNI), 10), "tag": strconv.Itoa(int(vlan)),
+		},
+	}
+}

@@ -1,0 +1,181 @@
+// Package view derives what one host must realise from the cluster state: its ports,
+// their networks, the peers it tunnels to and the remote ports it installs l2pop flows
+// for. A View is computed once per reconcile, never changed afterwards, and read by
+// every reconcile step and by the local API; it is pure data, so l2pop decisions are
+// tested without a switch. Addresses are parsed here, once: a port whose MAC or IPs do
+// not parse is left out and named in Problems, never half-realised.
+package view
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+
+	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/store"
+)
+
+// View is what host Host must realise at store revision Revision.
+type View struct {
+	Host     string
+	Revision int64
+	// State is the cluster state the view was computed from (read-only: trace looks up
+	// addresses of other networks in it).
+	State    store.State
+	Networks map[string]api.Network // networks with at least one port on this host
+	Local    []Port                 // this host's ports on known networks, by ID
+	Remote   []RemotePort           // ports of live peers on this host's networks, by ID
+	// Peers are the live hosts that share a network with this host: one tunnel each.
+	Peers map[string]api.Host // by tunnel IP
+	// Groups and Members feed the firewall: members are the fixed IPs of every port
+	// in a group, for remote-group rules.
+	Groups  map[string]api.SecurityGroup
+	Members map[string][]netip.Addr
+	// Problems are the ports of this host's networks left out because a field does not
+	// parse, by port ID.
+	Problems map[string]error
+}
+
+// Port is a port with its addresses parsed.
+type Port struct {
+	api.Port
+	HW    net.HardwareAddr // the port's MAC
+	Addrs []netip.Addr     // its fixed IPs
+	Pairs []Pair           // its allowed address pairs
+}
+
+// Pair is an allowed address pair, parsed: an address or CIDR, and an optional MAC.
+type Pair struct {
+	Prefix netip.Prefix
+	HW     net.HardwareAddr // nil: the port's own MAC
+}
+
+// RemotePort is a port of another host, with that host's tunnel IP.
+type RemotePort struct {
+	Port
+	HostIP netip.Addr
+}
+
+// Compute derives what host self must realise. Hosts in the state are the live ones
+// (their keys live under a lease): a host that is gone gets no tunnel and its ports
+// no flows.
+func Compute(self string, st store.State) *View {
+	v := &View{Host: self, Revision: st.Revision, State: st, Networks: map[string]api.Network{}, Peers: map[string]api.Host{},
+		Groups: map[string]api.SecurityGroup{}, Members: map[string][]netip.Addr{}, Problems: map[string]error{}}
+	alive := map[string]api.Host{}
+	for _, h := range st.Hosts {
+		if h.Alive && h.Name != self {
+			alive[h.Name] = h
+		}
+	}
+	ids := make([]string, 0, len(st.Ports))
+	for id := range st.Ports {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		p := st.Ports[id]
+		if n, ok := st.Networks[p.NetworkID]; ok && p.Host == self {
+			v.Networks[n.ID] = n
+		}
+	}
+	for _, id := range ids {
+		p := st.Ports[id]
+		if _, shared := v.Networks[p.NetworkID]; !shared {
+			continue
+		}
+		h, live := alive[p.Host]
+		if p.Host != self && !live {
+			continue
+		}
+		pp, err := parsePort(p)
+		if err != nil {
+			v.Problems[p.ID] = err
+			continue
+		}
+		if p.Host == self {
+			v.Local = append(v.Local, pp)
+			continue
+		}
+		hostIP, err := netip.ParseAddr(h.TunnelIP)
+		if err != nil {
+			continue // a host record that does not validate has no tunnel
+		}
+		v.Remote = append(v.Remote, RemotePort{Port: pp, HostIP: hostIP})
+		v.Peers[h.TunnelIP] = h
+	}
+	for _, g := range st.Groups {
+		v.Groups[g.ID] = g
+	}
+	for _, id := range ids {
+		p := st.Ports[id]
+		for _, g := range p.SecurityGroups {
+			for _, ip := range p.FixedIPs {
+				if a, err := netip.ParseAddr(ip); err == nil {
+					v.Members[g] = append(v.Members[g], a)
+				}
+			}
+		}
+	}
+	return v
+}
+
+func parsePort(p api.Port) (Port, error) {
+	out := Port{Port: p}
+	hw, err := net.ParseMAC(p.MAC)
+	if err != nil || len(hw) != 6 {
+		return Port{}, fmt.Errorf("port %s: mac %q: not an Ethernet address", p.ID, p.MAC)
+	}
+	out.HW = hw
+	for _, s := range p.FixedIPs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return Port{}, fmt.Errorf("port %s: fixed IP %q: %w", p.ID, s, err)
+		}
+		out.Addrs = append(out.Addrs, a)
+	}
+	for _, ap := range p.AllowedAddressPairs {
+		pfx, err := api.ParseIPOrCIDR(ap.IP)
+		if err != nil {
+			return Port{}, fmt.Errorf("port %s: allowed address pair: %w", p.ID, err)
+		}
+		pair := Pair{Prefix: pfx}
+		if ap.MAC != "" {
+			if pair.HW, err = net.ParseMAC(ap.MAC); err != nil || len(pair.HW) != 6 {
+				return Port{}, fmt.Errorf("port %s: allowed address pair mac %q: not an Ethernet address", p.ID, ap.MAC)
+			}
+		}
+		out.Pairs = append(out.Pairs, pair)
+	}
+	return out, nil
+}
+
+// LocalPort finds a local port by ID or name.
+func (v *View) LocalPort(idOrName string) (Port, bool) {
+	for _, p := range v.Local {
+		if p.ID == idOrName || p.Name == idOrName {
+			return p, true
+		}
+	}
+	return Port{}, false
+}
+
+// FloodTo lists, per network, the peer hosts that have a port on it.
+func (v *View) FloodTo() map[string][]string {
+	seen := map[string]map[string]bool{}
+	out := map[string][]string{}
+	for _, rp := range v.Remote {
+		if seen[rp.NetworkID] == nil {
+			seen[rp.NetworkID] = map[string]bool{}
+		}
+		if !seen[rp.NetworkID][rp.Host] {
+			seen[rp.NetworkID][rp.Host] = true
+			out[rp.NetworkID] = append(out[rp.NetworkID], rp.Host)
+		}
+	}
+	for _, hs := range out {
+		sort.Strings(hs)
+	}
+	return out
+}

@@ -1,0 +1,57 @@
+package diag
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/flows"
+)
+
+// Status is lanesctl status: the last reconcile's outcome and the switches' live
+// OpenFlow side.
+func (s *Server) Status(snap *Snapshot) api.StatusReport {
+	v := snap.View
+	r := api.StatusReport{Host: snap.Host.Name, TunnelIP: snap.Host.TunnelIP, TunnelType: snap.Host.TunnelType, Datapath: snap.Host.Datapath,
+		Started: snap.Started, Converged: snap.Converged,
+		LastReconcile: api.ReconcileReport{At: snap.At, Took: snap.Took.String(), Revision: v.Revision, Errors: snap.Errors}}
+	if s.Mirror != nil {
+		r.StoreRevision, r.StoreRelists = s.Mirror.Revision(), s.Mirror.Relists()
+	}
+	for _, b := range s.Bridges {
+		st := b.Status()
+		bs := api.BridgeStatus{Name: b.Name, Connected: st.Connected, Round: st.Round, Flows: st.Installed, PerTable: map[string]int{}, LastError: st.LastError}
+		for id, n := range st.FlowsPerTable {
+			t, _ := flows.LookupTable(flows.Bridge(b.Name), id)
+			bs.PerTable[fmt.Sprintf("%d %s", id, t.Name)] = n
+		}
+		r.Bridges = append(r.Bridges, bs)
+	}
+	for _, p := range v.Local {
+		pr := api.PortReport{ID: p.ID, Name: p.Name, Network: v.Networks[p.NetworkID].Name, Tap: api.TapName(p.ID),
+			VLAN: snap.VLANs[p.NetworkID], Ofport: snap.Ofports[p.ID], State: "-"}
+		if st, ok := snap.Statuses[p.ID]; ok {
+			pr.State, pr.Reason = st.State, st.Reason
+		}
+		r.Ports = append(r.Ports, pr)
+	}
+	// Ports left out of the view because their record is unusable are shown too: an
+	// operator looks for a missing port here first.
+	for id, err := range v.Problems {
+		if p, ok := v.State.Ports[id]; ok && p.Host == v.Host {
+			r.Ports = append(r.Ports, api.PortReport{ID: p.ID, Name: p.Name, Network: v.Networks[p.NetworkID].Name, Tap: api.TapName(p.ID),
+				State: api.StatusError, Reason: err.Error()})
+		}
+	}
+	sort.Slice(r.Ports, func(i, j int) bool { return r.Ports[i].Name < r.Ports[j].Name })
+	for ip, t := range snap.Tunnels {
+		r.Tunnels = append(r.Tunnels, api.TunnelReport{Port: t.Name, RemoteIP: ip, PeerHost: v.Peers[ip].Name, Ofport: t.Ofport})
+	}
+	sort.Slice(r.Tunnels, func(i, j int) bool { return r.Tunnels[i].Port < r.Tunnels[j].Port })
+	flood := v.FloodTo()
+	for _, n := range v.Networks {
+		r.Networks = append(r.Networks, api.NetworkReport{ID: n.ID, Name: n.Name, VNI: n.VNI, LocalVLAN: snap.VLANs[n.ID], FloodTo: flood[n.ID]})
+	}
+	sort.Slice(r.Networks, func(i, j int) bool { return r.Networks[i].Name < r.Networks[j].Name })
+	return r
+}
