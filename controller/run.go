@@ -64,6 +64,40 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("firewall: %w", err)
 	}
 
+	a, err := newAgent(ctx, cfg, log, m, st, db, host, fw)
+	if err != nil {
+		return err
+	}
+	addr, _ := cfg.TunnelAddr()
+	reg, err := registerHost(ctx, st, api.Host{Name: cfg.Host, TunnelIP: addr.String(), TunnelType: cfg.TunnelType}, log)
+	if err != nil {
+		return err
+	}
+	_ = reg // the key expires after HostLeaseTTL once lanesd is gone: never revoked
+	go func() { _ = a.mirror.Run(ctx) }()
+
+	if cfg.Socket != "" {
+		srv := &diag.Server{Snapshot: a.last.Load, Bridges: a.flows.bridges(), Mirror: a.mirror, Tools: a.flows.tools}
+		if err := srv.Serve(ctx, cfg.Socket, log); err != nil {
+			return err
+		}
+	}
+	if cfg.MetricsAddr != "" {
+		if err := serveMetrics(ctx, cfg.MetricsAddr, m, log); err != nil {
+			return err
+		}
+	}
+	log.Info("lanesd started", "host", cfg.Host, "tunnel_ip", addr, "round", a.flows.brTun.Round(), "datapath", cfg.DatapathType)
+	err = a.loop(ctx)
+	log.Info("stopping: leaving bridges, ports and flows in place")
+	a.wait()
+	return err
+}
+
+// newAgent assembles the steps over the clients and prepares what a first reconcile
+// needs: the host's bridges, a new flow round, the local VLANs and port statuses of
+// the previous lanesd, and a store mirror (not yet running).
+func newAgent(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics, st *store.Store, db *ovsdb.Client, host *hostwire.Host, fw *hostwire.Firewall) (*agent, error) {
 	addr, _ := cfg.TunnelAddr()
 	a := &agent{cfg: cfg, log: log, m: m, started: time.Now(),
 		host:    &hostStep{cfg: cfg, db: db, host: host},
@@ -75,53 +109,34 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		reports: &statusStep{log: log, m: m, st: st, host: cfg.Host},
 	}
 	if _, err := a.host.Sync(ctx, true); err != nil {
-		return err
+		return nil, err
 	}
 	round, err := nextRound(ctx, db)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	obs := bundleMetrics{m}
-	tools := ovstool.Tools{RunDir: cfg.OVSRunDir}
 	brInt := ofsync.Open(ctx, api.BrInt, filepath.Join(cfg.OVSRunDir, api.BrInt+".mgmt"), round, log, obs)
 	brTun := ofsync.Open(ctx, api.BrTun, filepath.Join(cfg.OVSRunDir, api.BrTun+".mgmt"), round, log, obs)
-	a.flows = &flowStep{log: log, m: m, tools: tools, tunnelType: cfg.TunnelType, brInt: brInt, brTun: brTun,
-		forget: newForgetter(ctx, log, brTun)}
+	a.flows = &flowStep{log: log, m: m, tools: ovstool.Tools{RunDir: cfg.OVSRunDir}, tunnelType: cfg.TunnelType,
+		brInt: brInt, brTun: brTun, forget: newForgetter(ctx, log, brTun)}
 	if err := a.nets.Recover(ctx, db); err != nil {
-		return err
+		return nil, err
 	}
-
-	reg, err := registerHost(ctx, st, api.Host{Name: cfg.Host, TunnelIP: addr.String(), TunnelType: cfg.TunnelType}, log)
-	if err != nil {
-		return err
-	}
-	_ = reg // the key expires after HostLeaseTTL once lanesd is gone: never revoked
-
 	// The agent writes its ports' statuses and remembers them itself; keeping them out
 	// of the mirror means its own writes do not wake it up for another reconcile.
 	if err := a.reports.Load(ctx); err != nil {
-		return err
+		return nil, err
 	}
 	a.mirror = st.NewMirror(store.MirrorOptions{KeepStatus: func(api.PortStatus) bool { return false }})
-	go func() { _ = a.mirror.Run(ctx) }()
+	return a, nil
+}
 
-	if cfg.Socket != "" {
-		srv := &diag.Server{Snapshot: a.last.Load, Bridges: []*ofsync.Bridge{brInt, brTun}, Mirror: a.mirror, Tools: tools}
-		if err := srv.Serve(ctx, cfg.Socket, log); err != nil {
-			return err
-		}
+// wait blocks until the OpenFlow connections have stopped after ctx ended.
+func (a *agent) wait() {
+	for _, b := range a.flows.bridges() {
+		b.Wait()
 	}
-	if cfg.MetricsAddr != "" {
-		if err := serveMetrics(ctx, cfg.MetricsAddr, m, log); err != nil {
-			return err
-		}
-	}
-	log.Info("lanesd started", "host", cfg.Host, "tunnel_ip", addr, "round", round, "datapath", cfg.DatapathType)
-	err = a.loop(ctx)
-	log.Info("stopping: leaving bridges, ports and flows in place")
-	brInt.Wait()
-	brTun.Wait()
-	return err
 }
 
 // openStore connects to etcd, starting the embedded server first when configured.
