@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"time"
@@ -226,7 +227,11 @@ func (a *agent) applyFlows(v view, vlanOf map[string]uint16, ofports map[string]
 	}
 	for ip, t := range tunnels {
 		if _, ok := v.peers[ip]; ok && t.Ofport > 0 {
-			d.Tunnels = append(d.Tunnels, flows.Tunnel{RemoteIP: ip, Ofport: uint32(t.Ofport)})
+			remote, err := netip.ParseAddr(ip)
+			if err != nil {
+				return fmt.Errorf("compute flows: tunnel %q: %w", ip, err)
+			}
+			d.Tunnels = append(d.Tunnels, flows.Tunnel{RemoteIP: remote, Ofport: uint32(t.Ofport)})
 		}
 	}
 	slices.SortFunc(d.Tunnels, func(x, y flows.Tunnel) int { return int(x.Ofport) - int(y.Ofport) })
@@ -234,13 +239,38 @@ func (a *agent) applyFlows(v view, vlanOf map[string]uint16, ofports map[string]
 		if _, ok := vlanOf[p.NetworkID]; !ok {
 			continue
 		}
+		mac, ips, err := flowAddrs(p.MAC, p.FixedIPs)
+		if err != nil {
+			return fmt.Errorf("compute flows: local port %s: %w", p.ID, err)
+		}
+		var pairs []flows.AddressPair
+		for _, ap := range p.AllowedAddressPairs {
+			fp := flows.AddressPair{}
+			if fp.Prefix, err = api.ParseIPOrCIDR(ap.IP); err != nil {
+				return fmt.Errorf("compute flows: local port %s: allowed address pair: %w", p.ID, err)
+			}
+			if ap.MAC != "" {
+				if fp.MAC, err = net.ParseMAC(ap.MAC); err != nil {
+					return fmt.Errorf("compute flows: local port %s: allowed address pair: %w", p.ID, err)
+				}
+			}
+			pairs = append(pairs, fp)
+		}
 		d.LocalPorts = append(d.LocalPorts, flows.LocalPort{
-			ID: p.ID, NetworkID: p.NetworkID, Ofport: uint32(ofports[p.ID]), MAC: p.MAC, IPs: p.FixedIPs,
-			AllowedAddressPairs: p.AllowedAddressPairs, PortSecurityDisabled: !p.PortSecurityEnabled(),
+			ID: p.ID, NetworkID: p.NetworkID, Ofport: uint32(ofports[p.ID]), MAC: mac, IPs: ips,
+			AllowedAddressPairs: pairs, PortSecurityDisabled: !p.PortSecurityEnabled(),
 		})
 	}
 	for _, r := range v.remote {
-		d.RemotePorts = append(d.RemotePorts, flows.RemotePort{ID: r.ID, NetworkID: r.NetworkID, MAC: r.MAC, IPs: r.FixedIPs, HostIP: r.HostIP})
+		mac, ips, err := flowAddrs(r.MAC, r.FixedIPs)
+		if err != nil {
+			return fmt.Errorf("compute flows: remote port %s: %w", r.ID, err)
+		}
+		host, err := netip.ParseAddr(r.HostIP)
+		if err != nil {
+			return fmt.Errorf("compute flows: remote port %s: host IP: %w", r.ID, err)
+		}
+		d.RemotePorts = append(d.RemotePorts, flows.RemotePort{ID: r.ID, NetworkID: r.NetworkID, MAC: mac, IPs: ips, HostIP: host})
 	}
 	set, err := d.Flows()
 	if err != nil {
@@ -253,6 +283,23 @@ func (a *agent) applyFlows(v view, vlanOf map[string]uint16, ofports map[string]
 	intErr := a.brInt.Sync(set.Flows(flows.BrInt))
 	a.countFlows()
 	return errors.Join(tunErr, intErr)
+}
+
+// flowAddrs parses a port's MAC and fixed IPs for flows.Desired.
+func flowAddrs(mac string, fixedIPs []string) (net.HardwareAddr, []netip.Addr, error) {
+	hw, err := net.ParseMAC(mac)
+	if err != nil {
+		return nil, nil, err
+	}
+	ips := make([]netip.Addr, 0, len(fixedIPs))
+	for _, s := range fixedIPs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		ips = append(ips, a)
+	}
+	return hw, ips, nil
 }
 
 // forgetLearned removes the learned entries of remote MACs that no longer belong to
