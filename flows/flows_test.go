@@ -81,7 +81,8 @@ func TestEveryFlowFitsRegistry(t *testing.T) {
 }
 
 func TestSetOwner(t *testing.T) {
-	s, err := golden.Scenarios[3].Desired.Flows() // remote ports on two hosts
+	i := slices.IndexFunc(golden.Scenarios, func(sc golden.Scenario) bool { return sc.Name == "remote ports on two hosts" })
+	s, err := golden.Scenarios[i].Desired.Flows()
 	if err != nil {
 		t.Fatal(err)
 	}
