@@ -5,7 +5,11 @@ GOBIN    := $(shell $(GO) env GOPATH)/bin
 STATICCHECK_VERSION := v0.8.2
 CMDS     := lanesd lanesctl lanes-vm lanes-lab
 
-.PHONY: all build test test-short bench lint deps demo demo-down test-qemu clean
+# The race detector over the packages that need no root, plus the controller's
+# integration test (real OVS, embedded etcd, a test namespace).
+RACE_PKGS := ./api/... ./flows/... ./store/... ./diag/... ./controller/...
+
+.PHONY: all build test test-race test-short bench lint deps demo demo-down test-qemu clean
 
 all: build
 
@@ -19,6 +23,9 @@ build:
 # Every layer: golden flows, real OVS, real kernel, real etcd, multi-host end to end.
 test: deps build
 	$(GO) test -count=1 -timeout 40m ./...
+
+test-race: deps
+	$(GO) test -count=1 -race -timeout 20m $(RACE_PKGS)
 
 test-short:
 	$(GO) test -count=1 -short ./...

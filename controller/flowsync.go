@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
@@ -45,7 +46,7 @@ type flowInput struct {
 func (s *flowStep) Sync(v *view.View, in flowInput) (flows.Set, error) {
 	set, err := desired(v, in, s.tunnelType).Flows()
 	if err != nil {
-		return nil, fmt.Errorf("compute flows: %w", err)
+		return flows.Set{}, fmt.Errorf("compute flows: %w", err)
 	}
 	tunErr := s.brTun.Sync(set.Flows(flows.BrTun))
 	if tunErr == nil {
@@ -67,8 +68,10 @@ func desired(v *view.View, in flowInput, tunnelType string) *flows.Desired {
 	}
 	slices.SortFunc(d.Networks, func(x, y flows.Network) int { return int(x.LocalVLAN) - int(y.LocalVLAN) })
 	for ip, t := range in.OVS.Tunnels {
-		if _, ok := v.Peers[ip]; ok && t.Ofport > 0 {
-			d.Tunnels = append(d.Tunnels, flows.Tunnel{RemoteIP: ip, Ofport: uint32(t.Ofport)})
+		if h, ok := v.Peers[ip]; ok && t.Ofport > 0 {
+			if addr, err := netip.ParseAddr(h.TunnelIP); err == nil {
+				d.Tunnels = append(d.Tunnels, flows.Tunnel{RemoteIP: addr, Ofport: uint32(t.Ofport)})
+			}
 		}
 	}
 	slices.SortFunc(d.Tunnels, func(x, y flows.Tunnel) int { return int(x.Ofport) - int(y.Ofport) })
@@ -76,13 +79,15 @@ func desired(v *view.View, in flowInput, tunnelType string) *flows.Desired {
 		if _, ok := in.VLANs[p.NetworkID]; !ok {
 			continue
 		}
-		d.LocalPorts = append(d.LocalPorts, flows.LocalPort{
-			ID: p.ID, NetworkID: p.NetworkID, Ofport: uint32(in.OVS.Ofports[p.ID]), MAC: p.MAC, IPs: p.FixedIPs,
-			AllowedAddressPairs: p.AllowedAddressPairs, PortSecurityDisabled: !p.PortSecurityEnabled(),
-		})
+		lp := flows.LocalPort{ID: p.ID, NetworkID: p.NetworkID, Ofport: uint32(in.OVS.Ofports[p.ID]), MAC: p.HW, IPs: p.Addrs,
+			PortSecurityDisabled: !p.PortSecurityEnabled()}
+		for _, pair := range p.Pairs {
+			lp.AllowedAddressPairs = append(lp.AllowedAddressPairs, flows.AddressPair{Prefix: pair.Prefix, MAC: pair.HW})
+		}
+		d.LocalPorts = append(d.LocalPorts, lp)
 	}
 	for _, r := range v.Remote {
-		d.RemotePorts = append(d.RemotePorts, flows.RemotePort{ID: r.ID, NetworkID: r.NetworkID, MAC: r.MAC, IPs: r.FixedIPs, HostIP: r.HostIP.String()})
+		d.RemotePorts = append(d.RemotePorts, flows.RemotePort{ID: r.ID, NetworkID: r.NetworkID, MAC: r.HW, IPs: r.Addrs, HostIP: r.HostIP})
 	}
 	return d
 }

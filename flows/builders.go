@@ -6,13 +6,9 @@ import (
 	"net/netip"
 )
 
-// Learned MAC entries age out like Neutron's: hard_timeout=300 s, priority 1, so
-// that l2pop's priority-2 entries win.
-const (
-	learnHardTimeout = 300
-	learnedPriority  = 1
-	l2popPriority    = 2
-)
+// Learned MAC entries age out like Neutron's: hard_timeout=300 s, at
+// PrioTun20Learned, so that l2pop's PrioTun20L2pop entries win.
+const learnHardTimeout = 300
 
 var (
 	macBroadcast = net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}
@@ -45,36 +41,39 @@ func tun(table uint8, prio uint16, c Cookie, m Match, a ...Action) Flow {
 
 // SetupDefaultTable is br-tun's fixed skeleton: traffic from br-int goes to table 2,
 // anything else unknown is dropped; table 2 splits unicast, broadcast ARP and
-// flooding; packets from tunnels are learned in table 10 and handed to br-int.
-// Neutron's priority-2 GARP/RA/NA learn flows (2025) are left out: only the classic
-// priority-1 learn flow.
+// flooding; packets from tunnels are learned in table 10 and handed to br-int. Every
+// table's catch-all comes from the registry (missFlows). Neutron's priority-2
+// GARP/RA/NA learn flows (2025) are left out: only the classic priority-1 learn flow.
 func (TunBridge) SetupDefaultTable(c Cookie, patchInt uint32) []Flow {
-	learn := Learn{Table: UcastToTun, Priority: learnedPriority, HardTimeout: learnHardTimeout, Cookie: LearnedCookie}
-	return []Flow{
-		tun(LocalSwitching, 1, c, Match{InPort: patchInt}, GotoTable{PatchLVToTun}),
-		tun(LocalSwitching, 0, c, Match{}),
-		tun(PatchLVToTun, 1, c, Match{EthType: EthARP, EthDst: macBroadcast}, GotoTable{ARPResponder}),
-		tun(PatchLVToTun, 0, c, Match{EthDst: macZero, EthDstMask: macGroupBit}, GotoTable{UcastToTun}),
-		tun(PatchLVToTun, 0, c, Match{EthDst: macGroupBit, EthDstMask: macGroupBit}, GotoTable{FloodToTun}),
-		tun(GRETunToLV, 0, c, Match{}),
-		tun(VXLANTunToLV, 0, c, Match{}),
-		tun(GeneveTunToLV, 0, c, Match{}),
-		tun(LearnFromTun, 1, c, Match{}, learn, Output{patchInt}),
-		tun(UcastToTun, 0, c, Match{}, GotoTable{FloodToTun}),
-		tun(ARPResponder, 0, c, Match{}, GotoTable{FloodToTun}),
-		tun(FloodToTun, 0, c, Match{}),
+	fs := []Flow{
+		tun(LocalSwitching, PrioTun0PatchInt, c, Match{InPort: patchInt}, GotoTable{PatchLVToTun}),
+		tun(PatchLVToTun, PrioTun2BroadcastARP, c, Match{EthType: EthARP, EthDst: macBroadcast}, GotoTable{ARPResponder}),
+		tun(PatchLVToTun, PrioTun2ByGroupBit, c, Match{EthDst: macZero, EthDstMask: macGroupBit}, GotoTable{UcastToTun}),
+		tun(PatchLVToTun, PrioTun2ByGroupBit, c, Match{EthDst: macGroupBit, EthDstMask: macGroupBit}, GotoTable{FloodToTun}),
 	}
+	return append(fs, missFlows(BrTun, c, patchInt)...)
+}
+
+// missFlows are the catch-all flows the registry gives bridge b's tables.
+func missFlows(b Bridge, c Cookie, patchInt uint32) []Flow {
+	var fs []Flow
+	for _, t := range Tables(b) {
+		if t.Miss.Kind != MissNoFlow {
+			fs = append(fs, Flow{Bridge: b, Table: t.ID, Priority: t.Miss.Priority, Cookie: c, Actions: t.Miss.actions(patchInt)})
+		}
+	}
+	return fs
 }
 
 // ProvisionLocalVLAN maps a network's VNI to its local VLAN on the way in.
 func (b TunBridge) ProvisionLocalVLAN(c Cookie, lvid uint16, vni uint32) Flow {
-	return tun(b.tunTable, 1, c, Match{TunID: uint64(vni)},
+	return tun(b.tunTable, PrioTunToLV, c, Match{TunID: uint64(vni)},
 		PushVLAN{}, SetVLANVID{lvid}, GotoTable{LearnFromTun})
 }
 
 // SetupTunnelPort sends what arrives on a tunnel port to the tunnel type's table.
 func (b TunBridge) SetupTunnelPort(c Cookie, ofport uint32) Flow {
-	return tun(LocalSwitching, 1, c, Match{InPort: ofport}, GotoTable{b.tunTable})
+	return tun(LocalSwitching, PrioTun0Tunnel, c, Match{InPort: ofport}, GotoTable{b.tunTable})
 }
 
 // InstallFloodToTun floods a network's broadcast and unknown unicast to the given
@@ -84,12 +83,12 @@ func (TunBridge) InstallFloodToTun(c Cookie, lvid uint16, vni uint32, ports []ui
 	for _, p := range ports {
 		a = append(a, Output{p})
 	}
-	return tun(FloodToTun, 1, c, Match{VLAN: TagVID(lvid)}, a...)
+	return tun(FloodToTun, PrioTun22Flood, c, Match{VLAN: TagVID(lvid)}, a...)
 }
 
 // InstallUnicastToTun sends frames for a known remote MAC to its host's tunnel.
 func (TunBridge) InstallUnicastToTun(c Cookie, lvid uint16, vni uint32, ofport uint32, mac net.HardwareAddr) Flow {
-	return tun(UcastToTun, l2popPriority, c, Match{VLAN: TagVID(lvid), EthDst: mac},
+	return tun(UcastToTun, PrioTun20L2pop, c, Match{VLAN: TagVID(lvid), EthDst: mac},
 		PopVLAN{}, SetTunID{uint64(vni)}, Output{ofport})
 }
 
@@ -97,7 +96,7 @@ func (TunBridge) InstallUnicastToTun(c Cookie, lvid uint16, vni uint32, ofport u
 // turns the request into the reply and sends it back out of patch-int, still
 // tagged. The action order is Neutron's native driver's.
 func (TunBridge) InstallARPResponder(c Cookie, lvid uint16, ip netip.Addr, mac net.HardwareAddr) Flow {
-	return tun(ARPResponder, 1, c, Match{EthType: EthARP, VLAN: TagVID(lvid), ARPTpa: ip},
+	return tun(ARPResponder, PrioTun21Responder, c, Match{EthType: EthARP, VLAN: TagVID(lvid), ARPTpa: ip},
 		SetARPOp{2},
 		Move{FieldARPSha, FieldARPTha},
 		Move{FieldARPSpa, FieldARPTpa},
@@ -120,37 +119,39 @@ func brint(table uint8, prio uint16, c Cookie, m Match, a ...Action) Flow {
 // deadVLAN is the tag of ports that must not forward (Neutron's DEAD_VLAN_TAG).
 const deadVLAN = 4095
 
-// SetupDefaultTable is br-int's skeleton: the canary, NORMAL switching, the
-// anti-spoofing default drop and the dead VLAN drop.
+// SetupDefaultTable is br-int's skeleton: the dead VLAN drop and, from the
+// registry, every table's catch-all (the canary, NORMAL switching, the
+// anti-spoofing default drop).
 func (IntBridge) SetupDefaultTable(c Cookie) []Flow {
-	return []Flow{
-		brint(Canary, 0, c, Match{}),
-		brint(LocalSwitching, 0, c, Match{}, GotoTable{Transient}),
-		brint(Transient, 3, c, Match{}, Normal{}),
-		brint(ARPSpoof, 0, c, Match{}),
-		brint(LocalSwitching, 65535, c, Match{VLAN: TagVID(deadVLAN)}),
-	}
+	fs := []Flow{brint(LocalSwitching, PrioInt0DeadVLAN, c, Match{VLAN: TagVID(deadVLAN)})}
+	return append(fs, missFlows(BrInt, c, 0)...)
 }
 
 // SetupSpoofingProtection is Neutron's setup_arp_spoofing_protection plus
 // set_allowed_macs_for_port for a port with port security on: frames from ofport must
-// come from one of macs, and its ARP must claim one of ips (addresses or CIDRs). As
-// in Neutron, a 0.0.0.0/0 among ips turns the ARP check off, and an empty ips still
-// installs the ARP jump, so all its ARP is dropped. IPv4 only: lanes has no IPv6
-// ports, so Neutron's ICMPv6 NA flows are left out.
+// come from one of macs, and its ARP must claim one of the IPv4 prefixes among ips (a
+// /32 is one address). As in Neutron, a 0.0.0.0/0 turns the ARP check off, and no
+// IPv4 prefix at all still installs the ARP jump, so all its ARP is dropped. IPv6
+// prefixes take no part in ARP; Neutron's ICMPv6 NA flows for them are not built
+// (yet): IPv6 neighbour discovery from the port is then only MAC-checked.
 func (IntBridge) SetupSpoofingProtection(c Cookie, ofport uint32, macs []net.HardwareAddr, ips []netip.Prefix) []Flow {
 	var fs []Flow
 	for _, mac := range macs {
-		fs = append(fs, brint(MACSpoof, 2, c, Match{InPort: ofport, EthSrc: mac}, GotoTable{Transient}))
+		fs = append(fs, brint(MACSpoof, PrioInt25Allowed, c, Match{InPort: ofport, EthSrc: mac}, GotoTable{Transient}))
 	}
-	fs = append(fs, brint(LocalSwitching, 9, c, Match{InPort: ofport}, GotoTable{MACSpoof}))
+	fs = append(fs, brint(LocalSwitching, PrioInt0Port, c, Match{InPort: ofport}, GotoTable{MACSpoof}))
+	var v4 []netip.Prefix
 	for _, p := range ips {
+		if !p.Addr().Is4() {
+			continue
+		}
 		if p.Bits() == 0 {
 			return fs
 		}
+		v4 = append(v4, p)
 	}
-	for _, p := range ips {
-		fs = append(fs, brint(ARPSpoof, 2, c, Match{InPort: ofport, EthType: EthARP, ARPSpa: p}, GotoTable{MACSpoof}))
+	for _, p := range v4 {
+		fs = append(fs, brint(ARPSpoof, PrioInt24Allowed, c, Match{InPort: ofport, EthType: EthARP, ARPSpa: p}, GotoTable{MACSpoof}))
 	}
-	return append(fs, brint(LocalSwitching, 10, c, Match{InPort: ofport, EthType: EthARP}, GotoTable{ARPSpoof}))
+	return append(fs, brint(LocalSwitching, PrioInt0ARP, c, Match{InPort: ofport, EthType: EthARP}, GotoTable{ARPSpoof}))
 }

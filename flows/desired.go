@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"net"
@@ -11,6 +12,8 @@ import (
 )
 
 // Desired is everything one host's flows depend on, as the controller knows it.
+// Addresses come parsed: the caller parses the store's strings once, when it computes
+// its view, and Flows only checks what makes a flow wrong (ranges, missing values).
 type Desired struct {
 	TunnelType     string // vxlan, gre or geneve
 	PatchIntOfport uint32 // patch-int's ofport on br-tun
@@ -23,13 +26,13 @@ type Desired struct {
 // Network is a network with at least one port on this host.
 type Network struct {
 	ID        string
-	VNI       uint32
+	VNI       uint32 // 1..api.MaxVNI
 	LocalVLAN uint16 // this host's VLAN for the network on br-int, 1..4094
 }
 
 // Tunnel is a tunnel port of br-tun towards another host.
 type Tunnel struct {
-	RemoteIP string // the other host's tunnel IPv4 address
+	RemoteIP netip.Addr // the other host's tunnel address; also the owner key
 	Ofport   uint32
 }
 
@@ -38,52 +41,96 @@ type LocalPort struct {
 	ID                   string
 	NetworkID            string
 	Ofport               uint32 // 0 = not known yet: no flows
-	MAC                  string
-	IPs                  []string
-	AllowedAddressPairs  []api.AddressPair
+	MAC                  net.HardwareAddr
+	IPs                  []netip.Addr // fixed IPs; only IPv4 ones take part in ARP
+	AllowedAddressPairs  []AddressPair
 	PortSecurityDisabled bool // the zero value keeps anti-spoofing on
+}
+
+// AddressPair is an allowed address pair (Neutron's allowed_address_pairs): the port
+// may also send from Prefix (an address is a /32), and from MAC if it is set.
+type AddressPair struct {
+	Prefix netip.Prefix
+	MAC    net.HardwareAddr // nil: the port's own MAC
 }
 
 // RemotePort is a port of another host on one of this host's networks.
 type RemotePort struct {
 	ID        string
 	NetworkID string
-	MAC       string
-	IPs       []string
-	HostIP    string // its host's tunnel IP, the RemoteIP of a Tunnel
+	MAC       net.HardwareAddr
+	IPs       []netip.Addr // only IPv4 ones get an ARP responder flow
+	HostIP    netip.Addr   // its host's tunnel address, the RemoteIP of a Tunnel
 }
 
 // Set is a host's complete flow set: per bridge, per owner, each owner's flows in
-// install order.
-type Set map[Bridge]map[Owner][]Flow
+// install order, with an index from cookie to owner. A Set is immutable once Flows
+// has returned it; the zero Set is empty.
+type Set struct {
+	bridges map[Bridge]*bridgeSet
+}
 
-// Owners lists the owners that have flows on bridge b, sorted.
+type bridgeSet struct {
+	owners map[Owner][]Flow
+	sorted []Owner
+	// byCookie maps every round-0 cookie the bridge's flows carry or give learned
+	// entries to its owner.
+	byCookie map[Cookie]Owner
+}
+
+// Owners lists the owners that have flows on bridge b, sorted by category and key.
 func (s Set) Owners(b Bridge) []Owner {
-	var owners []Owner
-	for o := range s[b] {
-		owners = append(owners, o)
+	if bs := s.bridges[b]; bs != nil {
+		return slices.Clone(bs.sorted)
 	}
-	slices.SortFunc(owners, func(x, y Owner) int {
-		return cmp.Or(cmp.Compare(x.Category, y.Category), cmp.Compare(x.Key, y.Key))
-	})
-	return owners
+	return nil
 }
 
 // Flows lists every flow of bridge b, owner by owner in Owners order.
 func (s Set) Flows(b Bridge) []Flow {
+	bs := s.bridges[b]
+	if bs == nil {
+		return nil
+	}
 	var fs []Flow
-	for _, o := range s.Owners(b) {
-		fs = append(fs, s[b][o]...)
+	for _, o := range bs.sorted {
+		fs = append(fs, bs.owners[o]...)
 	}
 	return fs
 }
 
-func (s Set) add(o Owner, fs ...Flow) {
+// OwnerFlows lists owner o's flows on bridge b in install order.
+func (s Set) OwnerFlows(b Bridge, o Owner) []Flow {
+	if bs := s.bridges[b]; bs != nil {
+		return slices.Clone(bs.owners[o])
+	}
+	return nil
+}
+
+// Owner names the owner of a flow on bridge b by its cookie, whatever the cookie's
+// round: a diagnostic that reads a cookie from the switch asks the set it installed.
+// The cookie learn() gives its entries answers Owner{CatLearned, ""}, an owner with
+// no flows of its own. A cookie of no owner of this set answers false.
+func (s Set) Owner(b Bridge, c Cookie) (Owner, bool) {
+	bs := s.bridges[b]
+	if bs == nil {
+		return Owner{}, false
+	}
+	o, ok := bs.byCookie[c&^RoundMask]
+	return o, ok
+}
+
+func (s *Set) add(o Owner, fs ...Flow) {
+	if s.bridges == nil {
+		s.bridges = map[Bridge]*bridgeSet{}
+	}
 	for _, f := range fs {
-		if s[f.Bridge] == nil {
-			s[f.Bridge] = map[Owner][]Flow{}
+		bs := s.bridges[f.Bridge]
+		if bs == nil {
+			bs = &bridgeSet{owners: map[Owner][]Flow{}}
+			s.bridges[f.Bridge] = bs
 		}
-		s[f.Bridge][o] = append(s[f.Bridge][o], f)
+		bs.owners[o] = append(bs.owners[o], f)
 	}
 }
 
@@ -95,12 +142,12 @@ func (s Set) add(o Owner, fs ...Flow) {
 func (d *Desired) Flows() (Set, error) {
 	tb, err := NewTunBridge(d.TunnelType)
 	if err != nil {
-		return nil, err
+		return Set{}, err
 	}
 	if d.PatchIntOfport == 0 {
-		return nil, fmt.Errorf("patch-int ofport not set")
+		return Set{}, fmt.Errorf("patch-int ofport not set")
 	}
-	s := Set{}
+	var s Set
 	setup := Owner{CatSetup, ""}
 	s.add(setup, tb.SetupDefaultTable(setup.Cookie(), d.PatchIntOfport)...)
 	s.add(setup, IntBridge{}.SetupDefaultTable(setup.Cookie())...)
@@ -108,19 +155,22 @@ func (d *Desired) Flows() (Set, error) {
 	nets := map[string]Network{}
 	for _, n := range d.Networks {
 		if _, dup := nets[n.ID]; dup {
-			return nil, fmt.Errorf("network %s listed twice", n.ID)
+			return Set{}, fmt.Errorf("network %s listed twice", n.ID)
 		}
 		if n.VNI == 0 || n.VNI > api.MaxVNI || n.LocalVLAN == 0 || n.LocalVLAN >= deadVLAN {
-			return nil, fmt.Errorf("network %s: VNI %d or local VLAN %d out of range", n.ID, n.VNI, n.LocalVLAN)
+			return Set{}, fmt.Errorf("network %s: VNI %d or local VLAN %d out of range", n.ID, n.VNI, n.LocalVLAN)
 		}
 		nets[n.ID] = n
 	}
 
 	tunnels := map[netip.Addr]uint32{}
 	for _, t := range d.Tunnels {
-		ip, err := netip.ParseAddr(t.RemoteIP)
-		if err != nil || t.Ofport == 0 {
-			return nil, fmt.Errorf("tunnel %q ofport %d: want an IP and an ofport", t.RemoteIP, t.Ofport)
+		ip := t.RemoteIP.Unmap()
+		if !ip.IsValid() || t.Ofport == 0 {
+			return Set{}, fmt.Errorf("tunnel to %v (ofport %d): want a remote IP and an ofport", t.RemoteIP, t.Ofport)
+		}
+		if _, dup := tunnels[ip]; dup {
+			return Set{}, fmt.Errorf("tunnel %s listed twice", ip)
 		}
 		tunnels[ip] = t.Ofport
 		o := Owner{CatTunnel, ip.String()}
@@ -130,23 +180,20 @@ func (d *Desired) Flows() (Set, error) {
 	flood := map[string][]uint32{} // network ID -> tunnel ofports
 	for _, p := range d.RemotePorts {
 		n, ok := nets[p.NetworkID]
-		host, err := netip.ParseAddr(p.HostIP)
-		if err != nil {
-			return nil, fmt.Errorf("remote port %s: host IP %q: %w", p.ID, p.HostIP, err)
-		}
-		ofport, up := tunnels[host]
+		ofport, up := tunnels[p.HostIP.Unmap()]
 		if !ok || !up {
 			continue
 		}
-		mac, ips, err := parseAddrs(p.MAC, p.IPs)
-		if err != nil {
-			return nil, fmt.Errorf("remote port %s: %w", p.ID, err)
+		if err := checkAddrs(p.MAC, p.IPs); err != nil {
+			return Set{}, fmt.Errorf("remote port %s: %w", p.ID, err)
 		}
 		o := Owner{CatRemotePort, p.ID}
-		for _, ip := range ips {
-			s.add(o, tb.InstallARPResponder(o.Cookie(), n.LocalVLAN, ip.Addr(), mac))
+		for _, ip := range uniq(p.IPs) {
+			if ip.Is4() {
+				s.add(o, tb.InstallARPResponder(o.Cookie(), n.LocalVLAN, ip, p.MAC))
+			}
 		}
-		s.add(o, tb.InstallUnicastToTun(o.Cookie(), n.LocalVLAN, n.VNI, ofport, mac))
+		s.add(o, tb.InstallUnicastToTun(o.Cookie(), n.LocalVLAN, n.VNI, ofport, p.MAC))
 		if !slices.Contains(flood[n.ID], ofport) {
 			flood[n.ID] = append(flood[n.ID], ofport)
 		}
@@ -163,45 +210,69 @@ func (d *Desired) Flows() (Set, error) {
 
 	for _, p := range d.LocalPorts {
 		if _, ok := nets[p.NetworkID]; !ok {
-			return nil, fmt.Errorf("local port %s: network %s has no local VLAN", p.ID, p.NetworkID)
+			return Set{}, fmt.Errorf("local port %s: network %s has no local VLAN", p.ID, p.NetworkID)
 		}
 		if p.Ofport == 0 || p.PortSecurityDisabled {
 			continue
 		}
-		mac, ips, err := parseAddrs(p.MAC, p.IPs)
-		if err != nil {
-			return nil, fmt.Errorf("local port %s: %w", p.ID, err)
+		if err := checkAddrs(p.MAC, p.IPs); err != nil {
+			return Set{}, fmt.Errorf("local port %s: %w", p.ID, err)
 		}
-		macs := []net.HardwareAddr{mac}
+		var ips []netip.Prefix
+		for _, a := range uniq(p.IPs) {
+			ips = append(ips, netip.PrefixFrom(a, a.BitLen()))
+		}
+		macs := []net.HardwareAddr{p.MAC}
 		for _, ap := range p.AllowedAddressPairs {
-			pfx, err := api.ParseIPOrCIDR(ap.IP)
-			if err != nil {
-				return nil, fmt.Errorf("local port %s: allowed address pair: %w", p.ID, err)
+			if !ap.Prefix.IsValid() {
+				return Set{}, fmt.Errorf("local port %s: allowed address pair without an address", p.ID)
 			}
-			ips = appendNew(ips, pfx)
-			if ap.MAC != "" {
-				m, err := net.ParseMAC(ap.MAC)
-				if err != nil {
-					return nil, fmt.Errorf("local port %s: allowed address pair: %w", p.ID, err)
+			if pfx := ap.Prefix.Masked(); !slices.Contains(ips, pfx) {
+				ips = append(ips, pfx)
+			}
+			if ap.MAC != nil {
+				if len(ap.MAC) != 6 {
+					return Set{}, fmt.Errorf("local port %s: allowed address pair MAC %s: not an Ethernet address", p.ID, ap.MAC)
 				}
-				if !slices.ContainsFunc(macs, func(x net.HardwareAddr) bool { return x.String() == m.String() }) {
-					macs = append(macs, m)
+				if !slices.ContainsFunc(macs, func(x net.HardwareAddr) bool { return bytes.Equal(x, ap.MAC) }) {
+					macs = append(macs, ap.MAC)
 				}
 			}
 		}
 		o := Owner{CatLocalPort, p.ID}
 		s.add(o, IntBridge{}.SetupSpoofingProtection(o.Cookie(), p.Ofport, macs, ips)...)
 	}
-	return s, s.check()
+	if err := s.finish(); err != nil {
+		return Set{}, err
+	}
+	return s, nil
 }
 
-// check validates every flow and refuses two owners claiming one flow key: they
-// would overwrite each other in the switch and fight forever in a diff.
-func (s Set) check() error {
-	for b := range s {
+// finish validates every flow, refuses two owners claiming one flow key (they would
+// overwrite each other in the switch and fight forever in a diff) or one cookie (a
+// diagnostic could not tell them apart), checks that every table has the catch-all
+// the registry gives it, and builds the owner order and cookie index.
+func (s *Set) finish() error {
+	for b, bs := range s.bridges {
+		bs.sorted = bs.sorted[:0]
+		for o := range bs.owners {
+			bs.sorted = append(bs.sorted, o)
+		}
+		slices.SortFunc(bs.sorted, func(x, y Owner) int {
+			return cmp.Or(cmp.Compare(x.Category, y.Category), cmp.Compare(x.Key, y.Key))
+		})
+		bs.byCookie = map[Cookie]Owner{}
+		claim := func(c Cookie, o Owner) error {
+			if prev, ok := bs.byCookie[c]; ok && prev != o {
+				return fmt.Errorf("%s: owners %s and %s share cookie %#x", b, prev, o, uint64(c))
+			}
+			bs.byCookie[c] = o
+			return nil
+		}
 		seen := map[string]Owner{}
-		for _, o := range s.Owners(b) {
-			for _, f := range s[b][o] {
+		catchAll := map[uint8]int{}
+		for _, o := range bs.sorted {
+			for _, f := range bs.owners[o] {
 				if err := f.Validate(); err != nil {
 					return fmt.Errorf("owner %s: %w", o, err)
 				}
@@ -209,32 +280,52 @@ func (s Set) check() error {
 					return fmt.Errorf("%s flow %s claimed by both %s and %s", b, f.Key(), prev, o)
 				}
 				seen[f.Key()] = o
+				if f.Match.Fields() == 0 {
+					catchAll[f.Table]++
+				}
+				if err := claim(f.Cookie&^RoundMask, o); err != nil {
+					return err
+				}
+				for _, a := range f.Actions {
+					if l, ok := a.(Learn); ok {
+						if err := claim(l.Cookie&^RoundMask, Owner{Category: l.Cookie.Category()}); err != nil {
+							return err
+						}
+					}
+				}
+			}
+		}
+		for _, t := range Tables(b) {
+			if want := map[bool]int{true: 0, false: 1}[t.Miss.Kind == MissNoFlow]; catchAll[t.ID] != want {
+				return fmt.Errorf("%s table %d (%s): %d catch-all flows, want %d (miss: %s)", b, t.ID, t.Name, catchAll[t.ID], want, t.Miss)
 			}
 		}
 	}
 	return nil
 }
 
-// parseAddrs parses a port's MAC and IPv4 addresses (as /32 prefixes).
-func parseAddrs(mac string, ips []string) (net.HardwareAddr, []netip.Prefix, error) {
-	hw, err := net.ParseMAC(mac)
-	if err != nil || len(hw) != 6 {
-		return nil, nil, fmt.Errorf("MAC %q: not an Ethernet address", mac)
+// checkAddrs refuses what would make a port's flows wrong: a MAC that is not an
+// Ethernet address, or an IP that is not set.
+func checkAddrs(mac net.HardwareAddr, ips []netip.Addr) error {
+	if len(mac) != 6 {
+		return fmt.Errorf("MAC %q: not an Ethernet address", mac.String())
 	}
-	var ps []netip.Prefix
-	for _, s := range ips {
-		a, err := netip.ParseAddr(s)
-		if err != nil || !a.Is4() {
-			return nil, nil, fmt.Errorf("IP %q: not an IPv4 address", s)
+	for i, a := range ips {
+		if !a.IsValid() {
+			return fmt.Errorf("IP %d not set", i)
 		}
-		ps = appendNew(ps, netip.PrefixFrom(a, 32))
 	}
-	return hw, ps, nil
+	return nil
 }
 
-func appendNew(ps []netip.Prefix, p netip.Prefix) []netip.Prefix {
-	if slices.Contains(ps, p) {
-		return ps
+// uniq returns ips unmapped (an IPv4-mapped IPv6 address is the IPv4 address) and
+// without repeats, in their first order.
+func uniq(ips []netip.Addr) []netip.Addr {
+	out := make([]netip.Addr, 0, len(ips))
+	for _, a := range ips {
+		if a = a.Unmap(); !slices.Contains(out, a) {
+			out = append(out, a)
+		}
 	}
-	return append(ps, p)
+	return out
 }

@@ -264,12 +264,38 @@ func (f Flow) WithRound(r uint16) Flow {
 	return f
 }
 
+// Fields is the set of fields m matches on.
+func (m Match) Fields() MatchFields {
+	var fs MatchFields
+	set := func(f MatchFields, used bool) {
+		if used {
+			fs |= f
+		}
+	}
+	set(MatchInPort, m.InPort != 0)
+	set(MatchEthType, m.EthType != 0)
+	set(MatchTunID, m.TunID != 0)
+	set(MatchVLAN, m.VLAN.Mask != 0)
+	set(MatchEthSrc, m.EthSrc != nil)
+	set(MatchEthDst, m.EthDst != nil || m.EthDstMask != nil)
+	set(MatchARPSpa, m.ARPSpa.IsValid())
+	set(MatchARPTpa, m.ARPTpa.IsValid())
+	set(MatchARPOp, m.ARPOp != 0)
+	return fs
+}
+
+// ofppMax is the largest ofport a switch gives a port (OpenFlow's OFPP_MAX); the
+// numbers above it are reserved ports with their own actions.
+const ofppMax = 0xffffff00
+
 // ErrBadFlow is wrapped by every Validate error.
 var ErrBadFlow = errors.New("bad flow")
 
-// Validate checks the flow against its bridge's table registry (its table exists and
-// it jumps only where that table may go) and checks what OVS would silently
-// normalise or refuse, so that String() stays equal to what the switch dumps.
+// Validate checks the flow against its bridge's table registry (its table exists, it
+// matches only fields the table allows, at a priority the table has, it jumps only
+// where the table may go, and a catch-all flow is the table's registered miss) and
+// checks what OVS would silently normalise or refuse, so that String() stays equal
+// to what the switch dumps.
 func (f Flow) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s %s: %s", ErrBadFlow, f.Bridge, strings.TrimSpace(f.String()), fmt.Sprintf(format, args...))
@@ -277,6 +303,13 @@ func (f Flow) Validate() error {
 	t, ok := LookupTable(f.Bridge, f.Table)
 	if !ok {
 		return bad("no table %d on %s", f.Table, f.Bridge)
+	}
+	m := f.Match
+	if extra := m.Fields() &^ t.Match; extra != 0 {
+		return bad("table %d (%s) does not match on %s", t.ID, t.Name, extra)
+	}
+	if !t.MayUse(f.Priority) {
+		return bad("table %d (%s) has no priority %d", t.ID, t.Name, f.Priority)
 	}
 	for i, a := range f.Actions {
 		switch a := a.(type) {
@@ -288,8 +321,12 @@ func (f Flow) Validate() error {
 				return bad("table %d (%s) may not go to table %d", t.ID, t.Name, a.Table)
 			}
 		case Learn:
-			if _, ok := LookupTable(f.Bridge, a.Table); !ok {
+			lt, ok := LookupTable(f.Bridge, a.Table)
+			if !ok {
 				return bad("learn() into unknown table %d", a.Table)
+			}
+			if !lt.MayUse(a.Priority) {
+				return bad("learn() into table %d (%s) at priority %d, which it does not have", lt.ID, lt.Name, a.Priority)
 			}
 		case Move:
 			if a.Src.Bits() == 0 || a.Src.Bits() != a.Dst.Bits() {
@@ -299,14 +336,27 @@ func (f Flow) Validate() error {
 			if a.VID == 0 || a.VID > 4095 {
 				return bad("VLAN ID %d out of range", a.VID)
 			}
+		case Output:
+			if a.Port == 0 || a.Port > ofppMax {
+				return bad("output to ofport %d: want 1..%d", a.Port, ofppMax)
+			}
+		case SetARPSpa:
+			if !a.IP.Is4() {
+				return bad("set arp_spa to %v: not an IPv4 address", a.IP)
+			}
 		}
 	}
-	m := f.Match
+	if m.InPort > ofppMax {
+		return bad("in_port %d: want 1..%d", m.InPort, ofppMax)
+	}
 	if (m.ARPSpa.IsValid() || m.ARPTpa.IsValid() || m.ARPOp != 0) && m.EthType != EthARP {
 		return bad("ARP fields need eth_type arp")
 	}
 	if m.ARPSpa.IsValid() && (m.ARPSpa.Bits() == 0 || m.ARPSpa != m.ARPSpa.Masked() || !m.ARPSpa.Addr().Is4()) {
 		return bad("arp_spa must be a masked IPv4 prefix longer than /0")
+	}
+	if m.ARPTpa.IsValid() && !m.ARPTpa.Is4() {
+		return bad("arp_tpa %s: not an IPv4 address", m.ARPTpa)
 	}
 	if m.VLAN.TCI&^m.VLAN.Mask != 0 || m.VLAN.Mask&^(VLANPresent|0x0fff) != 0 {
 		return bad("vlan_tci value outside its mask, or mask beyond VID and present bit")
@@ -329,5 +379,42 @@ func (f Flow) Validate() error {
 			return bad("full dl_dst mask: match exactly instead")
 		}
 	}
+	if m.Fields() == 0 {
+		if err := t.checkMiss(f); err != "" {
+			return bad("table %d (%s) catch-all: %s", t.ID, t.Name, err)
+		}
+	}
 	return nil
+}
+
+// checkMiss says what is wrong with f as table t's catch-all flow, or "". Only the
+// round may differ from what the registry builds (learn()'s cookie carries it), and
+// the learn flow's output port is whatever patch-int's ofport is.
+func (t Table) checkMiss(f Flow) string {
+	if t.Miss.Kind == MissNoFlow {
+		return "the table has none: a miss drops"
+	}
+	if f.Priority != t.Miss.Priority {
+		return fmt.Sprintf("priority %d, want %s", f.Priority, t.Miss)
+	}
+	var port uint32
+	if len(f.Actions) == 2 {
+		if o, ok := f.Actions[1].(Output); ok {
+			port = o.Port
+		}
+	}
+	want := t.Miss.actions(port)
+	if len(want) != len(f.Actions) {
+		return "want " + t.Miss.String()
+	}
+	for i, a := range f.Actions {
+		if l, ok := a.(Learn); ok {
+			l.Cookie &^= RoundMask
+			a = l
+		}
+		if a.String() != want[i].String() {
+			return "want " + t.Miss.String()
+		}
+	}
+	return ""
 }

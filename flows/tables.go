@@ -7,7 +7,9 @@
 package flows
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/lanes-net/lanes/api"
 )
@@ -44,26 +46,194 @@ const (
 	Transient = 60
 )
 
-// Table is one OpenFlow table of a bridge: what it is for and where its flows may
-// jump (goto_table). A flow jumping anywhere else is a bug the registry catches.
+// Priorities are Neutron's, named Prio<bridge><table><what> after the flows that use
+// them, so a builder says which rule it is and the registry says which priorities a
+// table holds. Equal numbers in one table are flows with disjoint matches.
+const (
+	// PrioMiss is the catch-all of every table whose miss is a priority-0 flow.
+	PrioMiss = 0
+
+	PrioTun0PatchInt     = 1 // br-tun 0: in_port=patch-int -> 2
+	PrioTun0Tunnel       = 1 // br-tun 0: in_port=<tunnel port> -> the tunnel type's table
+	PrioTun2BroadcastARP = 1 // br-tun 2: broadcast ARP -> 21
+	PrioTun2ByGroupBit   = 0 // br-tun 2: unicast -> 20, multicast and broadcast -> 22
+	PrioTunToLV          = 1 // br-tun 3, 4, 6: tun_id=<VNI> -> push the local VLAN, 10
+	PrioTun10Learn       = 1 // br-tun 10: learn(), output to patch-int
+	PrioTun20L2pop       = 2 // br-tun 20: a remote port the store knows
+	PrioTun20Learned     = 1 // br-tun 20: made by table 10's learn(); l2pop wins
+	PrioTun21Responder   = 1 // br-tun 21: ARP for a remote port's IP, answered here
+	PrioTun22Flood       = 1 // br-tun 22: a network's flood list
+
+	PrioInt0DeadVLAN = 65535 // br-int 0: frames tagged 4095 die
+	PrioInt0ARP      = 10    // br-int 0: ARP from a port with port security -> 24
+	PrioInt0Port     = 9     // br-int 0: anything else from such a port -> 25
+	PrioInt24Allowed = 2     // br-int 24: an address the port may claim -> 25
+	PrioInt25Allowed = 2     // br-int 25: a MAC the port may send from -> 60
+	PrioInt60Normal  = 3     // br-int 60: NORMAL (Neutron's pre-Yoga priority)
+)
+
+// MatchFields is a set of the Match fields a flow uses, or a table allows.
+type MatchFields uint16
+
+// The fields of Match. Names are ovs-ofctl's.
+const (
+	MatchInPort  MatchFields = 1 << iota // in_port
+	MatchEthType                         // dl_type (arp, ip, ipv6)
+	MatchTunID                           // tun_id
+	MatchVLAN                            // vlan_tci (dl_vlan)
+	MatchEthSrc                          // dl_src
+	MatchEthDst                          // dl_dst, with or without a mask
+	MatchARPSpa                          // arp_spa
+	MatchARPTpa                          // arp_tpa
+	MatchARPOp                           // arp_op
+)
+
+var matchFieldNames = []string{"in_port", "dl_type", "tun_id", "vlan_tci", "dl_src", "dl_dst", "arp_spa", "arp_tpa", "arp_op"}
+
+// String lists the fields by their ovs-ofctl names, comma separated; "none" for the
+// empty set.
+func (fs MatchFields) String() string {
+	var names []string
+	for i, n := range matchFieldNames {
+		if fs&(1<<i) != 0 {
+			names = append(names, n)
+		}
+	}
+	if rest := fs &^ (1<<len(matchFieldNames) - 1); rest != 0 {
+		names = append(names, fmt.Sprintf("%#x", uint16(rest)))
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// MissKind is what a table does with a packet none of its other flows match.
+type MissKind uint8
+
+// Miss kinds. The zero value is no kind, so a registry entry cannot forget its miss.
+const (
+	MissDrop   MissKind = iota + 1 // a catch-all flow without actions
+	MissGoto                       // a catch-all flow going to Miss.Goto
+	MissNormal                     // a catch-all flow to the NORMAL switch
+	MissLearn                      // br-tun 10: every packet is learned and sent to patch-int
+	MissNoFlow                     // no catch-all flow: OpenFlow's table-miss drops
+)
+
+// Miss is a table's miss behaviour (Faucet's miss_goto, and Neutron's explicit
+// catch-all flows): every table but the ones of kind MissNoFlow has exactly one flow
+// that matches nothing, at Priority.
+type Miss struct {
+	Kind     MissKind
+	Priority uint16
+	Goto     uint8 // MissGoto only
+}
+
+func (m Miss) String() string {
+	var what string
+	switch m.Kind {
+	case MissDrop:
+		what = "drop"
+	case MissGoto:
+		what = fmt.Sprintf("goto_table:%d", m.Goto)
+	case MissNormal:
+		what = "NORMAL"
+	case MissLearn:
+		what = "learn(), output to patch-int"
+	case MissNoFlow:
+		return "drop (no flow: OpenFlow's table-miss)"
+	default:
+		return fmt.Sprintf("miss-kind-%d", m.Kind)
+	}
+	return fmt.Sprintf("%s (priority %d)", what, m.Priority)
+}
+
+// actions are the catch-all flow's actions; patchInt is br-tun's patch-int ofport,
+// which only MissLearn needs. MissDrop and MissNoFlow have none.
+func (m Miss) actions(patchInt uint32) []Action {
+	switch m.Kind {
+	case MissGoto:
+		return []Action{GotoTable{m.Goto}}
+	case MissNormal:
+		return []Action{Normal{}}
+	case MissLearn:
+		learn := Learn{Table: UcastToTun, Priority: PrioTun20Learned, HardTimeout: learnHardTimeout, Cookie: LearnedCookie}
+		return []Action{learn, Output{patchInt}}
+	}
+	return nil
+}
+
+func drop(p uint16) Miss              { return Miss{Kind: MissDrop, Priority: p} }
+func missGoto(p uint16, t uint8) Miss { return Miss{Kind: MissGoto, Priority: p, Goto: t} }
+
+// Table is one OpenFlow table of a bridge, in the spirit of Faucet's
+// ValveTableConfig: what it is for, which fields its flows may match, at which
+// priorities, where they may jump (goto_table) and what a miss does. Flow.Validate
+// refuses a flow that steps outside its table's entry.
 type Table struct {
 	ID      uint8
 	Name    string
 	Purpose string
-	GoesTo  []uint8
+	// Match is every field the table's flows may match on.
+	Match MatchFields
+	// Priorities are the priorities its flows may have, besides Miss.Priority.
+	Priorities []uint16
+	Miss       Miss
+	GoesTo     []uint8
 }
 
 // brTun is br-tun's pipeline (Neutron's br_tun.py without DVR tables 1 and 9).
 var brTun = []Table{
-	{LocalSwitching, "LOCAL_SWITCHING", "classify by in_port: patch-int or a tunnel port", []uint8{PatchLVToTun, GRETunToLV, VXLANTunToLV, GeneveTunToLV}},
-	{PatchLVToTun, "PATCH_LV_TO_TUN", "from br-int, tagged with the local VLAN: unicast, broadcast ARP or flood", []uint8{UcastToTun, ARPResponder, FloodToTun}},
-	{GRETunToLV, "GRE_TUN_TO_LV", "from a GRE tunnel: tun_id -> local VLAN", []uint8{LearnFromTun}},
-	{VXLANTunToLV, "VXLAN_TUN_TO_LV", "from a VXLAN tunnel: tun_id -> local VLAN", []uint8{LearnFromTun}},
-	{GeneveTunToLV, "GENEVE_TUN_TO_LV", "from a Geneve tunnel: tun_id -> local VLAN", []uint8{LearnFromTun}},
-	{LearnFromTun, "LEARN_FROM_TUN", "learn the sender's MAC -> tunnel port into table 20, then to patch-int", nil},
-	{UcastToTun, "UCAST_TO_TUN", "known unicast (l2pop priority 2, learned priority 1) -> one tunnel", []uint8{FloodToTun}},
-	{ARPResponder, "ARP_RESPONDER", "answer ARP requests for known remote IPs locally", []uint8{FloodToTun}},
-	{FloodToTun, "FLOOD_TO_TUN", "broadcast, multicast and unknown unicast -> every tunnel of the network", nil},
+	{ID: LocalSwitching, Name: "LOCAL_SWITCHING",
+		Purpose:    "classify by in_port: from patch-int to table 2, from a tunnel port to its tunnel type's table",
+		Match:      MatchInPort,
+		Priorities: []uint16{PrioTun0PatchInt, PrioTun0Tunnel},
+		Miss:       drop(PrioMiss),
+		GoesTo:     []uint8{PatchLVToTun, GRETunToLV, VXLANTunToLV, GeneveTunToLV}},
+	{ID: PatchLVToTun, Name: "PATCH_LV_TO_TUN",
+		Purpose:    "from br-int, tagged with the local VLAN: broadcast ARP to the responder, unicast to table 20, multicast and broadcast to flooding",
+		Match:      MatchEthType | MatchEthDst,
+		Priorities: []uint16{PrioTun2BroadcastARP, PrioTun2ByGroupBit},
+		Miss:       Miss{Kind: MissNoFlow}, // the two group-bit flows match every frame
+		GoesTo:     []uint8{UcastToTun, ARPResponder, FloodToTun}},
+	{ID: GRETunToLV, Name: "GRE_TUN_TO_LV",
+		Purpose:    "from a GRE tunnel: tun_id -> local VLAN; unknown VNIs die",
+		Match:      MatchTunID,
+		Priorities: []uint16{PrioTunToLV},
+		Miss:       drop(PrioMiss),
+		GoesTo:     []uint8{LearnFromTun}},
+	{ID: VXLANTunToLV, Name: "VXLAN_TUN_TO_LV",
+		Purpose:    "from a VXLAN tunnel: tun_id -> local VLAN; unknown VNIs die",
+		Match:      MatchTunID,
+		Priorities: []uint16{PrioTunToLV},
+		Miss:       drop(PrioMiss),
+		GoesTo:     []uint8{LearnFromTun}},
+	{ID: GeneveTunToLV, Name: "GENEVE_TUN_TO_LV",
+		Purpose:    "from a Geneve tunnel: tun_id -> local VLAN; unknown VNIs die",
+		Match:      MatchTunID,
+		Priorities: []uint16{PrioTunToLV},
+		Miss:       drop(PrioMiss),
+		GoesTo:     []uint8{LearnFromTun}},
+	{ID: LearnFromTun, Name: "LEARN_FROM_TUN",
+		Purpose: "learn the sender's MAC -> tunnel port into table 20, then output to patch-int",
+		Miss:    Miss{Kind: MissLearn, Priority: PrioTun10Learn}},
+	{ID: UcastToTun, Name: "UCAST_TO_TUN",
+		Purpose:    "known unicast -> its host's tunnel: l2pop entries from the store, and learned ones",
+		Match:      MatchVLAN | MatchEthDst,
+		Priorities: []uint16{PrioTun20L2pop, PrioTun20Learned},
+		Miss:       missGoto(PrioMiss, FloodToTun),
+		GoesTo:     []uint8{FloodToTun}},
+	{ID: ARPResponder, Name: "ARP_RESPONDER",
+		Purpose:    "answer ARP requests for remote ports' IPv4 addresses on the spot, back out of patch-int",
+		Match:      MatchEthType | MatchVLAN | MatchARPTpa,
+		Priorities: []uint16{PrioTun21Responder},
+		Miss:       missGoto(PrioMiss, FloodToTun),
+		GoesTo:     []uint8{FloodToTun}},
+	{ID: FloodToTun, Name: "FLOOD_TO_TUN",
+		Purpose:    "broadcast, multicast and unknown unicast -> the tunnels of the hosts with a port on the network",
+		Match:      MatchVLAN,
+		Priorities: []uint16{PrioTun22Flood},
+		Miss:       drop(PrioMiss)},
 }
 
 // brInt is br-int's pipeline in Neutron's pre-Yoga layout: table 0's default and the
@@ -71,14 +241,34 @@ var brTun = []Table{
 // rate-limit tables 58/59 and Local-IP tables 30/31 in between; lanes has neither
 // feature, and empty pass-through tables would only lengthen every dump and trace.
 var brInt = []Table{
-	{LocalSwitching, "LOCAL_SWITCHING", "dead VLAN drop, per-port anti-spoofing jumps, default -> NORMAL", []uint8{ARPSpoof, MACSpoof, Transient}},
-	{Canary, "CANARY", "one drop flow; its absence tells the controller OVS lost its flows", nil},
-	{ARPSpoof, "ARP_SPOOF", "ARP from a port must carry one of its IPs (arp_spa)", []uint8{MACSpoof}},
-	{MACSpoof, "MAC_SPOOF", "frames from a port must carry one of its MACs (dl_src)", []uint8{Transient}},
-	{Transient, "TRANSIENT", "NORMAL: VLAN-aware MAC learning switch", nil},
+	{ID: LocalSwitching, Name: "LOCAL_SWITCHING",
+		Purpose:    "dead VLAN drop, per-port anti-spoofing jumps; everything else to table 60",
+		Match:      MatchInPort | MatchEthType | MatchVLAN,
+		Priorities: []uint16{PrioInt0DeadVLAN, PrioInt0ARP, PrioInt0Port},
+		Miss:       missGoto(PrioMiss, Transient),
+		GoesTo:     []uint8{ARPSpoof, MACSpoof, Transient}},
+	{ID: Canary, Name: "CANARY",
+		Purpose: "one drop flow no packet reaches, kept from Neutron (its agent's OVS-restart check); lanesd counts all flows instead",
+		Miss:    drop(PrioMiss)},
+	{ID: ARPSpoof, Name: "ARP_SPOOF",
+		Purpose:    "ARP from a port must claim one of its IPv4 addresses (arp_spa)",
+		Match:      MatchInPort | MatchEthType | MatchARPSpa,
+		Priorities: []uint16{PrioInt24Allowed},
+		Miss:       drop(PrioMiss),
+		GoesTo:     []uint8{MACSpoof}},
+	{ID: MACSpoof, Name: "MAC_SPOOF",
+		Purpose:    "frames from a port must carry one of its MACs (dl_src)",
+		Match:      MatchInPort | MatchEthSrc,
+		Priorities: []uint16{PrioInt25Allowed},
+		Miss:       Miss{Kind: MissNoFlow},
+		GoesTo:     []uint8{Transient}},
+	{ID: Transient, Name: "TRANSIENT",
+		Purpose: "NORMAL: the VLAN-aware MAC learning switch",
+		Miss:    Miss{Kind: MissNormal, Priority: PrioInt60Normal}},
 }
 
-// Tables lists a bridge's tables in table order.
+// Tables lists a bridge's tables in table order. The entries are shared: do not
+// modify them.
 func Tables(b Bridge) []Table {
 	switch b {
 	case BrTun:
@@ -99,8 +289,24 @@ func LookupTable(b Bridge, id uint8) (Table, bool) {
 	return Table{}, false
 }
 
-// MayGoTo reports whether flows of table from may jump to table to.
+// LookupTableName finds a table of bridge b by its name, in any case
+// ("ucast_to_tun").
+func LookupTableName(b Bridge, name string) (Table, bool) {
+	for _, t := range Tables(b) {
+		if strings.EqualFold(t.Name, name) {
+			return t, true
+		}
+	}
+	return Table{}, false
+}
+
+// MayGoTo reports whether flows of table t may jump to table to.
 func (t Table) MayGoTo(to uint8) bool { return slices.Contains(t.GoesTo, to) }
+
+// MayUse reports whether flows of table t may have priority p.
+func (t Table) MayUse(p uint16) bool {
+	return slices.Contains(t.Priorities, p) || (t.Miss.Kind != MissNoFlow && p == t.Miss.Priority)
+}
 
 // TunTable is br-tun's ingress table for a tunnel type (Neutron's TUN_TABLE).
 func TunTable(tunnelType string) (uint8, bool) {

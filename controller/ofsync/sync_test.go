@@ -2,7 +2,10 @@ package ofsync_test
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -25,15 +28,23 @@ var (
 )
 
 func rport(id string, n flows.Network, host, mac, ip string) flows.RemotePort {
-	return flows.RemotePort{ID: id, NetworkID: n.ID, HostIP: host, MAC: mac, IPs: []string{ip}}
+	return flows.RemotePort{ID: id, NetworkID: n.ID, HostIP: netip.MustParseAddr(host), MAC: mustMAC(mac), IPs: []netip.Addr{netip.MustParseAddr(ip)}}
 }
 
 func (h *host) lport(id string, n flows.Network, mac, ip string) flows.LocalPort {
-	return flows.LocalPort{ID: id, NetworkID: n.ID, Ofport: h.ports[id], MAC: mac, IPs: []string{ip}}
+	return flows.LocalPort{ID: id, NetworkID: n.ID, Ofport: h.ports[id], MAC: mustMAC(mac), IPs: []netip.Addr{netip.MustParseAddr(ip)}}
+}
+
+func mustMAC(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
 }
 
 func (h *host) tunnel(ip string) flows.Tunnel {
-	return flows.Tunnel{RemoteIP: ip, Ofport: h.tunnels[ip]}
+	return flows.Tunnel{RemoteIP: netip.MustParseAddr(ip), Ofport: h.tunnels[ip]}
 }
 
 // baseState: net-a and net-b, tunnels to B and C, a local port on each network,
@@ -83,6 +94,22 @@ func TestSyncMatchesDump(t *testing.T) {
 	for _, b := range bridges {
 		syncConnected(t, br[b], set.Flows(b))
 		sameSet(t, "initial "+string(b), h.dump(b), rendered(set.Flows(b), round))
+		// The cookie the switch shows, round and all, leads back to the owner whose
+		// flow it is.
+		for _, line := range h.dump(b) {
+			m := cookiePrefix.FindStringSubmatch(line)
+			if m == nil {
+				t.Fatalf("%s: no cookie in %q", b, line)
+			}
+			c, err := strconv.ParseUint(m[1], 0, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, ok := set.Owner(b, flows.Cookie(c))
+			if !ok || !slices.Contains(rendered(set.OwnerFlows(b, o), round), line) {
+				t.Errorf("%s: cookie %s of %q names owner %s (%v), which has no such flow", b, flows.Cookie(c), line, o, ok)
+			}
+		}
 	}
 	if n := len(set.Flows(flows.BrTun)); n < 20 {
 		t.Fatalf("base state renders only %d br-tun flows", n)
@@ -101,7 +128,7 @@ func TestSyncMatchesDump(t *testing.T) {
 			d.RemotePorts = append(d.RemotePorts, rport("rd1", netA, hostD, "fa:16:3e:00:00:d1", "10.0.0.41"))
 		}},
 		{"change remote port MAC", func(d *flows.Desired) {
-			d.RemotePorts[1].MAC = "fa:16:3e:00:01:c1"
+			d.RemotePorts[1].MAC = mustMAC("fa:16:3e:00:01:c1")
 		}},
 		{"remove remote port", func(d *flows.Desired) {
 			d.RemotePorts = slices.DeleteFunc(d.RemotePorts, func(p flows.RemotePort) bool { return p.ID == "rb1" })
@@ -111,7 +138,7 @@ func TestSyncMatchesDump(t *testing.T) {
 			d.LocalPorts = slices.DeleteFunc(d.LocalPorts, func(p flows.LocalPort) bool { return p.NetworkID == netB.ID })
 		}},
 		{"remove tunnel", func(d *flows.Desired) {
-			d.Tunnels = slices.DeleteFunc(d.Tunnels, func(tn flows.Tunnel) bool { return tn.RemoteIP == hostC })
+			d.Tunnels = slices.DeleteFunc(d.Tunnels, func(tn flows.Tunnel) bool { return tn.RemoteIP.String() == hostC })
 		}},
 		{"nothing", func(d *flows.Desired) {}},
 	}

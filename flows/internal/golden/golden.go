@@ -5,9 +5,10 @@ package golden
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
 	"strings"
 
-	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/flows"
 )
 
@@ -47,18 +48,45 @@ var setupInt = []string{
 
 // Hosts B and C have tunnel ports 2 and 3; host D has none yet.
 var (
-	tunB = flows.Tunnel{RemoteIP: "172.31.0.2", Ofport: 2}
-	tunC = flows.Tunnel{RemoteIP: "172.31.0.3", Ofport: 3}
+	tunB = flows.Tunnel{RemoteIP: netip.MustParseAddr("172.31.0.2"), Ofport: 2}
+	tunC = flows.Tunnel{RemoteIP: netip.MustParseAddr("172.31.0.3"), Ofport: 3}
 	netA = flows.Network{ID: "net-a", VNI: 100, LocalVLAN: 1}
 	netB = flows.Network{ID: "net-b", VNI: 200, LocalVLAN: 2}
 )
 
 func lport(id, net string, ofport uint32, mac string, ips ...string) flows.LocalPort {
-	return flows.LocalPort{ID: id, NetworkID: net, Ofport: ofport, MAC: mac, IPs: ips}
+	return flows.LocalPort{ID: id, NetworkID: net, Ofport: ofport, MAC: MAC(mac), IPs: Addrs(ips...)}
 }
 
 func rport(id, net, host, mac string, ips ...string) flows.RemotePort {
-	return flows.RemotePort{ID: id, NetworkID: net, HostIP: host, MAC: mac, IPs: ips}
+	return flows.RemotePort{ID: id, NetworkID: net, HostIP: netip.MustParseAddr(host), MAC: MAC(mac), IPs: Addrs(ips...)}
+}
+
+// MAC parses a MAC the scenarios spell out, panicking on a typo.
+func MAC(s string) net.HardwareAddr {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		panic(err)
+	}
+	return m
+}
+
+// Addrs parses addresses the scenarios spell out, panicking on a typo.
+func Addrs(ss ...string) []netip.Addr {
+	out := make([]netip.Addr, len(ss))
+	for i, s := range ss {
+		out[i] = netip.MustParseAddr(s)
+	}
+	return out
+}
+
+// pair is an allowed address pair; mac "" keeps the port's MAC.
+func pair(prefix, mac string) flows.AddressPair {
+	ap := flows.AddressPair{Prefix: netip.MustParsePrefix(prefix)}
+	if mac != "" {
+		ap.MAC = MAC(mac)
+	}
+	return ap
 }
 
 func host(tunnelType string) flows.Desired {
@@ -180,13 +208,14 @@ var Scenarios = []Scenario{
 		Desired: with(host("vxlan"), func(d *flows.Desired) {
 			d.Networks = []flows.Network{netA}
 			p := lport("p1", "net-a", 5, "fa:16:3e:00:00:01", "10.0.0.1")
-			p.AllowedAddressPairs = []api.AddressPair{
-				{IP: "10.0.0.50"},
-				{IP: "10.1.0.0/16", MAC: "FA:16:3E:00:00:99"},
-				{IP: "10.0.0.1"}, // already a fixed IP: no second flow
+			p.AllowedAddressPairs = []flows.AddressPair{
+				pair("10.0.0.50/32", ""),
+				pair("10.1.7.7/16", "FA:16:3E:00:00:99"),  // masked: 10.1.0.0/16
+				pair("10.0.0.1/32", ""),                   // already a fixed IP: no second flow
+				pair("10.0.0.51/32", "fa:16:3e:00:00:01"), // the port's MAC: no second MAC flow
 			}
 			any := lport("p2", "net-a", 6, "fa:16:3e:00:00:02", "10.0.0.2")
-			any.AllowedAddressPairs = []api.AddressPair{{IP: "0.0.0.0/0"}} // ARP check off, MAC check stays
+			any.AllowedAddressPairs = []flows.AddressPair{pair("0.0.0.0/0", "")} // ARP check off, MAC check stays
 			d.LocalPorts = []flows.LocalPort{p, any}
 		}),
 		Tun: []string{
@@ -198,6 +227,7 @@ var Scenarios = []Scenario{
 			" cookie=$lport:p1, table=24, priority=2,arp,in_port=5,arp_spa=10.0.0.1 actions=goto_table:25",
 			" cookie=$lport:p1, table=24, priority=2,arp,in_port=5,arp_spa=10.0.0.50 actions=goto_table:25",
 			" cookie=$lport:p1, table=24, priority=2,arp,in_port=5,arp_spa=10.1.0.0/16 actions=goto_table:25",
+			" cookie=$lport:p1, table=24, priority=2,arp,in_port=5,arp_spa=10.0.0.51 actions=goto_table:25",
 			" cookie=$lport:p1, table=25, priority=2,in_port=5,dl_src=fa:16:3e:00:00:01 actions=goto_table:60",
 			" cookie=$lport:p1, table=25, priority=2,in_port=5,dl_src=fa:16:3e:00:00:99 actions=goto_table:60",
 			" cookie=$lport:p2, priority=9,in_port=6 actions=goto_table:25",
@@ -216,6 +246,31 @@ var Scenarios = []Scenario{
 			" cookie=$net:net-a, table=4, priority=1,tun_id=0x64 actions=push_vlan:0x8100,set_field:4097->vlan_vid,goto_table:10",
 		},
 	},
+	{
+		Name: "IPv6 addresses take no part in ARP",
+		Desired: with(host("vxlan"), func(d *flows.Desired) {
+			d.Networks = []flows.Network{netA}
+			d.Tunnels = []flows.Tunnel{tunB}
+			p := lport("p1", "net-a", 5, "fa:16:3e:00:00:01", "10.0.0.1", "fd00::1")
+			p.AllowedAddressPairs = []flows.AddressPair{pair("::/0", "")}     // an IPv6 /0 leaves the ARP check on
+			v6only := lport("p2", "net-a", 6, "fa:16:3e:00:00:02", "fd00::2") // no IPv4: its ARP dies in table 24
+			d.LocalPorts = []flows.LocalPort{p, v6only}
+			// The IPv4-mapped spelling is the same address: one responder flow.
+			d.RemotePorts = []flows.RemotePort{rport("ra", "net-a", "172.31.0.2", "fa:16:3e:00:00:a2", "fd00::a2", "10.0.0.2", "::ffff:10.0.0.2")}
+		}),
+		Tun: []string{
+			" cookie=$tun:172.31.0.2, priority=1,in_port=2 actions=goto_table:4",
+			" cookie=$net:net-a, table=4, priority=1,tun_id=0x64 actions=push_vlan:0x8100,set_field:4097->vlan_vid,goto_table:10",
+			" cookie=$net:net-a, table=22, priority=1,dl_vlan=1 actions=pop_vlan,set_field:0x64->tun_id,output:2",
+			" cookie=$rport:ra, table=20, priority=2,dl_vlan=1,dl_dst=fa:16:3e:00:00:a2 actions=pop_vlan,set_field:0x64->tun_id,output:2",
+			" cookie=$rport:ra, table=21, priority=1,arp,dl_vlan=1,arp_tpa=10.0.0.2 actions=set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:00:00:a2->arp_sha,set_field:10.0.0.2->arp_spa,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:a2->eth_src,IN_PORT",
+		},
+		Int: append(p1Int[:len(p1Int):len(p1Int)],
+			" cookie=$lport:p2, priority=10,arp,in_port=6 actions=goto_table:24",
+			" cookie=$lport:p2, priority=9,in_port=6 actions=goto_table:25",
+			" cookie=$lport:p2, table=25, priority=2,in_port=6,dl_src=fa:16:3e:00:00:02 actions=goto_table:60",
+		),
+	},
 	{Name: "GRE", Desired: remoteTwoHosts("gre"), Tun: remoteTwoHostsTun(3), Int: p1Int},
 	{Name: "Geneve", Desired: remoteTwoHosts("geneve"), Tun: remoteTwoHostsTun(6), Int: p1Int},
 }
@@ -227,7 +282,7 @@ func cookieNames(d flows.Desired) *strings.Replacer {
 		pairs = append(pairs, "$net:"+n.ID, cookieText(flows.Owner{Category: flows.CatNetwork, Key: n.ID}))
 	}
 	for _, t := range d.Tunnels {
-		pairs = append(pairs, "$tun:"+t.RemoteIP, cookieText(flows.Owner{Category: flows.CatTunnel, Key: t.RemoteIP}))
+		pairs = append(pairs, "$tun:"+t.RemoteIP.String(), cookieText(flows.Owner{Category: flows.CatTunnel, Key: t.RemoteIP.String()}))
 	}
 	for _, p := range d.LocalPorts {
 		pairs = append(pairs, "$lport:"+p.ID, cookieText(flows.Owner{Category: flows.CatLocalPort, Key: p.ID}))

@@ -1,0 +1,258 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/hostwire"
+	"github.com/lanes-net/lanes/internal/ovsproc"
+	"github.com/lanes-net/lanes/ovsdb"
+	"github.com/lanes-net/lanes/store"
+)
+
+// rig is one host for the controller's integration test: a private OVS in a fresh
+// namespace, an embedded etcd, and an agent assembled as lanesd assembles it, driven
+// by calling reconcile directly.
+type rig struct {
+	t   *testing.T
+	ctx context.Context
+	ovs *ovsproc.OVS
+	st  *store.Store
+	a   *agent
+}
+
+func newRig(t *testing.T) *rig {
+	ns := ovsproc.NetnsForTest(t)
+	o := ovsproc.ForTestIn(t, ns)
+	// The netdev datapath's underlay NIC: one end of a veth pair inside the namespace.
+	if out, err := ns.Exec("ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1p"); err != nil {
+		t.Fatalf("underlay veth: %v: %s", err, out)
+	}
+	if out, err := ns.Exec("ip", "link", "set", "eth1p", "up"); err != nil {
+		t.Fatalf("underlay veth: %v: %s", err, out)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	st := startStore(t, ctx)
+
+	cfg := DefaultConfig()
+	cfg.Host, cfg.TunnelIP, cfg.DatapathType, cfg.UnderlayNIC = "h1", "172.31.77.1/24", "netdev", "eth1"
+	cfg.OVSRunDir, cfg.OVSDB, cfg.Socket, cfg.MetricsAddr = o.Dir, o.DBEndpoint(), "", ""
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := ovsdb.Connect(ctx, cfg.OVSDB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	host, err := hostwire.OpenPath(ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { host.Close() })
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	fw, err := hostwire.NewFirewall(host, hostwire.FirewallOptions{Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := newAgent(ctx, cfg, log, NewMetrics(), st, db, host, fw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); a.wait() })
+	go func() { _ = a.mirror.Run(ctx) }()
+	<-a.mirror.Synced()
+	return &rig{t: t, ctx: ctx, ovs: o, st: st, a: a}
+}
+
+// startStore runs an embedded etcd on free loopback ports.
+func startStore(t *testing.T, ctx context.Context) *store.Store {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "etcd")
+	var e *store.Embedded
+	var err error
+	for range 5 { // a probed free port can be taken before etcd binds it
+		e, err = store.StartEmbedded(dir, "http://"+freeAddr(t), "http://"+freeAddr(t))
+		if err == nil || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("embedded etcd: %v", err)
+	}
+	t.Cleanup(e.Close)
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := store.Open(octx, e.Endpoints())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// sync waits until the mirror has seen the store's latest write, then reconciles
+// (fully when full), and fails the test on a reconcile error.
+func (r *rig) sync(full bool) {
+	r.t.Helper()
+	_, rev, err := r.st.Dump(r.ctx)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for r.a.mirror.Revision() < rev {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("mirror at revision %d, store at %d", r.a.mirror.Revision(), rev)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The first bundles wait for the OpenFlow connections: retry until connected.
+	for {
+		_, err := r.a.reconcile(r.ctx, full)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("reconcile: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// flows returns the bridge's flows as dumped by ovs-ofctl.
+func (r *rig) flows(bridge string) string {
+	r.t.Helper()
+	fs, err := r.ovs.DumpFlows(bridge)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return strings.Join(fs, "\n")
+}
+
+func (r *rig) vsctl(args ...string) string {
+	r.t.Helper()
+	out, err := r.ovs.Vsctl(args...)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return out
+}
+
+// TestReconcile drives one host's agent through a local port, a remote port on a peer,
+// the remote port's removal and its return, and checks what OVS, the kernel and the
+// store hold after each pass.
+func TestReconcile(t *testing.T) {
+	r := newRig(t)
+	ctx := r.ctx
+	n, err := r.st.CreateNetwork(ctx, store.NetworkSpec{Name: "blue", CIDR: "10.7.0.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := r.st.CreatePort(ctx, api.Port{Name: "vm1", NetworkID: n.ID, Host: "h1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.st.RegisterHost(ctx, api.Host{Name: "h2", TunnelIP: "172.31.77.2", TunnelType: api.TunnelVXLAN}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	remote, err := r.st.CreatePort(ctx, api.Port{Name: "vm2", NetworkID: n.ID, Host: "h2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.sync(true)
+
+	vni := fmt.Sprintf("tun_id=%#x", n.VNI)
+	tun := r.flows(api.BrTun)
+	for _, want := range []string{
+		"table=4, priority=1," + vni + " actions=push_vlan:0x8100,set_field:4097->vlan_vid,goto_table:10",
+		"table=20, priority=2,dl_vlan=1,dl_dst=" + remote.MAC,
+		"table=21, priority=1,arp,dl_vlan=1,arp_tpa=" + remote.FixedIPs[0],
+		"table=22, priority=1,dl_vlan=1 actions=pop_vlan,set_field:" + fmt.Sprintf("%#x", n.VNI) + "->tun_id,output:",
+	} {
+		if !strings.Contains(tun, want) {
+			t.Errorf("br-tun lacks %q:\n%s", want, tun)
+		}
+	}
+	if br := r.flows(api.BrInt); !strings.Contains(br, "table=24, priority=2,arp,in_port=") || !strings.Contains(br, "arp_spa="+local.FixedIPs[0]) {
+		t.Errorf("br-int lacks the ARP anti-spoofing of %s:\n%s", local.FixedIPs[0], br)
+	}
+	qvo := api.QvoName(local.ID)
+	if tag := r.vsctl("get", "Port", qvo, "tag"); tag != "1" {
+		t.Errorf("%s tag %q, want local VLAN 1", qvo, tag)
+	}
+	if id := r.vsctl("get", "Interface", qvo, "external_ids:iface-id"); strings.Trim(id, `"`) != local.ID {
+		t.Errorf("%s iface-id %s", qvo, id)
+	}
+	tunPort, _ := api.TunnelPortName(api.TunnelVXLAN, "172.31.77.2")
+	if ip := r.vsctl("get", "Interface", tunPort, "options:remote_ip"); strings.Trim(ip, `"`) != "172.31.77.2" {
+		t.Errorf("tunnel %s remote_ip %s", tunPort, ip)
+	}
+	if ps, err := r.st.GetPortStatus(ctx, local.ID); err != nil || ps.State != api.StatusActive || ps.Host != "h1" {
+		t.Errorf("status of vm1: %+v %v", ps, err)
+	}
+	snap := r.a.last.Load()
+	if snap == nil || snap.Statuses[local.ID].State != api.StatusActive || len(snap.Tunnels) != 1 {
+		t.Fatalf("snapshot %+v", snap)
+	}
+
+	// The remote port goes: its flows and, as it was h2's last port, the tunnel go.
+	if err := r.st.DeletePort(ctx, remote.ID); err != nil {
+		t.Fatal(err)
+	}
+	r.sync(false)
+	tun = r.flows(api.BrTun)
+	if strings.Contains(tun, remote.MAC) || strings.Contains(tun, "table=22") {
+		t.Errorf("br-tun still holds flows of the deleted remote port:\n%s", tun)
+	}
+	if out := r.vsctl("list-ports", api.BrTun); strings.Contains(out, tunPort) {
+		t.Errorf("tunnel %s kept after h2's last port went: %s", tunPort, out)
+	}
+
+	// Undo: the port comes back on h2 with its old addresses, and so does everything.
+	remote.ID = ""
+	if _, err := r.st.CreatePort(ctx, remote); err != nil {
+		t.Fatal(err)
+	}
+	r.sync(false)
+	tun = r.flows(api.BrTun)
+	if !strings.Contains(tun, "dl_dst="+remote.MAC) || !strings.Contains(tun, "table=22") {
+		t.Errorf("br-tun lacks the returned remote port's flows:\n%s", tun)
+	}
+	if out := r.vsctl("list-ports", api.BrTun); !strings.Contains(out, tunPort) {
+		t.Errorf("tunnel %s not back: %s", tunPort, out)
+	}
+
+	// The local port goes: qvo, kernel devices and the port's anti-spoofing go with it.
+	if err := r.st.DeletePort(ctx, local.ID); err != nil {
+		t.Fatal(err)
+	}
+	r.sync(false)
+	if out := r.vsctl("list-ports", api.BrInt); strings.Contains(out, qvo) {
+		t.Errorf("%s kept: %s", qvo, out)
+	}
+	if br := r.flows(api.BrInt); strings.Contains(br, "arp_spa="+local.FixedIPs[0]) {
+		t.Errorf("br-int keeps the deleted port's anti-spoofing:\n%s", br)
+	}
+	ports, err := r.a.prune.host.ListPorts()
+	if err != nil || len(ports) != 0 {
+		t.Errorf("kernel devices left: %+v %v", ports, err)
+	}
+}
