@@ -379,17 +379,17 @@ func (st FirewallState) ruleOf(p *FirewallPort, dir string, fam Family, spec str
 
 // parsedRule is one rule spec: its matches and its target.
 type parsedRule struct {
-	src, dst         *netip.Prefix
-	proto            int // 0: any
-	modules          []string
-	sport, dport     *portSet
-	icmp             *icmpMatch
-	set              *setMatch
-	states           []string
-	macSource        string
-	physIn, physOut  string
-	physBridged      bool
-	target, jumpArgs string
+	src, dst        *netip.Prefix
+	proto           int // 0: any
+	modules         []string
+	sport, dport    *portSet
+	icmp            *icmpMatch
+	set             *setMatch
+	states          []string
+	macSource       string
+	physIn, physOut string
+	physBridged     bool
+	target          string
 }
 
 type portRange struct{ lo, hi int }
