@@ -388,7 +388,6 @@ type parsedRule struct {
 	states          []string
 	macSource       string
 	physIn, physOut string
-	physBridged     bool
 	target          string
 }
 
@@ -457,7 +456,7 @@ func parseRule(spec string) (*parsedRule, error) {
 	for i := 0; i < len(w); i++ {
 		opt := w[i]
 		var val string
-		takes := opt != "--physdev-is-bridged"
+		takes := opt != "--physdev-is-bridged" && opt != "--physdev-is-in" && opt != "--physdev-is-out"
 		if takes {
 			if val, err = arg(i); err != nil {
 				return nil, err
@@ -485,7 +484,7 @@ func parseRule(spec string) (*parsedRule, error) {
 			r.proto = n
 		case "-m":
 			switch val {
-			case "tcp", "udp", "sctp", "multiport", "icmp", "icmp6", "set", "state", "mac", "comment", "physdev":
+			case "tcp", "udp", "sctp", "multiport", "icmp", "icmp6", "set", "state", "conntrack", "mac", "comment", "physdev":
 			default:
 				return nil, fmt.Errorf("match %s is not modelled", val)
 			}
@@ -525,11 +524,22 @@ func parseRule(spec string) (*parsedRule, error) {
 				return nil, fmt.Errorf("--match-set %s %s: only src or dst is modelled", val, w[i])
 			}
 			r.set = &setMatch{name: val, dst: w[i] == "dst"}
-		case "--state":
-			if module != "state" {
-				return nil, errors.New("--state outside -m state")
+		case "--state", "--ctstate":
+			if (opt == "--state") != (module == "state") || (opt == "--ctstate") != (module == "conntrack") {
+				return nil, fmt.Errorf("%s outside its match", opt)
 			}
 			r.states = strings.Split(val, ",")
+			for _, s := range r.states {
+				switch s {
+				case ctNew, ctEstablished, "RELATED", ctInvalid, ctUntracked:
+				default:
+					return nil, fmt.Errorf("%s %s: state %s is not modelled", opt, val, s)
+				}
+			}
+			if slices.Contains(r.states, ctEstablished) != slices.Contains(r.states, "RELATED") {
+				// Packet.Established stands for both.
+				return nil, fmt.Errorf("%s %s: RELATED without ESTABLISHED or the other way round is not modelled", opt, val)
+			}
 		case "--mac-source":
 			if module != "mac" {
 				return nil, errors.New("--mac-source outside -m mac")
@@ -543,7 +553,7 @@ func parseRule(spec string) (*parsedRule, error) {
 			if module != "comment" {
 				return nil, errors.New("--comment outside -m comment")
 			}
-		case "--physdev-in", "--physdev-out", "--physdev-is-bridged":
+		case "--physdev-in", "--physdev-out", "--physdev-is-bridged", "--physdev-is-in", "--physdev-is-out":
 			if module != "physdev" {
 				return nil, fmt.Errorf("%s outside -m physdev", opt)
 			}
@@ -552,8 +562,10 @@ func parseRule(spec string) (*parsedRule, error) {
 				r.physIn = val
 			case "--physdev-out":
 				r.physOut = val
-			default:
-				r.physBridged = true
+			}
+		case "--reject-with":
+			if r.target != "REJECT" {
+				return nil, errors.New("--reject-with without -j REJECT")
 			}
 		default:
 			return nil, fmt.Errorf("option %s is not modelled", opt)
@@ -661,7 +673,8 @@ func (e *evaluator) match(r *parsedRule) (bool, error) {
 	if r.physIn != "" && !devMatch(r.physIn, e.physIn) || r.physOut != "" && !devMatch(r.physOut, e.physOut) {
 		return false, nil
 	}
-	// physBridged: every packet of a VM port is bridged by its qbr.
+	// --physdev-is-bridged, -is-in and -is-out hold for every packet of a VM port: its
+	// qbr bridges it from one bridge port to another.
 	return true, nil
 }
 

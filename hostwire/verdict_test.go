@@ -125,9 +125,69 @@ func TestVerdictRefusesUnknownOptions(t *testing.T) {
 		"-p icmp -m icmp --icmp-type echo-request -j RETURN",
 		"-g lanes-x",
 		"-m comment --comment \"open",
+		"-m state --state ESTABLISHED -j RETURN",
+		"-m conntrack --ctstate SNAT -j RETURN",
+		"-i qbr0d8a43d2-3a -j RETURN",
+		"-j DROP --reject-with icmp-port-unreachable",
 	} {
 		if _, err := parseRule(r); err == nil {
 			t.Errorf("%q parsed", r)
+		}
+	}
+}
+
+// TestEvaluatorMatches covers options the renderer may come to use, with the kernel's
+// semantics of each.
+func TestEvaluatorMatches(t *testing.T) {
+	e := &evaluator{
+		sets:   map[string]*IPSet{"s4": {Name: "s4", Family: V4, Members: []string{"10.1.0.0/16", "192.0.2.9"}}},
+		srcMAC: "fa:16:3e:00:00:01", physIn: "tap0d8a43d2-3a", physOut: "qvb0d8a43d2-3a",
+	}
+	for _, c := range []struct {
+		rule string
+		pkt  Packet
+		want bool
+	}{
+		{"-p tcp -m multiport --dports 80,443,1000:2000 -j RETURN", tcpPkt("10.0.0.1", "10.0.0.2", 443), true},
+		{"-p tcp -m multiport --dports 80,443,1000:2000 -j RETURN", tcpPkt("10.0.0.1", "10.0.0.2", 1500), true},
+		{"-p tcp -m multiport --dports 80,443,1000:2000 -j RETURN", tcpPkt("10.0.0.1", "10.0.0.2", 444), false},
+		{"-p udp -m udp --sport 67 --dport 68 -j RETURN", udpPkt("10.0.0.1", "10.0.0.2", 67, 68), true},
+		{"-p udp -m udp --sport 67 --dport 68 -j RETURN", udpPkt("10.0.0.1", "10.0.0.2", 68, 67), false},
+		{"-p udp -m udp --dport 68 -j RETURN", tcpPkt("10.0.0.1", "10.0.0.2", 68), false},
+		{"-m set --match-set s4 src -j RETURN", tcpPkt("10.1.2.3", "10.0.0.2", 1), true},
+		{"-m set --match-set s4 dst -j RETURN", tcpPkt("10.1.2.3", "10.0.0.2", 1), false},
+		{"-m set --match-set s4 dst -j RETURN", tcpPkt("10.0.0.2", "192.0.2.9", 1), true},
+		{"-m conntrack --ctstate INVALID -j DROP", icmpPkt("10.0.0.1", "10.0.0.2", 0, 0), true},
+		{"-m conntrack --ctstate INVALID -j DROP", icmpPkt("10.0.0.1", "10.0.0.2", 8, 0), false},
+		{"-m state --state RELATED,ESTABLISHED -j RETURN", established(udpPkt("10.0.0.1", "10.0.0.2", 1, 2)), true},
+		{"-m state --state INVALID -j DROP", icmpPkt("fe80::1", "ff02::1", 135, 0), false}, // untracked
+		{"-m physdev --physdev-in tap+ --physdev-is-bridged --physdev-is-in -j RETURN", tcpPkt("10.0.0.1", "10.0.0.2", 1), true},
+		{"-m physdev --physdev-out tap+ -j RETURN", tcpPkt("10.0.0.1", "10.0.0.2", 1), false},
+		{"-s 10.0.0.1/32 -m mac --mac-source FA:16:3E:00:00:01 -j RETURN", tcpPkt("10.0.0.1", "10.0.0.2", 1), true},
+		{"-s 10.0.0.1/32 -m mac --mac-source FA:16:3E:00:00:02 -j RETURN", tcpPkt("10.0.0.1", "10.0.0.2", 1), false},
+		{"-s fd00::/64 -j RETURN", tcpPkt("10.0.0.1", "10.0.0.2", 1), false},
+		{"-p icmp -m icmp --icmp-type 3/1 -j REJECT --reject-with icmp-port-unreachable", icmpPkt("10.0.0.1", "10.0.0.2", 3, 1), true},
+		{"-p icmp -m icmp --icmp-type 3/1 -j RETURN", icmpPkt("10.0.0.1", "10.0.0.2", 3, 2), false},
+		{"-p ipv6-icmp -m icmp6 --icmpv6-type 1 -j RETURN", icmpPkt("fd00::1", "fd00::2", 1, 6), true},
+	} {
+		r, err := parseRule(c.rule)
+		if err != nil {
+			t.Errorf("%q: %v", c.rule, err)
+			continue
+		}
+		e.pkt, e.state = c.pkt, c.pkt.conntrackState()
+		if got, err := e.match(r); err != nil || got != c.want {
+			t.Errorf("%q with %+v: match %v %v, want %v", c.rule, c.pkt, got, err, c.want)
+		}
+	}
+}
+
+func BenchmarkVerdict(b *testing.B) {
+	st := goldenState()
+	pkt := tcpPkt("192.168.3.4", "10.0.0.5", 8081)
+	for b.Loop() {
+		if _, err := st.Verdict(mP0, api.Ingress, pkt); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
