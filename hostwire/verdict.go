@@ -75,7 +75,7 @@ const (
 	// ReasonNoGroup: the port has no security group that exists.
 	ReasonNoGroup Reason = "no security group"
 	// ReasonNoRule: none of the port's security group rules matches.
-	ReasonNoRule Reason = "no rule matches"
+	ReasonNoRule Reason = "no rule of its groups matches"
 	// ReasonOther: a rule the model has no name for decided; see Verdict.Rule.
 	ReasonOther Reason = "other rule"
 )
