@@ -12,6 +12,7 @@ import (
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/controller/view"
 	"github.com/lanes-net/lanes/flows"
+	"github.com/lanes-net/lanes/hostwire"
 )
 
 // Trace explains how a packet from a local port to an IP travels: resolve the request
@@ -50,7 +51,7 @@ type traceCase struct {
 	dstPort   *api.Port
 	elsewhere []string
 	// egress and ingress are the firewall verdicts of src and dstPort.
-	egress, ingress Verdict
+	egress, ingress hostwire.Verdict
 }
 
 func resolve(snap *Snapshot, req api.TraceRequest) (traceCase, error) {
@@ -97,10 +98,35 @@ func resolve(snap *Snapshot, req api.TraceRequest) (traceCase, error) {
 	}
 	slices.Sort(c.elsewhere)
 	if c.dstPort != nil {
-		c.egress = firewallVerdict(snap, src.Port, api.Egress, dst, proto, c.port)
-		c.ingress = firewallVerdict(snap, *c.dstPort, api.Ingress, src.Addrs[0], proto, c.port)
+		if c.egress, c.ingress, err = verdicts(v, src.Port, *c.dstPort, c.packet()); err != nil {
+			return c, err
+		}
 	}
 	return c, nil
+}
+
+// packet is the traced packet as the firewall model sees it: the first packet of a
+// new connection, an echo request for icmp (what ofproto/trace is given).
+func (c traceCase) packet() hostwire.Packet {
+	pkt := hostwire.Packet{Src: c.src.Addrs[0], Dst: c.dst, Protocol: c.proto, DstPort: c.port}
+	if c.proto == 1 {
+		pkt.ICMPType = 8
+	}
+	return pkt
+}
+
+// verdicts asks the firewall model what src's egress and dst's ingress do with pkt.
+// dst may live on another host: its rules are rendered here from the same groups.
+func verdicts(v *view.View, src, dst api.Port, pkt hostwire.Packet) (egress, ingress hostwire.Verdict, err error) {
+	fs := hostwire.GroupState(v.Groups, v.Members)
+	fs.Ports = []hostwire.FirewallPort{hostwire.NewFirewallPort(&src), hostwire.NewFirewallPort(&dst)}
+	if egress, err = fs.Verdict(src.ID, api.Egress, pkt); err != nil {
+		return egress, ingress, fmt.Errorf("firewall model, egress of %s: %w", src.Name, err)
+	}
+	if ingress, err = fs.Verdict(dst.ID, api.Ingress, pkt); err != nil {
+		return egress, ingress, fmt.Errorf("firewall model, ingress of %s: %w", dst.Name, err)
+	}
+	return egress, ingress, nil
 }
 
 // dstMAC is where the traced frame goes: the destination port's MAC, or broadcast

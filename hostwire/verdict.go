@@ -704,3 +704,19 @@ func setContains(s *IPSet, a netip.Addr) bool {
 	}
 	return false
 }
+
+// GroupState is the firewall state of a set of security groups and their members
+// (the fixed IPs of every port in each group), without ports: lanesd adds its wired
+// local ports, trace the two ends of a traced packet.
+func GroupState(groups map[string]api.SecurityGroup, members map[string][]netip.Addr) FirewallState {
+	fs := FirewallState{Groups: map[string]*api.SecurityGroup{}, Members: map[string][]string{}}
+	for id, g := range groups {
+		fs.Groups[id] = &g
+	}
+	for id, ips := range members {
+		for _, ip := range ips {
+			fs.Members[id] = append(fs.Members[id], ip.String())
+		}
+	}
+	return fs
+}
