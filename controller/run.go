@@ -198,7 +198,10 @@ func (a *agent) setupBridges(ctx context.Context) error {
 	addr, _ := a.cfg.TunnelAddr()
 	ip := addr.As4()
 	if a.cfg.DatapathType == "netdev" {
-		if err := a.db.EnsureUnderlay(ctx, ovsdb.UnderlaySpec{Bridge: BrPhy, NIC: a.cfg.UnderlayNIC, CIDR: a.cfg.TunnelIP, DatapathID: datapathID(3, ip)}); err != nil {
+		if err := a.db.EnsureUnderlay(ctx, ovsdb.UnderlaySpec{Bridge: BrPhy, NIC: a.cfg.UnderlayNIC, DatapathID: datapathID(3, ip)}); err != nil {
+			return fmt.Errorf("underlay: %w", err)
+		}
+		if err := a.host.EnsureUnderlay(ctx, hostwire.UnderlaySpec{NIC: a.cfg.UnderlayNIC, Bridge: BrPhy, CIDR: a.cfg.TunnelIP}); err != nil {
 			return fmt.Errorf("underlay: %w", err)
 		}
 	}
