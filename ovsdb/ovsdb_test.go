@@ -39,6 +39,18 @@ func vsctl(t *testing.T, o *ovsproc.OVS, args ...string) string {
 	return out
 }
 
+// eventually polls cond until it holds, failing the test after 10 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // txDelta runs f and returns how many transactions it sent.
 func txDelta(t *testing.T, c *Client, f func() error) uint64 {
 	t.Helper()
@@ -286,9 +298,8 @@ func TestVMPorts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	spec := VMPortSpec{Name: "qvo-a", Tag: 1,
-		ExternalIDs: map[string]string{"iface-id": "p1", "attached-mac": "fa:16:3e:00:00:01", "iface-status": "active"},
-		OtherConfig: map[string]string{"net_uuid": "n1", "segmentation_id": "100", "tag": "1"}}
+	spec := VMPortSpec{Name: "qvo-a", Tag: 1, IfaceID: "p1", AttachedMAC: "fa:16:3e:00:00:01", IfaceStatus: IfaceActive,
+		NetUUID: "n1", NetworkType: "vxlan", SegmentationID: 100}
 	of, err := c.EnsureVMPort(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
@@ -299,14 +310,17 @@ func TestVMPorts(t *testing.T) {
 	if got := vsctl(t, o, "get", "port", "qvo-a", "tag"); got != "1" {
 		t.Fatalf("tag %s", got)
 	}
-	if got := vsctl(t, o, "get", "interface", "qvo-a", "external_ids:iface-id"); got != "p1" {
-		t.Fatalf("iface-id %s", got)
+	// Neutron's keys, exactly.
+	if got := vsctl(t, o, "get", "interface", "qvo-a", "external_ids"); got != `{attached-mac="fa:16:3e:00:00:01", iface-id=p1, iface-status=active}` {
+		t.Fatalf("external_ids %s", got)
+	}
+	if got := vsctl(t, o, "get", "port", "qvo-a", "other_config"); got != `{net_uuid=n1, network_type=vxlan, segmentation_id="100", tag="1"}` {
+		t.Fatalf("other_config %s", got)
 	}
 	if n := txDelta(t, c, func() error { _, err := c.EnsureVMPort(ctx, spec); return err }); n != 0 {
 		t.Fatalf("repeat: %d transactions", n)
 	}
 	spec.Tag = 2
-	spec.OtherConfig["tag"] = "2"
 	var of2 int
 	if n := txDelta(t, c, func() error { var err error; of2, err = c.EnsureVMPort(ctx, spec); return err }); n != 2 {
 		t.Fatalf("tag change: %d transactions, want 2 (write + ofport read-back)", n)
@@ -326,7 +340,7 @@ func TestVMPorts(t *testing.T) {
 	n := txDelta(t, c, func() error {
 		var err error
 		res, err = c.NewBatch().
-			EnsureVMPort(VMPortSpec{Name: "qvo-b", Tag: 3, OtherConfig: map[string]string{"net_uuid": "n2"}}).
+			EnsureVMPort(VMPortSpec{Name: "qvo-b", Tag: 3, NetUUID: "n2"}).
 			EnsureTunnelPort(BrTun, "vxlan", "", "172.31.0.5").
 			Commit(ctx)
 		return err
@@ -339,13 +353,32 @@ func TestVMPorts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 2 || list[0].Name != "qvo-a" || list[0].Tag != 2 || list[0].OtherConfig["net_uuid"] != "n1" ||
-		list[0].ExternalIDs["attached-mac"] != "fa:16:3e:00:00:01" || list[1].Tag != 3 || list[1].Ofport != res.Ofports["qvo-b"] {
+	want := spec
+	want.Bridge = BrInt
+	if len(list) != 2 || list[0].VMPortSpec != want || !list[0].Matches(spec) || list[0].Ofport != of ||
+		list[1].NetUUID != "n2" || list[1].Tag != 3 || list[1].Ofport != res.Ofports["qvo-b"] {
 		t.Fatalf("list %+v", list)
+	}
+	// Matches is exact: another value, or a key lanes does not write, is a mismatch.
+	other := spec
+	other.SegmentationID = 101
+	if list[0].Matches(other) {
+		t.Fatal("matches another segmentation_id")
+	}
+	vsctl(t, o, "set", "interface", "qvo-a", "external_ids:vm-uuid=x")
+	eventually(t, "the foreign key in the cache", func() bool {
+		l, err := c.ListVMPorts(ctx, BrInt)
+		return err == nil && !l[0].Matches(spec) && l[0].VMPortSpec == want
+	})
+	if n := txDelta(t, c, func() error { _, err := c.EnsureVMPort(ctx, spec); return err }); n == 0 {
+		t.Fatal("the foreign key was not removed")
+	}
+	if got := vsctl(t, o, "get", "interface", "qvo-a", "external_ids"); strings.Contains(got, "vm-uuid") {
+		t.Fatalf("external_ids %s", got)
 	}
 
 	// Untag.
-	if _, err := c.EnsureVMPort(ctx, VMPortSpec{Name: "qvo-b", OtherConfig: map[string]string{"net_uuid": "n2"}}); err != nil {
+	if _, err := c.EnsureVMPort(ctx, VMPortSpec{Name: "qvo-b", NetUUID: "n2"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := vsctl(t, o, "get", "port", "qvo-b", "tag"); got != "[]" {
