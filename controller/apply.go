@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/lanes-net/lanes/api"
@@ -136,20 +134,14 @@ func (a *agent) applyOVSDB(ctx context.Context, v view, vlanOf map[string]uint16
 		vlan := vlanOf[p.NetworkID]
 		n := v.nets[p.NetworkID]
 		spec := ovsdb.VMPortSpec{
-			Bridge: BrInt,
-			Name:   api.QvoName(p.ID),
-			Tag:    int(vlan),
-			ExternalIDs: map[string]string{
-				"iface-id": p.ID, "attached-mac": p.MAC, "iface-status": "active",
-			},
-			OtherConfig: map[string]string{
-				"net_uuid": n.ID, "network_type": a.cfg.TunnelType,
-				"segmentation_id": strconv.FormatUint(uint64(n.VNI), 10), "tag": strconv.Itoa(int(vlan)),
-			},
+			Bridge:  BrInt,
+			Name:    api.QvoName(p.ID),
+			Tag:     int(vlan),
+			IfaceID: p.ID, AttachedMAC: p.MAC, IfaceStatus: ovsdb.IfaceActive,
+			NetUUID: n.ID, NetworkType: a.cfg.TunnelType, SegmentationID: n.VNI,
 		}
 		desired[spec.Name] = true
-		if vp, ok := have[spec.Name]; ok && !full && vp.Ofport > 0 && vp.Tag == spec.Tag &&
-			maps.Equal(vp.ExternalIDs, spec.ExternalIDs) && maps.Equal(vp.OtherConfig, spec.OtherConfig) {
+		if vp, ok := have[spec.Name]; ok && !full && vp.Ofport > 0 && vp.Matches(spec) {
 			ofports[p.ID] = vp.Ofport
 			continue
 		}
@@ -158,8 +150,8 @@ func (a *agent) applyOVSDB(ctx context.Context, v view, vlanOf map[string]uint16
 	}
 	var removed []string
 	for _, vp := range vmPorts {
-		id, ours := vp.ExternalIDs["iface-id"]
-		if !ours || desired[vp.Name] || vp.Name != api.QvoName(id) {
+		id := vp.IfaceID
+		if id == "" || desired[vp.Name] || vp.Name != api.QvoName(id) {
 			continue
 		}
 		b.DeletePort(BrInt, vp.Name)

@@ -248,8 +248,8 @@ func (a *agent) recoverVLANs(ctx context.Context) error {
 		return fmt.Errorf("recover local VLANs: %w", err)
 	}
 	for _, p := range ports {
-		if net, ok := p.OtherConfig["net_uuid"]; ok && p.Tag > 0 {
-			a.vlans.restore(net, uint16(p.Tag))
+		if p.NetUUID != "" && p.Tag > 0 {
+			a.vlans.restore(p.NetUUID, uint16(p.Tag))
 		}
 	}
 	if n := len(a.vlans.byNet); n > 0 {
