@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -23,11 +22,6 @@ func setup(t *testing.T) (*ovsproc.OVS, *Client, context.Context) {
 	}
 	t.Cleanup(c.Close)
 	return o, c, ctx
-}
-
-func execOut(name string, args ...string) (string, error) {
-	out, err := exec.Command(name, args...).CombinedOutput()
-	return string(out), err
 }
 
 func vsctl(t *testing.T, o *ovsproc.OVS, args ...string) string {
