@@ -22,9 +22,7 @@ import (
 // namespace does not have) and removes it when the test ends.
 func freshNetns(t *testing.T) (name, link string) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
-	}
+	skipUnlessRoot(t)
 	b := make([]byte, 3)
 	rand.Read(b)
 	name = "nsx-" + hex.EncodeToString(b)
@@ -41,6 +39,13 @@ func freshNetns(t *testing.T) (name, link string) {
 		t.Fatalf("veth in %s: %v: %s", name, err, out)
 	}
 	return name, link
+}
+
+func skipUnlessRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: setns and new network namespaces")
+	}
 }
 
 // inode identifies a network namespace.
@@ -211,4 +216,39 @@ func TestThread(t *testing.T) {
 		t.Fatalf("Do after Close: %v", err)
 	}
 	noThreadIn(t, target)
+}
+
+// BenchmarkDo is the cost of one switch into a namespace and back on a fresh
+// goroutine; BenchmarkThreadDo that of one call on a Thread already inside.
+func BenchmarkDo(b *testing.B) {
+	skipUnlessRoot(b)
+	ns, err := netns.GetFromPath("/proc/self/ns/net")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ns.Close()
+	for b.Loop() {
+		if err := Do(ns, func() error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkThreadDo(b *testing.B) {
+	skipUnlessRoot(b)
+	ns, err := netns.GetFromPath("/proc/self/ns/net")
+	if err != nil {
+		b.Fatal(err)
+	}
+	th, err := Start(ns)
+	ns.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer th.Close()
+	for b.Loop() {
+		if err := th.Do(func() error { return nil }); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
