@@ -11,7 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/etcdembed"
 	"github.com/lanes-net/lanes/hostwire"
 	"github.com/lanes-net/lanes/internal/ovsproc"
 	"github.com/lanes-net/lanes/ovsdb"
@@ -59,6 +62,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { host.Close() })
+	logrus.SetLevel(logrus.WarnLevel)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	fw, err := hostwire.NewFirewall(host, hostwire.FirewallOptions{Log: log})
 	if err != nil {
@@ -71,6 +75,15 @@ func newRig(t *testing.T) *rig {
 	t.Cleanup(func() { cancel(); a.wait() })
 	go func() { _ = a.mirror.Run(ctx) }()
 	<-a.mirror.Synced()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, b := range a.flows.bridges() {
+		for !b.Status().Connected {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no OpenFlow connection", b.Name)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 	return &rig{t: t, ctx: ctx, ovs: o, st: st, a: a}
 }
 
@@ -78,10 +91,10 @@ func newRig(t *testing.T) *rig {
 func startStore(t *testing.T, ctx context.Context) *store.Store {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "etcd")
-	var e *store.Embedded
+	var e *etcdembed.Server
 	var err error
 	for range 5 { // a probed free port can be taken before etcd binds it
-		e, err = store.StartEmbedded(dir, "http://"+freeAddr(t), "http://"+freeAddr(t))
+		e, err = etcdembed.Start(dir, "http://"+freeAddr(t), "http://"+freeAddr(t))
 		if err == nil || !strings.Contains(err.Error(), "address already in use") {
 			break
 		}
@@ -124,16 +137,8 @@ func (r *rig) sync(full bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	// The first bundles wait for the OpenFlow connections: retry until connected.
-	for {
-		_, err := r.a.reconcile(r.ctx, full)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			r.t.Fatalf("reconcile: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if _, err := r.a.reconcile(r.ctx, full); err != nil {
+		r.t.Fatalf("reconcile: %v", err)
 	}
 }
 
@@ -164,6 +169,9 @@ func TestReconcile(t *testing.T) {
 	ctx := r.ctx
 	n, err := r.st.CreateNetwork(ctx, store.NetworkSpec{Name: "blue", CIDR: "10.7.0.0/24"})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.st.RegisterHost(ctx, api.Host{Name: "h1", TunnelIP: "172.31.77.1", TunnelType: api.TunnelVXLAN}, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	local, err := r.st.CreatePort(ctx, api.Port{Name: "vm1", NetworkID: n.ID, Host: "h1"})
@@ -219,7 +227,7 @@ func TestReconcile(t *testing.T) {
 	}
 	r.sync(false)
 	tun = r.flows(api.BrTun)
-	if strings.Contains(tun, remote.MAC) || strings.Contains(tun, "table=22") {
+	if strings.Contains(tun, remote.MAC) || strings.Contains(tun, "table=22, priority=1") {
 		t.Errorf("br-tun still holds flows of the deleted remote port:\n%s", tun)
 	}
 	if out := r.vsctl("list-ports", api.BrTun); strings.Contains(out, tunPort) {
@@ -233,7 +241,7 @@ func TestReconcile(t *testing.T) {
 	}
 	r.sync(false)
 	tun = r.flows(api.BrTun)
-	if !strings.Contains(tun, "dl_dst="+remote.MAC) || !strings.Contains(tun, "table=22") {
+	if !strings.Contains(tun, "dl_dst="+remote.MAC) || !strings.Contains(tun, "table=22, priority=1") {
 		t.Errorf("br-tun lacks the returned remote port's flows:\n%s", tun)
 	}
 	if out := r.vsctl("list-ports", api.BrTun); !strings.Contains(out, tunPort) {

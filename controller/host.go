@@ -33,7 +33,12 @@ func (s *hostStep) Sync(ctx context.Context, full bool) (int, error) {
 	addr, _ := s.cfg.TunnelAddr()
 	ip := addr.As4()
 	if s.cfg.DatapathType == "netdev" {
-		if err := s.db.EnsureUnderlay(ctx, ovsdb.UnderlaySpec{Bridge: api.BrPhy, NIC: s.cfg.UnderlayNIC, CIDR: s.cfg.TunnelIP, DatapathID: datapathID(3, ip)}); err != nil {
+		// OVSDB makes br-phy and takes the NIC; the kernel side (NIC up, ARP off, the
+		// tunnel IP on br-phy's internal interface) is hostwire's.
+		if err := s.db.EnsureUnderlay(ctx, ovsdb.UnderlaySpec{Bridge: api.BrPhy, NIC: s.cfg.UnderlayNIC, DatapathID: datapathID(3, ip)}); err != nil {
+			return s.patchInt, fmt.Errorf("underlay: %w", err)
+		}
+		if err := s.host.EnsureUnderlay(ctx, hostwire.UnderlaySpec{NIC: s.cfg.UnderlayNIC, Bridge: api.BrPhy, CIDR: s.cfg.TunnelIP}); err != nil {
 			return s.patchInt, fmt.Errorf("underlay: %w", err)
 		}
 	}

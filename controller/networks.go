@@ -34,8 +34,8 @@ func (s *networkStep) Recover(ctx context.Context, db *ovsdb.Client) error {
 		return fmt.Errorf("recover local VLANs: %w", err)
 	}
 	for _, p := range ports {
-		if net, ok := p.OtherConfig["net_uuid"]; ok && p.Tag > 0 {
-			s.vlans.restore(net, uint16(p.Tag))
+		if p.NetUUID != "" && p.Tag > 0 {
+			s.vlans.restore(p.NetUUID, uint16(p.Tag))
 		}
 	}
 	if n := len(s.vlans.byNet); n > 0 {

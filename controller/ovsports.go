@@ -2,8 +2,6 @@ package controller
 
 import (
 	"context"
-	"maps"
-	"strconv"
 
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/controller/view"
@@ -67,8 +65,7 @@ func (s *ovsStep) Sync(ctx context.Context, v *view.View, vlans map[string]uint1
 		}
 		spec := s.vmPortSpec(p, v.Networks[p.NetworkID], vlans[p.NetworkID])
 		desired[spec.Name] = true
-		if vp, ok := have[spec.Name]; ok && !full && vp.Ofport > 0 && vp.Tag == spec.Tag &&
-			maps.Equal(vp.ExternalIDs, spec.ExternalIDs) && maps.Equal(vp.OtherConfig, spec.OtherConfig) {
+		if vp, ok := have[spec.Name]; ok && !full && vp.Ofport > 0 && vp.Matches(spec) {
 			res.Ofports[p.ID] = vp.Ofport
 			continue
 		}
@@ -76,8 +73,8 @@ func (s *ovsStep) Sync(ctx context.Context, v *view.View, vlans map[string]uint1
 		changes++
 	}
 	for _, vp := range vmPorts {
-		id, ours := vp.ExternalIDs["iface-id"]
-		if !ours || desired[vp.Name] || vp.Name != api.QvoName(id) {
+		id := vp.IfaceID
+		if id == "" || desired[vp.Name] || vp.Name != api.QvoName(id) {
 			continue
 		}
 		b.DeletePort(api.BrInt, vp.Name)
@@ -113,15 +110,8 @@ func (s *ovsStep) Sync(ctx context.Context, v *view.View, vlans map[string]uint1
 // OVSDB keys find what they expect.
 func (s *ovsStep) vmPortSpec(p view.Port, n api.Network, vlan uint16) ovsdb.VMPortSpec {
 	return ovsdb.VMPortSpec{
-		Bridge: api.BrInt,
-		Name:   api.QvoName(p.ID),
-		Tag:    int(vlan),
-		ExternalIDs: map[string]string{
-			"iface-id": p.ID, "attached-mac": p.MAC, "iface-status": "active",
-		},
-		OtherConfig: map[string]string{
-			"net_uuid": n.ID, "network_type": s.tunnelType,
-			"segmentation_id": strconv.FormatUint(uint64(n.VNI), 10), "tag": strconv.Itoa(int(vlan)),
-		},
+		Bridge: api.BrInt, Name: api.QvoName(p.ID), Tag: int(vlan),
+		IfaceID: p.ID, AttachedMAC: p.MAC, IfaceStatus: ovsdb.IfaceActive,
+		NetUUID: n.ID, NetworkType: s.tunnelType, SegmentationID: n.VNI,
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/controller/ofsync"
 	"github.com/lanes-net/lanes/diag"
+	"github.com/lanes-net/lanes/etcdembed"
 	"github.com/lanes-net/lanes/hostwire"
 	"github.com/lanes-net/lanes/internal/ovstool"
 	"github.com/lanes-net/lanes/ovsdb"
@@ -145,7 +146,7 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*store.Store,
 	endpoints := strings.Split(cfg.EtcdEndpoints, ",")
 	stop := func() {}
 	if cfg.EtcdEmbedDir != "" {
-		e, err := store.StartEmbedded(cfg.EtcdEmbedDir, cfg.EtcdListen, cfg.EtcdPeer)
+		e, err := etcdembed.Start(cfg.EtcdEmbedDir, cfg.EtcdListen, cfg.EtcdPeer)
 		if err != nil {
 			return nil, nil, fmt.Errorf("embedded etcd: %w", err)
 		}

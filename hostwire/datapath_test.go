@@ -12,11 +12,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/hostwire/fakevm"
+	"github.com/lanes-net/lanes/internal/nsexec"
 	"github.com/lanes-net/lanes/internal/ovsproc"
 )
 
@@ -126,12 +126,7 @@ func mustNotPing(t *testing.T, v *testVM, dst string, extra ...string) {
 // inNS runs fn on a thread inside the VM's namespace; sockets made there stay there.
 func inNS(t *testing.T, ns string, fn func() error) error {
 	t.Helper()
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	return ovsproc.DoIn(h, fn)
+	return nsexec.DoPath(ns, fn)
 }
 
 // listen starts TCP listeners in the VM that accept and close connections.

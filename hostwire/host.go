@@ -15,70 +15,39 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
-	"sync"
 
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
+
+	"github.com/lanes-net/lanes/internal/nsexec"
 )
 
-// Host runs kernel operations inside one network namespace. It owns a goroutine that
-// is locked to an OS thread switched into that namespace, because taps, /proc/sys/net
-// and child processes all take the namespace of the calling thread. Operations are
-// serialised on that thread.
+// Host runs kernel operations inside one network namespace, on a thread that stays
+// in it (nsexec.Thread), because taps, /proc/sys/net and child processes all take the
+// namespace of the calling thread. Operations are serialised on that thread.
 type Host struct {
-	ns        netns.NsHandle // kept open for extra worker threads (parallel deletes)
-	reqs      chan func()
-	closeOnce sync.Once
-	quit      chan struct{}
+	t *nsexec.Thread
 }
 
 // ErrClosed is returned by operations on a closed Host.
-var ErrClosed = errors.New("hostwire: host closed")
+var ErrClosed = nsexec.ErrClosed
 
-// Open returns a Host for the namespace ns. The handle is duplicated, so the caller
-// keeps ownership of ns. Pass netns.None() for the caller's current namespace.
+// Open returns a Host for the namespace ns; the caller keeps ownership of ns. Pass
+// netns.None() for the caller's current namespace.
 func Open(ns netns.NsHandle) (*Host, error) {
-	var target netns.NsHandle
-	if ns.IsOpen() {
-		fd, err := unix.FcntlInt(uintptr(ns), unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			return nil, fmt.Errorf("duplicate netns handle: %w", err)
-		}
-		target = netns.NsHandle(fd)
-	} else {
+	if !ns.IsOpen() {
 		cur, err := netns.Get()
 		if err != nil {
 			return nil, fmt.Errorf("open current netns: %w", err)
 		}
-		target = cur
+		defer cur.Close()
+		ns = cur
 	}
-	h := &Host{ns: target, reqs: make(chan func()), quit: make(chan struct{})}
-	started := make(chan error, 1)
-	go func() {
-		// Never unlocked: the thread has changed namespace, so the runtime must throw
-		// it away when this goroutine ends instead of handing it to other goroutines.
-		runtime.LockOSThread()
-		err := netns.Set(target)
-		started <- err
-		if err != nil {
-			return
-		}
-		for {
-			select {
-			case f := <-h.reqs:
-				f()
-			case <-h.quit:
-				return
-			}
-		}
-	}()
-	if err := <-started; err != nil {
-		target.Close()
-		return nil, fmt.Errorf("enter netns: %w", err)
+	t, err := nsexec.Start(ns)
+	if err != nil {
+		return nil, err
 	}
-	return h, nil
+	return &Host{t: t}, nil
 }
 
 // OpenPath opens a Host for the namespace bind-mounted at path (e.g.
@@ -87,12 +56,9 @@ func OpenPath(path string) (*Host, error) {
 	if path == "" {
 		return Open(netns.None())
 	}
-	if !strings.Contains(path, "/") {
-		path = "/var/run/netns/" + path
-	}
-	ns, err := netns.GetFromPath(path)
+	ns, err := netns.GetFromPath(nsexec.Path(path))
 	if err != nil {
-		return nil, fmt.Errorf("open netns %s: %w", path, err)
+		return nil, fmt.Errorf("open netns %s: %w", nsexec.Path(path), err)
 	}
 	defer ns.Close()
 	return Open(ns)
@@ -100,23 +66,12 @@ func OpenPath(path string) (*Host, error) {
 
 // Close stops the namespace thread. Pending operations finish first.
 func (h *Host) Close() error {
-	h.closeOnce.Do(func() {
-		close(h.quit)
-		h.ns.Close()
-	})
+	h.t.Close()
 	return nil
 }
 
 // Do runs fn on the host's namespace thread. fn must not call Do (it would deadlock).
-func (h *Host) Do(fn func() error) error {
-	done := make(chan error, 1)
-	select {
-	case h.reqs <- func() { done <- fn() }:
-	case <-h.quit:
-		return ErrClosed
-	}
-	return <-done
-}
+func (h *Host) Do(fn func() error) error { return h.t.Do(fn) }
 
 // Exec runs a program inside the host namespace and returns its standard output. The
 // child is started on the namespace thread, whose namespace it inherits, and waited

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -26,11 +24,6 @@ func setup(t *testing.T) (*ovsproc.OVS, *Client, context.Context) {
 	return o, c, ctx
 }
 
-func execOut(name string, args ...string) (string, error) {
-	out, err := exec.Command(name, args...).CombinedOutput()
-	return string(out), err
-}
-
 func vsctl(t *testing.T, o *ovsproc.OVS, args ...string) string {
 	t.Helper()
 	out, err := o.Vsctl(args...)
@@ -38,6 +31,18 @@ func vsctl(t *testing.T, o *ovsproc.OVS, args ...string) string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// eventually polls cond until it holds, failing the test after 10 s.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // txDelta runs f and returns how many transactions it sent.
@@ -287,9 +292,8 @@ func TestVMPorts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	spec := VMPortSpec{Name: "qvo-a", Tag: 1,
-		ExternalIDs: map[string]string{"iface-id": "p1", "attached-mac": "fa:16:3e:00:00:01", "iface-status": "active"},
-		OtherConfig: map[string]string{"net_uuid": "n1", "segmentation_id": "100", "tag": "1"}}
+	spec := VMPortSpec{Name: "qvo-a", Tag: 1, IfaceID: "p1", AttachedMAC: "fa:16:3e:00:00:01", IfaceStatus: IfaceActive,
+		NetUUID: "n1", NetworkType: "vxlan", SegmentationID: 100}
 	of, err := c.EnsureVMPort(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
@@ -300,14 +304,17 @@ func TestVMPorts(t *testing.T) {
 	if got := vsctl(t, o, "get", "port", "qvo-a", "tag"); got != "1" {
 		t.Fatalf("tag %s", got)
 	}
-	if got := vsctl(t, o, "get", "interface", "qvo-a", "external_ids:iface-id"); got != "p1" {
-		t.Fatalf("iface-id %s", got)
+	// Neutron's keys, exactly.
+	if got := vsctl(t, o, "get", "interface", "qvo-a", "external_ids"); got != `{attached-mac="fa:16:3e:00:00:01", iface-id=p1, iface-status=active}` {
+		t.Fatalf("external_ids %s", got)
+	}
+	if got := vsctl(t, o, "get", "port", "qvo-a", "other_config"); got != `{net_uuid=n1, network_type=vxlan, segmentation_id="100", tag="1"}` {
+		t.Fatalf("other_config %s", got)
 	}
 	if n := txDelta(t, c, func() error { _, err := c.EnsureVMPort(ctx, spec); return err }); n != 0 {
 		t.Fatalf("repeat: %d transactions", n)
 	}
 	spec.Tag = 2
-	spec.OtherConfig["tag"] = "2"
 	var of2 int
 	if n := txDelta(t, c, func() error { var err error; of2, err = c.EnsureVMPort(ctx, spec); return err }); n != 2 {
 		t.Fatalf("tag change: %d transactions, want 2 (write + ofport read-back)", n)
@@ -327,7 +334,7 @@ func TestVMPorts(t *testing.T) {
 	n := txDelta(t, c, func() error {
 		var err error
 		res, err = c.NewBatch().
-			EnsureVMPort(VMPortSpec{Name: "qvo-b", Tag: 3, OtherConfig: map[string]string{"net_uuid": "n2"}}).
+			EnsureVMPort(VMPortSpec{Name: "qvo-b", Tag: 3, NetUUID: "n2"}).
 			EnsureTunnelPort(BrTun, "vxlan", "", "172.31.0.5").
 			Commit(ctx)
 		return err
@@ -340,13 +347,32 @@ func TestVMPorts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 2 || list[0].Name != "qvo-a" || list[0].Tag != 2 || list[0].OtherConfig["net_uuid"] != "n1" ||
-		list[0].ExternalIDs["attached-mac"] != "fa:16:3e:00:00:01" || list[1].Tag != 3 || list[1].Ofport != res.Ofports["qvo-b"] {
+	want := spec
+	want.Bridge = BrInt
+	if len(list) != 2 || list[0].VMPortSpec != want || !list[0].Matches(spec) || list[0].Ofport != of ||
+		list[1].NetUUID != "n2" || list[1].Tag != 3 || list[1].Ofport != res.Ofports["qvo-b"] {
 		t.Fatalf("list %+v", list)
+	}
+	// Matches is exact: another value, or a key lanes does not write, is a mismatch.
+	other := spec
+	other.SegmentationID = 101
+	if list[0].Matches(other) {
+		t.Fatal("matches another segmentation_id")
+	}
+	vsctl(t, o, "set", "interface", "qvo-a", "external_ids:vm-uuid=x")
+	eventually(t, "the foreign key in the cache", func() bool {
+		l, err := c.ListVMPorts(ctx, BrInt)
+		return err == nil && !l[0].Matches(spec) && l[0].VMPortSpec == want
+	})
+	if n := txDelta(t, c, func() error { _, err := c.EnsureVMPort(ctx, spec); return err }); n == 0 {
+		t.Fatal("the foreign key was not removed")
+	}
+	if got := vsctl(t, o, "get", "interface", "qvo-a", "external_ids"); strings.Contains(got, "vm-uuid") {
+		t.Fatalf("external_ids %s", got)
 	}
 
 	// Untag.
-	if _, err := c.EnsureVMPort(ctx, VMPortSpec{Name: "qvo-b", OtherConfig: map[string]string{"net_uuid": "n2"}}); err != nil {
+	if _, err := c.EnsureVMPort(ctx, VMPortSpec{Name: "qvo-b", NetUUID: "n2"}); err != nil {
 		t.Fatal(err)
 	}
 	if got := vsctl(t, o, "get", "port", "qvo-b", "tag"); got != "[]" {
@@ -397,60 +423,38 @@ func TestReconnect(t *testing.T) {
 	}
 }
 
-// TestUnderlay proves the netdev underlay recipe: two hosts, each its own namespace
-// and OVS, linked by a veth pair whose ends are the hosts' NICs inside br-phy; each
-// host's tunnel IP sits on br-phy and they ping each other.
+// TestUnderlay checks the OVSDB half of the netdev underlay (the whole recipe, with
+// the tunnel IP and a ping across, is hostwire's TestUnderlay): a standalone netdev
+// br-phy holding the NIC, in one transaction and none when repeated, and vswitchd's
+// own error for a NIC that does not exist.
 func TestUnderlay(t *testing.T) {
-	o1, c1, ctx := setup(t)
-	o2, c2, _ := setup(t)
-	if out, err := execOut("ip", "link", "add", "eth1", "netns", o1.Netns.Name, "type", "veth",
-		"peer", "name", "eth1", "netns", o2.Netns.Name); err != nil {
-		t.Fatalf("veth: %v: %s", err, out)
+	o, c, ctx := setup(t)
+	if _, err := o.Netns.Exec("ip", "link", "add", "eth1", "type", "veth", "peer", "name", "eth1-peer"); err != nil {
+		t.Fatal(err)
 	}
-	hosts := []struct {
-		o    *ovsproc.OVS
-		c    *Client
-		cidr string
-	}{{o1, c1, "172.31.0.1/24"}, {o2, c2, "172.31.0.2/24"}}
-	for i, h := range hosts {
-		// The first host starts with its IP on the NIC, as a real host would.
-		if i == 0 {
-			if _, err := h.o.Netns.Exec("ip", "addr", "add", h.cidr, "dev", "eth1"); err != nil {
-				t.Fatal(err)
-			}
-		}
-		spec := UnderlaySpec{NIC: "eth1", CIDR: h.cidr, Netns: h.o.Netns.Name, DatapathID: "00000000000000f" + strconv.Itoa(i)}
-		if err := h.c.EnsureUnderlay(ctx, spec); err != nil {
-			t.Fatal(err)
-		}
-		if n := txDelta(t, h.c, func() error { return h.c.EnsureUnderlay(ctx, spec) }); n != 0 {
-			t.Fatalf("repeat: %d transactions", n)
-		}
-		if got := vsctl(t, h.o, "get", "bridge", BrPhy, "fail_mode"); got != "standalone" {
-			t.Fatalf("fail_mode %s", got)
-		}
-		if got := vsctl(t, h.o, "list-ports", BrPhy); got != "eth1" {
-			t.Fatalf("br-phy ports %q", got)
-		}
-		out, err := h.o.Netns.Exec("ip", "-o", "-4", "addr", "show")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(out, "br-phy    inet "+h.cidr) || strings.Contains(out, "eth1    inet") {
-			t.Fatalf("addresses:\n%s", out)
-		}
-		link, err := h.o.Netns.Exec("ip", "link", "show", "eth1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(link, "NOARP") || !strings.Contains(link, ",UP") {
-			t.Fatalf("eth1: %s", link)
+	spec := UnderlaySpec{NIC: "eth1", DatapathID: "00000000000000f1"}
+	// The change, then the server-side wait for the new ports' ofports.
+	if n := txDelta(t, c, func() error { return c.EnsureUnderlay(ctx, spec) }); n != 2 {
+		t.Fatalf("first ensure: %d transactions, want 2", n)
+	}
+	if n := txDelta(t, c, func() error { return c.EnsureUnderlay(ctx, spec) }); n != 0 {
+		t.Fatalf("repeat: %d transactions", n)
+	}
+	for _, want := range [][2]string{
+		{"fail_mode", "standalone"}, {"datapath_type", "netdev"}, {"other_config:datapath-id", `"00000000000000f1"`},
+	} {
+		if got := vsctl(t, o, "get", "bridge", BrPhy, want[0]); got != want[1] {
+			t.Errorf("br-phy %s = %s, want %s", want[0], got, want[1])
 		}
 	}
-	if out, err := o1.Netns.Exec("ping", "-c", "3", "-i", "0.2", "-W", "2", "172.31.0.2"); err != nil {
-		t.Fatalf("ping across the underlay: %v\n%s", err, out)
+	if got := vsctl(t, o, "list-ports", BrPhy); got != "eth1" {
+		t.Fatalf("br-phy ports %q", got)
 	}
-	if out, err := o2.Netns.Exec("ping", "-c", "1", "-W", "2", "172.31.0.1"); err != nil {
-		t.Fatalf("ping back: %v\n%s", err, out)
+	err := c.EnsureUnderlay(ctx, UnderlaySpec{Bridge: "br-phy2", NIC: "nosuchnic"})
+	if !errors.Is(err, ErrPortFailed) || !strings.Contains(err.Error(), "nosuchnic") {
+		t.Fatalf("missing NIC: %v", err)
+	}
+	if err := c.EnsureUnderlay(ctx, UnderlaySpec{}); err == nil {
+		t.Fatal("accepted an empty NIC")
 	}
 }

@@ -3,9 +3,9 @@ package ovsdb
 import (
 	"context"
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/lanes-net/lanes/api"
@@ -201,24 +201,76 @@ func (c *Client) ListTunnelPorts(ctx context.Context, bridgeName string) ([]Tunn
 	return out, nil
 }
 
+// Neutron's keys on a VM port, written as Nova and Neutron's OVS agent write them so
+// that operators and their tools read a lanes host like a Neutron one. They are
+// spelled here only: callers use VMPortSpec's fields.
+const (
+	// Interface external_ids
+	keyIfaceID     = "iface-id"
+	keyAttachedMAC = "attached-mac"
+	keyIfaceStatus = "iface-status"
+	// Port other_config
+	keyNetUUID        = "net_uuid"
+	keyNetworkType    = "network_type"
+	keySegmentationID = "segmentation_id"
+	keyTag            = "tag"
+)
+
+// IfaceActive is the iface-status of a port whose VM is attached.
+const IfaceActive = "active"
+
 // VMPortSpec is the desired state of a VM's port on br-int (the qvo end of its veth
-// pair), laid out as Neutron's OVS agent does.
+// pair), laid out as Neutron's OVS agent does. Empty string fields and a zero
+// SegmentationID are left out; the keys lanes writes replace the columns exactly.
 type VMPortSpec struct {
 	// Bridge defaults to br-int.
 	Bridge string
 	// Name is the device, e.g. api.QvoName(portID); it must exist in vswitchd's
 	// network namespace before the port is added, or the ofport is -1.
 	Name string
-	// Tag is the network's local VLAN (1..4094; 4095 is Neutron's dead VLAN). 0
-	// leaves the port untagged.
+	// Tag is the network's local VLAN (1..4094; 4095 is Neutron's dead VLAN), set as
+	// Port.tag and as other_config:tag. 0 leaves the port untagged.
 	Tag int
-	// ExternalIDs go on the Interface row: iface-id, attached-mac, iface-status,
-	// vm-uuid. Replaced exactly.
-	ExternalIDs map[string]string
-	// OtherConfig goes on the Port row: net_uuid, segmentation_id, network_type,
-	// tag. Replaced exactly. After a restart the controller recovers each network's
-	// local VLAN from here.
-	OtherConfig map[string]string
+
+	// Interface external_ids.
+	IfaceID     string // iface-id: the port's UUID
+	AttachedMAC string // attached-mac: the VM's MAC
+	IfaceStatus string // iface-status, e.g. IfaceActive
+
+	// Port other_config. After a restart the controller recovers each network's local
+	// VLAN from NetUUID and Tag.
+	NetUUID        string // net_uuid: the network's UUID
+	NetworkType    string // network_type: vxlan, gre or geneve
+	SegmentationID uint32 // segmentation_id: the network's VNI
+}
+
+func putNonEmpty(m map[string]string, k, v string) {
+	if v != "" {
+		m[k] = v
+	}
+}
+
+// externalIDs renders the Interface external_ids.
+func (s VMPortSpec) externalIDs() map[string]string {
+	m := map[string]string{}
+	putNonEmpty(m, keyIfaceID, s.IfaceID)
+	putNonEmpty(m, keyAttachedMAC, s.AttachedMAC)
+	putNonEmpty(m, keyIfaceStatus, s.IfaceStatus)
+	return m
+}
+
+// otherConfig renders the Port other_config.
+func (s VMPortSpec) otherConfig() map[string]string {
+	m := map[string]string{}
+	putNonEmpty(m, keyNetUUID, s.NetUUID)
+	putNonEmpty(m, keyNetworkType, s.NetworkType)
+	if s.SegmentationID != 0 {
+		m[keySegmentationID] = strconv.FormatUint(uint64(s.SegmentationID), 10)
+	}
+	if s.Tag != 0 {
+		m[keyTag] = strconv.Itoa(s.Tag)
+	}
+	return m
 }
 
 // EnsureVMPort adds or converges a VM port; a changed tag, external_ids or
@@ -241,8 +293,7 @@ func (b *Batch) EnsureVMPort(spec VMPortSpec) *Batch {
 		tag = ptr(spec.Tag)
 	}
 	ps := &portSpec{bridge: spec.Bridge, name: spec.Name, ifType: "", manageTag: true, tag: tag,
-		portOther: maps.Clone(nonNil(spec.OtherConfig)), ifaceExt: maps.Clone(nonNil(spec.ExternalIDs)),
-		readback: true}
+		portOther: spec.otherConfig(), ifaceExt: spec.externalIDs(), readback: true}
 	return b.add(spec.Name, func(p *planner) error { return p.ensurePort(ps) })
 }
 
@@ -252,14 +303,50 @@ func (c *Client) EnsureVMPort(ctx context.Context, spec VMPortSpec) (int, error)
 	return r.Ofports[spec.Name], err
 }
 
-// VMPort is a VM port as found in OVSDB.
+// VMPort is a VM port as found in OVSDB: its spec read back from the columns
+// EnsureVMPort writes (Bridge is the bridge it was listed from), and vswitchd's state.
 type VMPort struct {
-	Name        string
-	Ofport      int // 0 while not numbered yet, -1 when vswitchd failed (see Error)
-	Tag         int // 0 when untagged
-	ExternalIDs map[string]string
-	OtherConfig map[string]string
-	Error       string
+	VMPortSpec
+	Ofport int // 0 while not numbered yet, -1 when vswitchd failed (see Error)
+	Error  string
+	// exact is false when external_ids or other_config hold anything but what
+	// VMPortSpec renders (a foreign key, an unparsable segmentation_id).
+	exact bool
+}
+
+// Matches reports whether the port is in OVSDB exactly as EnsureVMPort(spec) would
+// leave it, so that applying spec would send nothing.
+func (p VMPort) Matches(spec VMPortSpec) bool {
+	if spec.Bridge == "" {
+		spec.Bridge = BrInt
+	}
+	return p.exact && p.VMPortSpec == spec
+}
+
+// vmPortOf reads a VM port's spec back from its rows.
+func vmPortOf(bridge string, pt *port, i *iface) VMPort {
+	ext, other := nonNil(i.ExternalIDs), nonNil(pt.OtherConfig)
+	vp := VMPort{VMPortSpec: VMPortSpec{
+		Bridge: bridge, Name: pt.Name,
+		IfaceID: ext[keyIfaceID], AttachedMAC: ext[keyAttachedMAC], IfaceStatus: ext[keyIfaceStatus],
+		NetUUID: other[keyNetUUID], NetworkType: other[keyNetworkType],
+	}}
+	if pt.Tag != nil {
+		vp.Tag = *pt.Tag
+	}
+	segOK := true
+	if v, ok := other[keySegmentationID]; ok {
+		n, err := strconv.ParseUint(v, 10, 32)
+		vp.SegmentationID, segOK = uint32(n), err == nil && n != 0
+	}
+	vp.exact = segOK && mapsEqual(ext, vp.externalIDs()) && mapsEqual(other, vp.otherConfig())
+	if i.Ofport != nil {
+		vp.Ofport = *i.Ofport
+	}
+	if i.Error != nil {
+		vp.Error = *i.Error
+	}
+	return vp
 }
 
 // ListVMPorts lists the bridge's ports backed by kernel devices (type "" or
@@ -280,17 +367,7 @@ func (c *Client) ListVMPorts(ctx context.Context, bridgeName string) ([]VMPort, 
 		if i == nil || normType(i.Type) != "" {
 			continue
 		}
-		vp := VMPort{Name: pt.Name, ExternalIDs: maps.Clone(nonNil(i.ExternalIDs)), OtherConfig: maps.Clone(nonNil(pt.OtherConfig))}
-		if pt.Tag != nil {
-			vp.Tag = *pt.Tag
-		}
-		if i.Ofport != nil {
-			vp.Ofport = *i.Ofport
-		}
-		if i.Error != nil {
-			vp.Error = *i.Error
-		}
-		out = append(out, vp)
+		out = append(out, vmPortOf(bridgeName, pt, i))
 	}
 	slices.SortFunc(out, func(a, b VMPort) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil

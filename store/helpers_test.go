@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/etcdembed"
 )
 
 func freePort(t *testing.T) int {
@@ -26,14 +27,14 @@ func freePort(t *testing.T) int {
 }
 
 // startEtcd runs an embedded etcd in a temp dir on free loopback ports.
-func startEtcd(t *testing.T) *Embedded {
+func startEtcd(t *testing.T) *etcdembed.Server {
 	t.Helper()
 	// A fresh subdirectory: etcd creates it with the 0700 it wants.
 	dir := filepath.Join(t.TempDir(), "etcd")
 	var lastErr error
 	// A free port can be taken by someone else between the probe and etcd's bind.
 	for range 5 {
-		e, err := StartEmbedded(dir,
+		e, err := etcdembed.Start(dir,
 			fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
 			fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
 		if err == nil {
@@ -49,7 +50,7 @@ func startEtcd(t *testing.T) *Embedded {
 	return nil
 }
 
-func openStore(t *testing.T, e *Embedded) *Store {
+func openStore(t *testing.T, e *etcdembed.Server) *Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

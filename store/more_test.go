@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -291,49 +290,5 @@ func TestWaitPortActive(t *testing.T) {
 	defer cancel()
 	if _, err := s.WaitPortActive(dctx, x.ID); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("wait past the deadline: %v", err)
-	}
-}
-
-func TestEmbeddedRestartKeepsData(t *testing.T) {
-	t.Parallel()
-	e := startEtcd(t)
-	dir := e.etcd.Config().Dir
-	s := openStore(t, e)
-	n := mustNet(t, s, "net", "10.0.0.0/24")
-	s.Close()
-	e.Close()
-	e2, err := StartEmbedded(dir, e.endpoints[0], e.etcd.Config().ListenPeerUrls[0].String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(e2.Close)
-	s2 := openStore(t, e2)
-	got, err := s2.GetNetwork(tctx(t), "net")
-	if err != nil || got.ID != n.ID || got.VNI != n.VNI {
-		t.Fatalf("after restart: %+v %v", got, err)
-	}
-}
-
-func TestEmbeddedSeveralClientURLs(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir() + "/etcd"
-	a := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	b := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
-	e, err := StartEmbedded(dir, a+","+b, fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
-	if err != nil {
-		t.Skipf("ports taken meanwhile: %v", err)
-	}
-	t.Cleanup(e.Close)
-	if eps := e.Endpoints(); len(eps) != 2 || eps[1] != b {
-		t.Fatalf("endpoints %v", eps)
-	}
-	s, err := Open(tctx(t), []string{b})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	mustNet(t, s, "net", "10.0.0.0/24")
-	if _, err := StartEmbedded(t.TempDir(), "127.0.0.1:1", "http://127.0.0.1:2"); err == nil {
-		t.Fatal("accepted a client URL without a scheme")
 	}
 }

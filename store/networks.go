@@ -32,7 +32,8 @@ type NetworkSpec struct {
 }
 
 // CreateNetwork creates a network, allocating its ID, VNI and MTU as needed, in one
-// transaction with its name and VNI reservations.
+// transaction with its name and VNI reservations and, when there is no group named
+// DefaultGroupName, with Neutron's default security group (see DefaultSecurityGroup).
 func (s *Store) CreateNetwork(ctx context.Context, spec NetworkSpec) (api.Network, error) {
 	tt := spec.TunnelType
 	if tt == "" {
@@ -101,7 +102,8 @@ func (s *Store) CreateNetwork(ctx context.Context, spec NetworkSpec) (api.Networ
 		}
 		p.put(nameKey("networks", n.Name), n.ID)
 		p.put(pAllocVNI+strconv.FormatUint(uint64(n.VNI), 10), n.ID)
-		return nil
+		_, err := p.ensureDefaultGroup()
+		return err
 	})
 	if err != nil {
 		return api.Network{}, err

@@ -19,17 +19,32 @@ const (
 	MaxPortGroups = 16
 )
 
+// CreatePortOption changes what CreatePort does.
+type CreatePortOption int
+
+// NoSecurityGroups creates a port without security groups when it names none, instead
+// of with the default group (Neutron's "security_groups": []). Its anti-spoofing
+// rules still apply; PortSecurity false turns those off too.
+const NoSecurityGroups CreatePortOption = 1
+
 // CreatePort creates a port. p.NetworkID and p.SecurityGroups may hold IDs or names
 // (the stored port holds IDs); p.Host must be a registered, alive host. An empty MAC
 // is allocated (fa:16:3e:xx:xx:xx, unique in the network) and empty FixedIPs get the
 // lowest free address of the network (see FirstAllocatable). Explicit addresses must
-// not be used by another port of the network. Everything is written in one transaction.
-func (s *Store) CreatePort(ctx context.Context, p api.Port) (api.Port, error) {
+// not be used by another port of the network. A port with port security and no
+// groups gets the group named DefaultGroupName (created if missing), unless opts
+// holds NoSecurityGroups. Everything is written in one transaction.
+func (s *Store) CreatePort(ctx context.Context, p api.Port, opts ...CreatePortOption) (api.Port, error) {
 	if p.ID == "" {
 		p.ID = NewUUID()
 	} else if !IsUUID(p.ID) {
 		return api.Port{}, &api.FieldError{Field: "port.id", Value: p.ID, Reason: "not a lower-case UUID"}
 	}
+	noGroups := slices.Contains(opts, NoSecurityGroups)
+	if noGroups && len(p.SecurityGroups) > 0 {
+		return api.Port{}, &api.FieldError{Field: "port.security_groups", Value: p.SecurityGroups[0], Reason: "given together with no security groups"}
+	}
+	useDefault := !noGroups && len(p.SecurityGroups) == 0 && p.PortSecurityEnabled()
 	var out api.Port
 	err := s.update(ctx, "create port "+p.Name, func(pl *plan) error {
 		if b, err := pl.get(pPorts + p.ID); err != nil {
@@ -43,8 +58,16 @@ func (s *Store) CreatePort(ctx context.Context, p api.Port) (api.Port, error) {
 		} else if owner != nil {
 			return &api.FieldError{Field: "port.id", Value: p.ID, Reason: fmt.Sprintf("its first %d characters, used in device names, are those of port %s", api.DeviceIDLen, owner)}
 		}
+		want := clonePort(p)
+		if useDefault {
+			gid, err := pl.ensureDefaultGroup()
+			if err != nil {
+				return err
+			}
+			want.SecurityGroups = []string{gid}
+		}
 		var err error
-		out, err = pl.planPort(nil, clonePort(p))
+		out, err = pl.planPort(nil, want)
 		if err != nil {
 			return err
 		}
@@ -136,6 +159,12 @@ func (pl *plan) planPort(old *api.Port, want api.Port) (api.Port, error) {
 	}
 	groups := make([]string, 0, len(want.SecurityGroups))
 	for _, ref := range want.SecurityGroups {
+		if slices.Contains(pl.newGroups, ref) {
+			if !slices.Contains(groups, ref) {
+				groups = append(groups, ref)
+			}
+			continue
+		}
 		var g api.SecurityGroup
 		gid, err := pl.resolve("secgroups", pGroups, ref, &g)
 		if err != nil {

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -11,7 +10,11 @@ import (
 	"github.com/lanes-net/lanes/api"
 )
 
-// DefaultGroupName is the name EnsureDefaultSecurityGroup gives the default group.
+// DefaultGroupName names Neutron's default security group. As in Neutron it is the
+// store's behaviour, not a client's: CreateNetwork makes it (in the network's own
+// transaction) when no group of that name exists, and CreatePort gives it to a port
+// created without groups unless told NoSecurityGroups. A group an operator created
+// under this name is used as it is.
 const DefaultGroupName = "default"
 
 // DefaultSecurityGroup returns, without storing it, a group with Neutron's default
@@ -31,19 +34,35 @@ func DefaultSecurityGroup(name string) api.SecurityGroup {
 // EnsureDefaultSecurityGroup returns the group named DefaultGroupName, creating it with
 // DefaultSecurityGroup's rules when it does not exist.
 func (s *Store) EnsureDefaultSecurityGroup(ctx context.Context) (api.SecurityGroup, error) {
-	for range maxAttempts {
-		g, err := s.GetSecurityGroup(ctx, DefaultGroupName)
-		if err == nil || !errors.Is(err, ErrNotFound) {
-			return g, err
-		}
-		g, err = s.CreateSecurityGroup(ctx, DefaultSecurityGroup(DefaultGroupName))
-		var fe *api.FieldError
-		if errors.As(err, &fe) && fe.Field == "sg.name" {
-			continue // created concurrently: read it
-		}
-		return g, err
+	var id string
+	err := s.update(ctx, "ensure the default security group", func(pl *plan) error {
+		var err error
+		id, err = pl.ensureDefaultGroup()
+		return err
+	})
+	if err != nil {
+		return api.SecurityGroup{}, err
 	}
-	return api.SecurityGroup{}, fmt.Errorf("default security group: %w", ErrConflict)
+	return s.GetSecurityGroup(ctx, id)
+}
+
+// ensureDefaultGroup returns the ID of the group named DefaultGroupName, planning its
+// creation when there is none. The name key's guard makes concurrent planners agree
+// on one group: all but the first to commit plan again and find it.
+func (pl *plan) ensureDefaultGroup() (string, error) {
+	owner, err := pl.get(nameKey("secgroups", DefaultGroupName))
+	if err != nil {
+		return "", err
+	}
+	if owner != nil {
+		return string(owner), nil
+	}
+	g, err := pl.planGroup(nil, DefaultSecurityGroup(DefaultGroupName))
+	if err != nil {
+		return "", fmt.Errorf("default security group: %w", err)
+	}
+	pl.newGroups = append(pl.newGroups, g.ID)
+	return g.ID, nil
 }
 
 // CreateSecurityGroup stores a new group. Missing group and rule IDs are generated;

@@ -160,13 +160,19 @@ func IsUUID(s string) bool {
 
 // plan collects the compares and operations of one transaction while it is being
 // planned. Every key read through it is compared by mod revision, so the transaction
-// applies only if nothing it read has changed meanwhile.
+// applies only if nothing it read has changed meanwhile. A key read twice gives the
+// first value again: a newer value could only fail the guard, and acting on it could
+// turn a lost race into an error for the caller instead of a new plan.
 type plan struct {
 	s    *Store
 	ctx  context.Context
 	cmps []clientv3.Cmp
 	ops  []clientv3.Op
 	seen map[string]bool
+	read map[string][]byte
+	// newGroups are security groups this transaction creates, which reads (from
+	// etcd) cannot find yet.
+	newGroups []string
 }
 
 func (p *plan) guardRev(key string, modRev int64) {
@@ -180,16 +186,28 @@ func (p *plan) guardRev(key string, modRev int64) {
 // get reads key and guards it; it returns nil, nil when the key is absent (and the
 // guard then requires it to stay absent).
 func (p *plan) get(key string) ([]byte, error) {
+	if v, ok := p.read[key]; ok {
+		return v, nil
+	}
 	resp, err := p.s.cli.Get(p.ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	if len(resp.Kvs) == 0 {
 		p.guardRev(key, 0)
+		p.remember(key, nil)
 		return nil, nil
 	}
 	p.guardRev(key, resp.Kvs[0].ModRevision)
+	p.remember(key, resp.Kvs[0].Value)
 	return resp.Kvs[0].Value, nil
+}
+
+func (p *plan) remember(key string, v []byte) {
+	if p.read == nil {
+		p.read = map[string][]byte{}
+	}
+	p.read[key] = v
 }
 
 func (p *plan) getJSON(key string, v any) (bool, error) {

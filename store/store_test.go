@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -114,8 +115,12 @@ func TestPortAllocation(t *testing.T) {
 	n := mustNet(t, s, "net", "10.0.0.0/24")
 	afterNet := dump(t, s)
 
+	def, err := s.GetSecurityGroup(ctx, DefaultGroupName)
+	if err != nil {
+		t.Fatalf("the first network made no default group: %v", err)
+	}
 	p1 := mustPort(t, s, api.Port{Name: "p1", NetworkID: "net", Host: "h1"})
-	if p1.NetworkID != n.ID || len(p1.FixedIPs) != 1 || p1.FixedIPs[0] != "10.0.0.2" {
+	if p1.NetworkID != n.ID || len(p1.FixedIPs) != 1 || p1.FixedIPs[0] != "10.0.0.2" || !slices.Equal(p1.SecurityGroups, []string{def.ID}) {
 		t.Fatalf("p1: %+v", p1)
 	}
 	if !regexp.MustCompile(`^fa:16:3e:[0-9a-f]{2}:[0-9a-f]{2}:[0-9a-f]{2}$`).MatchString(p1.MAC) {
@@ -204,6 +209,10 @@ func TestPortAllocation(t *testing.T) {
 	}
 	mustEqualDump(t, afterNet, dump(t, s))
 	if err := s.DeleteNetwork(ctx, n.ID); err != nil {
+		t.Fatal(err)
+	}
+	// The default group outlives the network, as in Neutron.
+	if err := s.DeleteSecurityGroup(ctx, DefaultGroupName); err != nil {
 		t.Fatal(err)
 	}
 	mustEqualDump(t, base, dump(t, s))

@@ -36,11 +36,6 @@ func (c *cli) networkCreate(args []string) error {
 	if err != nil {
 		return err
 	}
-	// As in Neutron, there is a group named default that ports get unless told
-	// otherwise: egress allowed, ingress only from members of the group.
-	if _, err := c.st.EnsureDefaultSecurityGroup(c.ctx); err != nil {
-		return fmt.Errorf("network %s created; default security group: %w", n.Name, err)
-	}
 	return c.emitNetworks([]api.Network{n})
 }
 
@@ -104,7 +99,7 @@ func (c *cli) portCreate(args []string) error {
 	fs.Var(&sgs, "sg", "security group name or ID (repeatable)")
 	fs.Var(&pairs, "allowed-address", "extra IP or CIDR the VM may send from, optionally ,MAC (repeatable)")
 	noSec := fs.Bool("no-port-security", false, "no anti-spoofing and no security groups")
-	noSG := fs.Bool("no-sg", false, "no security group (default: the group named default, if it exists)")
+	noSG := fs.Bool("no-sg", false, "no security group (default: the group named default)")
 	wait := fs.Bool("wait", false, "return once the host reports the port ACTIVE")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long --wait waits")
 	pos, err := parse(fs, args, "NAME")
@@ -117,12 +112,11 @@ func (c *cli) portCreate(args []string) error {
 		off := false
 		p.PortSecurity = &off
 	}
-	if len(sgs) == 0 && !*noSec && !*noSG {
-		if _, err := c.st.GetSecurityGroup(c.ctx, store.DefaultGroupName); err == nil {
-			p.SecurityGroups = []string{store.DefaultGroupName}
-		}
+	var opts []store.CreatePortOption
+	if *noSG {
+		opts = append(opts, store.NoSecurityGroups)
 	}
-	p, err = c.st.CreatePort(c.ctx, p)
+	p, err = c.st.CreatePort(c.ctx, p, opts...)
 	if err != nil {
 		return err
 	}

@@ -8,14 +8,14 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
-	"strings"
 	"sync"
 	"unsafe"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/lanes-net/lanes/internal/nsexec"
 )
 
 // Config describes one fake VM.
@@ -43,35 +43,12 @@ type VM struct {
 	err       error
 }
 
-// NsPath resolves a namespace name to its bind mount.
-func NsPath(name string) string {
-	if strings.Contains(name, "/") {
-		return name
-	}
-	return "/var/run/netns/" + name
-}
-
 // EnsureNetns creates the named namespace (like `ip netns add`) unless it exists.
 func EnsureNetns(name string) error {
-	if _, err := os.Stat(NsPath(name)); err == nil {
+	if _, err := os.Stat(nsexec.Path(name)); err == nil {
 		return nil
 	}
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return fmt.Errorf("current netns: %w", err)
-	}
-	defer orig.Close()
-	ns, err := netns.NewNamed(name) // switches this thread into the new namespace
-	if err != nil {
-		return fmt.Errorf("create netns %s: %w", name, err)
-	}
-	ns.Close()
-	if err := netns.Set(orig); err != nil {
-		return fmt.Errorf("return from netns %s: %w", name, err)
-	}
-	return nil
+	return nsexec.NewNamed(name)
 }
 
 // DeleteNetns removes a named namespace; one already gone is fine.
@@ -82,51 +59,42 @@ func DeleteNetns(name string) error {
 	return nil
 }
 
-// openTap attaches to (or creates) a tap in namespace nsPath. A tun device belongs to
-// the namespace of the thread that opens /dev/net/tun, so the thread is switched there.
+// openTap attaches to (or creates) a tap in namespace nsPath ("" = ours). A tun
+// device belongs to the namespace of the thread that opens /dev/net/tun.
 func openTap(nsPath, name string, flags uint16) (*os.File, error) {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
+	var f *os.File
+	open := func() error {
+		var err error
+		f, err = openTapHere(name, flags)
+		return err
+	}
+	var err error
+	if nsPath == "" {
+		err = open()
+	} else {
+		err = nsexec.DoPath(nsPath, open)
+	}
 	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("current netns: %w", err)
-	}
-	defer orig.Close()
-	if nsPath != "" {
-		target, err := netns.GetFromPath(nsPath)
-		if err != nil {
-			runtime.UnlockOSThread()
-			return nil, fmt.Errorf("open netns %s: %w", nsPath, err)
+		if f != nil {
+			f.Close()
 		}
-		err = netns.Set(target)
-		target.Close()
-		if err != nil {
-			runtime.UnlockOSThread()
-			return nil, fmt.Errorf("enter netns %s: %w", nsPath, err)
-		}
-	}
-	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
-	if err == nil {
-		var req [unix.IFNAMSIZ + 64]byte
-		copy(req[:unix.IFNAMSIZ-1], name)
-		*(*uint16)(unsafe.Pointer(&req[unix.IFNAMSIZ])) = flags
-		if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TUNSETIFF, uintptr(unsafe.Pointer(&req[0]))); e != 0 {
-			unix.Close(fd)
-			fd, err = -1, fmt.Errorf("TUNSETIFF %s: %w", name, e)
-		}
-	}
-	if nsPath != "" {
-		if serr := netns.Set(orig); serr != nil {
-			// Leave the thread locked: the runtime discards it with this goroutine.
-			if fd >= 0 {
-				unix.Close(fd)
-			}
-			return nil, fmt.Errorf("return from netns: %w", serr)
-		}
-	}
-	runtime.UnlockOSThread()
-	if err != nil {
 		return nil, fmt.Errorf("open tap %s: %w", name, err)
+	}
+	return f, nil
+}
+
+// openTapHere opens the tap in the calling thread's namespace.
+func openTapHere(name string, flags uint16) (*os.File, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	var req [unix.IFNAMSIZ + 64]byte
+	copy(req[:unix.IFNAMSIZ-1], name)
+	*(*uint16)(unsafe.Pointer(&req[unix.IFNAMSIZ])) = flags
+	if _, _, e := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TUNSETIFF, uintptr(unsafe.Pointer(&req[0]))); e != 0 {
+		unix.Close(fd)
+		return nil, fmt.Errorf("TUNSETIFF: %w", e)
 	}
 	// Non-blocking so the runtime poller owns it and Close interrupts a pending Read.
 	if err := unix.SetNonblock(fd, true); err != nil {
@@ -161,17 +129,17 @@ func Start(cfg Config) (*VM, error) {
 	}
 	hostNs := ""
 	if cfg.HostNetns != "" {
-		hostNs = NsPath(cfg.HostNetns)
+		hostNs = nsexec.Path(cfg.HostNetns)
 	}
 	v := &VM{cfg: cfg}
 	if v.host, err = openTap(hostNs, cfg.Tap, unix.IFF_TAP|unix.IFF_NO_PI|unix.IFF_VNET_HDR); err != nil {
 		return nil, err
 	}
-	if v.vm, err = openTap(NsPath(cfg.VMNetns), "eth0", unix.IFF_TAP|unix.IFF_NO_PI); err != nil {
+	if v.vm, err = openTap(nsexec.Path(cfg.VMNetns), "eth0", unix.IFF_TAP|unix.IFF_NO_PI); err != nil {
 		v.host.Close()
 		return nil, err
 	}
-	if err := configure(NsPath(cfg.VMNetns), mac, addr, gw, cfg.MTU); err != nil {
+	if err := configure(nsexec.Path(cfg.VMNetns), mac, addr, gw, cfg.MTU); err != nil {
 		v.Close()
 		return nil, err
 	}

@@ -9,19 +9,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"time"
 
 	"github.com/vishvananda/netns"
+
+	"github.com/lanes-net/lanes/internal/nsexec"
 )
 
 // NetnsDir is where `ip netns` keeps its bind mounts.
-const NetnsDir = "/var/run/netns"
+const NetnsDir = nsexec.NetnsDir
 
 // Netns is a named network namespace created through `ip netns add`, so that the
 // iproute2 tools and other processes can find it by name.
@@ -92,39 +92,10 @@ func (n *Netns) Handle() (netns.NsHandle, error) {
 	return h, nil
 }
 
-// Do runs fn on a locked OS thread switched into the namespace, then switches back.
-// Use it for netlink calls that act on the calling thread's namespace (e.g. taps).
-func (n *Netns) Do(fn func() error) error {
-	h, err := n.Handle()
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	return DoIn(h, fn)
-}
-
-// DoIn runs fn on a locked OS thread switched into the namespace h.
-func DoIn(h netns.NsHandle, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("get current netns: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(h); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("enter netns: %w", err)
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		// The thread is in the wrong namespace: keep it locked so that the runtime
-		// discards it when the goroutine ends instead of reusing it.
-		return errors.Join(ferr, fmt.Errorf("return to original netns: %w", err))
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
+// Do runs fn on a thread switched into the namespace (see nsexec.Do). Use it for
+// netlink calls that act on the calling thread's namespace (e.g. taps) and for
+// sockets, which keep the namespace they were made in.
+func (n *Netns) Do(fn func() error) error { return nsexec.DoPath(n.Name, fn) }
 
 // Delete removes the namespace. Deleting one that is already gone is not an error.
 // The kernel frees the namespace once no process remains inside it, so stop daemons

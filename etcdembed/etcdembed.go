@@ -1,4 +1,8 @@
-package store
+// Package etcdembed runs a single-member etcd server inside the calling process: the
+// store lanesd serves when one host is the whole cluster (or the first host of a small
+// lab). It lives apart from store/ so that store clients (lanesctl, the agent talking
+// to an external cluster) do not link etcd's server.
+package etcdembed
 
 import (
 	"fmt"
@@ -13,11 +17,11 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// EmbeddedReadyTimeout bounds how long StartEmbedded waits for the server to serve.
-var EmbeddedReadyTimeout = 60 * time.Second
+// ReadyTimeout bounds how long Start waits for the server to serve.
+var ReadyTimeout = 60 * time.Second
 
-// Embedded is a single-member etcd server running inside this process.
-type Embedded struct {
+// Server is a single-member etcd server running inside this process.
+type Server struct {
 	etcd      *embed.Etcd
 	endpoints []string
 	closing   *atomic.Bool
@@ -47,11 +51,12 @@ func (c quietCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.Che
 	return c.Core.Check(e, ce)
 }
 
-// StartEmbedded starts a single-member etcd with its data in dataDir, serving clients
-// on clientURLs (one or more, comma-separated) and peers on peerURL (all like
-// http://127.0.0.1:2379; etcd refuses unix:// peer URLs). It returns once the server is ready to serve, or an error after
-// EmbeddedReadyTimeout. A data dir from an earlier run is reused, state included.
-func StartEmbedded(dataDir, clientURLs, peerURL string) (*Embedded, error) {
+// Start starts a single-member etcd with its data in dataDir, serving clients on
+// clientURLs (one or more, comma-separated) and peers on peerURL (all like
+// http://127.0.0.1:2379; etcd refuses unix:// peer URLs). It returns once the server
+// is ready to serve, or an error after ReadyTimeout. A data dir from an earlier run
+// is reused, state included.
+func Start(dataDir, clientURLs, peerURL string) (*Server, error) {
 	var cus []url.URL
 	for _, s := range strings.Split(clientURLs, ",") {
 		cu, err := url.Parse(s)
@@ -91,7 +96,7 @@ func StartEmbedded(dataDir, clientURLs, peerURL string) (*Embedded, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start embedded etcd in %s: %w", dataDir, err)
 	}
-	t := time.NewTimer(EmbeddedReadyTimeout)
+	t := time.NewTimer(ReadyTimeout)
 	defer t.Stop()
 	select {
 	case <-e.Server.ReadyNotify():
@@ -103,23 +108,23 @@ func StartEmbedded(dataDir, clientURLs, peerURL string) (*Embedded, error) {
 		closing.Store(true)
 		e.Server.Stop()
 		e.Close()
-		return nil, fmt.Errorf("embedded etcd in %s: not ready after %s", dataDir, EmbeddedReadyTimeout)
+		return nil, fmt.Errorf("embedded etcd in %s: not ready after %s", dataDir, ReadyTimeout)
 	}
 	var eps []string
 	for _, cu := range cus {
 		eps = append(eps, cu.String())
 	}
-	return &Embedded{etcd: e, endpoints: eps, closing: closing}, nil
+	return &Server{etcd: e, endpoints: eps, closing: closing}, nil
 }
 
-// Endpoints are the client URLs to give Open.
-func (e *Embedded) Endpoints() []string { return append([]string(nil), e.endpoints...) }
+// Endpoints are the client URLs to give store.Open.
+func (e *Server) Endpoints() []string { return append([]string(nil), e.endpoints...) }
 
 // Err reports a fatal error of the running server.
-func (e *Embedded) Err() <-chan error { return e.etcd.Err() }
+func (e *Server) Err() <-chan error { return e.etcd.Err() }
 
 // Close stops the server; its data stays in the data dir. Calling it again is harmless.
-func (e *Embedded) Close() {
+func (e *Server) Close() {
 	e.closeOnce.Do(func() {
 		e.closing.Store(true)
 		e.etcd.Close()
