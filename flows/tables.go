@@ -19,8 +19,8 @@ type Bridge string
 
 // The two bridges lanes programs.
 const (
-	BrInt Bridge = "br-int"
-	BrTun Bridge = "br-tun"
+	BrInt Bridge = api.BrInt
+	BrTun Bridge = api.BrTun
 )
 
 // Table numbers are Neutron's (neutron_lib/plugins/ml2/ovs_constants.py), so an

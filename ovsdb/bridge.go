@@ -11,15 +11,6 @@ import (
 	ovs "github.com/ovn-kubernetes/libovsdb/ovsdb"
 )
 
-// Well-known names.
-const (
-	BrInt    = "br-int"
-	BrTun    = "br-tun"
-	BrPhy    = "br-phy"
-	PatchTun = "patch-tun" // on br-int, peer of PatchInt
-	PatchInt = "patch-int" // on br-tun, peer of PatchTun
-)
-
 // Datapath types.
 const (
 	DatapathSystem = "system"

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/lanes-net/lanes/api"
 	"strings"
 	"testing"
 	"time"
@@ -58,8 +59,8 @@ func txDelta(t *testing.T, c *Client, f func() error) uint64 {
 func bridges(t *testing.T, c *Client, ctx context.Context) {
 	t.Helper()
 	for _, s := range []BridgeSpec{
-		{Name: BrInt, DatapathType: DatapathNetdev, DatapathID: "0000000000000001"},
-		{Name: BrTun, DatapathType: DatapathNetdev, DatapathID: "0000000000000002"},
+		{Name: api.BrInt, DatapathType: DatapathNetdev, DatapathID: "0000000000000001"},
+		{Name: api.BrTun, DatapathType: DatapathNetdev, DatapathID: "0000000000000002"},
 	} {
 		if err := c.EnsureBridge(ctx, s); err != nil {
 			t.Fatal(err)
@@ -69,7 +70,7 @@ func bridges(t *testing.T, c *Client, ctx context.Context) {
 
 func TestEnsureBridge(t *testing.T) {
 	o, c, ctx := setup(t)
-	spec := BridgeSpec{Name: BrInt, DatapathType: DatapathNetdev, DatapathID: "00000000000000AB",
+	spec := BridgeSpec{Name: api.BrInt, DatapathType: DatapathNetdev, DatapathID: "00000000000000AB",
 		ExternalIDs: map[string]string{"lanes-host": "h1"}}
 	if n := txDelta(t, c, func() error { return c.EnsureBridge(ctx, spec) }); n != 1 {
 		t.Fatalf("create: %d transactions, want 1", n)
@@ -85,30 +86,30 @@ func TestEnsureBridge(t *testing.T) {
 			"external_ids:lanes-host":      "h1",
 			"datapath_id":                  `"00000000000000ab"`,
 		} {
-			if got := vsctl(t, o, "get", "bridge", BrInt, col); got != want {
+			if got := vsctl(t, o, "get", "bridge", api.BrInt, col); got != want {
 				t.Errorf("bridge %s: got %s, want %s", col, got, want)
 			}
 		}
-		if got := vsctl(t, o, "list-ports", BrInt); got != "" {
+		if got := vsctl(t, o, "list-ports", api.BrInt); got != "" {
 			t.Errorf("ports: %q", got)
 		}
-		if got := vsctl(t, o, "get", "interface", BrInt, "type"); got != "internal" {
+		if got := vsctl(t, o, "get", "interface", api.BrInt, "type"); got != "internal" {
 			t.Errorf("internal interface type %q", got)
 		}
 	}
 	// datapath_id is set by vswitchd, asynchronously.
-	vsctl(t, o, "--timeout=10", "wait-until", "bridge", BrInt, `datapath_id="00000000000000ab"`)
+	vsctl(t, o, "--timeout=10", "wait-until", "bridge", api.BrInt, `datapath_id="00000000000000ab"`)
 	check()
 	if n := txDelta(t, c, func() error { return c.EnsureBridge(ctx, spec) }); n != 0 {
 		t.Fatalf("repeat: %d transactions, want 0", n)
 	}
 
 	// Drift made by someone else converges in one transaction; foreign keys stay.
-	vsctl(t, o, "set", "bridge", BrInt, "fail_mode=standalone", "protocols=OpenFlow13",
+	vsctl(t, o, "set", "bridge", api.BrInt, "fail_mode=standalone", "protocols=OpenFlow13",
 		"other_config:datapath-id=0000000000000099", "external_ids:lanes-host=zz", "external_ids:keep=me",
 		"other_config:flow-restore-wait=false")
 	if err := c.awaitCache(ctx, "drift", func() bool {
-		v, _, _ := c.BridgeExternalID(ctx, BrInt, "keep")
+		v, _, _ := c.BridgeExternalID(ctx, api.BrInt, "keep")
 		return v == "me"
 	}); err != nil {
 		t.Fatal(err)
@@ -116,12 +117,12 @@ func TestEnsureBridge(t *testing.T) {
 	if n := txDelta(t, c, func() error { return c.EnsureBridge(ctx, spec) }); n != 1 {
 		t.Fatalf("converge: %d transactions, want 1", n)
 	}
-	vsctl(t, o, "--timeout=10", "wait-until", "bridge", BrInt, `datapath_id="00000000000000ab"`)
+	vsctl(t, o, "--timeout=10", "wait-until", "bridge", api.BrInt, `datapath_id="00000000000000ab"`)
 	check()
-	if got := vsctl(t, o, "get", "bridge", BrInt, "external_ids:keep"); got != "me" {
+	if got := vsctl(t, o, "get", "bridge", api.BrInt, "external_ids:keep"); got != "me" {
 		t.Errorf("foreign external_id lost: %q", got)
 	}
-	if got := vsctl(t, o, "get", "bridge", BrInt, "other_config:flow-restore-wait"); got != `"false"` {
+	if got := vsctl(t, o, "get", "bridge", api.BrInt, "other_config:flow-restore-wait"); got != `"false"` {
 		t.Errorf("foreign other_config lost: %q", got)
 	}
 
@@ -131,13 +132,13 @@ func TestEnsureBridge(t *testing.T) {
 	if err := c.EnsureBridge(ctx, BridgeSpec{Name: "x", DatapathType: DatapathNetdev, DatapathID: "12"}); err == nil {
 		t.Error("bad datapath-id accepted")
 	}
-	if err := c.DeleteBridge(ctx, BrInt); err != nil {
+	if err := c.DeleteBridge(ctx, api.BrInt); err != nil {
 		t.Fatal(err)
 	}
 	if got := vsctl(t, o, "list-br"); got != "" {
 		t.Fatalf("bridges after delete: %q", got)
 	}
-	if n := txDelta(t, c, func() error { return c.DeleteBridge(ctx, BrInt) }); n != 0 {
+	if n := txDelta(t, c, func() error { return c.DeleteBridge(ctx, api.BrInt) }); n != 0 {
 		t.Fatalf("delete missing bridge: %d transactions", n)
 	}
 }
@@ -145,21 +146,21 @@ func TestEnsureBridge(t *testing.T) {
 func TestBridgeExternalID(t *testing.T) {
 	o, c, ctx := setup(t)
 	bridges(t, c, ctx)
-	if _, ok, err := c.BridgeExternalID(ctx, BrInt, "lanes-round"); err != nil || ok {
+	if _, ok, err := c.BridgeExternalID(ctx, api.BrInt, "lanes-round"); err != nil || ok {
 		t.Fatalf("unset key: ok=%v err=%v", ok, err)
 	}
 	for _, v := range []string{"1", "2"} {
-		if err := c.SetBridgeExternalID(ctx, BrInt, "lanes-round", v); err != nil {
+		if err := c.SetBridgeExternalID(ctx, api.BrInt, "lanes-round", v); err != nil {
 			t.Fatal(err)
 		}
-		if got, ok, err := c.BridgeExternalID(ctx, BrInt, "lanes-round"); err != nil || !ok || got != v {
+		if got, ok, err := c.BridgeExternalID(ctx, api.BrInt, "lanes-round"); err != nil || !ok || got != v {
 			t.Fatalf("get = %q %v %v, want %s", got, ok, err, v)
 		}
-		if got := vsctl(t, o, "get", "bridge", BrInt, "external_ids:lanes-round"); got != `"`+v+`"` {
+		if got := vsctl(t, o, "get", "bridge", api.BrInt, "external_ids:lanes-round"); got != `"`+v+`"` {
 			t.Fatalf("ovs-vsctl sees %s, want %s", got, v)
 		}
 	}
-	if n := txDelta(t, c, func() error { return c.SetBridgeExternalID(ctx, BrInt, "lanes-round", "2") }); n != 0 {
+	if n := txDelta(t, c, func() error { return c.SetBridgeExternalID(ctx, api.BrInt, "lanes-round", "2") }); n != 0 {
 		t.Fatalf("same value: %d transactions", n)
 	}
 	if _, _, err := c.BridgeExternalID(ctx, "nope", "k"); !errors.Is(err, ErrNotFound) {
@@ -170,21 +171,21 @@ func TestBridgeExternalID(t *testing.T) {
 func TestPatchPair(t *testing.T) {
 	o, c, ctx := setup(t)
 	bridges(t, c, ctx)
-	pi, pt, err := c.EnsurePatchPair(ctx, BrInt, BrTun, PatchTun, PatchInt)
+	pi, pt, err := c.EnsurePatchPair(ctx, api.BrInt, api.BrTun, api.PatchTun, api.PatchInt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if pi != PatchOfport || pt != PatchOfport {
 		t.Fatalf("ofports %d %d", pi, pt)
 	}
-	if got := vsctl(t, o, "get", "interface", PatchTun, "options:peer"); got != PatchInt {
+	if got := vsctl(t, o, "get", "interface", api.PatchTun, "options:peer"); got != api.PatchInt {
 		t.Fatalf("peer %s", got)
 	}
-	if got := vsctl(t, o, "port-to-br", PatchInt); got != BrTun {
+	if got := vsctl(t, o, "port-to-br", api.PatchInt); got != api.BrTun {
 		t.Fatalf("patch-int on %s", got)
 	}
 	n := txDelta(t, c, func() error {
-		a, b, err := c.EnsurePatchPair(ctx, BrInt, BrTun, PatchTun, PatchInt)
+		a, b, err := c.EnsurePatchPair(ctx, api.BrInt, api.BrTun, api.PatchTun, api.PatchInt)
 		if err == nil && (a != pi || b != pt) {
 			err = fmt.Errorf("ofports changed to %d %d", a, b)
 		}
@@ -196,13 +197,13 @@ func TestPatchPair(t *testing.T) {
 	if err := o.RestartVswitchd(); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{PatchTun, PatchInt} {
+	for _, name := range []string{api.PatchTun, api.PatchInt} {
 		of, err := c.Ofport(ctx, name)
 		if err != nil || of != PatchOfport {
 			t.Fatalf("%s after restart: %d %v", name, of, err)
 		}
 	}
-	if _, _, err := c.EnsurePatchPair(ctx, BrInt, "br-none", PatchTun, PatchInt); !errors.Is(err, ErrNotFound) {
+	if _, _, err := c.EnsurePatchPair(ctx, api.BrInt, "br-none", api.PatchTun, api.PatchInt); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("missing bridge: %v", err)
 	}
 }
@@ -210,10 +211,10 @@ func TestPatchPair(t *testing.T) {
 func TestTunnelPorts(t *testing.T) {
 	o, c, ctx := setup(t)
 	bridges(t, c, ctx)
-	if _, _, err := c.EnsurePatchPair(ctx, BrInt, BrTun, PatchTun, PatchInt); err != nil {
+	if _, _, err := c.EnsurePatchPair(ctx, api.BrInt, api.BrTun, api.PatchTun, api.PatchInt); err != nil {
 		t.Fatal(err)
 	}
-	tp, err := c.EnsureTunnelPort(ctx, BrTun, "vxlan", "172.31.0.1", "172.31.0.2")
+	tp, err := c.EnsureTunnelPort(ctx, api.BrTun, "vxlan", "172.31.0.1", "172.31.0.2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,7 +230,7 @@ func TestTunnelPorts(t *testing.T) {
 		t.Fatalf("type %s", got)
 	}
 	// Same low 14 bits: the second one moves to the next free number.
-	tp2, err := c.EnsureTunnelPort(ctx, BrTun, "vxlan", "172.31.0.1", "10.9.0.2")
+	tp2, err := c.EnsureTunnelPort(ctx, api.BrTun, "vxlan", "172.31.0.1", "10.9.0.2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,13 +238,13 @@ func TestTunnelPorts(t *testing.T) {
 		t.Fatalf("colliding tunnel got ofport %d", tp2.Ofport)
 	}
 	if n := txDelta(t, c, func() error {
-		_, err := c.EnsureTunnelPort(ctx, BrTun, "vxlan", "172.31.0.1", "172.31.0.2")
+		_, err := c.EnsureTunnelPort(ctx, api.BrTun, "vxlan", "172.31.0.1", "172.31.0.2")
 		return err
 	}); n != 0 {
 		t.Fatalf("repeat: %d transactions", n)
 	}
 	// local_ip change converges in place.
-	if _, err := c.EnsureTunnelPort(ctx, BrTun, "vxlan", "172.31.0.9", "10.9.0.2"); err != nil {
+	if _, err := c.EnsureTunnelPort(ctx, api.BrTun, "vxlan", "172.31.0.9", "10.9.0.2"); err != nil {
 		t.Fatal(err)
 	}
 	if got := vsctl(t, o, "get", "interface", tp2.Name, "options:local_ip"); got != `"172.31.0.9"` {
@@ -255,7 +256,7 @@ func TestTunnelPorts(t *testing.T) {
 	if of, err := c.Ofport(ctx, tp2.Name); err != nil || of != 0x4003 {
 		t.Fatalf("after restart %d %v", of, err)
 	}
-	list, err := c.ListTunnelPorts(ctx, BrTun)
+	list, err := c.ListTunnelPorts(ctx, api.BrTun)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,19 +264,19 @@ func TestTunnelPorts(t *testing.T) {
 		t.Fatalf("list %+v", list)
 	}
 	for range 2 {
-		if err := c.DeleteTunnelPort(ctx, BrTun, "vxlan", "10.9.0.2"); err != nil {
+		if err := c.DeleteTunnelPort(ctx, api.BrTun, "vxlan", "10.9.0.2"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := vsctl(t, o, "list-ports", BrTun); got != "patch-int\nvxlan-ac1f0002" {
+	if got := vsctl(t, o, "list-ports", api.BrTun); got != "patch-int\nvxlan-ac1f0002" {
 		t.Fatalf("ports after delete: %q", got)
 	}
-	if _, err := c.EnsureTunnelPort(ctx, BrTun, "ipip", "", "10.0.0.1"); err == nil {
+	if _, err := c.EnsureTunnelPort(ctx, api.BrTun, "ipip", "", "10.0.0.1"); err == nil {
 		t.Fatal("bad tunnel type accepted")
 	}
 	// geneve and gre work too.
 	for _, typ := range []string{"gre", "geneve"} {
-		if _, err := c.EnsureTunnelPort(ctx, BrTun, typ, "", "172.31.0.3"); err != nil {
+		if _, err := c.EnsureTunnelPort(ctx, api.BrTun, typ, "", "172.31.0.3"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -335,7 +336,7 @@ func TestVMPorts(t *testing.T) {
 		var err error
 		res, err = c.NewBatch().
 			EnsureVMPort(VMPortSpec{Name: "qvo-b", Tag: 3, NetUUID: "n2"}).
-			EnsureTunnelPort(BrTun, "vxlan", "", "172.31.0.5").
+			EnsureTunnelPort(api.BrTun, "vxlan", "", "172.31.0.5").
 			Commit(ctx)
 		return err
 	})
@@ -343,12 +344,12 @@ func TestVMPorts(t *testing.T) {
 		t.Fatalf("batch: %d transactions, %+v", n, res)
 	}
 
-	list, err := c.ListVMPorts(ctx, BrInt)
+	list, err := c.ListVMPorts(ctx, api.BrInt)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := spec
-	want.Bridge = BrInt
+	want.Bridge = api.BrInt
 	if len(list) != 2 || list[0].VMPortSpec != want || !list[0].Matches(spec) || list[0].Ofport != of ||
 		list[1].NetUUID != "n2" || list[1].Tag != 3 || list[1].Ofport != res.Ofports["qvo-b"] {
 		t.Fatalf("list %+v", list)
@@ -361,7 +362,7 @@ func TestVMPorts(t *testing.T) {
 	}
 	vsctl(t, o, "set", "interface", "qvo-a", "external_ids:vm-uuid=x")
 	eventually(t, "the foreign key in the cache", func() bool {
-		l, err := c.ListVMPorts(ctx, BrInt)
+		l, err := c.ListVMPorts(ctx, api.BrInt)
 		return err == nil && !l[0].Matches(spec) && l[0].VMPortSpec == want
 	})
 	if n := txDelta(t, c, func() error { _, err := c.EnsureVMPort(ctx, spec); return err }); n == 0 {
@@ -388,20 +389,20 @@ func TestVMPorts(t *testing.T) {
 	}
 
 	for range 2 {
-		if err := c.DeletePort(ctx, BrInt, "qvo-a"); err != nil {
+		if err := c.DeletePort(ctx, api.BrInt, "qvo-a"); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n := txDelta(t, c, func() error { return c.DeletePort(ctx, BrInt, "qvo-a") }); n != 0 {
+	if n := txDelta(t, c, func() error { return c.DeletePort(ctx, api.BrInt, "qvo-a") }); n != 0 {
 		t.Fatalf("delete missing: %d transactions", n)
 	}
-	if got := vsctl(t, o, "list-ports", BrInt); got != "qvo-b\nqvo-missing" {
+	if got := vsctl(t, o, "list-ports", api.BrInt); got != "qvo-b\nqvo-missing" {
 		t.Fatalf("ports %q", got)
 	}
 	if got := vsctl(t, o, "--columns=name", "find", "interface", "name=qvo-a"); got != "" {
 		t.Fatalf("interface row left: %q", got)
 	}
-	if _, err := c.NewBatch().DeletePort(BrInt, "x").DeletePort(BrInt, "x").Commit(ctx); err == nil {
+	if _, err := c.NewBatch().DeletePort(api.BrInt, "x").DeletePort(api.BrInt, "x").Commit(ctx); err == nil {
 		t.Fatal("same port twice in a batch accepted")
 	}
 }
@@ -415,10 +416,10 @@ func TestReconnect(t *testing.T) {
 	if err := o.StartOVSDB(); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.SetBridgeExternalID(ctx, BrTun, "lanes-round", "7"); err != nil {
+	if err := c.SetBridgeExternalID(ctx, api.BrTun, "lanes-round", "7"); err != nil {
 		t.Fatal(err)
 	}
-	if got := vsctl(t, o, "get", "bridge", BrTun, "external_ids:lanes-round"); got != `"7"` {
+	if got := vsctl(t, o, "get", "bridge", api.BrTun, "external_ids:lanes-round"); got != `"7"` {
 		t.Fatalf("after reconnect: %s", got)
 	}
 }
@@ -443,11 +444,11 @@ func TestUnderlay(t *testing.T) {
 	for _, want := range [][2]string{
 		{"fail_mode", "standalone"}, {"datapath_type", "netdev"}, {"other_config:datapath-id", `"00000000000000f1"`},
 	} {
-		if got := vsctl(t, o, "get", "bridge", BrPhy, want[0]); got != want[1] {
+		if got := vsctl(t, o, "get", "bridge", api.BrPhy, want[0]); got != want[1] {
 			t.Errorf("br-phy %s = %s, want %s", want[0], got, want[1])
 		}
 	}
-	if got := vsctl(t, o, "list-ports", BrPhy); got != "eth1" {
+	if got := vsctl(t, o, "list-ports", api.BrPhy); got != "eth1" {
 		t.Fatalf("br-phy ports %q", got)
 	}
 	err := c.EnsureUnderlay(ctx, UnderlaySpec{Bridge: "br-phy2", NIC: "nosuchnic"})

@@ -278,7 +278,7 @@ func (s VMPortSpec) otherConfig() map[string]string {
 // the port name.
 func (b *Batch) EnsureVMPort(spec VMPortSpec) *Batch {
 	if spec.Bridge == "" {
-		spec.Bridge = BrInt
+		spec.Bridge = api.BrInt
 	}
 	if spec.Name == "" {
 		b.err = fmt.Errorf("vm port: empty name")
@@ -318,7 +318,7 @@ type VMPort struct {
 // leave it, so that applying spec would send nothing.
 func (p VMPort) Matches(spec VMPortSpec) bool {
 	if spec.Bridge == "" {
-		spec.Bridge = BrInt
+		spec.Bridge = api.BrInt
 	}
 	return p.exact && p.VMPortSpec == spec
 }

@@ -3,6 +3,7 @@ package ovsdb
 import (
 	"context"
 	"fmt"
+	"github.com/lanes-net/lanes/api"
 )
 
 // UnderlaySpec describes the OVSDB side of a host's underlay with the userspace
@@ -30,7 +31,7 @@ type UnderlaySpec struct {
 // once in place it sends no transaction.
 func (c *Client) EnsureUnderlay(ctx context.Context, spec UnderlaySpec) error {
 	if spec.Bridge == "" {
-		spec.Bridge = BrPhy
+		spec.Bridge = api.BrPhy
 	}
 	if spec.NIC == "" {
 		return fmt.Errorf("underlay: empty NIC")
