@@ -281,13 +281,13 @@ func (m *Mirror) apply(rs *records, typ mvccpb.Event_EventType, kv *mvccpb.KeyVa
 	del := typ == mvccpb.DELETE
 	switch kind {
 	case KindNetworks:
-		return put(rs.networks, id, del, func() record[api.Network] { return readNetwork(kv, id) })
+		return put(rs.networks, id, del, func() *record[api.Network] { return readNetwork(kv, id) })
 	case KindPorts:
-		return put(rs.ports, id, del, func() record[api.Port] { return readPort(kv, id) })
+		return put(rs.ports, id, del, func() *record[api.Port] { return readPort(kv, id) })
 	case KindGroups:
-		return put(rs.groups, id, del, func() record[api.SecurityGroup] { return readGroup(kv, id) })
+		return put(rs.groups, id, del, func() *record[api.SecurityGroup] { return readGroup(kv, id) })
 	case KindHosts:
-		return put(rs.hosts, id, del, func() record[api.Host] { return readHost(kv, id) })
+		return put(rs.hosts, id, del, func() *record[api.Host] { return readHost(kv, id) })
 	case KindStatus:
 		if del {
 			return put(rs.statuses, id, true, nil)
@@ -298,13 +298,13 @@ func (m *Mirror) apply(rs *records, typ mvccpb.Event_EventType, kv *mvccpb.KeyVa
 		if m.opts.KeepStatus != nil && (r.bad != nil || !m.opts.KeepStatus(r.v)) {
 			return put(rs.statuses, id, true, nil)
 		}
-		return put(rs.statuses, id, false, func() record[api.PortStatus] { return r })
+		return put(rs.statuses, id, false, func() *record[api.PortStatus] { return r })
 	}
 	return false
 }
 
 // put stores the record read, or deletes it, and reports whether m changed.
-func put[T any](m map[string]record[T], id string, del bool, read func() record[T]) bool {
+func put[T any](m map[string]*record[T], id string, del bool, read func() *record[T]) bool {
 	if del {
 		_, ok := m[id]
 		delete(m, id)

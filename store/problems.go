@@ -4,9 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
-	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/lanes-net/lanes/api"
@@ -124,12 +122,17 @@ type record[T any] struct {
 	key    string
 	bad    *Problem
 	parts  []Problem // parts dropped on their own merits (a group's invalid rules)
+	// For ports: the mod revision of the network the port was last validated
+	// against, and the outcome, so that a change elsewhere does not validate every
+	// port again.
+	vettedNet int64
+	vetErr    error
 }
 
 // decodeRecord decodes kv's value into a T, refusing values larger than MaxRecordBytes
 // unread.
-func decodeRecord[T any](kv *mvccpb.KeyValue, kind, id string) record[T] {
-	r := record[T]{create: kv.CreateRevision, mod: kv.ModRevision, key: string(kv.Key)}
+func decodeRecord[T any](kv *mvccpb.KeyValue, kind, id string) *record[T] {
+	r := &record[T]{create: kv.CreateRevision, mod: kv.ModRevision, key: string(kv.Key)}
 	if len(kv.Value) > MaxRecordBytes {
 		p := r.problem(kind, id, "", ProblemUndecodable, "",
 			fmt.Errorf("value of %d bytes is larger than any valid record (%d bytes at most); not read", len(kv.Value), MaxRecordBytes))
@@ -164,7 +167,7 @@ func uuidKey(field, id string) error {
 	return &api.FieldError{Field: field, Value: id, Reason: "key is not a lower-case UUID"}
 }
 
-func readNetwork(kv *mvccpb.KeyValue, id string) record[api.Network] {
+func readNetwork(kv *mvccpb.KeyValue, id string) *record[api.Network] {
 	r := decodeRecord[api.Network](kv, KindNetworks, id)
 	if r.bad != nil {
 		return r
@@ -184,7 +187,7 @@ func readNetwork(kv *mvccpb.KeyValue, id string) record[api.Network] {
 
 // readPort checks what a port says on its own; the checks against its network happen
 // when the State is built.
-func readPort(kv *mvccpb.KeyValue, id string) record[api.Port] {
+func readPort(kv *mvccpb.KeyValue, id string) *record[api.Port] {
 	r := decodeRecord[api.Port](kv, KindPorts, id)
 	if r.bad != nil {
 		return r
@@ -201,7 +204,7 @@ func readPort(kv *mvccpb.KeyValue, id string) record[api.Port] {
 
 // readGroup keeps a group whose own fields are valid and drops, one by one, the rules
 // that are not: a rule left out only takes away access.
-func readGroup(kv *mvccpb.KeyValue, id string) record[api.SecurityGroup] {
+func readGroup(kv *mvccpb.KeyValue, id string) *record[api.SecurityGroup] {
 	r := decodeRecord[api.SecurityGroup](kv, KindGroups, id)
 	if r.bad != nil {
 		return r
@@ -240,7 +243,7 @@ func readGroup(kv *mvccpb.KeyValue, id string) record[api.SecurityGroup] {
 	return r
 }
 
-func readHost(kv *mvccpb.KeyValue, name string) record[api.Host] {
+func readHost(kv *mvccpb.KeyValue, name string) *record[api.Host] {
 	r := decodeRecord[api.Host](kv, KindHosts, name)
 	if r.bad != nil {
 		return r
@@ -257,7 +260,7 @@ func readHost(kv *mvccpb.KeyValue, name string) record[api.Host] {
 	return r
 }
 
-func readStatus(kv *mvccpb.KeyValue, id string) record[api.PortStatus] {
+func readStatus(kv *mvccpb.KeyValue, id string) *record[api.PortStatus] {
 	r := decodeRecord[api.PortStatus](kv, KindStatus, id)
 	if r.bad != nil {
 		return r
@@ -275,46 +278,71 @@ func readStatus(kv *mvccpb.KeyValue, id string) record[api.PortStatus] {
 // records is everything the mirror read, record by record, before the records are
 // checked against each other.
 type records struct {
-	networks map[string]record[api.Network]
-	ports    map[string]record[api.Port]
-	groups   map[string]record[api.SecurityGroup]
-	hosts    map[string]record[api.Host]
-	statuses map[string]record[api.PortStatus]
+	networks map[string]*record[api.Network]
+	ports    map[string]*record[api.Port]
+	groups   map[string]*record[api.SecurityGroup]
+	hosts    map[string]*record[api.Host]
+	statuses map[string]*record[api.PortStatus]
 }
 
 func newRecords() *records {
 	return &records{
-		networks: map[string]record[api.Network]{},
-		ports:    map[string]record[api.Port]{},
-		groups:   map[string]record[api.SecurityGroup]{},
-		hosts:    map[string]record[api.Host]{},
-		statuses: map[string]record[api.PortStatus]{},
+		networks: map[string]*record[api.Network]{},
+		ports:    map[string]*record[api.Port]{},
+		groups:   map[string]*record[api.SecurityGroup]{},
+		hosts:    map[string]*record[api.Host]{},
+		statuses: map[string]*record[api.PortStatus]{},
 	}
 }
 
 // claims hands out things two records must not share to the oldest claimant.
-type claims map[string]string
+type claims map[claim]string
 
-// take gives what to owner unless someone has it; it returns the holder otherwise.
-func (c claims) take(what, owner string) (holder string, ok bool) {
-	if h, taken := c[what]; taken && h != owner {
+// claim is one thing a record claims: a VNI, a MAC or IP within a network (scope: the
+// network's VNI, unique among the networks kept), ...
+type claim struct {
+	what  claimKind
+	scope uint32
+	value string
+}
+
+type claimKind uint8
+
+const (
+	claimVNI claimKind = iota
+	claimTunnelIP
+	claimDevice
+	claimMAC
+	claimIP
+)
+
+// take gives c to owner unless someone has it; it returns the holder otherwise.
+func (cs claims) take(c claim, owner string) (holder string, ok bool) {
+	if h, taken := cs[c]; taken && h != owner {
 		return h, false
 	}
-	c[what] = owner
+	cs[c] = owner
 	return owner, true
 }
 
-// byAge orders IDs by create revision, then ID (records created in one transaction).
-func byAge[T any](m map[string]record[T]) []string {
-	ids := make([]string, 0, len(m))
+// byAge lists the IDs of the records that read well, oldest (lowest create revision)
+// first, then by ID (records created in one transaction).
+func byAge[T any](m map[string]*record[T]) []string {
+	type aged struct {
+		create int64
+		id     string
+	}
+	list := make([]aged, 0, len(m))
 	for id, r := range m {
 		if r.bad == nil {
-			ids = append(ids, id)
+			list = append(list, aged{r.create, id})
 		}
 	}
-	slices.SortFunc(ids, func(a, b string) int {
-		return cmp.Or(cmp.Compare(m[a].create, m[b].create), strings.Compare(a, b))
-	})
+	slices.SortFunc(list, func(a, b aged) int { return cmp.Or(cmp.Compare(a.create, b.create), strings.Compare(a.id, b.id)) })
+	ids := make([]string, len(list))
+	for i, a := range list {
+		ids[i] = a.id
+	}
 	return ids
 }
 
@@ -322,8 +350,14 @@ func byAge[T any](m map[string]record[T]) []string {
 // on: only records that decode and validate, with what they claim uncontested and what
 // they name present; everything else is in Problems.
 func (rs *records) build(rev int64) State {
-	st := newState()
-	st.Revision = rev
+	st := State{
+		Revision: rev,
+		Networks: make(map[string]api.Network, len(rs.networks)),
+		Ports:    make(map[string]api.Port, len(rs.ports)),
+		Groups:   make(map[string]api.SecurityGroup, len(rs.groups)),
+		Hosts:    make(map[string]api.Host, len(rs.hosts)),
+		Statuses: make(map[string]api.PortStatus, len(rs.statuses)),
+	}
 	var probs []Problem
 	addBad := func(p *Problem, parts []Problem) {
 		if p != nil {
@@ -350,10 +384,10 @@ func (rs *records) build(rev int64) State {
 	// Networks: one per VNI, the oldest. A newer network with a taken VNI is left out
 	// (with its ports) rather than both: the older one carries traffic already.
 	left := map[string]string{} // network ID -> why it is left out
-	vnis := claims{}
+	vnis := make(claims, len(rs.networks))
 	for _, id := range byAge(rs.networks) {
 		r := rs.networks[id]
-		if holder, ok := vnis.take(strconv.FormatUint(uint64(r.v.VNI), 10), id); !ok {
+		if holder, ok := vnis.take(claim{claimVNI, r.v.VNI, ""}, id); !ok {
 			err := fmt.Errorf("VNI %d is also network %s's, which is older and keeps it", r.v.VNI, holder)
 			probs = append(probs, r.problem(KindNetworks, id, "", ProblemConflict, "", err))
 			left[id] = err.Error()
@@ -373,66 +407,61 @@ func (rs *records) build(rev int64) State {
 		if r.bad != nil {
 			continue
 		}
-		g := cloneGroup(r.v)
-		g.Rules = slices.DeleteFunc(g.Rules, func(rule api.Rule) bool {
+		// The State shares the records' slices (Snapshot hands out copies), so the
+		// group is copied before a rule is taken out.
+		g := r.v
+		usable := func(rule api.Rule) bool {
 			if rule.RemoteGroupID == "" || rule.RemoteGroupID == id {
-				return false
+				return true
 			}
-			if rg, ok := rs.groups[rule.RemoteGroupID]; ok && rg.bad == nil {
-				return false
-			}
-			probs = append(probs, r.problem(KindGroups, id, "", ProblemDangling, "rule "+rule.ID,
-				fmt.Errorf("remote group %s is not a usable security group", rule.RemoteGroupID)))
-			return true
-		})
+			rg, ok := rs.groups[rule.RemoteGroupID]
+			return ok && rg.bad == nil
+		}
+		if !all(g.Rules, usable) {
+			g = cloneGroup(g)
+			g.Rules = slices.DeleteFunc(g.Rules, func(rule api.Rule) bool {
+				if usable(rule) {
+					return false
+				}
+				probs = append(probs, r.problem(KindGroups, id, "", ProblemDangling, "rule "+rule.ID,
+					fmt.Errorf("remote group %s is not a usable security group", clip(rule.RemoteGroupID, 64))))
+				return true
+			})
+		}
 		st.Groups[id] = g
 	}
 
 	// Ports, oldest first, so that an older port keeps its MAC, IPs and device names
 	// when a newer one claims them too.
-	taken := claims{}
+	taken := make(claims, 3*len(rs.ports))
 	for _, id := range byAge(rs.ports) {
 		r := rs.ports[id]
-		p := r.v
-		fail := func(class string, err error) {
+		p, class, err := rs.checkPort(r, st.Networks, left, taken)
+		if err != nil {
 			probs = append(probs, r.problem(KindPorts, id, p.Host, class, "", err))
-		}
-		n, ok := st.Networks[p.NetworkID]
-		if !ok {
-			if why, known := left[p.NetworkID]; known {
-				fail(ProblemDangling, fmt.Errorf("network %s is left out: %s", clip(p.NetworkID, 64), why))
-			} else {
-				fail(ProblemDangling, fmt.Errorf("network %s does not exist", clip(p.NetworkID, 64)))
-			}
 			continue
 		}
-		if err := api.ValidatePort(&p, &n, false); err != nil {
-			fail(ProblemInvalid, err)
-			continue
-		}
-		if err := claimPort(taken, &p); err != nil {
-			fail(ProblemConflict, err)
-			continue
-		}
-		p = clonePort(p)
 		// An unknown group is dropped: a group allows traffic, so without it the
 		// port has less access than intended, never more.
-		p.SecurityGroups = slices.DeleteFunc(p.SecurityGroups, func(g string) bool {
-			if _, ok := st.Groups[g]; ok {
-				return false
-			}
-			probs = append(probs, r.problem(KindPorts, id, p.Host, ProblemDangling, "security_group "+g,
-				fmt.Errorf("security group %s is not a usable security group; the port goes without it", clip(g, 64))))
-			return true
-		})
+		if !all(p.SecurityGroups, st.hasGroup) {
+			p = clonePort(p)
+			p.SecurityGroups = slices.DeleteFunc(p.SecurityGroups, func(g string) bool {
+				if st.hasGroup(g) {
+					return false
+				}
+				probs = append(probs, r.problem(KindPorts, id, p.Host, ProblemDangling, "security_group "+g,
+					fmt.Errorf("security group %s is not a usable security group; the port goes without it", clip(g, 64))))
+				return true
+			})
+		}
 		st.Ports[id] = p
 	}
 
 	// Hosts: a tunnel IP belongs to one host; two would share one tunnel port.
-	tips := claims{}
+	tips := make(claims, len(rs.hosts))
 	for _, name := range byAge(rs.hosts) {
 		r := rs.hosts[name]
-		if holder, ok := tips.take(r.v.TunnelIP, name); !ok {
+		if holder, ok := tips.take(claim{claimTunnelIP, 0, r.v.TunnelIP}, name); !ok {
 			probs = append(probs, r.problem(KindHosts, name, "", ProblemConflict, "",
 				fmt.Errorf("tunnel IP %s is also host %s's, which registered first", r.v.TunnelIP, holder)))
 			continue
@@ -453,23 +482,59 @@ func (rs *records) build(rev int64) State {
 	return st
 }
 
-// claimPort takes the port's MAC and IPs in its network and its device names, or says
-// which older port holds one of them. It takes nothing when it fails.
-func claimPort(c claims, p *api.Port) error {
-	type claim struct{ key, what string }
-	want := []claim{{"dev/" + api.TapName(p.ID), "device name " + api.TapName(p.ID)},
-		{"mac/" + p.NetworkID + "/" + api.NormalizeMAC(p.MAC), "MAC " + api.NormalizeMAC(p.MAC)}}
-	for _, s := range p.FixedIPs {
-		a := netip.MustParseAddr(s) // validated
-		want = append(want, claim{"ip/" + p.NetworkID + "/" + a.String(), "IP " + a.String()})
+func (st *State) hasGroup(id string) bool { _, ok := st.Groups[id]; return ok }
+
+// checkPort checks a port against its network (kept in nets, or left out for the
+// reason in left) and takes what it claims; it returns the port, or the class of its
+// problem and the problem.
+func (rs *records) checkPort(r *record[api.Port], nets map[string]api.Network, left map[string]string, taken claims) (api.Port, string, error) {
+	p := r.v
+	n, ok := nets[p.NetworkID]
+	if !ok {
+		if why, known := left[p.NetworkID]; known {
+			return p, ProblemDangling, fmt.Errorf("network %s is left out: %s", clip(p.NetworkID, 64), why)
+		}
+		return p, ProblemDangling, fmt.Errorf("network %s does not exist", clip(p.NetworkID, 64))
 	}
-	for _, w := range want {
-		if h, ok := c[w.key]; ok && h != p.ID {
-			return fmt.Errorf("%s is also port %s's, which is older and keeps it", w.what, h)
+	if nr := rs.networks[p.NetworkID]; r.vettedNet != nr.mod {
+		r.vettedNet, r.vetErr = nr.mod, api.ValidatePort(&p, &n, false)
+	}
+	if r.vetErr != nil {
+		return p, ProblemInvalid, r.vetErr
+	}
+	if err := claimPort(taken, &p, n.VNI); err != nil {
+		return p, ProblemConflict, err
+	}
+	return p, "", nil
+}
+
+// claimPort takes the port's MAC and IPs in its network (vni) and its device names, or
+// says which older port holds one of them. It takes nothing when it fails.
+func claimPort(cs claims, p *api.Port, vni uint32) error {
+	// Validated: the MAC is six two-digit octets, the IPs are canonical IPv4.
+	var buf [2 + api.MaxFixedIPs]claim
+	want := append(buf[:0], claim{claimDevice, 0, p.ID[:api.DeviceIDLen]}, claim{claimMAC, vni, strings.ToLower(p.MAC)})
+	for _, a := range p.FixedIPs {
+		want = append(want, claim{claimIP, vni, a})
+	}
+	for _, c := range want {
+		if h, ok := cs[c]; ok && h != p.ID {
+			what := map[claimKind]string{claimDevice: "device name " + api.TapName(p.ID), claimMAC: "MAC " + c.value, claimIP: "IP " + c.value}[c.what]
+			return fmt.Errorf("%s is also port %s's, which is older and keeps it", what, h)
 		}
 	}
-	for _, w := range want {
-		c[w.key] = p.ID
+	for _, c := range want {
+		cs[c] = p.ID
 	}
 	return nil
+}
+
+// all reports whether ok holds for every element of s.
+func all[T any](s []T, ok func(T) bool) bool {
+	for _, v := range s {
+		if !ok(v) {
+			return false
+		}
+	}
+	return true
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/lanes-net/lanes/api"
 )
 
-func jsonOf(t *testing.T, v any) string {
+func jsonOf(t testing.TB, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -157,6 +157,13 @@ func TestMirrorLeavesPoisonOut(t *testing.T) {
 			key: pNetworks + newNet.ID, class: ProblemConflict, err: fmt.Sprintf("VNI %d is also network %s's, which is older", n.VNI, n.ID)},
 		{name: "port on a network with a taken VNI", puts: []put{{pNetworks + newNet.ID, jsonOf(t, newNet)}, {pPorts + onTwin.ID, jsonOf(t, onTwin)}},
 			key: pPorts + onTwin.ID, class: ProblemDangling, err: "network " + newNet.ID + " is left out: VNI"},
+		{name: "network CIDR rewritten under its ports", puts: []put{{pNetworks + n.ID, jsonOf(t, api.Network{ID: n.ID, Name: n.Name, VNI: n.VNI, CIDR: "10.5.0.0/24", MTU: n.MTU})}},
+			key: pPorts + p1.ID, class: ProblemInvalid, err: "outside the network's CIDR 10.5.0.0/24",
+			check: func(t *testing.T, st State) {
+				if st.Networks[n.ID].CIDR != "10.5.0.0/24" || len(st.Ports) != 0 || len(st.ProblemsOf(KindPorts, f.p2.ID)) != 1 {
+					t.Errorf("state %+v", st)
+				}
+			}},
 		{name: "network with VNI 0", puts: []put{{pNetworks + newNet.ID, jsonOf(t, api.Network{ID: newNet.ID, Name: "z", CIDR: "10.1.0.0/24", MTU: 1450})}},
 			key: pNetworks + newNet.ID, class: ProblemInvalid, err: `network.vni "0": must be within 1..16777215`},
 		{name: "network with a /31", puts: []put{{pNetworks + newNet.ID, jsonOf(t, api.Network{ID: newNet.ID, Name: "z", VNI: 77, CIDR: "10.1.0.0/31", MTU: 1450})}},
@@ -285,7 +292,7 @@ func TestMirrorStatusProblemsFiltered(t *testing.T) {
 func TestBuildTiesByID(t *testing.T) {
 	rs := newRecords()
 	for _, id := range []string{"bbbbbbbb-0000-4000-8000-000000000000", "aaaaaaaa-0000-4000-8000-000000000000"} {
-		rs.networks[id] = record[api.Network]{v: api.Network{ID: id, Name: "n", VNI: 5, CIDR: "10.0.0.0/24", MTU: 1450},
+		rs.networks[id] = &record[api.Network]{v: api.Network{ID: id, Name: "n", VNI: 5, CIDR: "10.0.0.0/24", MTU: 1450},
 			create: 7, mod: 7, key: pNetworks + id}
 	}
 	st := rs.build(7)
