@@ -17,11 +17,20 @@ type FieldError struct {
 	Reason string
 }
 
+// maxShownValue bounds how much of a refused value an error repeats: a value can be
+// megabytes long (a record written around the CLI), and errors end up in logs, port
+// statuses and metrics.
+const maxShownValue = 80
+
 func (e *FieldError) Error() string {
 	if e.Value == "" {
 		return fmt.Sprintf("%s: %s", e.Field, e.Reason)
 	}
-	return fmt.Sprintf("%s %q: %s", e.Field, e.Value, e.Reason)
+	v := e.Value
+	if len(v) > maxShownValue {
+		return fmt.Sprintf("%s %q... (%d bytes): %s", e.Field, strings.ToValidUTF8(v[:maxShownValue], ""), len(v), e.Reason)
+	}
+	return fmt.Sprintf("%s %q: %s", e.Field, v, e.Reason)
 }
 
 // ErrInvalid is wrapped by every validation error, so callers can tell bad input from
@@ -40,6 +49,46 @@ const MaxVNI = 1<<24 - 1
 
 // MaxNameLen bounds names so that they fit in etcd keys, logs and iptables comments.
 const MaxNameLen = 64
+
+// MTU bounds of a network. 576 is the smallest datagram every IPv4 host must accept
+// (and a DHCP client must be able to receive); 65535 is the largest IPv4 packet and the
+// largest MTU Linux gives a tap, bridge or veth. The real ceiling is the underlay MTU
+// minus the tunnel overhead, which only the store knows when it creates the network.
+const (
+	MinMTU = 576
+	MaxMTU = 65535
+)
+
+// Prefix lengths of a network's CIDR. /30 leaves two usable addresses; /8 is as many
+// addresses as a network has MACs (fa:16:3e plus 24 bits).
+const (
+	MinNetworkPrefix = 8
+	MaxNetworkPrefix = 30
+)
+
+// Limits per record. They keep one port's transaction well inside etcd's default limit
+// of 128 operations and bound the size of every record, so that a record larger than
+// any valid one can be refused before it is decoded.
+const (
+	MaxFixedIPs     = 16
+	MaxPortGroups   = 16
+	MaxAddressPairs = 16
+	MaxRules        = 1000
+)
+
+// MaxL4Port is the largest TCP, UDP or SCTP port.
+const MaxL4Port = 65535
+
+// reservedV4 are ranges a tenant network cannot use: "this network", loopback,
+// link-local (the metadata address lives there), multicast and the reserved class E
+// with the limited broadcast address.
+var reservedV4 = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("127.0.0.0/8"),
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("224.0.0.0/4"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+}
 
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
 
@@ -90,21 +139,38 @@ func ValidateNetwork(n *Network, allocate bool) error {
 	if n.VNI > MaxVNI || (n.VNI == 0 && !allocate) {
 		return fieldErr("network.vni", strconv.FormatUint(uint64(n.VNI), 10), "must be within 1..%d", MaxVNI)
 	}
-	p, err := netip.ParsePrefix(n.CIDR)
-	if err != nil || !p.Addr().Is4() {
-		return fieldErr("network.cidr", n.CIDR, "not an IPv4 CIDR like 10.0.0.0/24")
+	if err := ValidateNetworkCIDR("network.cidr", n.CIDR); err != nil {
+		return err
 	}
-	if p.Masked() != p {
-		return fieldErr("network.cidr", n.CIDR, "has host bits set (did you mean %s?)", p.Masked())
-	}
-	if p.Bits() > 30 {
-		return fieldErr("network.cidr", n.CIDR, "too small: a network needs at least a /30")
-	}
-	if n.MTU != 0 && (n.MTU < 576 || n.MTU > 9000) {
-		return fieldErr("network.mtu", strconv.Itoa(n.MTU), "must be within 576..9000")
+	if n.MTU != 0 && (n.MTU < MinMTU || n.MTU > MaxMTU) {
+		return fieldErr("network.mtu", strconv.Itoa(n.MTU), "must be within %d..%d", MinMTU, MaxMTU)
 	}
 	if n.MTU == 0 && !allocate {
 		return fieldErr("network.mtu", "0", "must be set")
+	}
+	return nil
+}
+
+// ValidateNetworkCIDR checks a network's IPv4 CIDR: no host bits, a prefix length
+// within MinNetworkPrefix..MaxNetworkPrefix, outside the reserved ranges.
+func ValidateNetworkCIDR(field, cidr string) error {
+	p, err := netip.ParsePrefix(cidr)
+	if err != nil || !p.Addr().Is4() {
+		return fieldErr(field, cidr, "not an IPv4 CIDR like 10.0.0.0/24")
+	}
+	if p.Masked() != p {
+		return fieldErr(field, cidr, "has host bits set (did you mean %s?)", p.Masked())
+	}
+	if p.Bits() > MaxNetworkPrefix {
+		return fieldErr(field, cidr, "too small: a network needs at least a /%d", MaxNetworkPrefix)
+	}
+	if p.Bits() < MinNetworkPrefix {
+		return fieldErr(field, cidr, "too large: a network is at most a /%d", MinNetworkPrefix)
+	}
+	for _, r := range reservedV4 {
+		if p.Overlaps(r) {
+			return fieldErr(field, cidr, "overlaps the reserved range %s", r)
+		}
 	}
 	return nil
 }
@@ -121,6 +187,9 @@ func ValidatePort(p *Port, n *Network, allocate bool) error {
 	if p.Host == "" {
 		return fieldErr("port.host", "", "must be set")
 	}
+	if err := ValidateName("port.host", p.Host); err != nil {
+		return err
+	}
 	if p.MAC != "" || !allocate {
 		if err := ValidateMAC("port.mac", p.MAC); err != nil {
 			return err
@@ -128,6 +197,9 @@ func ValidatePort(p *Port, n *Network, allocate bool) error {
 	}
 	if len(p.FixedIPs) == 0 && !allocate {
 		return fieldErr("port.fixed_ips", "", "must hold at least one address")
+	}
+	if len(p.FixedIPs) > MaxFixedIPs {
+		return fieldErr("port.fixed_ips", "", "at most %d addresses per port", MaxFixedIPs)
 	}
 	cidr, err := netip.ParsePrefix(n.CIDR)
 	if err != nil {
@@ -150,9 +222,12 @@ func ValidatePort(p *Port, n *Network, allocate bool) error {
 		}
 		seen[a] = true
 	}
+	if len(p.AllowedAddressPairs) > MaxAddressPairs {
+		return fieldErr("port.allowed_address_pairs", "", "at most %d pairs per port", MaxAddressPairs)
+	}
 	for _, ap := range p.AllowedAddressPairs {
 		if _, err := ParseIPOrCIDR(ap.IP); err != nil {
-			return fieldErr("port.allowed_address_pairs.ip", ap.IP, "not an IPv4 address or CIDR")
+			return fieldErr("port.allowed_address_pairs.ip", ap.IP, "not an IPv4 address or CIDR (prefix length 0..32)")
 		}
 		if ap.MAC != "" {
 			if err := ValidateMAC("port.allowed_address_pairs.mac", ap.MAC); err != nil {
@@ -160,10 +235,16 @@ func ValidatePort(p *Port, n *Network, allocate bool) error {
 			}
 		}
 	}
+	if len(p.SecurityGroups) > MaxPortGroups {
+		return fieldErr("port.security_groups", "", "at most %d groups per port", MaxPortGroups)
+	}
 	for _, g := range p.SecurityGroups {
 		if g == "" {
 			return fieldErr("port.security_groups", g, "empty group reference")
 		}
+	}
+	if !p.PortSecurityEnabled() && len(p.SecurityGroups) > 0 {
+		return fieldErr("port.security_groups", p.SecurityGroups[0], "must be empty when port security is disabled")
 	}
 	return nil
 }
@@ -201,6 +282,9 @@ func ValidateHost(h *Host) error {
 	if err != nil || !a.Is4() {
 		return fieldErr("host.tunnel_ip", h.TunnelIP, "not an IPv4 address")
 	}
+	if a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+		return fieldErr("host.tunnel_ip", h.TunnelIP, "not a unicast address other hosts can reach")
+	}
 	return ValidateTunnelType("host.tunnel_type", h.TunnelType)
 }
 
@@ -218,6 +302,9 @@ func ValidateSecurityGroup(g *SecurityGroup) error {
 	if err := ValidateName("sg.name", g.Name); err != nil {
 		return err
 	}
+	if len(g.Rules) > MaxRules {
+		return fieldErr("sg.rules", "", "at most %d rules per group", MaxRules)
+	}
 	for i := range g.Rules {
 		if err := ValidateRule(&g.Rules[i]); err != nil {
 			return err
@@ -226,25 +313,76 @@ func ValidateSecurityGroup(g *SecurityGroup) error {
 	return nil
 }
 
-// ProtocolNumber maps a rule protocol to its IP protocol number; 0 means any.
+// Protocol numbers with a meaning of their own in rules.
+const (
+	ProtoICMP   = 1
+	ProtoTCP    = 6
+	ProtoUDP    = 17
+	ProtoSCTP   = 132
+	ProtoICMPv6 = 58
+)
+
+// ProtocolNumber maps a rule protocol to its IP protocol number; 0 means any. A number
+// is written in decimal without sign or leading zeros, 1..255: protocol 0 (IPv6
+// hop-by-hop) is not something a rule can match, and taking "0" for "any" would turn a
+// typo into a rule that allows everything.
 func ProtocolNumber(proto string) (int, error) {
 	switch strings.ToLower(proto) {
 	case "", "any":
 		return 0, nil
 	case "icmp":
-		return 1, nil
+		return ProtoICMP, nil
 	case "tcp":
-		return 6, nil
+		return ProtoTCP, nil
 	case "udp":
-		return 17, nil
+		return ProtoUDP, nil
+	case "sctp":
+		return ProtoSCTP, nil
 	case "icmpv6", "ipv6-icmp":
-		return 58, nil
+		return ProtoICMPv6, nil
 	}
 	n, err := strconv.Atoi(proto)
-	if err != nil || n < 0 || n > 255 {
-		return 0, fmt.Errorf("%q: not tcp, udp, icmp, icmpv6, any or a number 0..255", proto)
+	if err != nil || n < 1 || n > 255 || strconv.Itoa(n) != proto {
+		return 0, fmt.Errorf("%q: not tcp, udp, sctp, icmp, icmpv6, any or a number 1..255", proto)
 	}
 	return n, nil
+}
+
+// ParsePortRange parses a destination port "N" or range "N-M" as given on a command
+// line. Unlike a Rule, whose zero ports mean any port, it refuses 0: a port that is
+// given must be a port.
+func ParsePortRange(s string) (lo, hi int, err error) {
+	bad := func(reason string) (int, int, error) {
+		return 0, 0, fieldErr("rule.port_range", s, "%s", reason)
+	}
+	a, b, isRange := strings.Cut(s, "-")
+	if !isRange {
+		b = a
+	}
+	lo, err1 := strconv.Atoi(a)
+	hi, err2 := strconv.Atoi(b)
+	if err1 != nil || err2 != nil || !digits(a) || !digits(b) {
+		return bad("want N or N-M, with ports 1..65535")
+	}
+	if lo < 1 || hi < 1 || lo > MaxL4Port || hi > MaxL4Port {
+		return bad("ports must be within 1..65535 (omit the port to allow every port)")
+	}
+	if lo > hi {
+		return bad("the first port of a range must not be above the last")
+	}
+	return lo, hi, nil
+}
+
+func digits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, c := range s {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // ValidateRule checks one security group rule.
@@ -257,15 +395,25 @@ func ValidateRule(r *Rule) error {
 	}
 	proto, err := ProtocolNumber(r.Protocol)
 	if err != nil {
-		return fieldErr("rule.protocol", r.Protocol, "not tcp, udp, icmp, icmpv6, any or a number 0..255")
+		return fieldErr("rule.protocol", r.Protocol, "not tcp, udp, sctp, icmp, icmpv6, any or a number 1..255")
 	}
-	ported := proto == 6 || proto == 17 || proto == 132
-	icmp := proto == 1 || proto == 58
-	if (r.PortMin != 0 || r.PortMax != 0) && !ported {
-		return fieldErr("rule.port_range", fmt.Sprintf("%d-%d", r.PortMin, r.PortMax), "ports need protocol tcp, udp or sctp")
+	if proto == ProtoICMPv6 && r.Ethertype == IPv4 {
+		return fieldErr("rule.protocol", r.Protocol, "ICMPv6 needs ethertype IPv6")
 	}
-	if r.PortMin < 0 || r.PortMax > 65535 || r.PortMin > r.PortMax && r.PortMax != 0 {
-		return fieldErr("rule.port_range", fmt.Sprintf("%d-%d", r.PortMin, r.PortMax), "must be within 1..65535 with min <= max")
+	ported := proto == ProtoTCP || proto == ProtoUDP || proto == ProtoSCTP
+	icmp := proto == ProtoICMP || proto == ProtoICMPv6
+	if r.PortMin != 0 || r.PortMax != 0 {
+		rng := fmt.Sprintf("%d-%d", r.PortMin, r.PortMax)
+		switch {
+		case !ported:
+			return fieldErr("rule.port_range", rng, "ports need protocol tcp, udp or sctp")
+		case r.PortMin < 1 || r.PortMax < 1 || r.PortMin > MaxL4Port || r.PortMax > MaxL4Port:
+			// Zero only means "any port" when both ends are zero: half a range
+			// must not turn into every port.
+			return fieldErr("rule.port_range", rng, "must be within 1..65535 with min <= max (both 0 for any port)")
+		case r.PortMin > r.PortMax:
+			return fieldErr("rule.port_range", rng, "must be within 1..65535 with min <= max")
+		}
 	}
 	if (r.ICMPType != nil || r.ICMPCode != nil) && !icmp {
 		return fieldErr("rule.icmp_type", "", "ICMP type and code need protocol icmp or icmpv6")
@@ -281,8 +429,8 @@ func ValidateRule(r *Rule) error {
 	}
 	if r.RemoteCIDR != "" {
 		p, err := netip.ParsePrefix(r.RemoteCIDR)
-		if err != nil {
-			return fieldErr("rule.remote_cidr", r.RemoteCIDR, "not a CIDR")
+		if err != nil || p.Addr().Zone() != "" {
+			return fieldErr("rule.remote_cidr", r.RemoteCIDR, "not a CIDR (prefix length 0..32 for IPv4, 0..128 for IPv6)")
 		}
 		if p.Addr().Is4() != (r.Ethertype == IPv4) {
 			return fieldErr("rule.remote_cidr", r.RemoteCIDR, "does not match ethertype %s", r.Ethertype)

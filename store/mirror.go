@@ -2,11 +2,11 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -16,7 +16,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// State is the typed content of the store at one revision.
+// State is the typed content of the store at one revision, as far as it is valid: every
+// record in it decoded, passed the api validation the CLI applies, and agrees with the
+// others (its network and groups exist, what it claims is its own). Records that do
+// not are left out, wholly or in part, and listed in Problems, so that one bad record
+// costs its owner and nothing else.
 type State struct {
 	Revision int64
 	Networks map[string]api.Network       // by ID
@@ -24,6 +28,10 @@ type State struct {
 	Groups   map[string]api.SecurityGroup // by ID
 	Hosts    map[string]api.Host          // by name; all Alive
 	Statuses map[string]api.PortStatus    // by port ID
+	// Problems lists what was left out and why, sorted by key. A record appears at
+	// most once with an empty Part (left out), possibly several times with a Part
+	// (kept without that part).
+	Problems []Problem
 }
 
 func newState() State {
@@ -46,6 +54,7 @@ func (st State) Clone() State {
 		Groups:   make(map[string]api.SecurityGroup, len(st.Groups)),
 		Hosts:    maps.Clone(st.Hosts),
 		Statuses: maps.Clone(st.Statuses),
+		Problems: slices.Clone(st.Problems),
 	}
 	for k, p := range st.Ports {
 		c.Ports[k] = clonePort(p)
@@ -72,9 +81,14 @@ type Mirror struct {
 	changed chan struct{}
 	synced  chan struct{}
 
-	mu      sync.RWMutex
-	state   State
+	mu      sync.Mutex
+	recs    *records
+	rev     int64
+	built   State // recs checked against each other, when !stale
+	stale   bool
 	relists int
+	// reported remembers the problems already logged, so each is logged once.
+	reported map[Problem]bool
 
 	// afterList, set by tests, runs after each list, before the watch starts.
 	afterList func(rev int64)
@@ -87,7 +101,8 @@ func (s *Store) NewMirror(opts MirrorOptions) *Mirror {
 		opts:    opts,
 		changed: make(chan struct{}, 1),
 		synced:  make(chan struct{}),
-		state:   newState(),
+		recs:    newRecords(),
+		built:   newState(),
 	}
 }
 
@@ -99,24 +114,45 @@ func (m *Mirror) Changed() <-chan struct{} { return m.changed }
 // state is empty, not the store's: an agent must not remove anything before this.
 func (m *Mirror) Synced() <-chan struct{} { return m.synced }
 
-// Snapshot returns a copy of the current state.
+// Snapshot returns a copy of the current state. The records are checked against each
+// other here, once per change, rather than on every event: an agent reads the state
+// far less often than a busy store changes.
 func (m *Mirror) Snapshot() State {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.state.Clone()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stale {
+		m.built = m.recs.build(m.rev)
+		m.stale = false
+		m.logNew(m.built.Problems)
+	}
+	st := m.built.Clone()
+	st.Revision = m.rev
+	return st
+}
+
+// logNew logs the problems not logged before and forgets those that are gone.
+func (m *Mirror) logNew(probs []Problem) {
+	now := make(map[Problem]bool, len(probs))
+	for _, p := range probs {
+		now[p] = true
+		if !m.reported[p] {
+			slog.Warn("store mirror: record left out", "key", p.Key, "part", p.Part, "class", p.Class, "err", p.Err)
+		}
+	}
+	m.reported = now
 }
 
 // Revision is the store revision the state reflects.
 func (m *Mirror) Revision() int64 {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	return m.state.Revision
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.rev
 }
 
 // Relists counts the lists made after the first one (compactions, broken watches).
 func (m *Mirror) Relists() int {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	return m.relists
 }
 
@@ -183,13 +219,12 @@ func (m *Mirror) list(ctx context.Context, again bool) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("list %s: %w", Prefix, err)
 	}
-	st := newState()
+	recs := newRecords()
 	for _, kv := range resp.Kvs {
-		m.apply(&st, mvccpb.PUT, kv)
+		m.apply(recs, mvccpb.PUT, kv)
 	}
-	st.Revision = resp.Header.Revision
 	m.mu.Lock()
-	m.state = st
+	m.recs, m.rev, m.stale = recs, resp.Header.Revision, true
 	if again {
 		m.relists++
 	}
@@ -212,9 +247,7 @@ func (m *Mirror) watch(ctx context.Context, rev int64) error {
 		}
 		if wr.IsProgressNotify() {
 			m.mu.Lock()
-			if wr.Header.Revision > m.state.Revision {
-				m.state.Revision = wr.Header.Revision
-			}
+			m.rev = max(m.rev, wr.Header.Revision)
 			m.mu.Unlock()
 			continue
 		}
@@ -224,11 +257,12 @@ func (m *Mirror) watch(ctx context.Context, rev int64) error {
 		changed := false
 		m.mu.Lock()
 		for _, ev := range wr.Events {
-			if m.apply(&m.state, ev.Type, ev.Kv) {
+			if m.apply(m.recs, ev.Type, ev.Kv) {
 				changed = true
 			}
-			m.state.Revision = ev.Kv.ModRevision
+			m.rev = ev.Kv.ModRevision
 		}
+		m.stale = m.stale || changed
 		m.mu.Unlock()
 		if changed {
 			m.notify()
@@ -237,68 +271,45 @@ func (m *Mirror) watch(ctx context.Context, rev int64) error {
 	return errors.New("watch closed")
 }
 
-// apply puts or deletes one key in st and reports whether st changed.
-func (m *Mirror) apply(st *State, typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) bool {
+// apply puts or deletes one key in rs and reports whether rs changed.
+func (m *Mirror) apply(rs *records, typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) bool {
 	key := string(kv.Key)
 	kind, id, ok := strings.Cut(strings.TrimPrefix(key, Prefix), "/")
 	if !ok || id == "" || strings.Contains(id, "/") {
 		return false
 	}
 	del := typ == mvccpb.DELETE
-	decode := func(v any) bool {
-		if err := json.Unmarshal(kv.Value, v); err != nil {
-			slog.Warn("store mirror: skipping undecodable key", "key", key, "err", err)
-			return false
-		}
-		return true
-	}
 	switch kind {
-	case "networks":
+	case KindNetworks:
+		return put(rs.networks, id, del, func() *record[api.Network] { return readNetwork(kv, id) })
+	case KindPorts:
+		return put(rs.ports, id, del, func() *record[api.Port] { return readPort(kv, id) })
+	case KindGroups:
+		return put(rs.groups, id, del, func() *record[api.SecurityGroup] { return readGroup(kv, id) })
+	case KindHosts:
+		return put(rs.hosts, id, del, func() *record[api.Host] { return readHost(kv, id) })
+	case KindStatus:
 		if del {
-			return deleted(st.Networks, id)
-		} else if v := (api.Network{}); decode(&v) {
-			st.Networks[id] = v
+			return put(rs.statuses, id, true, nil)
 		}
-	case "ports":
-		if del {
-			return deleted(st.Ports, id)
-		} else if v := (api.Port{}); decode(&v) {
-			st.Ports[id] = v
+		r := readStatus(kv, id)
+		// An agent that keeps only some statuses has no use for the others, nor for
+		// the problems of those it cannot even read.
+		if m.opts.KeepStatus != nil && (r.bad != nil || !m.opts.KeepStatus(r.v)) {
+			return put(rs.statuses, id, true, nil)
 		}
-	case "secgroups":
-		if del {
-			return deleted(st.Groups, id)
-		} else if v := (api.SecurityGroup{}); decode(&v) {
-			st.Groups[id] = v
-		}
-	case "hosts":
-		if del {
-			return deleted(st.Hosts, id)
-		} else if v := (api.Host{}); decode(&v) {
-			v.Alive = true
-			st.Hosts[id] = v
-		}
-	case "status":
-		if del {
-			return deleted(st.Statuses, id)
-		} else if v := (api.PortStatus{}); decode(&v) {
-			if m.opts.KeepStatus != nil && !m.opts.KeepStatus(v) {
-				if _, had := st.Statuses[id]; !had {
-					return false
-				}
-				delete(st.Statuses, id)
-				return true
-			}
-			st.Statuses[id] = v
-		}
-	default:
-		return false
+		return put(rs.statuses, id, false, func() *record[api.PortStatus] { return r })
 	}
-	return true
+	return false
 }
 
-func deleted[V any](m map[string]V, id string) bool {
-	_, ok := m[id]
-	delete(m, id)
-	return ok
+// put stores the record read, or deletes it, and reports whether m changed.
+func put[T any](m map[string]*record[T], id string, del bool, read func() *record[T]) bool {
+	if del {
+		_, ok := m[id]
+		delete(m, id)
+		return ok
+	}
+	m[id] = read()
+	return true
 }

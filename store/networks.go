@@ -25,7 +25,8 @@ type NetworkSpec struct {
 	VNI *uint32
 	// MTU 0 means UnderlayMTU minus the tunnel overhead; a given MTU may not exceed that.
 	MTU int
-	// UnderlayMTU of the hosts' tunnel interfaces; 0 means DefaultUnderlayMTU.
+	// UnderlayMTU of the hosts' tunnel interfaces, api.MinMTU plus the tunnel overhead
+	// up to api.MaxMTU; 0 means DefaultUnderlayMTU.
 	UnderlayMTU int
 	// TunnelType decides the overhead; "" means vxlan.
 	TunnelType string
@@ -45,6 +46,11 @@ func (s *Store) CreateNetwork(ctx context.Context, spec NetworkSpec) (api.Networ
 	underlay := spec.UnderlayMTU
 	if underlay == 0 {
 		underlay = DefaultUnderlayMTU
+	}
+	if low := api.MinMTU + api.TunnelOverhead(tt); underlay < low || underlay > api.MaxMTU {
+		return api.Network{}, &api.FieldError{Field: "network.underlay_mtu", Value: strconv.Itoa(underlay),
+			Reason: fmt.Sprintf("must be within %d..%d (the smallest network MTU %d plus the %s overhead %d, up to the largest IPv4 packet)",
+				low, api.MaxMTU, api.MinMTU, tt, api.TunnelOverhead(tt))}
 	}
 	maxMTU := underlay - api.TunnelOverhead(tt)
 	n := api.Network{ID: spec.ID, Name: spec.Name, CIDR: spec.CIDR, MTU: spec.MTU}

@@ -12,11 +12,11 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Limits per port, so that a port's transaction stays well inside etcd's default
-// limit of 128 operations.
+// Limits per port (api validates them), so that a port's transaction stays well inside
+// etcd's default limit of 128 operations.
 const (
-	MaxFixedIPs   = 16
-	MaxPortGroups = 16
+	MaxFixedIPs   = api.MaxFixedIPs
+	MaxPortGroups = api.MaxPortGroups
 )
 
 // CreatePortOption changes what CreatePort does.
@@ -137,15 +137,6 @@ func (pl *plan) planPort(old *api.Port, want api.Port) (api.Port, error) {
 	want.NetworkID = netID
 	if err := api.ValidatePort(&want, &n, true); err != nil {
 		return want, err
-	}
-	if len(want.FixedIPs) > MaxFixedIPs {
-		return want, &api.FieldError{Field: "port.fixed_ips", Reason: fmt.Sprintf("at most %d addresses per port", MaxFixedIPs)}
-	}
-	if len(want.SecurityGroups) > MaxPortGroups {
-		return want, &api.FieldError{Field: "port.security_groups", Reason: fmt.Sprintf("at most %d groups per port", MaxPortGroups)}
-	}
-	if !want.PortSecurityEnabled() && len(want.SecurityGroups) > 0 {
-		return want, &api.FieldError{Field: "port.security_groups", Value: want.SecurityGroups[0], Reason: "must be empty when port security is disabled"}
 	}
 	if old == nil || want.Host != old.Host {
 		b, err := pl.s.cli.Get(pl.ctx, pHosts+want.Host, clientv3.WithCountOnly())

@@ -20,16 +20,8 @@ var ErrNotBound = errors.New("port not bound to this host")
 // be bound to st.Host: a status can never outlive its port, and a host the port has
 // moved away from cannot overwrite the new host's report. Updated defaults to now.
 func (s *Store) SetPortStatus(ctx context.Context, st api.PortStatus) error {
-	switch {
-	case st.PortID == "" || !IsUUID(st.PortID):
-		return &api.FieldError{Field: "status.port_id", Value: st.PortID, Reason: "not a port ID"}
-	case st.Host == "":
-		return &api.FieldError{Field: "status.host", Reason: "must be set"}
-	}
-	switch st.State {
-	case api.StatusBuild, api.StatusActive, api.StatusError, api.StatusDown:
-	default:
-		return &api.FieldError{Field: "status.state", Value: st.State, Reason: "must be BUILD, ACTIVE, ERROR or DOWN"}
+	if err := validateStatus(&st); err != nil {
+		return err
 	}
 	if st.Updated.IsZero() {
 		st.Updated = time.Now().UTC()
@@ -48,6 +40,22 @@ func (s *Store) SetPortStatus(ctx context.Context, st api.PortStatus) error {
 		}
 		return pl.put(pStatus+st.PortID, st)
 	})
+}
+
+// validateStatus checks a status's own fields, as written and as read back.
+func validateStatus(st *api.PortStatus) error {
+	switch {
+	case st.PortID == "" || !IsUUID(st.PortID):
+		return &api.FieldError{Field: "status.port_id", Value: st.PortID, Reason: "not a port ID"}
+	case st.Host == "":
+		return &api.FieldError{Field: "status.host", Reason: "must be set"}
+	}
+	switch st.State {
+	case api.StatusBuild, api.StatusActive, api.StatusError, api.StatusDown:
+	default:
+		return &api.FieldError{Field: "status.state", Value: st.State, Reason: "must be BUILD, ACTIVE, ERROR or DOWN"}
+	}
+	return nil
 }
 
 // GetPortStatus returns the last status reported for a port (ErrNotFound if none).

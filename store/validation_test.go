@@ -46,6 +46,24 @@ func TestValidationLeavesStoreUnchanged(t *testing.T) {
 			return err
 		}
 	}
+	addRule := func(r api.Rule, groupRef ...string) func(context.Context) error {
+		return func(ctx context.Context) error {
+			g := "web"
+			if len(groupRef) > 0 {
+				g = groupRef[0]
+			}
+			_, err := s.AddRule(ctx, g, r)
+			return err
+		}
+	}
+	full := api.SecurityGroup{Name: "full"}
+	for i := range api.MaxRules {
+		full.Rules = append(full.Rules, api.Rule{Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "tcp", PortMin: i + 1, PortMax: i + 1})
+	}
+	if _, err := s.CreateSecurityGroup(ctx, full); err != nil {
+		t.Fatal(err)
+	}
+	minus1, zero := -1, 0
 	cases := []struct {
 		name  string
 		do    func(context.Context) error
@@ -114,6 +132,34 @@ func TestValidationLeavesStoreUnchanged(t *testing.T) {
 			_, err := s.AddRule(ctx, "web", api.Rule{Direction: api.Egress, Ethertype: api.IPv4, Protocol: "icmp", PortMin: 1})
 			return err
 		}, "rule.port_range", "need protocol"},
+		{"add port 0-80", addRule(api.Rule{Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "tcp", PortMax: 80}), "rule.port_range", `"0-80": must be within 1..65535`},
+		{"add port 22-0", addRule(api.Rule{Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "tcp", PortMin: 22}), "rule.port_range", "must be within 1..65535"},
+		{"add port 70000", addRule(api.Rule{Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "udp", PortMin: 70000, PortMax: 70000}), "rule.port_range", "must be within 1..65535"},
+		{"add port -1", addRule(api.Rule{Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "tcp", PortMin: -1, PortMax: -1}), "rule.port_range", "must be within 1..65535"},
+		{"add protocol 0", addRule(api.Rule{Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "0"}), "rule.protocol", "a number 1..255"},
+		{"add protocol 256", addRule(api.Rule{Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "256"}), "rule.protocol", "a number 1..255"},
+		{"add icmp type -1", addRule(api.Rule{Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "icmp", ICMPType: &minus1}), "rule.icmp_type", "within 0..255"},
+		{"add icmp code alone", addRule(api.Rule{Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "icmp", ICMPCode: &zero}), "rule.icmp_code", "needs an ICMP type"},
+		{"add icmpv6 on IPv4", addRule(api.Rule{Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "icmpv6"}), "rule.protocol", "needs ethertype IPv6"},
+		{"add remote /33", addRule(api.Rule{Direction: api.Ingress, Ethertype: api.IPv4, RemoteCIDR: "10.0.0.0/33"}), "rule.remote_cidr", "prefix length"},
+		{"add rule beyond the limit", addRule(api.Rule{Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "tcp", PortMin: 5000, PortMax: 5000}, "full"), "sg.rules", "at most 1000"},
+		{"group with a bad rule", group(api.SecurityGroup{Name: "g", Rules: []api.Rule{
+			{Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "tcp", PortMin: 22, PortMax: 22},
+			{Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "tcp", PortMin: 0, PortMax: 443}}}), "rule.port_range", "must be within 1..65535"},
+		{"mtu negative", network(NetworkSpec{Name: "x", CIDR: "10.1.0.0/24", MTU: -1}), "network.mtu", "must be within 576..65535"},
+		{"mtu too small", network(NetworkSpec{Name: "x", CIDR: "10.1.0.0/24", MTU: 575}), "network.mtu", "must be within 576..65535"},
+		{"underlay negative", network(NetworkSpec{Name: "x", CIDR: "10.1.0.0/24", UnderlayMTU: -1}), "network.underlay_mtu", "must be within 626..65535"},
+		{"underlay too small", network(NetworkSpec{Name: "x", CIDR: "10.1.0.0/24", UnderlayMTU: 625}), "network.underlay_mtu", "must be within 626..65535"},
+		{"underlay too big", network(NetworkSpec{Name: "x", CIDR: "10.1.0.0/24", UnderlayMTU: 65536}), "network.underlay_mtu", "must be within 626..65535"},
+		{"cidr /31", network(NetworkSpec{Name: "x", CIDR: "10.1.0.0/31"}), "network.cidr", "at least a /30"},
+		{"cidr /7", network(NetworkSpec{Name: "x", CIDR: "10.0.0.0/7"}), "network.cidr", "at most a /8"},
+		{"cidr reserved", network(NetworkSpec{Name: "x", CIDR: "169.254.0.0/16"}), "network.cidr", "reserved range"},
+		{"too many pairs", port(func(p *api.Port) {
+			for i := range api.MaxAddressPairs + 1 {
+				p.AllowedAddressPairs = append(p.AllowedAddressPairs, api.AddressPair{IP: fmt.Sprintf("10.0.1.%d", i)})
+			}
+		}), "port.allowed_address_pairs", "at most 16"},
+		{"pair /33", port(func(p *api.Port) { p.AllowedAddressPairs = []api.AddressPair{{IP: "10.0.0.0/33"}} }), "port.allowed_address_pairs.ip", "prefix length 0..32"},
 		{"bad host", func(ctx context.Context) error {
 			_, err := s.RegisterHost(ctx, api.Host{Name: "h2", TunnelIP: "nope", TunnelType: api.TunnelVXLAN}, 0)
 			return err

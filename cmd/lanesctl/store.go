@@ -14,23 +14,53 @@ import (
 	"github.com/lanes-net/lanes/store"
 )
 
-func (c *cli) networkCreate(args []string) error {
+// networkSpec parses network create's arguments. A number given on the command line
+// reaches validation as it is: zero and negative values are refused, never taken as
+// "the default".
+func networkSpec(args []string) (store.NetworkSpec, error) {
 	fs := flag.NewFlagSet("network create", flag.ContinueOnError)
 	cidr := fs.String("cidr", "", "IPv4 CIDR of the network")
-	vni := fs.Int("vni", -1, "tunnel ID 1..16777215 (default: the lowest free)")
+	vni := fs.Int("vni", 0, "tunnel ID 1..16777215 (default: the lowest free)")
 	mtu := fs.Int("mtu", 0, "MTU of the VMs' devices (default: underlay MTU minus the tunnel overhead)")
 	underlay := fs.Int("underlay-mtu", store.DefaultUnderlayMTU, "MTU of the hosts' underlay")
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
-		return err
+		return store.NetworkSpec{}, err
 	}
 	spec := store.NetworkSpec{Name: pos[0], CIDR: *cidr, MTU: *mtu, UnderlayMTU: *underlay}
-	if *vni != -1 {
-		if *vni < 0 {
-			return &api.FieldError{Field: "network.vni", Value: strconv.Itoa(*vni), Reason: fmt.Sprintf("must be within 1..%d", api.MaxVNI)}
+	if given(fs, "vni") {
+		// Checked before the conversion, which would wrap 4294967297 to 1.
+		if *vni < 0 || *vni > api.MaxVNI {
+			return spec, &api.FieldError{Field: "network.vni", Value: strconv.Itoa(*vni), Reason: fmt.Sprintf("must be within 1..%d", api.MaxVNI)}
 		}
 		v := uint32(*vni)
 		spec.VNI = &v
+	}
+	// NetworkSpec takes 0 for "compute it"; a 0 typed on the command line is a mistake.
+	if given(fs, "mtu") && *mtu == 0 {
+		return spec, &api.FieldError{Field: "network.mtu", Value: "0", Reason: fmt.Sprintf("must be within %d..%d (omit --mtu for the underlay MTU minus the tunnel overhead)", api.MinMTU, api.MaxMTU)}
+	}
+	if given(fs, "underlay-mtu") && *underlay == 0 {
+		return spec, &api.FieldError{Field: "network.underlay_mtu", Value: "0", Reason: fmt.Sprintf("must be a positive MTU (omit --underlay-mtu for %d)", store.DefaultUnderlayMTU)}
+	}
+	return spec, nil
+}
+
+// given reports whether the flag was set on the command line.
+func given(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == name {
+			set = true
+		}
+	})
+	return set
+}
+
+func (c *cli) networkCreate(args []string) error {
+	spec, err := networkSpec(args)
+	if err != nil {
+		return err
 	}
 	n, err := c.st.CreateNetwork(c.ctx, spec)
 	if err != nil {
@@ -409,47 +439,54 @@ func (c *cli) sgRule(args []string) error {
 	return fmt.Errorf("sg rule %s: want add or delete", args[0])
 }
 
-func (c *cli) sgRuleAdd(args []string) error {
+// ruleFromArgs parses sg rule add's arguments into the group reference and the rule.
+// Numbers given reach validation as they are: --port 0 or --icmp-type -1 are refused,
+// not taken as "any".
+func ruleFromArgs(args []string) (string, api.Rule, error) {
 	fs := flag.NewFlagSet("sg rule add", flag.ContinueOnError)
 	r := api.Rule{}
 	fs.StringVar(&r.Direction, "direction", "", "ingress or egress")
 	fs.StringVar(&r.Ethertype, "ethertype", api.IPv4, "IPv4 or IPv6")
-	fs.StringVar(&r.Protocol, "protocol", "", "tcp, udp, icmp, icmpv6, any or a number")
-	ports := fs.String("port", "", "destination port or range N-M (tcp, udp)")
-	icmpType := fs.Int("icmp-type", -1, "ICMP type")
-	icmpCode := fs.Int("icmp-code", -1, "ICMP code (needs --icmp-type)")
+	fs.StringVar(&r.Protocol, "protocol", "", "tcp, udp, sctp, icmp, icmpv6, any or a number 1..255")
+	ports := fs.String("port", "", "destination port or range N-M (tcp, udp, sctp)")
+	icmpType := fs.Int("icmp-type", 0, "ICMP type 0..255")
+	icmpCode := fs.Int("icmp-code", 0, "ICMP code 0..255 (needs --icmp-type)")
 	fs.StringVar(&r.RemoteCIDR, "remote-cidr", "", "allowed remote addresses")
 	fs.StringVar(&r.RemoteGroupID, "remote-group", "", "allowed remote group (name or ID)")
 	pos, err := parse(fs, args, "SG")
 	if err != nil {
-		return err
+		return "", r, err
 	}
-	if *ports != "" {
-		lo, hi, isRange := strings.Cut(*ports, "-")
-		min, err1 := strconv.Atoi(lo)
-		max, err2 := min, error(nil)
-		if isRange {
-			max, err2 = strconv.Atoi(hi)
+	if given(fs, "port") {
+		if r.PortMin, r.PortMax, err = api.ParsePortRange(*ports); err != nil {
+			return "", r, err
 		}
-		if err1 != nil || err2 != nil {
-			return &api.FieldError{Field: "rule.port_range", Value: *ports, Reason: "want N or N-M"}
-		}
-		r.PortMin, r.PortMax = min, max
 	}
-	if *icmpType >= 0 {
+	if given(fs, "icmp-type") {
 		r.ICMPType = icmpType
 	}
-	if *icmpCode >= 0 {
+	if given(fs, "icmp-code") {
 		r.ICMPCode = icmpCode
 	}
-	rule, err := c.st.AddRule(c.ctx, pos[0], r)
+	if err := api.ValidateRule(&r); err != nil {
+		return "", r, err
+	}
+	return pos[0], r, nil
+}
+
+func (c *cli) sgRuleAdd(args []string) error {
+	group, r, err := ruleFromArgs(args)
+	if err != nil {
+		return err
+	}
+	rule, err := c.st.AddRule(c.ctx, group, r)
 	if err != nil {
 		return err
 	}
 	if c.output == "json" {
 		return c.emit(rule, nil)
 	}
-	fmt.Fprintf(c.out, "rule %s added to %s\n", rule.ID, pos[0])
+	fmt.Fprintf(c.out, "rule %s added to %s\n", rule.ID, group)
 	return nil
 }
 

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/lanes-net/lanes/api"
+)
+
+// Numbers typed on the command line must reach validation as they are: a zero or
+// negative value is refused with the field's name, never mapped to "any" or "default".
+func TestFlagsRefuseBadNumbers(t *testing.T) {
+	rule := func(args ...string) error {
+		_, _, err := ruleFromArgs(append([]string{"G", "--direction", "ingress"}, args...))
+		return err
+	}
+	network := func(args ...string) error {
+		_, err := networkSpec(append([]string{"n", "--cidr", "10.0.0.0/24"}, args...))
+		return err
+	}
+	for _, c := range []struct {
+		name  string
+		err   error
+		field string
+		msg   string
+	}{
+		{"port 0", rule("--protocol", "tcp", "--port", "0"), "rule.port_range", `"0": ports must be within 1..65535`},
+		{"port 70000", rule("--protocol", "tcp", "--port", "70000"), "rule.port_range", "within 1..65535"},
+		{"port range from 0", rule("--protocol", "tcp", "--port", "0-80"), "rule.port_range", "within 1..65535"},
+		{"port range to 0", rule("--protocol", "udp", "--port", "80-0"), "rule.port_range", "within 1..65535"},
+		{"port range reversed", rule("--protocol", "tcp", "--port", "90-80"), "rule.port_range", "must not be above"},
+		{"port negative", rule("--protocol", "tcp", "--port", "-1"), "rule.port_range", "want N or N-M"},
+		{"port signed", rule("--protocol", "tcp", "--port", "+22"), "rule.port_range", "want N or N-M"},
+		{"port empty", rule("--protocol", "tcp", "--port", ""), "rule.port_range", "want N or N-M"},
+		{"port huge", rule("--protocol", "tcp", "--port", "99999999999999999999"), "rule.port_range", "want N or N-M"},
+		{"port on icmp", rule("--protocol", "icmp", "--port", "22"), "rule.port_range", "need protocol tcp"},
+		{"protocol 0", rule("--protocol", "0"), "rule.protocol", "number 1..255"},
+		{"protocol 256", rule("--protocol", "256"), "rule.protocol", "number 1..255"},
+		{"protocol -6", rule("--protocol", "-6"), "rule.protocol", "number 1..255"},
+		{"icmp type -1", rule("--protocol", "icmp", "--icmp-type", "-1"), "rule.icmp_type", "within 0..255"},
+		{"icmp type 256", rule("--protocol", "icmp", "--icmp-type", "256"), "rule.icmp_type", "within 0..255"},
+		{"icmp code -1", rule("--protocol", "icmp", "--icmp-type", "8", "--icmp-code", "-1"), "rule.icmp_code", "within 0..255"},
+		{"icmp code without type", rule("--protocol", "icmp", "--icmp-code", "0"), "rule.icmp_code", "needs an ICMP type"},
+		{"icmp type on tcp", rule("--protocol", "tcp", "--icmp-type", "0"), "rule.icmp_type", "need protocol icmp"},
+		{"remote cidr /33", rule("--remote-cidr", "10.0.0.0/33"), "rule.remote_cidr", "prefix length 0..32"},
+
+		{"vni 0", network("--vni", "0"), "", ""}, // refused by the store, see TestValidationLeavesStoreUnchanged
+		{"vni -1", network("--vni", "-1"), "network.vni", "within 1..16777215"},
+		{"vni wraps", network("--vni", "4294967297"), "network.vni", "within 1..16777215"},
+		{"mtu 0", network("--mtu", "0"), "network.mtu", "omit --mtu"},
+		{"underlay 0", network("--underlay-mtu", "0"), "network.underlay_mtu", "omit --underlay-mtu"},
+		{"mtu -1", network("--mtu", "-1"), "", ""},               // reaches the store, which refuses it
+		{"underlay -1", network("--underlay-mtu", "-1"), "", ""}, // as above
+
+		{"ok rule", rule("--protocol", "tcp", "--port", "22"), "", ""},
+		{"ok icmp 0", rule("--protocol", "icmp", "--icmp-type", "0", "--icmp-code", "0"), "", ""},
+		{"ok range", rule("--protocol", "udp", "--port", "1-65535"), "", ""},
+	} {
+		switch {
+		case c.field == "" && c.err != nil:
+			t.Errorf("%s: refused: %v", c.name, c.err)
+		case c.field == "":
+		case c.err == nil:
+			t.Errorf("%s: accepted", c.name)
+		case !errors.Is(c.err, api.ErrInvalid) || fieldOf(c.err) != c.field || !strings.Contains(c.err.Error(), c.msg):
+			t.Errorf("%s: %v, want an invalid-input error naming %s and saying %q", c.name, c.err, c.field, c.msg)
+		}
+	}
+
+	// What the parsers hand on for values that must reach the store's validation.
+	spec, err := networkSpec([]string{"n", "--cidr", "10.0.0.0/24", "--vni", "0", "--mtu", "-1", "--underlay-mtu", "-1"})
+	if err != nil || spec.VNI == nil || *spec.VNI != 0 || spec.MTU != -1 || spec.UnderlayMTU != -1 {
+		t.Errorf("network create hands on %+v, %v", spec, err)
+	}
+	spec, err = networkSpec([]string{"n", "--cidr", "10.0.0.0/24"})
+	if err != nil || spec.VNI != nil || spec.MTU != 0 || spec.UnderlayMTU != 1500 {
+		t.Errorf("network create defaults: %+v, %v", spec, err)
+	}
+	_, r, err := ruleFromArgs([]string{"G", "--direction", "ingress", "--protocol", "icmp", "--icmp-type", "0"})
+	if err != nil || r.ICMPType == nil || *r.ICMPType != 0 || r.ICMPCode != nil {
+		t.Errorf("icmp type 0 parsed as %+v, %v", r, err)
+	}
+	g, r, err := ruleFromArgs([]string{"G", "--direction", "ingress", "--protocol", "tcp", "--port", "8000-8080"})
+	if err != nil || g != "G" || r.PortMin != 8000 || r.PortMax != 8080 {
+		t.Errorf("port range parsed as %q %+v, %v", g, r, err)
+	}
+}
+
+func fieldOf(err error) string {
+	var fe *api.FieldError
+	if errors.As(err, &fe) {
+		return fe.Field
+	}
+	return ""
+}
