@@ -21,6 +21,18 @@ type StatusReport struct {
 	Started       time.Time       `json:"started"`
 	Converged     time.Time       `json:"converged"` // zero until the first reconcile without errors
 	LastReconcile ReconcileReport `json:"last_reconcile"`
+	// Problems are store records lanesd left out (wholly or in part) that may concern
+	// this host.
+	Problems []RecordProblem `json:"problems,omitempty"`
+}
+
+// RecordProblem is a store record lanesd could not use, and why.
+type RecordProblem struct {
+	Kind  string `json:"kind"` // networks, ports, secgroups, hosts, status
+	ID    string `json:"id"`
+	Class string `json:"class"`          // undecodable, invalid, conflict, dangling
+	Part  string `json:"part,omitempty"` // empty: the whole record is left out
+	Error string `json:"error"`
 }
 
 // ReconcileReport is the outcome of the last reconcile pass.

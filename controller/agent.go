@@ -33,6 +33,7 @@ type agent struct {
 	m      *Metrics
 	mirror *store.Mirror
 
+	guard   *recordGuard
 	host    *hostStep
 	nets    *networkStep
 	wire    *wireStep
@@ -99,7 +100,8 @@ func (a *agent) loop(ctx context.Context) error {
 // retried with backoff while the others go ahead.
 func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	start := time.Now()
-	v := view.Compute(a.cfg.Host, a.mirror.Snapshot())
+	v := view.Compute(a.cfg.Host, a.guard.Apply(a.mirror.Snapshot()))
+	a.countProblems(v)
 	var errs []error
 	fail := func(kind string, err error) {
 		if err != nil {
@@ -186,4 +188,12 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 func (a *agent) hostInfo() diag.Host {
 	addr, _ := a.cfg.TunnelAddr()
 	return diag.Host{Name: a.cfg.Host, TunnelIP: addr.String(), TunnelType: a.cfg.TunnelType, Datapath: a.cfg.DatapathType}
+}
+
+// countProblems publishes the store records left out that concern this host.
+func (a *agent) countProblems(v *view.View) {
+	a.m.StoreProblems.Reset()
+	for _, p := range v.StoreProblems {
+		a.m.StoreProblems.WithLabelValues(p.Kind, p.Class).Inc()
+	}
 }

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -126,6 +127,7 @@ func freeAddr(t *testing.T) string {
 // (fully when full), and fails the test on a reconcile error.
 func (r *rig) sync(full bool) {
 	r.t.Helper()
+	defer func(start time.Time) { r.t.Logf("sync(%v) took %s", full, time.Since(start)) }(time.Now())
 	_, rev, err := r.st.Dump(r.ctx)
 	if err != nil {
 		r.t.Fatal(err)
@@ -263,4 +265,88 @@ func TestReconcile(t *testing.T) {
 	if err != nil || len(ports) != 0 {
 		t.Errorf("kernel devices left: %+v %v", ports, err)
 	}
+}
+
+// TestReconcilePoison writes bad records straight into etcd, around the CLI: a local
+// port overwritten with garbage keeps running its last good version and is reported
+// ERROR; a port of a missing network and a network reusing a VNI are reported and
+// change nothing; a good port created meanwhile becomes ACTIVE.
+func TestReconcilePoison(t *testing.T) {
+	r := newRig(t)
+	ctx := r.ctx
+	if _, err := r.st.RegisterHost(ctx, api.Host{Name: "h1", TunnelIP: "172.31.77.1", TunnelType: api.TunnelVXLAN}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	n, err := r.st.CreateNetwork(ctx, store.NetworkSpec{Name: "blue", CIDR: "10.7.0.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	vm1, err := r.st.CreatePort(ctx, api.Port{Name: "vm1", NetworkID: n.ID, Host: "h1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.sync(true)
+	before := r.flows(api.BrInt)
+
+	cli := r.st.Client()
+	put := func(key, val string) {
+		t.Helper()
+		if _, err := cli.Put(ctx, key, val); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(store.Prefix+"ports/"+vm1.ID, `{"id": "`+vm1.ID+`", "mac": `)
+	orphan := "5b0b7a2e-54c4-4f35-9d6c-3f1f8f8c0001"
+	put(store.Prefix+"ports/"+orphan, `{"id":"`+orphan+`","name":"orphan","network_id":"6c0c0000-0000-4000-8000-000000000001","host":"h1","mac":"fa:16:3e:00:00:99","fixed_ips":["10.9.0.9"]}`)
+	dup := "7d0d7a2e-54c4-4f35-9d6c-3f1f8f8c0002"
+	put(store.Prefix+"networks/"+dup, fmt.Sprintf(`{"id":"%s","name":"dupvni","vni":%d,"cidr":"10.8.0.0/24","mtu":1450}`, dup, n.VNI))
+	vm2, err := r.st.CreatePort(ctx, api.Port{Name: "vm2", NetworkID: n.ID, Host: "h1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.sync(false)
+
+	if after := r.flows(api.BrInt); !strings.Contains(after, "arp_spa="+vm1.FixedIPs[0]) {
+		t.Errorf("vm1's anti-spoofing went with its broken record:\nbefore\n%s\nafter\n%s", before, after)
+	}
+	if out := r.vsctl("list-ports", api.BrInt); !strings.Contains(out, api.QvoName(vm1.ID)) || !strings.Contains(out, api.QvoName(vm2.ID)) {
+		t.Errorf("br-int ports %s: want vm1 kept and vm2 added", out)
+	}
+	snap := r.a.last.Load()
+	if st := snap.Statuses[vm1.ID]; st.State != api.StatusError || !strings.Contains(st.Reason, "last good version") {
+		t.Errorf("vm1 status %+v", st)
+	}
+	if ps, err := r.st.GetPortStatus(ctx, vm2.ID); err != nil || ps.State != api.StatusActive {
+		t.Errorf("vm2 status %+v %v", ps, err)
+	}
+	kinds := map[string]bool{}
+	for _, p := range snap.View.StoreProblems {
+		kinds[p.Kind+"/"+p.ID] = true
+	}
+	for _, want := range []string{"ports/" + vm1.ID, "ports/" + orphan, "networks/" + dup} {
+		if !kinds[want] {
+			t.Errorf("problem %s not reported; have %v", want, kinds)
+		}
+	}
+	if _, ok := snap.Statuses[orphan]; !ok {
+		t.Errorf("the orphan port of this host has no status: %+v", snap.Statuses)
+	}
+
+	// Repairing the record brings vm1 back to ACTIVE.
+	if _, err := cli.Put(ctx, store.Prefix+"ports/"+vm1.ID, mustJSON(t, vm1)); err != nil {
+		t.Fatal(err)
+	}
+	r.sync(false)
+	if st := r.a.last.Load().Statuses[vm1.ID]; st.State != api.StatusActive {
+		t.Errorf("vm1 after repair: %+v", st)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }

@@ -18,6 +18,7 @@ type Metrics struct {
 	StoreRevision     prometheus.Gauge
 	TunnelPorts       prometheus.Gauge
 	OpenFlowConnected *prometheus.GaugeVec // by bridge
+	StoreProblems     *prometheus.GaugeVec // by kind, class
 }
 
 // NewMetrics registers lanesd's metrics on a new registry.
@@ -56,8 +57,11 @@ func NewMetrics() *Metrics {
 		OpenFlowConnected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "lanes_openflow_connected", Help: "1 while the OpenFlow connection to the bridge is up.",
 		}, []string{"bridge"}),
+		StoreProblems: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "lanes_store_problems", Help: "Store records concerning this host that lanesd left out, wholly or in part, by kind and class.",
+		}, []string{"kind", "class"}),
 	}
 	m.Registry.MustRegister(m.Ports, m.Flows, m.Bundles, m.BundleSeconds, m.ReconcileSeconds,
-		m.ReconcileErrors, m.WatchLagSeconds, m.StoreRevision, m.TunnelPorts, m.OpenFlowConnected)
+		m.ReconcileErrors, m.WatchLagSeconds, m.StoreRevision, m.TunnelPorts, m.OpenFlowConnected, m.StoreProblems)
 	return m
 }

@@ -101,6 +101,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 func newAgent(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics, st *store.Store, db *ovsdb.Client, host *hostwire.Host, fw *hostwire.Firewall) (*agent, error) {
 	addr, _ := cfg.TunnelAddr()
 	a := &agent{cfg: cfg, log: log, m: m, started: time.Now(),
+		guard:   newRecordGuard(cfg.Host),
 		host:    &hostStep{cfg: cfg, db: db, host: host},
 		nets:    newNetworkStep(log, cfg.VMMTU()),
 		wire:    newWireStep(log, host, cfg.TapUID, cfg.TapGID),

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"time"
 
 	"github.com/lanes-net/lanes/api"
@@ -51,13 +50,16 @@ func (s *statusStep) Load(ctx context.Context) error {
 
 // Sync reports every local port: ERROR with the reason when its record is unusable or
 // its wiring failed, ACTIVE once wired, in OVSDB with an ofport, filtered and flowed,
-// BUILD otherwise. It returns the statuses as reported.
+// BUILD otherwise. It returns the statuses it reports, whether or not the store took
+// them (it refuses a status for a port whose record does not decode).
 func (s *statusStep) Sync(ctx context.Context, v *view.View, in statusInput) map[string]api.PortStatus {
 	counts := map[string]int{api.StatusActive: 0, api.StatusBuild: 0, api.StatusError: 0}
 	local := map[string]bool{}
+	reported := map[string]api.PortStatus{}
 	report := func(want api.PortStatus) {
 		local[want.PortID] = true
 		counts[want.State]++
+		reported[want.PortID] = want
 		have, ok := s.statuses[want.PortID]
 		if ok && have.State == want.State && have.Ofport == want.Ofport && have.Reason == want.Reason && have.Host == want.Host {
 			return
@@ -72,6 +74,9 @@ func (s *statusStep) Sync(ctx context.Context, v *view.View, in statusInput) map
 		s.statuses[want.PortID] = want
 	}
 	for _, p := range v.Local {
+		if _, bad := v.Problems[p.ID]; bad {
+			continue // reported below
+		}
 		want := api.PortStatus{PortID: p.ID, Host: s.host, State: api.StatusBuild}
 		if err, failed := in.Wire.Failed[p.ID]; failed {
 			want.State, want.Reason = api.StatusError, err.Error()
@@ -81,9 +86,11 @@ func (s *statusStep) Sync(ctx context.Context, v *view.View, in statusInput) map
 		report(want)
 	}
 	for id, err := range v.Problems {
-		if p, ok := v.State.Ports[id]; ok && p.Host == s.host {
-			report(api.PortStatus{PortID: id, Host: s.host, State: api.StatusError, Reason: err.Error()})
+		reason := err.Error()
+		if _, running := v.LocalPort(id); running {
+			reason += "; its last good version keeps running"
 		}
+		report(api.PortStatus{PortID: id, Host: s.host, State: api.StatusError, Reason: reason})
 	}
 	for id := range s.statuses {
 		if !local[id] {
@@ -93,5 +100,5 @@ func (s *statusStep) Sync(ctx context.Context, v *view.View, in statusInput) map
 	for st, n := range counts {
 		s.m.Ports.WithLabelValues(st).Set(float64(n))
 	}
-	return maps.Clone(s.statuses)
+	return reported
 }

@@ -38,10 +38,17 @@ func (s *Server) Status(snap *Snapshot) api.StatusReport {
 	// Ports left out of the view because their record is unusable are shown too: an
 	// operator looks for a missing port here first.
 	for id, err := range v.Problems {
-		if p, ok := v.State.Ports[id]; ok && p.Host == v.Host {
-			r.Ports = append(r.Ports, api.PortReport{ID: p.ID, Name: p.Name, Network: v.Networks[p.NetworkID].Name, Tap: api.TapName(p.ID),
-				State: api.StatusError, Reason: err.Error()})
+		if _, running := v.LocalPort(id); running {
+			continue // listed above, with its ERROR status
 		}
+		pr := api.PortReport{ID: id, Tap: api.TapName(id), State: api.StatusError, Reason: err.Error()}
+		if p, ok := v.State.Ports[id]; ok {
+			pr.Name, pr.Network = p.Name, v.Networks[p.NetworkID].Name
+		}
+		r.Ports = append(r.Ports, pr)
+	}
+	for _, p := range v.StoreProblems {
+		r.Problems = append(r.Problems, api.RecordProblem{Kind: p.Kind, ID: p.ID, Class: p.Class, Part: p.Part, Error: p.Err})
 	}
 	sort.Slice(r.Ports, func(i, j int) bool { return r.Ports[i].Name < r.Ports[j].Name })
 	for ip, t := range snap.Tunnels {

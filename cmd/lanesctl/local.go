@@ -82,9 +82,21 @@ func (g *globals) status(args []string) error {
 	for _, t := range r.Tunnels {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", t.Port, t.RemoteIP, t.PeerHost, t.Ofport)
 	}
+	if len(r.Problems) > 0 {
+		fmt.Fprintln(w, "\nSTORE RECORD\tPROBLEM\tLEFT OUT\tERROR")
+		for _, p := range r.Problems {
+			part := "whole record"
+			if p.Part != "" {
+				part = p.Part
+			}
+			fmt.Fprintf(w, "%s/%s\t%s\t%s\t%s\n", p.Kind, p.ID, p.Class, part, p.Error)
+		}
+	}
 	fmt.Fprintf(w, "\nlast reconcile %s (took %s, revision %d)", r.LastReconcile.At.Format(time.RFC3339), r.LastReconcile.Took, r.LastReconcile.Revision)
-	if len(r.LastReconcile.Errors) == 0 {
+	if len(r.LastReconcile.Errors) == 0 && len(r.Problems) == 0 {
 		fmt.Fprintln(w, ": no errors")
+	} else if len(r.LastReconcile.Errors) == 0 {
+		fmt.Fprintf(w, ": no errors, %d store records with problems (above)\n", len(r.Problems))
 	} else {
 		fmt.Fprintf(w, ": %d errors\n", len(r.LastReconcile.Errors))
 		for _, e := range r.LastReconcile.Errors {

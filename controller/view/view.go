@@ -32,9 +32,13 @@ type View struct {
 	// in a group, for remote-group rules.
 	Groups  map[string]api.SecurityGroup
 	Members map[string][]netip.Addr
-	// Problems are the ports of this host's networks left out because a field does not
-	// parse, by port ID.
+	// Problems are, by port ID, this host's ports left out because a field does not
+	// parse, and those whose latest record the store refused (these may still run
+	// their last good version).
 	Problems map[string]error
+	// StoreProblems are the records the store mirror left out, wholly or in part, that
+	// may concern this host: all but other hosts' ports and statuses.
+	StoreProblems []store.Problem
 }
 
 // Port is a port with its addresses parsed.
@@ -91,8 +95,10 @@ func Compute(self string, st store.State) *View {
 		}
 		pp, err := parsePort(p)
 		if err != nil {
-			v.Problems[p.ID] = err
-			continue
+			if p.Host == self {
+				v.Problems[p.ID] = err
+			}
+			continue // a remote port that does not parse gets no flows
 		}
 		if p.Host == self {
 			v.Local = append(v.Local, pp)
@@ -107,6 +113,20 @@ func Compute(self string, st store.State) *View {
 	}
 	for _, g := range st.Groups {
 		v.Groups[g.ID] = g
+	}
+	for _, pr := range st.Problems {
+		if (pr.Kind == store.KindPorts || pr.Kind == store.KindStatus) && pr.Host != "" && pr.Host != self {
+			if kept, ok := st.Ports[pr.ID]; !ok || kept.Host != self {
+				continue
+			}
+		}
+		v.StoreProblems = append(v.StoreProblems, pr)
+		if pr.Kind != store.KindPorts || !pr.Whole() {
+			continue
+		}
+		if kept, ok := st.Ports[pr.ID]; pr.Host == self || (ok && kept.Host == self) {
+			v.Problems[pr.ID] = fmt.Errorf("record refused by the store (%s): %s", pr.Class, pr.Err)
+		}
 	}
 	for _, id := range ids {
 		p := st.Ports[id]

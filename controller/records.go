@@ -1,0 +1,77 @@
+package controller
+
+import (
+	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/store"
+)
+
+// recordGuard keeps what this host runs working when its record turns bad. The store
+// mirror leaves out a record that does not decode, validate or agree with the others
+// (store.Problem); taken literally, a local port whose record was overwritten with
+// garbage would be unwired, and a network or group whose record broke would take its
+// ports down with it. Instead the guard puts back the last good version of every
+// record this host was using, until the record is fixed or deleted; the problem is
+// still reported on its owner. A record that is deleted is gone, guard or not.
+type recordGuard struct {
+	self     string
+	networks map[string]api.Network
+	ports    map[string]api.Port
+	groups   map[string]api.SecurityGroup
+}
+
+func newRecordGuard(self string) *recordGuard {
+	return &recordGuard{self: self, networks: map[string]api.Network{}, ports: map[string]api.Port{}, groups: map[string]api.SecurityGroup{}}
+}
+
+// Apply returns st with the last good versions of the records this host used put back
+// where the mirror left a record out, and remembers what this host uses now: its
+// networks, every port on them, and the groups of those ports. st must be
+// the caller's own copy (the mirror's Snapshot is).
+func (g *recordGuard) Apply(st store.State) store.State {
+	for _, p := range st.Problems {
+		if !p.Whole() {
+			continue
+		}
+		switch p.Kind {
+		case store.KindPorts:
+			if good, ok := g.ports[p.ID]; ok {
+				if _, present := st.Ports[p.ID]; !present {
+					st.Ports[p.ID] = good
+				}
+			}
+		case store.KindNetworks:
+			if good, ok := g.networks[p.ID]; ok {
+				if _, present := st.Networks[p.ID]; !present {
+					st.Networks[p.ID] = good
+				}
+			}
+		case store.KindGroups:
+			if good, ok := g.groups[p.ID]; ok {
+				if _, present := st.Groups[p.ID]; !present {
+					st.Groups[p.ID] = good
+				}
+			}
+		}
+	}
+	ports, networks, groups := map[string]api.Port{}, map[string]api.Network{}, map[string]api.SecurityGroup{}
+	for _, p := range st.Ports {
+		if n, ok := st.Networks[p.NetworkID]; ok && p.Host == g.self {
+			networks[n.ID] = n
+		}
+	}
+	// Every port of those networks, remote ones too: their l2pop flows and tunnels
+	// carry traffic to this host's ports.
+	for id, p := range st.Ports {
+		if _, ok := networks[p.NetworkID]; !ok {
+			continue
+		}
+		ports[id] = p
+		for _, gid := range p.SecurityGroups {
+			if sg, ok := st.Groups[gid]; ok {
+				groups[gid] = sg
+			}
+		}
+	}
+	g.ports, g.networks, g.groups = ports, networks, groups
+	return st
+}
