@@ -70,7 +70,9 @@ type TunnelReport struct {
 	Port     string `json:"port"`
 	RemoteIP string `json:"remote_ip"`
 	PeerHost string `json:"peer_host"`
-	Ofport   int    `json:"ofport"`
+	// PeerAlive is false while the peer's agent has no lease: its tunnel stays.
+	PeerAlive bool `json:"peer_alive"`
+	Ofport    int  `json:"ofport"`
 }
 
 // NetworkReport is a network with local ports.

@@ -190,10 +190,18 @@ func (a *agent) hostInfo() diag.Host {
 	return diag.Host{Name: a.cfg.Host, TunnelIP: addr.String(), TunnelType: a.cfg.TunnelType, Datapath: a.cfg.DatapathType}
 }
 
-// countProblems publishes the store records left out that concern this host.
+// countProblems publishes the store records left out that concern this host, and the
+// peers whose agent is down.
 func (a *agent) countProblems(v *view.View) {
 	a.m.StoreProblems.Reset()
 	for _, p := range v.StoreProblems {
 		a.m.StoreProblems.WithLabelValues(p.Kind, p.Class).Inc()
 	}
+	down := 0
+	for _, h := range v.Peers {
+		if !h.Alive {
+			down++
+		}
+	}
+	a.m.PeersDown.Set(float64(down))
 }

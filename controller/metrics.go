@@ -19,6 +19,7 @@ type Metrics struct {
 	TunnelPorts       prometheus.Gauge
 	OpenFlowConnected *prometheus.GaugeVec // by bridge
 	StoreProblems     *prometheus.GaugeVec // by kind, class
+	PeersDown         prometheus.Gauge
 }
 
 // NewMetrics registers lanesd's metrics on a new registry.
@@ -60,8 +61,11 @@ func NewMetrics() *Metrics {
 		StoreProblems: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "lanes_store_problems", Help: "Store records concerning this host that lanesd left out, wholly or in part, by kind and class.",
 		}, []string{"kind", "class"}),
+		PeersDown: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lanes_peers_down", Help: "Peer hosts sharing a network with this host whose agent has no lease (their tunnels stay).",
+		}),
 	}
 	m.Registry.MustRegister(m.Ports, m.Flows, m.Bundles, m.BundleSeconds, m.ReconcileSeconds,
-		m.ReconcileErrors, m.WatchLagSeconds, m.StoreRevision, m.TunnelPorts, m.OpenFlowConnected, m.StoreProblems)
+		m.ReconcileErrors, m.WatchLagSeconds, m.StoreRevision, m.TunnelPorts, m.OpenFlowConnected, m.StoreProblems, m.PeersDown)
 	return m
 }

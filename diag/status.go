@@ -52,7 +52,7 @@ func (s *Server) Status(snap *Snapshot) api.StatusReport {
 	}
 	sort.Slice(r.Ports, func(i, j int) bool { return r.Ports[i].Name < r.Ports[j].Name })
 	for ip, t := range snap.Tunnels {
-		r.Tunnels = append(r.Tunnels, api.TunnelReport{Port: t.Name, RemoteIP: ip, PeerHost: v.Peers[ip].Name, Ofport: t.Ofport})
+		r.Tunnels = append(r.Tunnels, api.TunnelReport{Port: t.Name, RemoteIP: ip, PeerHost: v.Peers[ip].Name, PeerAlive: v.Peers[ip].Alive, Ofport: t.Ofport})
 	}
 	sort.Slice(r.Tunnels, func(i, j int) bool { return r.Tunnels[i].Port < r.Tunnels[j].Port })
 	flood := v.FloodTo()

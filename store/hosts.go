@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,13 +30,16 @@ type HostRegistration struct {
 	lease clientv3.LeaseID
 }
 
-// RegisterHost writes the host's key under a new lease of ttl (etcd rounds it up to
-// whole seconds and its minimum) and keeps the lease alive until ctx is cancelled or
-// Close is called; the key then disappears once the TTL runs out, which is how other
-// hosts learn that this one is gone. When the lease is lost (etcd unreachable for
-// longer than the TTL) the host registers again under a new lease. Registering a name
-// that is already registered takes the key over: a restarted host must not wait for
-// its previous lease to expire.
+// RegisterHost writes the host's record (where its tunnels end), and its alive key
+// under a new lease of ttl (etcd rounds it up to whole seconds and its minimum), and
+// keeps the lease alive until ctx is cancelled or Close is called; the alive key then
+// disappears once the TTL runs out, which is how other hosts learn that this host's
+// agent is gone. The record stays: liveness is not placement, so peers keep their
+// tunnels and flows to a host whose agent is down (its VMs may be fine) until its
+// ports move or an operator deletes the host. When the lease is lost (etcd
+// unreachable for longer than the TTL) the host registers again under a new lease.
+// Registering a name that is already registered takes it over: a restarted host must
+// not wait for its previous lease to expire.
 func (s *Store) RegisterHost(ctx context.Context, h api.Host, ttl time.Duration) (*HostRegistration, error) {
 	h.Alive = false // derived from the key's existence, never stored
 	if err := api.ValidateHost(&h); err != nil {
@@ -71,7 +75,12 @@ func (r *HostRegistration) register(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("encode host %s: %w", r.host.Name, err)
 	}
-	if _, err := r.s.cli.Put(ctx, pHosts+r.host.Name, string(b), clientv3.WithLease(g.ID)); err != nil {
+	// A record written by an older lanesd under the lease is detached from it by the
+	// plain Put.
+	if _, err := r.s.cli.Txn(ctx).Then(
+		clientv3.OpPut(pHosts+r.host.Name, string(b)),
+		clientv3.OpPut(pAlive+r.host.Name, "", clientv3.WithLease(g.ID)),
+	).Commit(); err != nil {
 		r.s.cli.Revoke(context.WithoutCancel(ctx), g.ID)
 		return fmt.Errorf("register host %s: %w", r.host.Name, err)
 	}
@@ -117,14 +126,14 @@ func (r *HostRegistration) Lease() clientv3.LeaseID {
 	return r.lease
 }
 
-// Close stops the keep-alive; the host's key expires after the TTL. It does not revoke
-// the lease, so a restarting host does not make its peers tear down its tunnels.
+// Close stops the keep-alive; the host is shown down once the TTL ran out. It does not
+// revoke the lease, so a restarting host is never even shown down.
 func (r *HostRegistration) Close() {
 	r.cancel()
 	<-r.done
 }
 
-// Revoke stops the keep-alive and removes the host's key at once.
+// Revoke stops the keep-alive and shows the host down at once.
 func (r *HostRegistration) Revoke(ctx context.Context) error {
 	r.Close()
 	if _, err := r.s.cli.Revoke(ctx, r.Lease()); err != nil {
@@ -133,27 +142,72 @@ func (r *HostRegistration) Revoke(ctx context.Context) error {
 	return nil
 }
 
-// ListHosts returns the registered (alive) hosts, sorted by name.
+// ListHosts returns the registered hosts, alive or not, sorted by name.
 func (s *Store) ListHosts(ctx context.Context) ([]api.Host, error) {
 	hs, err := listJSON[api.Host](ctx, s, pHosts)
+	if err != nil {
+		return nil, err
+	}
+	alive, err := s.cli.Get(ctx, pAlive, clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		return nil, fmt.Errorf("list alive hosts: %w", err)
+	}
+	up := map[string]bool{}
+	for _, kv := range alive.Kvs {
+		up[strings.TrimPrefix(string(kv.Key), pAlive)] = true
+	}
 	for i := range hs {
-		hs[i].Alive = true
+		hs[i].Alive = up[hs[i].Name]
 	}
 	sort.Slice(hs, func(i, j int) bool { return hs[i].Name < hs[j].Name })
-	return hs, err
+	return hs, nil
 }
 
-// GetHost returns a registered host; ErrNotFound when it is not registered or its
-// lease has expired.
+// GetHost returns a registered host, alive or not; ErrNotFound when it never
+// registered or was deleted.
 func (s *Store) GetHost(ctx context.Context, name string) (api.Host, error) {
 	var h api.Host
-	ok, err := s.reader(ctx).getJSON(pHosts+name, &h)
+	rd := s.reader(ctx)
+	ok, err := rd.getJSON(pHosts+name, &h)
 	if err != nil {
 		return api.Host{}, err
 	}
 	if !ok {
 		return api.Host{}, fmt.Errorf("host %q: %w", name, ErrNotFound)
 	}
-	h.Alive = true
+	alive, err := s.cli.Get(ctx, pAlive+name, clientv3.WithCountOnly())
+	if err != nil {
+		return api.Host{}, fmt.Errorf("get host %s: %w", name, err)
+	}
+	h.Alive = alive.Count > 0
 	return h, nil
+}
+
+// DeleteHost removes a host: peers drop their tunnels and flows to it. A host that
+// still has ports bound is refused unless force is set (then its ports stay in the
+// store, bound to a host nobody realises, until they are deleted or moved).
+func (s *Store) DeleteHost(ctx context.Context, name string, force bool) error {
+	if _, err := s.GetHost(ctx, name); err != nil {
+		return err
+	}
+	if !force {
+		ports, err := s.ListPorts(ctx)
+		if err != nil {
+			return err
+		}
+		var bound []string
+		for _, p := range ports {
+			if p.Host == name {
+				bound = append(bound, p.Name)
+			}
+		}
+		if len(bound) > 0 {
+			sort.Strings(bound)
+			return &api.FieldError{Field: "host", Value: name, Reason: fmt.Sprintf("%d ports are bound to it (%s): delete or move them first, or force", len(bound), strings.Join(bound, ", "))}
+		}
+	}
+	if _, err := s.cli.Txn(ctx).Then(clientv3.OpDelete(pHosts+name), clientv3.OpDelete(pAlive+name)).Commit(); err != nil {
+		return fmt.Errorf("delete host %s: %w", name, err)
+	}
+	return nil
 }

@@ -26,7 +26,7 @@ type State struct {
 	Networks map[string]api.Network       // by ID
 	Ports    map[string]api.Port          // by ID
 	Groups   map[string]api.SecurityGroup // by ID
-	Hosts    map[string]api.Host          // by name; all Alive
+	Hosts    map[string]api.Host          // by name; Alive while the host's lease is held
 	Statuses map[string]api.PortStatus    // by port ID
 	// Problems lists what was left out and why, sorted by key. A record appears at
 	// most once with an empty Part (left out), possibly several times with a Part
@@ -299,6 +299,15 @@ func (m *Mirror) apply(rs *records, typ mvccpb.Event_EventType, kv *mvccpb.KeyVa
 			return put(rs.statuses, id, true, nil)
 		}
 		return put(rs.statuses, id, false, func() *record[api.PortStatus] { return r })
+	case kindAlive:
+		if del {
+			_, was := rs.alive[id]
+			delete(rs.alive, id)
+			return was
+		}
+		_, was := rs.alive[id]
+		rs.alive[id] = true
+		return !was
 	}
 	return false
 }

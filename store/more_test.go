@@ -111,15 +111,16 @@ func TestHostLeaseExpiry(t *testing.T) {
 		}
 		return time.Since(start) > 4*time.Second
 	})
-	// Stopping by Close and by cancelling the context: both keys expire.
+	// Stopping by Close and by cancelling the context: both leases expire, and the
+	// hosts stay registered, shown down (liveness is not placement).
 	reg.Close()
 	cancel()
-	eventually(t, 15*time.Second, "hosts to expire", func() bool {
+	eventually(t, 15*time.Second, "hosts to be shown down", func() bool {
 		hosts, err := s.ListHosts(ctx)
-		return err == nil && len(hosts) == 0
+		return err == nil && len(hosts) == 2 && !hosts[0].Alive && !hosts[1].Alive
 	})
-	if _, err := s.GetHost(ctx, "h1"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("expired host: %v", err)
+	if h, err := s.GetHost(ctx, "h1"); err != nil || h.Alive || h.TunnelIP != "192.168.1.1" {
+		t.Fatalf("expired host: %+v %v", h, err)
 	}
 	// Revoke removes the key at once; re-registering takes over a live name.
 	r1, err := s.RegisterHost(ctx, h, time.Minute)
@@ -130,12 +131,30 @@ func TestHostLeaseExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if h, err := s.GetHost(ctx, "h1"); err != nil || !h.Alive {
+		t.Fatalf("re-registered host: %+v %v", h, err)
+	}
 	r1.Close()
 	if err := r2.Revoke(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if h, err := s.GetHost(ctx, "h1"); err != nil || h.Alive {
+		t.Fatalf("revoked host: %+v %v", h, err)
+	}
+	// Deleting a host with a port bound is refused unless forced; then it is gone.
+	mustNet(t, s, "net", "10.0.0.0/24")
+	mustPort(t, s, api.Port{Name: "p", NetworkID: "net", Host: "h1"})
+	if err := s.DeleteHost(ctx, "h1", false); !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), "1 ports are bound") {
+		t.Fatalf("delete of a host with a port: %v", err)
+	}
+	if err := s.DeleteHost(ctx, "h1", true); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := s.GetHost(ctx, "h1"); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("revoked host: %v", err)
+		t.Fatalf("deleted host: %v", err)
+	}
+	if err := s.DeleteHost(ctx, "h1", true); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
 	}
 }
 

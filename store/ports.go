@@ -144,7 +144,7 @@ func (pl *plan) planPort(old *api.Port, want api.Port) (api.Port, error) {
 			return want, fmt.Errorf("get host %s: %w", want.Host, err)
 		}
 		if want.Host == "" || b.Count == 0 {
-			return want, &api.FieldError{Field: "port.host", Value: want.Host, Reason: "unknown host (not registered or not alive)"}
+			return want, &api.FieldError{Field: "port.host", Value: want.Host, Reason: "unknown host (never registered, or deleted; see lanesctl host list)"}
 		}
 		pl.exists(pHosts + want.Host)
 	}

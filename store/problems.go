@@ -18,6 +18,8 @@ const (
 	KindGroups   = "secgroups"
 	KindHosts    = "hosts"
 	KindStatus   = "status"
+	// kindAlive holds the hosts' lease-bound alive keys: not records, no problems.
+	kindAlive = "alive"
 )
 
 // Problem classes: why (part of) a record is left out of a State.
@@ -256,7 +258,7 @@ func readHost(kv *mvccpb.KeyValue, name string) *record[api.Host] {
 		r.refuse(KindHosts, name, "", ProblemInvalid, err)
 		return r
 	}
-	r.v.Alive = true
+	r.v.Alive = false // derived from the alive key, never stored
 	return r
 }
 
@@ -283,6 +285,7 @@ type records struct {
 	groups   map[string]*record[api.SecurityGroup]
 	hosts    map[string]*record[api.Host]
 	statuses map[string]*record[api.PortStatus]
+	alive    map[string]bool // hosts whose alive key (under their lease) exists
 }
 
 func newRecords() *records {
@@ -292,6 +295,7 @@ func newRecords() *records {
 		groups:   map[string]*record[api.SecurityGroup]{},
 		hosts:    map[string]*record[api.Host]{},
 		statuses: map[string]*record[api.PortStatus]{},
+		alive:    map[string]bool{},
 	}
 }
 
@@ -466,7 +470,9 @@ func (rs *records) build(rev int64) State {
 				fmt.Errorf("tunnel IP %s is also host %s's, which registered first", r.v.TunnelIP, holder)))
 			continue
 		}
-		st.Hosts[name] = r.v
+		h := r.v
+		h.Alive = rs.alive[name]
+		st.Hosts[name] = h
 	}
 
 	for id, r := range rs.statuses {

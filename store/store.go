@@ -7,7 +7,8 @@
 //	/lanes/v1/networks/<id>                  api.Network
 //	/lanes/v1/ports/<id>                     api.Port (network and groups stored as IDs)
 //	/lanes/v1/secgroups/<id>                 api.SecurityGroup
-//	/lanes/v1/hosts/<name>                   api.Host, attached to the host's lease
+//	/lanes/v1/hosts/<name>                   api.Host: where the host's tunnels end (kept until deleted)
+//	/lanes/v1/alive/<name>                   "", attached to the host's lease: its agent is alive
 //	/lanes/v1/status/<port id>               api.PortStatus, written by the port's host
 //
 // Index and allocation keys, whose existence enforces uniqueness (a create compares their
@@ -49,6 +50,7 @@ const (
 	pPorts    = Prefix + "ports/"
 	pGroups   = Prefix + "secgroups/"
 	pHosts    = Prefix + "hosts/"
+	pAlive    = Prefix + "alive/"
 	pStatus   = Prefix + "status/"
 	pNames    = Prefix + "names/"
 	pAllocVNI = Prefix + "alloc/vni/"

@@ -3,6 +3,7 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/lanes-net/lanes/api"
 	"os/exec"
 	"slices"
 	"sort"
@@ -367,7 +368,7 @@ func TestOverlay(t *testing.T) {
 		})
 	})
 
-	t.Run("h3 stops: its tunnel goes once its lease expires", func(t *testing.T) {
+	t.Run("h3 stops: shown down, its tunnels stay until it is deleted", func(t *testing.T) {
 		// Give h3 a port again so h1 and h2 have a tunnel to it.
 		vm(t, l, "h3", "a4", "net-a", "10.0.0.4", sg...)
 		eventually(t, 10*time.Second, "tunnel h1 -> h3", func() error {
@@ -379,6 +380,42 @@ func TestOverlay(t *testing.T) {
 		if err := l.StopLanesd(h3); err != nil {
 			t.Fatal(err)
 		}
+		// Liveness is not placement: the lease expires, h3 is shown down, and its
+		// peers keep everything toward it (its VMs may be fine).
+		eventually(t, 30*time.Second, "h3 shown down", func() error {
+			var hosts []api.Host
+			if err := json.Unmarshal([]byte(ctl(t, l, h1, "-o", "json", "host", "list")), &hosts); err != nil {
+				return err
+			}
+			for _, h := range hosts {
+				if h.Name == "h3" && !h.Alive {
+					return nil
+				}
+			}
+			return fmt.Errorf("hosts %+v", hosts)
+		})
+		eventually(t, 10*time.Second, "h1's status to show h3's agent down", func() error {
+			var st api.StatusReport
+			if err := json.Unmarshal([]byte(ctl(t, l, h1, "-o", "json", "status")), &st); err != nil {
+				return err
+			}
+			for _, tr := range st.Tunnels {
+				if tr.PeerHost == "h3" && !tr.PeerAlive {
+					return nil
+				}
+			}
+			return fmt.Errorf("tunnels %+v", st.Tunnels)
+		})
+		for _, h := range []*lab.Host{h1, h2} {
+			if !contains(tunnelPorts(t, l, h), "vxlan-ac1f0003") {
+				t.Errorf("%s dropped its tunnel to h3 although h3's ports are still there", h.Name)
+			}
+		}
+		// An operator removes the host: refused while a port is bound, unless forced.
+		if out, err := l.Ctl(h1, "host", "delete", "h3"); err == nil || !strings.Contains(out+fmt.Sprint(err), "bound") {
+			t.Errorf("host delete h3 with a port bound: %v %s", err, out)
+		}
+		ctl(t, l, h1, "host", "delete", "h3", "--force")
 		eventually(t, 30*time.Second, "h1 and h2 drop their tunnel to h3", func() error {
 			for _, h := range []*lab.Host{h1, h2} {
 				if contains(tunnelPorts(t, l, h), "vxlan-ac1f0003") {

@@ -80,7 +80,11 @@ func (g *globals) status(args []string) error {
 	}
 	fmt.Fprintln(w, "\nTUNNEL\tREMOTE IP\tPEER HOST\tOFPORT")
 	for _, t := range r.Tunnels {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", t.Port, t.RemoteIP, t.PeerHost, t.Ofport)
+		peer := t.PeerHost
+		if !t.PeerAlive {
+			peer += " (agent DOWN)"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", t.Port, t.RemoteIP, peer, t.Ofport)
 	}
 	if len(r.Problems) > 0 {
 		fmt.Fprintln(w, "\nSTORE RECORD\tPROBLEM\tLEFT OUT\tERROR")

@@ -34,7 +34,8 @@ store (any host):
   sg rule add SG --direction ingress|egress [--ethertype IPv4|IPv6] [--protocol P]
               [--port N[-M]] [--icmp-type T [--icmp-code C]] [--remote-cidr CIDR | --remote-group SG]
   sg rule delete SG RULE_ID
-  host list
+  host list | delete HOST [--force]
+              (a host whose agent is down keeps its tunnels; delete removes them)
 
 this host's lanesd (root, through --socket):
   status
@@ -152,6 +153,8 @@ func (g *globals) storeCommand(noun string, args []string) error {
 		return c.sgRule(rest)
 	case "host list":
 		return c.hostList(rest)
+	case "host delete":
+		return c.hostDelete(rest)
 	}
 	return fmt.Errorf("unknown command %q (see lanesctl help)", noun+" "+verb)
 }

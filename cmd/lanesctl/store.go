@@ -499,9 +499,23 @@ func (c *cli) hostList(args []string) error {
 		return err
 	}
 	return c.emit(hs, func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "NAME\tTUNNEL IP\tTUNNEL TYPE\tALIVE")
+		fmt.Fprintln(w, "NAME\tTUNNEL IP\tTUNNEL TYPE\tAGENT")
 		for _, h := range hs {
-			fmt.Fprintf(w, "%s\t%s\t%s\t%v\n", h.Name, h.TunnelIP, h.TunnelType, h.Alive)
+			state := "up"
+			if !h.Alive {
+				state = "DOWN (lease expired; its ports and tunnels stay)"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", h.Name, h.TunnelIP, h.TunnelType, state)
 		}
 	})
+}
+
+func (c *cli) hostDelete(args []string) error {
+	fs := flag.NewFlagSet("host delete", flag.ContinueOnError)
+	force := fs.Bool("force", false, "delete even while ports are bound to it (they stay in the store, realised nowhere)")
+	pos, err := parse(fs, args, "HOST")
+	if err != nil {
+		return err
+	}
+	return c.st.DeleteHost(c.ctx, pos[0], *force)
 }

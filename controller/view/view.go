@@ -25,8 +25,9 @@ type View struct {
 	State    store.State
 	Networks map[string]api.Network // networks with at least one port on this host
 	Local    []Port                 // this host's ports on known networks, by ID
-	Remote   []RemotePort           // ports of live peers on this host's networks, by ID
-	// Peers are the live hosts that share a network with this host: one tunnel each.
+	Remote   []RemotePort           // ports of other hosts on this host's networks, by ID
+	// Peers are the hosts that share a network with this host, alive or not: one
+	// tunnel each.
 	Peers map[string]api.Host // by tunnel IP
 	// Groups and Members feed the firewall: members are the fixed IPs of every port
 	// in a group, for remote-group rules.
@@ -61,16 +62,17 @@ type RemotePort struct {
 	HostIP netip.Addr
 }
 
-// Compute derives what host self must realise. Hosts in the state are the live ones
-// (their keys live under a lease): a host that is gone gets no tunnel and its ports
-// no flows.
+// Compute derives what host self must realise. Every registered host counts, alive or
+// not: liveness is not placement, and a host whose agent is down (its VMs may be fine)
+// keeps its tunnels and flows until its ports move or it is deleted. A port bound to
+// a host that is not registered gets no flows.
 func Compute(self string, st store.State) *View {
 	v := &View{Host: self, Revision: st.Revision, State: st, Networks: map[string]api.Network{}, Peers: map[string]api.Host{},
 		Groups: map[string]api.SecurityGroup{}, Members: map[string][]netip.Addr{}, Problems: map[string]error{}}
-	alive := map[string]api.Host{}
+	known := map[string]api.Host{}
 	for _, h := range st.Hosts {
-		if h.Alive && h.Name != self {
-			alive[h.Name] = h
+		if h.Name != self {
+			known[h.Name] = h
 		}
 	}
 	ids := make([]string, 0, len(st.Ports))
@@ -89,8 +91,8 @@ func Compute(self string, st store.State) *View {
 		if _, shared := v.Networks[p.NetworkID]; !shared {
 			continue
 		}
-		h, live := alive[p.Host]
-		if p.Host != self && !live {
+		h, registered := known[p.Host]
+		if p.Host != self && !registered {
 			continue
 		}
 		pp, err := parsePort(p)

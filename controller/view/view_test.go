@@ -20,6 +20,7 @@ func state() store.State {
 			"h1": {Name: "h1", TunnelIP: "172.31.0.1", Alive: true},
 			"h2": {Name: "h2", TunnelIP: "172.31.0.2", Alive: true},
 			"h3": {Name: "h3", TunnelIP: "172.31.0.3", Alive: true},
+			"h5": {Name: "h5", TunnelIP: "172.31.0.5"}, // agent down
 		},
 		Groups: map[string]api.SecurityGroup{"g": {ID: "g", Name: "g"}},
 		Ports:  map[string]api.Port{},
@@ -30,7 +31,8 @@ func state() store.State {
 		{ID: "p3", NetworkID: "nb", Host: "h1", MAC: "fa:16:3e:00:00:03", FixedIPs: []string{"10.0.0.1"}, SecurityGroups: []string{"g"},
 			AllowedAddressPairs: []api.AddressPair{{IP: "10.0.0.128/25", MAC: "fa:16:3e:00:00:33"}}},
 		{ID: "p4", NetworkID: "nc", Host: "h3", MAC: "fa:16:3e:00:00:04", FixedIPs: []string{"10.1.0.4"}},   // no network shared with h1
-		{ID: "p5", NetworkID: "nb", Host: "h4", MAC: "fa:16:3e:00:00:05", FixedIPs: []string{"10.0.0.5"}},   // dead host
+		{ID: "p5", NetworkID: "nb", Host: "h4", MAC: "fa:16:3e:00:00:05", FixedIPs: []string{"10.0.0.5"}},   // unknown host
+		{ID: "p7", NetworkID: "nb", Host: "h5", MAC: "fa:16:3e:00:00:07", FixedIPs: []string{"10.0.0.7"}},   // host down
 		{ID: "p6", NetworkID: "gone", Host: "h1", MAC: "fa:16:3e:00:00:06", FixedIPs: []string{"10.9.0.6"}}, // unknown network
 	} {
 		st.Ports[p.ID] = p
@@ -54,15 +56,16 @@ func TestCompute(t *testing.T) {
 	if got := ids(v.Local, func(p Port) string { return p.ID }); !slices.Equal(got, []string{"p1", "p3"}) {
 		t.Errorf("local ports %v", got)
 	}
-	if got := ids(v.Remote, func(p RemotePort) string { return p.ID + "@" + p.HostIP.String() }); !slices.Equal(got, []string{"p2@172.31.0.2"}) {
+	if got := ids(v.Remote, func(p RemotePort) string { return p.ID + "@" + p.HostIP.String() }); !slices.Equal(got, []string{"p2@172.31.0.2", "p7@172.31.0.5"}) {
 		t.Errorf("remote ports %v", got)
 	}
 	var peers []string
 	for ip := range v.Peers {
 		peers = append(peers, ip)
 	}
-	if !slices.Equal(peers, []string{"172.31.0.2"}) {
-		t.Errorf("peers %v: want only h2 (h3 shares no network, h4 is dead)", peers)
+	sort.Strings(peers)
+	if !slices.Equal(peers, []string{"172.31.0.2", "172.31.0.5"}) {
+		t.Errorf("peers %v: want h2 and h5 (h3 shares no network, h4 is unknown; h5's agent being down changes nothing)", peers)
 	}
 	if len(v.Networks) != 2 || v.Networks["na"].VNI != 100 || v.Networks["nb"].VNI != 200 {
 		t.Errorf("local networks %v", v.Networks)
@@ -75,7 +78,7 @@ func TestCompute(t *testing.T) {
 		len(p3.Pairs) != 1 || p3.Pairs[0].Prefix.String() != "10.0.0.128/25" || p3.Pairs[0].HW.String() != "fa:16:3e:00:00:33" {
 		t.Errorf("p3 parsed as %+v", p3)
 	}
-	if got := v.FloodTo(); !slices.Equal(got["na"], []string{"h2"}) || len(got["nb"]) != 0 {
+	if got := v.FloodTo(); !slices.Equal(got["na"], []string{"h2"}) || !slices.Equal(got["nb"], []string{"h5"}) {
 		t.Errorf("flood lists %v", got)
 	}
 
@@ -86,15 +89,15 @@ func TestCompute(t *testing.T) {
 	// When h2's last port on a goes, h1 keeps no tunnel.
 	st := state()
 	delete(st.Ports, "p2")
-	if v := Compute("h1", st); len(v.Peers) != 0 {
-		t.Errorf("peers after p2 deleted: %v", v.Peers)
+	if v := Compute("h1", st); len(v.Peers) != 1 || v.Peers["172.31.0.2"].Name != "" {
+		t.Errorf("peers after p2 deleted: %v (want only h5)", v.Peers)
 	}
 	// A port moving from h2 to h3 moves the tunnel.
 	st = state()
 	p := st.Ports["p2"]
 	p.Host = "h3"
 	st.Ports["p2"] = p
-	if v := Compute("h1", st); len(v.Peers) != 1 || v.Peers["172.31.0.3"].Name != "h3" {
+	if v := Compute("h1", st); len(v.Peers) != 2 || v.Peers["172.31.0.3"].Name != "h3" || v.Peers["172.31.0.2"].Name != "" {
 		t.Errorf("peers after p2 moved to h3: %v", v.Peers)
 	}
 }
@@ -113,8 +116,8 @@ func TestComputeProblems(t *testing.T) {
 	if got := ids(v.Local, func(p Port) string { return p.ID }); !slices.Equal(got, []string{"p3"}) {
 		t.Errorf("local ports %v: p1 has a bad MAC", got)
 	}
-	if len(v.Remote) != 0 {
-		t.Errorf("remote ports %v: p2 has a bad IP", v.Remote)
+	if got := ids(v.Remote, func(p RemotePort) string { return p.ID }); !slices.Equal(got, []string{"p7"}) {
+		t.Errorf("remote ports %v: p2 has a bad IP", got)
 	}
 	if v.Problems["p1"] == nil || len(v.Problems) != 1 {
 		t.Errorf("problems %v: only this host's p1 is its concern", v.Problems)
