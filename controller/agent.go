@@ -20,8 +20,8 @@ const (
 	// nothing in the store changed (someone deleted a tap by hand).
 	resyncEvery = 30 * time.Second
 	// canaryEvery is how often both bridges' flow counts are compared with what
-	// lanesd installed.
-	canaryEvery = 5 * time.Second
+	// lanesd installed (one ovs-ofctl per bridge).
+	canaryEvery = 2 * time.Second
 )
 
 // agent is one lanesd: the loop that paces reconciles, and the steps a reconcile is
@@ -32,6 +32,12 @@ type agent struct {
 	log    *slog.Logger
 	m      *Metrics
 	mirror *store.Mirror
+	// links reports ports whose kernel devices changed, ovsChanges any OVSDB row
+	// change: both wake the loop, so hand deletions are repaired at once.
+	links      <-chan string
+	ovsChanges func() <-chan struct{}
+	// canaryEvery overrides the flow check's period (tests).
+	canaryEvery time.Duration
 
 	guard   *recordGuard
 	host    *hostStep
@@ -59,12 +65,18 @@ func (a *agent) loop(ctx context.Context) error {
 	}
 	resync := time.NewTicker(resyncEvery)
 	defer resync.Stop()
-	canary := time.NewTicker(canaryEvery)
+	every := canaryEvery
+	if a.canaryEvery > 0 {
+		every = a.canaryEvery
+	}
+	canary := time.NewTicker(every)
 	defer canary.Stop()
 	retry := time.NewTimer(0)
 	defer retry.Stop()
 	full := true
 	for {
+		a.drainLinks()
+		ovsChanged := a.ovsChanges()
 		seen := time.Now()
 		next, err := a.reconcile(ctx, full)
 		full = false
@@ -89,7 +101,33 @@ func (a *agent) loop(ctx context.Context) error {
 				break wait
 			case <-canary.C:
 				a.flows.Check(ctx)
+			case id, ok := <-a.links:
+				if !ok {
+					a.links = nil // subscription ended: the resync still repairs
+					continue
+				}
+				a.wire.Invalidate(id)
+				break wait
+			case <-ovsChanged:
+				break wait
 			}
+		}
+	}
+}
+
+// drainLinks takes the link changes already reported, so that a burst of them (a
+// port's four devices) costs one pass.
+func (a *agent) drainLinks() {
+	for {
+		select {
+		case id, ok := <-a.links:
+			if !ok {
+				a.links = nil
+				return
+			}
+			a.wire.Invalidate(id)
+		default:
+			return
 		}
 	}
 }

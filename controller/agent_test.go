@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -26,11 +27,12 @@ import (
 // namespace, an embedded etcd, and an agent assembled as lanesd assembles it, driven
 // by calling reconcile directly.
 type rig struct {
-	t   *testing.T
-	ctx context.Context
-	ovs *ovsproc.OVS
-	st  *store.Store
-	a   *agent
+	t      *testing.T
+	ctx    context.Context
+	cancel context.CancelFunc
+	ovs    *ovsproc.OVS
+	st     *store.Store
+	a      *agent
 }
 
 func newRig(t *testing.T) *rig {
@@ -85,7 +87,7 @@ func newRig(t *testing.T) *rig {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
-	return &rig{t: t, ctx: ctx, ovs: o, st: st, a: a}
+	return &rig{t: t, ctx: ctx, cancel: cancel, ovs: o, st: st, a: a}
 }
 
 // startStore runs an embedded etcd on free loopback ports.
@@ -349,4 +351,89 @@ func mustJSON(t *testing.T, v any) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestDriftRepair runs the agent's loop and breaks what it made by hand, the way an
+// operator or a script would: each flow of every table of both bridges, one at a time,
+// the qvo port, a tunnel port, the tap. Each must be back within 5 s, without a store
+// change and without waiting for the 30 s resync.
+func TestDriftRepair(t *testing.T) {
+	r := newRig(t)
+	ctx := r.ctx
+	if _, err := r.st.RegisterHost(ctx, api.Host{Name: "h1", TunnelIP: "172.31.77.1", TunnelType: api.TunnelVXLAN}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.st.RegisterHost(ctx, api.Host{Name: "h2", TunnelIP: "172.31.77.2", TunnelType: api.TunnelVXLAN}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	n, err := r.st.CreateNetwork(ctx, store.NetworkSpec{Name: "blue", CIDR: "10.7.0.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := r.st.CreatePort(ctx, api.Port{Name: "vm1", NetworkID: n.ID, Host: "h1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.st.CreatePort(ctx, api.Port{Name: "vm2", NetworkID: n.ID, Host: "h2"}); err != nil {
+		t.Fatal(err)
+	}
+	r.a.canaryEvery = 200 * time.Millisecond // the 2 s of lanesd, shortened for 26 deletions
+	loopDone := make(chan error, 1)
+	go func() { loopDone <- r.a.loop(ctx) }()
+	t.Cleanup(func() { r.cancel(); <-loopDone })
+	if _, err := r.st.WaitPortActive(ctx, local.ID); err != nil {
+		t.Fatal(err)
+	}
+	within := func(what string, ok func() bool) {
+		t.Helper()
+		start := time.Now()
+		for !ok() {
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("%s: not repaired within 5 s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Logf("%s: repaired in %s", what, time.Since(start).Round(time.Millisecond))
+	}
+
+	for _, bridge := range []string{api.BrInt, api.BrTun} {
+		for _, line := range strings.Split(r.flows(bridge), "\n") {
+			if strings.Contains(line, "cookie=0x6") || !strings.HasPrefix(line, "cookie=") {
+				continue // learned (no round) or not a flow
+			}
+			match, _, _ := strings.Cut(line[strings.Index(line, ", ")+2:], " actions=")
+			if !strings.HasPrefix(match, "table=") {
+				match = "table=0, " + match
+			}
+			if _, err := r.ovs.Ofctl15("--strict", "del-flows", bridge, match); err != nil {
+				t.Fatal(err)
+			}
+			want := line
+			within(bridge+" "+match, func() bool { return strings.Contains(r.flows(bridge), want) })
+		}
+	}
+
+	qvo := api.QvoName(local.ID)
+	r.vsctl("del-port", api.BrInt, qvo)
+	within("qvo deleted from OVSDB", func() bool {
+		out, err := r.ovs.Vsctl("get", "Interface", qvo, "ofport")
+		return err == nil && strings.TrimSpace(out) != "-1" && strings.TrimSpace(out) != "[]"
+	})
+	tunPort, _ := api.TunnelPortName(api.TunnelVXLAN, "172.31.77.2")
+	r.vsctl("del-port", api.BrTun, tunPort)
+	within("tunnel port deleted from OVSDB", func() bool {
+		return strings.Contains(r.vsctl("list-ports", api.BrTun), tunPort)
+	})
+	within("flows of the re-made tunnel port", func() bool {
+		return strings.Contains(r.flows(api.BrTun), "table=22, priority=1,dl_vlan=1")
+	})
+	tap := api.TapName(local.ID)
+	ns := r.a.prune.host
+	if err := ns.Do(func() error { return exec.Command("ip", "link", "del", tap).Run() }); err != nil {
+		t.Fatal(err)
+	}
+	within("tap deleted", func() bool {
+		ports, err := ns.ListPorts()
+		return err == nil && len(ports) == 1 && ports[0].Complete()
+	})
 }

@@ -92,21 +92,22 @@ func desired(v *view.View, in flowInput, tunnelType string) *flows.Desired {
 	return d
 }
 
-// Check compares each bridge's flow count in the switch with what was installed and
-// replays a bridge that holds fewer: Neutron's canary idea, for both bridges (OVS
-// restarts are seen as reconnects; this catches flows deleted by hand).
+// Check compares, per bridge, how many flows of this round the switch holds with how
+// many were installed, and replays a bridge that holds fewer: Neutron's canary idea,
+// for both bridges and every flow (OVS restarts are seen as reconnects; this catches
+// flows deleted by hand). Learned flows carry round 0 and are not counted, so they
+// cannot mask a loss.
 func (s *flowStep) Check(ctx context.Context) {
 	for _, b := range s.bridges() {
 		st := b.Status()
 		if !st.Connected || st.Installed == 0 {
 			continue
 		}
-		n, err := diag.FlowCount(ctx, s.tools, b.Name)
+		n, err := diag.FlowCount(ctx, s.tools, b.Name, st.Round)
 		if err != nil {
 			s.log.Warn("flow count", "bridge", b.Name, "err", err)
 			continue
 		}
-		// Learned flows only add to the switch's count, so fewer always means lost flows.
 		if n < st.Installed {
 			s.log.Warn("bridge lost flows: replaying", "bridge", b.Name, "in_switch", n, "installed", st.Installed)
 			if err := b.Replay(); err != nil {

@@ -22,17 +22,19 @@ type hostStep struct {
 	patchInt int
 }
 
-// Sync ensures the host on a full pass and returns patch-int's ofport.
+// Sync ensures the bridges on every pass (planned from the OVSDB cache: nothing is
+// sent when they are in place, and a bridge or patch port deleted by hand comes back
+// with the next pass), sysctls and the underlay on a full pass, and returns
+// patch-int's ofport.
 func (s *hostStep) Sync(ctx context.Context, full bool) (int, error) {
-	if !full && s.patchInt > 0 {
-		return s.patchInt, nil
-	}
-	if err := s.host.EnsureSysctls(); err != nil {
-		return s.patchInt, fmt.Errorf("host sysctls: %w", err)
-	}
 	addr, _ := s.cfg.TunnelAddr()
 	ip := addr.As4()
-	if s.cfg.DatapathType == "netdev" {
+	if full || s.patchInt == 0 {
+		if err := s.host.EnsureSysctls(); err != nil {
+			return s.patchInt, fmt.Errorf("host sysctls: %w", err)
+		}
+	}
+	if s.cfg.DatapathType == "netdev" && (full || s.patchInt == 0) {
 		// OVSDB makes br-phy and takes the NIC; the kernel side (NIC up, ARP off, the
 		// tunnel IP on br-phy's internal interface) is hostwire's.
 		if err := s.db.EnsureUnderlay(ctx, ovsdb.UnderlaySpec{Bridge: api.BrPhy, NIC: s.cfg.UnderlayNIC, DatapathID: datapathID(3, ip)}); err != nil {

@@ -131,6 +131,10 @@ func newAgent(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics, st 
 		return nil, err
 	}
 	a.mirror = st.NewMirror(store.MirrorOptions{KeepStatus: func(api.PortStatus) bool { return false }})
+	a.ovsChanges = db.Changes
+	if a.links, err = host.WatchPorts(ctx); err != nil {
+		return nil, err
+	}
 	return a, nil
 }
 

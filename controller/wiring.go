@@ -121,6 +121,16 @@ func (s *wireStep) Sync(v *view.View, vlans map[string]uint16, full bool) (wireR
 	return res, err
 }
 
+// Invalidate forgets that the port with device ID devID is wired (its devices changed
+// behind lanesd's back), so the next pass checks it again.
+func (s *wireStep) Invalidate(devID string) {
+	for id := range s.realized {
+		if hostwire.DeviceID(id) == devID {
+			delete(s.realized, id)
+		}
+	}
+}
+
 func (s *wireStep) portFailed(id string, err error) error {
 	f := s.failures[id]
 	if f == nil {

@@ -167,9 +167,12 @@ func ownerFilter(snap *Snapshot, port, network string) (func(api.FlowLine) bool,
 
 var flowCountRe = regexp.MustCompile(`flow_count=(\d+)`)
 
-// FlowCount is how many flows the switch holds on a bridge (learned ones included).
-func FlowCount(ctx context.Context, tools ovstool.Tools, bridge string) (int, error) {
-	out, err := tools.Ofctl15(ctx, "dump-aggregate", bridge)
+// FlowCount is how many flows of one controller round the switch holds on a bridge:
+// learned flows (round 0) and flows a human added do not count, so they cannot mask
+// a lost flow.
+func FlowCount(ctx context.Context, tools ovstool.Tools, bridge string, round uint16) (int, error) {
+	match := fmt.Sprintf("cookie=%#x/%#x", uint64(round)<<48, uint64(flows.RoundMask))
+	out, err := tools.Ofctl15(ctx, "dump-aggregate", bridge, match)
 	if err != nil {
 		return 0, err
 	}

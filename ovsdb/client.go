@@ -105,6 +105,11 @@ func (c *Client) notify() {
 	c.changeMu.Unlock()
 }
 
+// Changes returns a channel closed at the next change of any row lanes follows (its
+// own writes included): lanesd repairs rows deleted or edited by hand without waiting
+// for its periodic resync. Call it again after each change.
+func (c *Client) Changes() <-chan struct{} { return c.changes() }
+
 func (c *Client) changes() <-chan struct{} {
 	c.changeMu.Lock()
 	defer c.changeMu.Unlock()
