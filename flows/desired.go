@@ -191,6 +191,9 @@ func (d *Desired) Flows() (Set, error) {
 		}
 		o := Owner{CatLocalPort, p.ID}
 		s.add(o, IntBridge{}.SetupSpoofingProtection(o.Cookie(), p.Ofport, macs, ips)...)
+		// Tagged frames, server traffic and forged neighbour advertisements (ndspoof.go).
+		s.add(o, IntBridge{}.SetupPortIsolation(o.Cookie(), p.Ofport)...)
+		s.add(o, IntBridge{}.SetupNDSpoofingProtection(o.Cookie(), p.Ofport, macs, nil)...)
 	}
 	return s, s.check()
 }
