@@ -50,6 +50,9 @@ type Firewall struct {
 	// sets maps existing lanes ipsets to their last written members (nil: unknown).
 	sets  map[string][]string
 	zones map[string]int // device ID -> conntrack zone
+	// admitted is what each port's rules admitted when last applied (device ID ->
+	// admission); connections only that admitted are forgotten when it narrows.
+	admitted map[string]portAdmission
 }
 
 // ApplyStats tells what an Apply wrote.
@@ -59,6 +62,9 @@ type ApplyStats struct {
 	ChainsDeleted int
 	SetsWritten   int
 	SetsDeleted   int
+	// ConnsForgotten counts the conntrack entries deleted because no rule admits
+	// them any more.
+	ConnsForgotten int
 }
 
 // Changed reports whether anything was written.
@@ -70,7 +76,7 @@ func (s ApplyStats) Changed() bool {
 // host, so that zones stay stable across restarts and leftovers are removed by the
 // first Apply.
 func NewFirewall(h *Host, opts FirewallOptions) (*Firewall, error) {
-	f := &Firewall{host: h, log: opts.Log, bins: map[string]string{}}
+	f := &Firewall{host: h, log: opts.Log, bins: map[string]string{}, admitted: map[string]portAdmission{}}
 	if f.log == nil {
 		f.log = slog.Default()
 	}
@@ -357,7 +363,50 @@ func (f *Firewall) Apply(ctx context.Context, st FirewallState) (ApplyStats, err
 	if err := f.flushZones(released); err != nil {
 		return stats, err
 	}
-	return stats, nil
+	// So are removed rules and members: forget what only they admitted.
+	n, err := f.forgetRevoked(rs.admits)
+	stats.ConnsForgotten = n
+	return stats, err
+}
+
+// forgetRevoked deletes, in the zones of ports whose rules now admit less than when
+// last applied, the connections the old rules admitted and the new ones do not. It
+// runs after the new rules are in place, so no such connection can start again in
+// between. One netlink dump per family, whatever the number of ports and entries.
+func (f *Firewall) forgetRevoked(now map[string]portAdmission) (int, error) {
+	rv := revoked{zones: map[uint16][2]portAdmission{}}
+	var ports []string
+	for id, cur := range now {
+		if old, ok := f.admitted[id]; ok && old.zone == cur.zone && !old.equal(cur) {
+			rv.zones[uint16(cur.zone)] = [2]portAdmission{old, cur}
+			ports = append(ports, id)
+		}
+	}
+	if len(rv.zones) == 0 {
+		f.admitted = now
+		return 0, nil
+	}
+	var n uint
+	err := f.host.Do(func() error {
+		var errs []error
+		for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
+			m, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, fam, rv)
+			n += m
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	})
+	if err != nil {
+		// Keep the old admissions: the next Apply tries again.
+		return int(n), fmt.Errorf("forget connections no rule admits any more (ports %v): %w", ports, err)
+	}
+	f.admitted = now
+	if n > 0 {
+		f.log.Debug("forgot connections of removed rules", "entries", n, "ports", len(ports))
+	}
+	return int(n), nil
 }
 
 // tableResult is what writeTable did to one table.
