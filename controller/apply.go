@@ -192,13 +192,16 @@ func (a *agent) applyOVSDB(ctx context.Context, v view, vlanOf map[string]uint16
 }
 
 func (a *agent) applyFirewall(ctx context.Context, v view, wired map[string]bool) error {
-	fs := hostwire.FirewallState{Groups: map[string]*api.SecurityGroup{}, Members: map[string][]string{}}
+	fs := hostwire.FirewallState{Groups: map[string]*api.SecurityGroup{}, Members: map[string]map[string][]string{}}
 	for id, g := range v.groups {
 		fs.Groups[id] = &g
 	}
-	for id, ips := range v.members {
-		for _, ip := range ips {
-			fs.Members[id] = append(fs.Members[id], ip.String())
+	for id, byNet := range v.members {
+		fs.Members[id] = map[string][]string{}
+		for net, ips := range byNet {
+			for _, ip := range ips {
+				fs.Members[id][net] = append(fs.Members[id][net], ip.String())
+			}
 		}
 	}
 	for _, p := range v.local {
@@ -206,7 +209,7 @@ func (a *agent) applyFirewall(ctx context.Context, v view, wired map[string]bool
 			continue
 		}
 		fs.Ports = append(fs.Ports, hostwire.FirewallPort{
-			ID: p.ID, MAC: p.MAC, FixedIPs: p.FixedIPs, AllowedAddressPairs: p.AllowedAddressPairs,
+			ID: p.ID, NetworkID: p.NetworkID, MAC: p.MAC, FixedIPs: p.FixedIPs, AllowedAddressPairs: p.AllowedAddressPairs,
 			PortSecurity: p.PortSecurityEnabled(), SecurityGroups: p.SecurityGroups,
 		})
 	}

@@ -245,7 +245,7 @@ func verdict(v view, p api.Port, dir string, remote netip.Addr, proto, port int)
 					continue
 				}
 			}
-			if r.RemoteGroupID != "" && !slices.Contains(v.members[r.RemoteGroupID], remote) {
+			if r.RemoteGroupID != "" && !slices.Contains(v.members[r.RemoteGroupID][p.NetworkID], remote) {
 				continue
 			}
 			return fmt.Sprintf("allowed by group %s rule %s", g.Name, r.ID)

@@ -18,9 +18,10 @@ type view struct {
 	// peers are the live hosts that share a network with this host: one tunnel each.
 	peers map[string]api.Host // by tunnel IP
 	// groups and members feed the firewall: members are the fixed IPs of every port
-	// in a group, for remote-group rules.
+	// in a group, per network (group ID -> network ID -> IPs), for remote-group
+	// rules, which admit only members on the port's own network.
 	groups  map[string]api.SecurityGroup
-	members map[string][]netip.Addr
+	members map[string]map[string][]netip.Addr
 }
 
 type remotePort struct {
@@ -32,7 +33,7 @@ type remotePort struct {
 // ones (their keys live under a lease): a host that is gone gets no tunnel and its
 // ports no flows.
 func computeView(self string, st store.State) view {
-	v := view{nets: map[string]api.Network{}, peers: map[string]api.Host{}, groups: map[string]api.SecurityGroup{}, members: map[string][]netip.Addr{}}
+	v := view{nets: map[string]api.Network{}, peers: map[string]api.Host{}, groups: map[string]api.SecurityGroup{}, members: map[string]map[string][]netip.Addr{}}
 	nets := map[string]api.Network{}
 	for _, n := range st.Networks {
 		nets[n.ID] = n
@@ -70,7 +71,10 @@ func computeView(self string, st store.State) view {
 		for _, g := range p.SecurityGroups {
 			for _, ip := range p.FixedIPs {
 				if a, err := netip.ParseAddr(ip); err == nil {
-					v.members[g] = append(v.members[g], a)
+					if v.members[g] == nil {
+						v.members[g] = map[string][]netip.Addr{}
+					}
+					v.members[g][p.NetworkID] = append(v.members[g][p.NetworkID], a)
 				}
 			}
 		}

@@ -67,8 +67,8 @@ func TestComputeView(t *testing.T) {
 	if len(v.nets) != 2 || v.nets["na"].VNI != 100 || v.nets["nb"].VNI != 200 {
 		t.Errorf("local networks %v", v.nets)
 	}
-	if got := v.members["g"]; len(got) != 2 {
-		t.Errorf("members of g: %v (p1 and p3, both 10.0.0.1)", got)
+	if got := v.members["g"]; len(got) != 2 || len(got["na"]) != 1 || len(got["nb"]) != 1 {
+		t.Errorf("members of g: %v (p1 on na and p3 on nb, both 10.0.0.1, kept apart)", got)
 	}
 
 	// h3 has only network c, which nobody else has: no peers at all.
