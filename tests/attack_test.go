@@ -108,7 +108,16 @@ func (a *attackLab) settle(t *testing.T) {
 // attack is one attempt: send, settle, then count what the victims and the hosts'
 // underlays captured since before the attempt, and which neighbour entries of the
 // watched VMs changed. Every count must be zero.
+//
+// The hosts' underlays count too, unless the attacker's own rules allow what it sent
+// and only the victim's ingress rules must stop it (a frame the attacker may send
+// crosses the underlay as any frame does).
 func (a *attackLab) attack(t *testing.T, name string, victims []string, watch []string, match func(gopacket.Packet, []byte) bool, send func() int) {
+	t.Helper()
+	a.attackScoped(t, name, victims, watch, true, match, send)
+}
+
+func (a *attackLab) attackScoped(t *testing.T, name string, victims []string, watch []string, underlay bool, match func(gopacket.Packet, []byte) bool, send func() int) {
 	t.Helper()
 	m := a.marks()
 	before := map[string]map[netip.Addr]string{}
@@ -130,6 +139,9 @@ func (a *attackLab) attack(t *testing.T, name string, victims []string, watch []
 		}
 	}
 	for _, h := range a.l.HostList {
+		if !underlay {
+			break
+		}
 		if n := a.snif[h.Name].count(m[h.Name], match); n > 0 {
 			r.underlay += n
 			where = append(where, fmt.Sprintf("%s underlay carried %d", h.Name, n))
@@ -270,6 +282,20 @@ func TestAttacks(t *testing.T) {
 		return uint16(v)
 	}
 	vlanA, vlanB := lvid(h1, "atk"), lvid(h1, "vb1")
+	// hostMACs are the MACs that take the attacker's frames to h1's own stack: qbr's,
+	// and qvo's, which the kernel also sees with the userspace datapath.
+	hostDevs := []string{"/qbr", "/qvo"}
+	hostMACs := func(t *testing.T) []net.HardwareAddr {
+		var out []net.HardwareAddr
+		for _, dev := range []string{api.QbrName(a.ports["atk"].ID), api.QvoName(a.ports["atk"].ID)} {
+			m, err := linkMAC(h1.Netns, dev)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, m)
+		}
+		return out
+	}
 	atk, atkMAC, atkIP, atkLL := a.send["atk"], a.mac("atk"), a.ip("atk"), a.ll("atk")
 	allA := []string{"va1", "va2", "va3", "vc1", "vsvc", "vfx", "vp"}
 	allB := []string{"vb1", "vb2"}
@@ -411,6 +437,15 @@ func TestAttacks(t *testing.T) {
 			return 0
 		})
 	})
+	t.Run("VID 0 twice: foreign source IP", func(t *testing.T) {
+		tok := a.token("vid00ip")
+		a.attack(t, "VID 0 in VID 0: foreign source IP", []string{"va1", "va2"}, nil, hasToken(tok), func() int {
+			for _, tags := range [][]tag{{{dot1q, 0, 0}, {dot1q, 0, 0}}, {{qinq, 0, 0}, {dot1q, 0, 0}}} {
+				sendOrFail(udpTo(tags, atkMAC, a.ip("va3"), "va1", 5000, tok), udpTo(tags, atkMAC, a.ip("va3"), "va2", 5000, tok))
+			}
+			return 0
+		})
+	})
 	t.Run("VID 0: VM whose group admits nothing", func(t *testing.T) {
 		tok := a.token("vid0closed")
 		a.attack(t, "VID 0: group admitting nothing", []string{"vc1", "vsvc"}, nil, hasToken(tok), func() int {
@@ -448,20 +483,19 @@ func TestAttacks(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer lis.close()
-		qbr, err := linkMAC(h1.Netns, api.QbrName(a.ports["atk"].ID))
-		if err != nil {
-			t.Fatal(err)
-		}
+		devMACs := hostMACs(t)
 		tok := a.token("host")
 		hostIPs := []netip.Addr{netip.MustParseAddr(h1.TunnelIP), netip.MustParseAddr(h1.MgmtIP)}
-		a.attack(t, "to the host's own addresses", nil, nil, func(p gopacket.Packet, raw []byte) bool {
-			return hasToken(tok)(p, raw)
-		}, func() int {
+		// What the host's stack took in is the verdict; the frames themselves are
+		// unknown unicast the attacker may send, flooded in its own network.
+		a.attackScoped(t, "to the host's own addresses", nil, nil, false, hasToken(tok), func() int {
 			m := a.snif["atk"].mark()
 			for _, ip := range hostIPs {
 				for _, tags := range [][]tag{nil, vid0} {
-					sendOrFail(udp4(atkMAC, qbr, tags, atkIP, ip, 40003, lis.port(), []byte(tok)),
-						arpFrame(atkMAC, bcast, tags, layers.ARPRequest, atkMAC, atkIP, make(net.HardwareAddr, 6), ip))
+					for i, dst := range devMACs {
+						sendOrFail(udp4(atkMAC, dst, tags, atkIP, ip, 40003, lis.port(), []byte(tok+hostDevs[i])))
+					}
+					sendOrFail(arpFrame(atkMAC, bcast, tags, layers.ARPRequest, atkMAC, atkIP, make(net.HardwareAddr, 6), ip))
 				}
 			}
 			a.settle(t)
@@ -471,6 +505,11 @@ func TestAttacks(t *testing.T) {
 					l, ok := p.Layer(layers.LayerTypeARP).(*layers.ARP)
 					return ok && l.Operation == layers.ARPReply && netip.AddrFrom4([4]byte(l.SourceProtAddress)) == ip
 				})
+			}
+			for _, d := range hostDevs {
+				if n := lis.count(tok + d); n > 0 {
+					t.Logf("%d datagrams sent to %s's MAC reached a socket of h1", n, d)
+				}
 			}
 			return lis.count(tok) + replies
 		})
@@ -488,19 +527,39 @@ func TestAttacks(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer lis.close()
-		qbr, err := linkMAC(h1.Netns, api.QbrName(a.ports["atk"].ID))
-		if err != nil {
-			t.Fatal(err)
-		}
+		devMACs := hostMACs(t)
 		tok := a.token("routed")
 		h2IP, h3IP := netip.MustParseAddr(a.h2.TunnelIP), netip.MustParseAddr(a.h3.TunnelIP)
 		inner := udp4(strangerMAC, a.mac("vb2"), nil, netip.MustParseAddr("10.0.0.99"), a.ip("vb2"), 40004, 5000, []byte(tok))
-		a.attack(t, "routed by the host (VXLAN into B)", []string{"vb2"}, nil, hasToken(tok), func() int {
-			sendOrFail(vxlanFrame(atkMAC, qbr, h3IP, h2IP, a.vniB, inner), vxlanFrame(atkMAC, qbr, atkIP, h2IP, a.vniB, inner))
-			for _, tags := range [][]tag{nil, vid0} {
-				sendOrFail(udp4(atkMAC, qbr, tags, atkIP, h2IP, 40005, lis.port(), []byte(tok)))
+		// On the underlay, a routed packet is one that lanes did not encapsulate: its
+		// outer source is not a host's tunnel IP. (The attacker's frames also flood
+		// its own network as unknown unicast, inside h1's VXLAN packets.)
+		routed := func(p gopacket.Packet, raw []byte) bool {
+			ip, ok := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+			if !ok || !hasToken(tok)(p, raw) {
+				return false
+			}
+			src, _ := netip.AddrFromSlice(ip.SrcIP)
+			for _, h := range l.HostList {
+				if src.String() == h.TunnelIP {
+					return false
+				}
+			}
+			return true
+		}
+		a.attack(t, "routed by the host (VXLAN into B)", []string{"vb2"}, nil, routed, func() int {
+			for i, dst := range devMACs {
+				sendOrFail(vxlanFrame(atkMAC, dst, h3IP, h2IP, a.vniB, inner), vxlanFrame(atkMAC, dst, atkIP, h2IP, a.vniB, inner))
+				for _, tags := range [][]tag{nil, vid0} {
+					sendOrFail(udp4(atkMAC, dst, tags, atkIP, h2IP, 40005, lis.port(), []byte(tok+hostDevs[i])))
+				}
 			}
 			a.settle(t)
+			for _, d := range hostDevs {
+				if n := lis.count(tok + d); n > 0 {
+					t.Logf("%d datagrams sent to %s's MAC were routed to a socket of h2", n, d)
+				}
+			}
 			return lis.count(tok)
 		})
 	})
@@ -536,7 +595,8 @@ func TestAttacks(t *testing.T) {
 			return nil
 		})
 		tok := a.token("xnet")
-		a.attack(t, "remote group member of another network", []string{"vfx"}, nil, hasToken(tok), func() int {
+		// The attacker's group lets it send anything: only vfx's ingress can stop it.
+		a.attackScoped(t, "remote group member of another network", []string{"vfx"}, nil, false, hasToken(tok), func() int {
 			sendOrFail(udpTo(nil, atkMAC, atkIP, "vfx", 5000, tok))
 			return 0
 		})

@@ -9,8 +9,8 @@ import (
 	"net/netip"
 	"os"
 	"runtime"
-	"syscall"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gopacket/gopacket"
