@@ -14,9 +14,15 @@ import (
 // Chain names. Neutron's wrapped names are "neutron-openvswi-" + 11 characters; ours
 // are shorter ("lanes-" + at most 12) and stay far below iptables' 28-character limit.
 const (
-	ChainPrefix     = "lanes-"
-	ChainForward    = "lanes-FORWARD"
-	ChainInput      = "lanes-INPUT"
+	ChainPrefix  = "lanes-"
+	ChainForward = "lanes-FORWARD"
+	ChainInput   = "lanes-INPUT"
+	// ChainToHost holds, per port, the drops of traffic from its devices to the host;
+	// lanes-INPUT sends only packets that come in on a qbr or qvo device there.
+	ChainToHost = "lanes-to-host"
+	// ChainRouted holds, per port, the drops of traffic the host would route from or
+	// to its devices; lanes-FORWARD sends only packets that are not bridged there.
+	ChainRouted     = "lanes-routed"
 	ChainPrerouting = "lanes-PREROUTING"
 	ChainSG         = "lanes-sg-chain"
 	ChainFallback   = "lanes-sg-fallback"
@@ -213,8 +219,8 @@ const (
 	cmtPair     = `-m comment --comment "Allow traffic from defined IP/MAC pairs."`
 	cmtPairDrop = `-m comment --comment "Drop traffic without an IP/MAC allow rule."`
 	cmtRA       = `-m comment --comment "Drop IPv6 Router Advts from VM Instance."`
-	cmtToHost   = `-m comment --comment "Drop traffic from a VM port to the host."`
-	cmtRouted   = `-m comment --comment "Drop traffic of a VM port that the host would route."`
+	cmtToHost   = `-m comment --comment "Traffic from a VM device to the host."`
+	cmtRouted   = `-m comment --comment "Traffic the host would route, not bridge."`
 )
 
 func portComment(what, portID string) string {
@@ -239,8 +245,17 @@ func Render(st FirewallState) (*Ruleset, error) {
 		raw := rs.Tables[TableID{fam, "raw"}].Chains
 		filter := rs.Tables[TableID{fam, "filter"}].Chains
 		raw[ChainPrerouting] = []string{}
-		filter[ChainForward] = []string{}
-		filter[ChainInput] = []string{}
+		// Two guards keep the per-port drops off the hot paths: bridged VM traffic
+		// passes one rule of lanes-FORWARD more, and traffic for the host that does
+		// not come from a VM device (management, kernel-datapath tunnels) two of
+		// lanes-INPUT, instead of every port's rules.
+		filter[ChainForward] = []string{"-m physdev ! --physdev-is-bridged " + cmtRouted + " -j " + ChainRouted}
+		filter[ChainInput] = []string{
+			"-i " + api.QbrName("") + "+ " + cmtToHost + " -j " + ChainToHost,
+			"-i " + api.QvoName("") + "+ " + cmtToHost + " -j " + ChainToHost,
+		}
+		filter[ChainToHost] = []string{}
+		filter[ChainRouted] = []string{}
 		filter[ChainSG] = []string{}
 		filter[ChainFallback] = []string{`-m comment --comment "Default drop rule for unmatched traffic." -j DROP`}
 		for i := range ports {
@@ -254,8 +269,8 @@ func Render(st FirewallState) (*Ruleset, error) {
 				fmt.Sprintf("-m physdev --physdev-in %s %s -j CT --zone %d", qvb, zc, p.Zone),
 				fmt.Sprintf("-i %s %s -j CT --zone %d", qvb, zc, p.Zone),
 				fmt.Sprintf("-m physdev --physdev-in %s %s -j CT --zone %d", tap, zc, p.Zone))
-			filter[ChainInput] = append(filter[ChainInput], notBridged(p.ID)...)
-			filter[ChainForward] = append(filter[ChainForward], notRouted(p.ID)...)
+			filter[ChainToHost] = append(filter[ChainToHost], toHost(p.ID)...)
+			filter[ChainRouted] = append(filter[ChainRouted], routed(p.ID)...)
 			if !p.PortSecurity {
 				c := `-m comment --comment "Accept all packets when port security is disabled."`
 				filter[ChainForward] = append(filter[ChainForward],
@@ -289,33 +304,34 @@ func Render(st FirewallState) (*Ruleset, error) {
 	return rs, nil
 }
 
-// notBridged drops whatever the host itself would receive from a port: a frame
+// toHost drops whatever the host itself would receive from a port: a frame
 // addressed to qbr's or qvo's MAC reaches the host's stack, with its sockets and
 // routing. Neutron's INPUT jump (--physdev-in tap --physdev-is-bridged) never matches
 // in INPUT, where nothing is bridged, so such traffic went unfiltered; a priority-
 // tagged frame, which br_netfilter does not look at, arrives with no physdev at all.
 // lanes serves nothing to VMs from the host's stack (DHCP is answered from OpenFlow),
 // so INPUT from a port's devices is dropped whatever its port security.
-func notBridged(portID string) []string {
+func toHost(portID string) []string {
+	c := portComment("Drop traffic to the host from port", portID)
 	return []string{
-		fmt.Sprintf("-i %s %s -j DROP", api.QbrName(portID), cmtToHost),
-		fmt.Sprintf("-i %s %s -j DROP", api.QvoName(portID), cmtToHost),
+		fmt.Sprintf("-i %s %s -j DROP", api.QbrName(portID), c),
+		fmt.Sprintf("-i %s %s -j DROP", api.QvoName(portID), c),
 	}
 }
 
-// notRouted drops what the host would route from or to a port instead of bridging
-// it: on a host with forwarding on, a VM could otherwise send through the host's
-// routing table, e.g. a hand-made VXLAN packet to another host's tunnel IP that
-// lands in another tenant's network. Bridged packets have a physdev-out, routed ones
-// do not (and priority-tagged ones have no physdev information at all).
-func notRouted(portID string) []string {
-	qbr, qvo := api.QbrName(portID), api.QvoName(portID)
-	return []string{
-		fmt.Sprintf("-i %s -m physdev ! --physdev-is-bridged %s -j DROP", qbr, cmtRouted),
-		fmt.Sprintf("-o %s -m physdev ! --physdev-is-bridged %s -j DROP", qbr, cmtRouted),
-		fmt.Sprintf("-i %s %s -j DROP", qvo, cmtRouted),
-		fmt.Sprintf("-o %s %s -j DROP", qvo, cmtRouted),
+// routed drops what the host would route from or to a port instead of bridging it
+// (lanes-FORWARD sends only such packets here): on a host with forwarding on, a VM
+// could otherwise send through the host's routing table, e.g. a hand-made VXLAN
+// packet to another host's tunnel IP that lands in another tenant's network.
+// "! --physdev-is-bridged" also matches packets with no physdev information, as
+// priority-tagged ones.
+func routed(portID string) []string {
+	c := portComment("Drop traffic the host would route for port", portID)
+	var out []string
+	for _, dev := range []string{api.QbrName(portID), api.QvoName(portID)} {
+		out = append(out, fmt.Sprintf("-i %s %s -j DROP", dev, c), fmt.Sprintf("-o %s %s -j DROP", dev, c))
 	}
+	return out
 }
 
 func ingressChain(fam Family, p *FirewallPort, sgRules []string) []string {
