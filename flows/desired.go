@@ -241,6 +241,15 @@ func (d *Desired) Flows() (Set, error) {
 		}
 		o := Owner{CatLocalPort, p.ID}
 		s.add(o, IntBridge{}.SetupSpoofingProtection(o.Cookie(), p.Ofport, macs, ips)...)
+		// Tagged frames, server traffic and forged neighbour advertisements (ndspoof.go).
+		s.add(o, IntBridge{}.SetupPortIsolation(o.Cookie(), p.Ofport)...)
+		var v6 []netip.Prefix
+		for _, pfx := range ips {
+			if pfx.Addr().Is6() {
+				v6 = append(v6, pfx)
+			}
+		}
+		s.add(o, IntBridge{}.SetupNDSpoofingProtection(o.Cookie(), p.Ofport, macs, v6)...)
 	}
 	if err := s.finish(); err != nil {
 		return Set{}, err

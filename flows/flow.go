@@ -53,6 +53,34 @@ type Match struct {
 	ARPSpa     netip.Prefix     // a /32 is an exact address; needs EthType EthARP
 	ARPTpa     netip.Addr       // needs EthType EthARP
 	ARPOp      uint16           // needs EthType EthARP
+	// IP protocol and L4 fields of the VM-port isolation and ND anti-spoofing flows
+	// (ndspoof.go); ovs-ofctl shows IPProto through the shorthand (udp, udp6, icmp6).
+	IPProto    uint8        // needs EthType EthIPv4 or EthIPv6; one of IPProtoUDP, IPProtoICMPv6
+	TpSrc      uint16       // UDP source port; needs IPProto IPProtoUDP
+	TpDst      uint16       // UDP destination port; needs IPProto IPProtoUDP
+	ICMPv6Type uint8        // needs IPProto IPProtoICMPv6 (type 0 is unassigned: 0 = any)
+	NDTarget   netip.Prefix // nd_target; needs ICMPv6Type 135 or 136
+}
+
+// IP protocols lanes' flows match.
+const (
+	IPProtoUDP    = 17
+	IPProtoICMPv6 = 58
+)
+
+// ipShorthand is ovs-ofctl's name for an ethertype and IP protocol.
+func ipShorthand(ethType uint16, proto uint8) string {
+	switch {
+	case proto == 0:
+		return map[uint16]string{EthIPv4: "ip", EthARP: "arp", EthIPv6: "ipv6"}[ethType]
+	case ethType == EthIPv4 && proto == IPProtoUDP:
+		return "udp"
+	case ethType == EthIPv6 && proto == IPProtoUDP:
+		return "udp6"
+	case ethType == EthIPv6 && proto == IPProtoICMPv6:
+		return "icmp6"
+	}
+	return ""
 }
 
 // Action is one OpenFlow action (or the goto_table instruction), printed as ovs-ofctl
@@ -158,7 +186,7 @@ func (m Match) String(priority uint16) string {
 	if priority != DefaultPriority {
 		add("priority=%d", priority)
 	}
-	shorthand := map[uint16]string{EthIPv4: "ip", EthARP: "arp", EthIPv6: "ipv6"}[m.EthType]
+	shorthand := ipShorthand(m.EthType, m.IPProto)
 	if shorthand != "" {
 		add("%s", shorthand)
 	}
@@ -200,6 +228,22 @@ func (m Match) String(priority uint16) string {
 	}
 	if m.ARPOp != 0 {
 		add("arp_op=%d", m.ARPOp)
+	}
+	if m.ICMPv6Type != 0 {
+		add("icmp_type=%d", m.ICMPv6Type)
+	}
+	if m.NDTarget.IsValid() {
+		if m.NDTarget.IsSingleIP() {
+			add("nd_target=%s", m.NDTarget.Addr())
+		} else {
+			add("nd_target=%s", m.NDTarget)
+		}
+	}
+	if m.TpSrc != 0 {
+		add("tp_src=%d", m.TpSrc)
+	}
+	if m.TpDst != 0 {
+		add("tp_dst=%d", m.TpDst)
 	}
 	return strings.Join(p, ",")
 }
@@ -281,6 +325,10 @@ func (m Match) Fields() MatchFields {
 	set(MatchARPSpa, m.ARPSpa.IsValid())
 	set(MatchARPTpa, m.ARPTpa.IsValid())
 	set(MatchARPOp, m.ARPOp != 0)
+	set(MatchIPProto, m.IPProto != 0)
+	set(MatchTp, m.TpSrc != 0 || m.TpDst != 0)
+	set(MatchICMPType, m.ICMPv6Type != 0)
+	set(MatchNDTarget, m.NDTarget.IsValid())
 	return fs
 }
 
@@ -357,6 +405,19 @@ func (f Flow) Validate() error {
 	}
 	if m.ARPTpa.IsValid() && !m.ARPTpa.Is4() {
 		return bad("arp_tpa %s: not an IPv4 address", m.ARPTpa)
+	}
+	if m.IPProto != 0 && ipShorthand(m.EthType, m.IPProto) == "" {
+		return bad("IP protocol %d needs eth_type ip or ipv6 and is one of udp, icmpv6", m.IPProto)
+	}
+	if (m.TpSrc != 0 || m.TpDst != 0) && m.IPProto != IPProtoUDP {
+		return bad("tp_src/tp_dst need udp")
+	}
+	if m.ICMPv6Type != 0 && (m.EthType != EthIPv6 || m.IPProto != IPProtoICMPv6) {
+		return bad("icmp_type needs icmp6")
+	}
+	if m.NDTarget.IsValid() && (m.ICMPv6Type != 135 && m.ICMPv6Type != 136 ||
+		!m.NDTarget.Addr().Is6() || m.NDTarget.Bits() == 0 || m.NDTarget != m.NDTarget.Masked()) {
+		return bad("nd_target needs icmp_type 135 or 136 and a masked IPv6 prefix longer than /0")
 	}
 	if m.VLAN.TCI&^m.VLAN.Mask != 0 || m.VLAN.Mask&^(VLANPresent|0x0fff) != 0 {
 		return bad("vlan_tci value outside its mask, or mask beyond VID and present bit")

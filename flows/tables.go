@@ -65,7 +65,9 @@ const (
 	PrioTun22Flood       = 1 // br-tun 22: a network's flood list
 
 	PrioInt0DeadVLAN = 65535 // br-int 0: frames tagged 4095 die
-	PrioInt0ARP      = 10    // br-int 0: ARP from a port with port security -> 24
+	PrioInt0Tagged   = 12    // br-int 0: any VLAN-tagged frame from a port with port security dies
+	PrioInt0Server   = 11    // br-int 0: DHCP server replies and router advertisements from a port die
+	PrioInt0ARP      = 10    // br-int 0: ARP (and IPv6 NA) from a port with port security -> 24
 	PrioInt0Port     = 9     // br-int 0: anything else from such a port -> 25
 	PrioInt24Allowed = 2     // br-int 24: an address the port may claim -> 25
 	PrioInt25Allowed = 2     // br-int 25: a MAC the port may send from -> 60
@@ -77,18 +79,23 @@ type MatchFields uint16
 
 // The fields of Match. Names are ovs-ofctl's.
 const (
-	MatchInPort  MatchFields = 1 << iota // in_port
-	MatchEthType                         // dl_type (arp, ip, ipv6)
-	MatchTunID                           // tun_id
-	MatchVLAN                            // vlan_tci (dl_vlan)
-	MatchEthSrc                          // dl_src
-	MatchEthDst                          // dl_dst, with or without a mask
-	MatchARPSpa                          // arp_spa
-	MatchARPTpa                          // arp_tpa
-	MatchARPOp                           // arp_op
+	MatchInPort   MatchFields = 1 << iota // in_port
+	MatchEthType                          // dl_type (arp, ip, ipv6)
+	MatchTunID                            // tun_id
+	MatchVLAN                             // vlan_tci (dl_vlan)
+	MatchEthSrc                           // dl_src
+	MatchEthDst                           // dl_dst, with or without a mask
+	MatchARPSpa                           // arp_spa
+	MatchARPTpa                           // arp_tpa
+	MatchARPOp                            // arp_op
+	MatchIPProto                          // nw_proto (udp, icmp6)
+	MatchTp                               // tp_src, tp_dst
+	MatchICMPType                         // icmp_type (ICMPv6)
+	MatchNDTarget                         // nd_target
 )
 
-var matchFieldNames = []string{"in_port", "dl_type", "tun_id", "vlan_tci", "dl_src", "dl_dst", "arp_spa", "arp_tpa", "arp_op"}
+var matchFieldNames = []string{"in_port", "dl_type", "tun_id", "vlan_tci", "dl_src", "dl_dst", "arp_spa", "arp_tpa", "arp_op",
+	"nw_proto", "tp_src/tp_dst", "icmp_type", "nd_target"}
 
 // String lists the fields by their ovs-ofctl names, comma separated; "none" for the
 // empty set.
@@ -242,17 +249,17 @@ var brTun = []Table{
 // feature, and empty pass-through tables would only lengthen every dump and trace.
 var brInt = []Table{
 	{ID: LocalSwitching, Name: "LOCAL_SWITCHING",
-		Purpose:    "dead VLAN drop, per-port anti-spoofing jumps; everything else to table 60",
-		Match:      MatchInPort | MatchEthType | MatchVLAN,
-		Priorities: []uint16{PrioInt0DeadVLAN, PrioInt0ARP, PrioInt0Port},
+		Purpose:    "dead VLAN drop, per-port drops of tagged frames and server traffic, anti-spoofing jumps; everything else to table 60",
+		Match:      MatchInPort | MatchEthType | MatchVLAN | MatchIPProto | MatchTp | MatchICMPType,
+		Priorities: []uint16{PrioInt0DeadVLAN, PrioInt0Tagged, PrioInt0Server, PrioInt0ARP, PrioInt0Port},
 		Miss:       missGoto(PrioMiss, Transient),
 		GoesTo:     []uint8{ARPSpoof, MACSpoof, Transient}},
 	{ID: Canary, Name: "CANARY",
-		Purpose: "one drop flow no packet reaches, kept from Neutron (its agent's OVS-restart check); lanesd counts all flows instead",
+		Purpose: "one drop flow no packet reaches, kept from Neutron (its agent's OVS-restart check); lanesd counts its own flows instead",
 		Miss:    drop(PrioMiss)},
 	{ID: ARPSpoof, Name: "ARP_SPOOF",
-		Purpose:    "ARP from a port must claim one of its IPv4 addresses (arp_spa)",
-		Match:      MatchInPort | MatchEthType | MatchARPSpa,
+		Purpose:    "ARP from a port must claim one of its IPv4 addresses (arp_spa), a neighbour advertisement one of its IPv6 ones (nd_target)",
+		Match:      MatchInPort | MatchEthType | MatchARPSpa | MatchIPProto | MatchICMPType | MatchNDTarget,
 		Priorities: []uint16{PrioInt24Allowed},
 		Miss:       drop(PrioMiss),
 		GoesTo:     []uint8{MACSpoof}},

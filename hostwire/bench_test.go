@@ -20,15 +20,15 @@ func benchState(n int) ([]PortSpec, FirewallState) {
 		api.Rule{ID: "icmp", Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "icmp"},
 		api.Rule{ID: "rg", Direction: api.Ingress, Ethertype: api.IPv4, RemoteGroupID: g.ID},
 		api.Rule{ID: "eg", Direction: api.Egress, Ethertype: api.IPv4})
-	st := FirewallState{Groups: map[string]*api.SecurityGroup{g.ID: g}, Members: map[string][]string{}}
+	st := FirewallState{Groups: map[string]*api.SecurityGroup{g.ID: g}, Members: map[string]map[string][]string{g.ID: {}}}
 	var specs []PortSpec
 	for i := range n {
 		id := portID(i + 1)
 		k := i + 1
 		ip := fmt.Sprintf("10.%d.%d.%d", (k>>16)&0xff, (k>>8)&0xff, k&0xff)
 		specs = append(specs, PortSpec{ID: id, MAC: macOf(i + 1), MTU: 1450})
-		st.Ports = append(st.Ports, FirewallPort{ID: id, MAC: macOf(i + 1), FixedIPs: []string{ip}, PortSecurity: true, SecurityGroups: []string{g.ID}})
-		st.Members[g.ID] = append(st.Members[g.ID], ip)
+		st.Ports = append(st.Ports, FirewallPort{ID: id, NetworkID: testNet, MAC: macOf(i + 1), FixedIPs: []string{ip}, PortSecurity: true, SecurityGroups: []string{g.ID}})
+		st.Members[g.ID][testNet] = append(st.Members[g.ID][testNet], ip)
 	}
 	return specs, st
 }

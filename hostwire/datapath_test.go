@@ -59,7 +59,7 @@ func (e *dpEnv) addVM(t *testing.T, name string, n int, ip string, vlan int, gro
 		t.Fatal(err)
 	}
 	v := &testVM{ns: "ltvm-" + ovsproc.RandomSuffix(6), ip: ip,
-		port: FirewallPort{ID: id, MAC: macOf(n), FixedIPs: []string{ip}, PortSecurity: true, SecurityGroups: groups}}
+		port: FirewallPort{ID: id, NetworkID: testNet, MAC: macOf(n), FixedIPs: []string{ip}, PortSecurity: true, SecurityGroups: groups}}
 	t.Cleanup(func() { _ = fakevm.DeleteNetns(v.ns) })
 	vm, err := fakevm.Start(fakevm.Config{HostNetns: e.ns.Name, Tap: api.TapName(id), VMNetns: v.ns, MAC: macOf(n), IP: ip + "/24", MTU: 1450})
 	if err != nil {
@@ -73,7 +73,7 @@ func (e *dpEnv) addVM(t *testing.T, name string, n int, ip string, vlan int, gro
 
 // state is the firewall state of all VMs, with group members derived from the ports.
 func (e *dpEnv) state() FirewallState {
-	st := FirewallState{Groups: e.sg, Members: map[string][]string{}}
+	st := FirewallState{Groups: e.sg, Members: map[string]map[string][]string{}}
 	for _, n := range slices.Sorted(func(yield func(string) bool) {
 		for k := range e.vms {
 			if !yield(k) {
@@ -84,7 +84,10 @@ func (e *dpEnv) state() FirewallState {
 		v := e.vms[n]
 		st.Ports = append(st.Ports, v.port)
 		for _, g := range v.port.SecurityGroups {
-			st.Members[g] = append(st.Members[g], v.port.FixedIPs...)
+			if st.Members[g] == nil {
+				st.Members[g] = map[string][]string{}
+			}
+			st.Members[g][testNet] = append(st.Members[g][testNet], v.port.FixedIPs...)
 		}
 	}
 	return st
@@ -291,7 +294,7 @@ func TestDataPath(t *testing.T) {
 	t.Run("remote group", func(t *testing.T) {
 		e.sg["server"].Rules = append(e.sg["server"].Rules, api.Rule{Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "tcp", PortMin: 5432, PortMax: 5432, RemoteGroupID: "client"})
 		e.sync(t)
-		set := SetName(V4, "client")
+		set := SetName(V4, "client", testNet)
 		mustConnect(t, a, "10.0.0.2", 5432)
 		mustNotConnect(t, c, "10.0.0.2", 5432)
 		// C joins the client group: the set grows, C gets in.
@@ -313,7 +316,7 @@ func TestDataPath(t *testing.T) {
 		mustNotConnect(t, c, "10.0.0.2", 5432)
 		// A member port on another host comes and goes: the set alone changes.
 		st := e.state()
-		st.Members["client"] = append(st.Members["client"], "10.0.0.77")
+		st.Members["client"][testNet] = append(st.Members["client"][testNet], "10.0.0.77")
 		if s := e.apply(t, st); s.SetsWritten != 1 || s.Tables != 0 {
 			t.Errorf("remote member add wrote %+v", s)
 		}

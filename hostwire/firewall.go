@@ -50,6 +50,9 @@ type Firewall struct {
 	// sets maps existing lanes ipsets to their last written members (nil: unknown).
 	sets  map[string][]string
 	zones map[string]int // device ID -> conntrack zone
+	// admitted is what each port's rules admitted when last applied (device ID ->
+	// admission); connections only that admitted are forgotten when it narrows.
+	admitted map[string]portAdmission
 }
 
 // ApplyStats tells what an Apply wrote.
@@ -59,6 +62,9 @@ type ApplyStats struct {
 	ChainsDeleted int
 	SetsWritten   int
 	SetsDeleted   int
+	// ConnsForgotten counts the conntrack entries deleted because no rule admits
+	// them any more.
+	ConnsForgotten int
 }
 
 // Changed reports whether anything was written.
@@ -70,7 +76,7 @@ func (s ApplyStats) Changed() bool {
 // host, so that zones stay stable across restarts and leftovers are removed by the
 // first Apply.
 func NewFirewall(h *Host, opts FirewallOptions) (*Firewall, error) {
-	f := &Firewall{host: h, log: opts.Log, bins: map[string]string{}}
+	f := &Firewall{host: h, log: opts.Log, bins: map[string]string{}, admitted: map[string]portAdmission{}}
 	if f.log == nil {
 		f.log = slog.Default()
 	}
@@ -267,33 +273,6 @@ func (f *Firewall) assignZones(ports []FirewallPort) (released []int, err error)
 	return released, nil
 }
 
-// flushZones deletes the connection tracking entries of zones whose port is gone, so
-// a port that reuses the zone later starts with no state, and an established
-// connection of a deleted port is not kept alive by a stale entry. One netlink dump
-// per family, no process.
-func (f *Firewall) flushZones(zones []int) error {
-	if len(zones) == 0 {
-		return nil
-	}
-	var filters []netlink.CustomConntrackFilter
-	for _, z := range zones {
-		cf := &netlink.ConntrackFilter{}
-		if err := cf.AddZone(uint16(z)); err != nil {
-			return err
-		}
-		filters = append(filters, cf)
-	}
-	return f.host.Do(func() error {
-		var errs []error
-		for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
-			if _, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, fam, filters...); err != nil {
-				errs = append(errs, fmt.Errorf("flush conntrack zones %v: %w", zones, err))
-			}
-		}
-		return errors.Join(errs...)
-	})
-}
-
 // Apply makes the host's lanes chains and sets equal to the desired state. Zones are
 // assigned here; FirewallPort.Zone in st is ignored.
 func (f *Firewall) Apply(ctx context.Context, st FirewallState) (ApplyStats, error) {
@@ -353,11 +332,66 @@ func (f *Firewall) Apply(ctx context.Context, st FirewallState) (ApplyStats, err
 	if err := f.deleteSets(ctx, rs, &stats); err != nil {
 		return stats, err
 	}
-	// The zone rules of removed ports are gone too: forget their connections.
-	if err := f.flushZones(released); err != nil {
-		return stats, err
+	// The new rules are in place: forget the connections of removed ports and those
+	// only removed rules and members admitted; none can start again in between.
+	n, err := f.forgetConnections(released, rs.admits)
+	stats.ConnsForgotten = n
+	return stats, err
+}
+
+// forgetConnections deletes conntrack entries, with one netlink dump per family
+// whatever the number of ports and entries, no process:
+//   - every entry of the zones in released, whose ports are gone, so a port that
+//     reuses the zone later starts with no state and a deleted port's connection is
+//     not kept alive by a stale entry;
+//   - in the zones of ports whose rules now admit less than when last applied (a
+//     rule removed, a remote-group member gone, the port's groups changed), the
+//     entries the old rules admitted and the new ones do not.
+func (f *Firewall) forgetConnections(released []int, now map[string]portAdmission) (int, error) {
+	var filters []netlink.CustomConntrackFilter
+	for _, z := range released {
+		cf := &netlink.ConntrackFilter{}
+		if err := cf.AddZone(uint16(z)); err != nil {
+			return 0, err
+		}
+		filters = append(filters, cf)
 	}
-	return stats, nil
+	rv := revoked{zones: map[uint16][2]portAdmission{}}
+	var narrowed []string
+	for id, cur := range now {
+		if old, ok := f.admitted[id]; ok && old.zone == cur.zone && !old.equal(cur) {
+			rv.zones[uint16(cur.zone)] = [2]portAdmission{old, cur}
+			narrowed = append(narrowed, id)
+		}
+	}
+	if len(rv.zones) > 0 {
+		filters = append(filters, rv)
+	}
+	if len(filters) == 0 {
+		f.admitted = now
+		return 0, nil
+	}
+	var n uint
+	err := f.host.Do(func() error {
+		var errs []error
+		for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
+			m, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, fam, filters...)
+			n += m
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errors.Join(errs...)
+	})
+	if err != nil {
+		// Keep the old admissions: the next Apply tries the narrowed ports again.
+		return int(n), fmt.Errorf("forget connections (zones of removed ports %v, ports whose rules admit less %v): %w", released, narrowed, err)
+	}
+	f.admitted = now
+	if n > 0 {
+		f.log.Debug("forgot connections", "entries", n, "removed_zones", len(released), "narrowed_ports", len(narrowed))
+	}
+	return int(n), nil
 }
 
 // tableResult is what writeTable did to one table.

@@ -20,16 +20,16 @@ func fwState(ports ...int) FirewallState {
 	other := &api.SecurityGroup{ID: "other", Rules: []api.Rule{
 		{ID: "4", Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "icmp"},
 	}}
-	st := FirewallState{Groups: map[string]*api.SecurityGroup{"web": web, "other": other}, Members: map[string][]string{}}
+	st := FirewallState{Groups: map[string]*api.SecurityGroup{"web": web, "other": other}, Members: map[string]map[string][]string{"web": {}, "other": {}}}
 	for _, n := range ports {
 		ip := "10.0.0." + string(rune('0'+n))
 		groups := []string{"web"}
 		if n%2 == 0 {
 			groups = []string{"other"}
 		}
-		st.Ports = append(st.Ports, FirewallPort{ID: portID(n), MAC: macOf(n), FixedIPs: []string{ip}, PortSecurity: true, SecurityGroups: groups})
+		st.Ports = append(st.Ports, FirewallPort{ID: portID(n), NetworkID: testNet, MAC: macOf(n), FixedIPs: []string{ip}, PortSecurity: true, SecurityGroups: groups})
 		for _, g := range groups {
-			st.Members[g] = append(st.Members[g], ip)
+			st.Members[g][testNet] = append(st.Members[g][testNet], ip)
 		}
 	}
 	return st
@@ -78,11 +78,11 @@ func TestFirewallApply(t *testing.T) {
 	}
 
 	// Membership change: only the set.
-	st.Members["web"] = append(st.Members["web"], "10.9.9.9")
+	st.Members["web"][testNet] = append(st.Members["web"][testNet], "10.9.9.9")
 	if s := th.apply(t, st); s.Tables != 0 || s.SetsWritten != 1 {
 		t.Fatalf("member change wrote %+v", s)
 	}
-	if out := th.sh(t, "ipset", "list", SetName(V4, "web")); !strings.Contains(out, "10.9.9.9") {
+	if out := th.sh(t, "ipset", "list", SetName(V4, "web", testNet)); !strings.Contains(out, "10.9.9.9") {
 		t.Fatalf("set not updated:\n%s", out)
 	}
 

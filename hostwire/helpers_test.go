@@ -116,3 +116,6 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() er
 func portID(n int) string { return fmt.Sprintf("%08x-%04x-4000-8000-%012x", 0xa0000000+n, n, n) }
 
 func macOf(n int) string { return fmt.Sprintf("fa:16:3e:00:%02x:%02x", n>>8, n&0xff) }
+
+// testNet is the network of the test ports: remote groups are scoped per network.
+const testNet = "c0ffee00-0000-4000-8000-000000000001"

@@ -99,6 +99,11 @@ func ensurePort(d Devices, p PortSpec, mac net.HardwareAddr) error {
 			}
 		}
 	}
+	// Before anything comes up: an IPv6-enabled device would send DAD and router
+	// solicitations into the VM's network as soon as it is up.
+	if err := setPortSysctls(d); err != nil {
+		return err
+	}
 	for _, l := range []netlink.Link{tap, qvb, qvo, br} {
 		if l.Attrs().MTU != p.MTU {
 			if err := netlink.LinkSetMTU(l, p.MTU); err != nil {
@@ -133,17 +138,62 @@ func ensureBridge(name string, mtu int) (netlink.Link, error) {
 			return nil, fmt.Errorf("bridge %s vanished after create: %w", name, err)
 		}
 	}
-	// STP and forward delay have no fields in netlink.Bridge, and the parsed link does
-	// not report them; writing the same values again changes nothing.
+	// STP, forward delay and ageing have no fields in netlink.Bridge, and the parsed
+	// link does not report them; writing the same values again changes nothing.
 	if err := setBridgeOptions(l.Attrs().Index); err != nil {
 		return nil, fmt.Errorf("configure bridge %s: %w", name, err)
 	}
-	// IPv6 on qbr would make the host answer and autoconfigure on a VM's L2 segment
-	// (LP#1302080). A namespace with IPv6 disabled has no such file: nothing to do.
-	if err := writeSysctl("/proc/sys/net/ipv6/conf/"+name+"/disable_ipv6", "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("disable IPv6 on %s: %w", name, err)
-	}
 	return l, nil
+}
+
+// portSysctls are the per-device settings that keep the host off a VM's segment.
+// Traffic only crosses these devices; the host has no address on them, yet with the
+// defaults it would still be a node there: qbr and qvo (which the kernel stack also
+// sees with the userspace datapath) answer ARP for every address of the host, and
+// every device with IPv6 gets a link-local address, sends DAD, router and multicast
+// listener solicitations into the network and takes router advertisements from it
+// (LP#1302080). os-vif sets arp_ignore=1, arp_announce=2 and disable_ipv6=1 on qbr;
+// lanes does the same on qvo, and disables IPv6 on all four devices.
+func portSysctls(d Devices) [][2]string {
+	var out [][2]string
+	for _, dev := range []string{d.Tap, d.Qbr, d.Qvb, d.Qvo} {
+		out = append(out, [2]string{"/proc/sys/net/ipv6/conf/" + dev + "/disable_ipv6", "1"})
+	}
+	for _, dev := range []string{d.Qbr, d.Qvo} {
+		out = append(out,
+			[2]string{"/proc/sys/net/ipv4/conf/" + dev + "/arp_ignore", "1"},
+			[2]string{"/proc/sys/net/ipv4/conf/" + dev + "/arp_announce", "2"})
+	}
+	return out
+}
+
+// setPortSysctls writes portSysctls on the namespace thread. A namespace without
+// IPv6 has no ipv6 files: nothing to disable there.
+func setPortSysctls(d Devices) error {
+	for _, kv := range portSysctls(d) {
+		if err := writeSysctl(kv[0], kv[1]); err != nil {
+			if errors.Is(err, os.ErrNotExist) && strings.Contains(kv[0], "/ipv6/") {
+				continue
+			}
+			return fmt.Errorf("set %s=%s: %w", strings.TrimPrefix(kv[0], "/proc/sys/"), kv[1], err)
+		}
+	}
+	return nil
+}
+
+// portSysctlsSet reports whether a port's devices have their settings, so that a
+// complete port whose sysctls were reset (by hand, or by an older lanes) is fixed.
+func portSysctlsSet(d Devices) bool {
+	for _, kv := range portSysctls(d) {
+		cur, err := os.ReadFile(kv[0])
+		if errors.Is(err, os.ErrNotExist) && strings.Contains(kv[0], "/ipv6/") {
+			continue
+		}
+		if err != nil || strings.TrimSpace(string(cur)) != kv[1] {
+			return false
+		}
+	}
+	return true
 }
 
 func setBridgeOptions(index int) error {
@@ -157,6 +207,11 @@ func setBridgeOptions(index int) error {
 	data.AddRtAttr(nl.IFLA_BR_STP_STATE, nl.Uint32Attr(0))
 	data.AddRtAttr(nl.IFLA_BR_FORWARD_DELAY, nl.Uint32Attr(0))
 	data.AddRtAttr(nl.IFLA_BR_MCAST_SNOOPING, []byte{0})
+	// Ageing 0 (os-vif's setting) keeps no MAC entries, so the two-port qbr always
+	// passes a frame to its other port: a VM sending from a neighbour's MAC cannot
+	// teach its own qbr that the neighbour sits behind the tap and black-hole its
+	// own traffic to that neighbour.
+	data.AddRtAttr(nl.IFLA_BR_AGEING_TIME, nl.Uint32Attr(0))
 	req.AddData(li)
 	_, err := req.Execute(unix.NETLINK_ROUTE, 0)
 	return err
@@ -376,18 +431,25 @@ func DeviceID(portID string) string {
 // others go through EnsurePort. This keeps a no-op reconcile of hundreds of ports
 // cheap. Failures are returned per port ID, so one bad port does not hold up the rest.
 func (h *Host) EnsurePorts(specs []PortSpec) (map[string]error, error) {
-	var byName map[string]netlink.Link
-	if err := h.Do(func() (err error) {
-		byName, err = linksByName()
-		return err
+	var todo []PortSpec
+	if err := h.Do(func() error {
+		byName, err := linksByName()
+		if err != nil {
+			return err
+		}
+		// The sysctls are read here, on the namespace thread: /proc/sys/net shows
+		// the namespace of the thread that reads it.
+		for _, p := range specs {
+			if !portComplete(byName, p) || !portSysctlsSet(DevicesOf(p.ID)) {
+				todo = append(todo, p)
+			}
+		}
+		return nil
 	}); err != nil {
 		return nil, err
 	}
 	failed := map[string]error{}
-	for _, p := range specs {
-		if portComplete(byName, p) {
-			continue
-		}
+	for _, p := range todo {
 		if err := h.EnsurePort(p); err != nil {
 			failed[p.ID] = err
 		}

@@ -73,8 +73,19 @@ func TestPortPlumbing(t *testing.T) {
 			t.Errorf("%s not enslaved to %s: %s", dev, d.Qbr, out)
 		}
 	}
-	if v := strings.TrimSpace(th.sh(t, "cat", "/proc/sys/net/ipv6/conf/"+d.Qbr+"/disable_ipv6")); v != "1" {
-		t.Errorf("IPv6 on %s: disable_ipv6=%s", d.Qbr, v)
+	sysctl := func(path string) string { return strings.TrimSpace(th.sh(t, "cat", "/proc/sys/net/"+path)) }
+	for _, dev := range []string{d.Tap, d.Qbr, d.Qvb, d.Qvo} {
+		if v := sysctl("ipv6/conf/" + dev + "/disable_ipv6"); v != "1" {
+			t.Errorf("IPv6 on %s: disable_ipv6=%s", dev, v)
+		}
+	}
+	for _, dev := range []string{d.Qbr, d.Qvo} {
+		if ign, ann := sysctl("ipv4/conf/"+dev+"/arp_ignore"), sysctl("ipv4/conf/"+dev+"/arp_announce"); ign != "1" || ann != "2" {
+			t.Errorf("%s answers ARP for the host: arp_ignore=%s arp_announce=%s", dev, ign, ann)
+		}
+	}
+	if !strings.Contains(before, "ageing_time 0 ") {
+		t.Errorf("qbr keeps MAC entries (ageing_time not 0):\n%s", before)
 	}
 
 	// Ensure twice: nothing changes.
@@ -83,6 +94,15 @@ func TestPortPlumbing(t *testing.T) {
 	}
 	if after := linkState(t, th); after != before {
 		t.Errorf("second Ensure changed links:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+
+	// Sysctls reset by hand on a complete port are set again by a bulk ensure.
+	th.sh(t, "sysctl", "-qw", "net.ipv4.conf."+d.Qvo+".arp_ignore=0")
+	if failed, err := th.h.EnsurePorts([]PortSpec{spec}); err != nil || len(failed) > 0 {
+		t.Fatal(err, failed)
+	}
+	if v := sysctl("ipv4/conf/" + d.Qvo + "/arp_ignore"); v != "1" {
+		t.Errorf("arp_ignore of %s not repaired: %s", d.Qvo, v)
 	}
 
 	// A half-made port (qvb removed by hand, qbr down) is completed.
@@ -118,13 +138,13 @@ func TestPortPlumbing(t *testing.T) {
 
 	// Firewall for the port, then delete everything: nothing of the port remains.
 	st := FirewallState{
-		Ports: []FirewallPort{{ID: id, MAC: spec.MAC, FixedIPs: []string{"10.0.0.5"}, PortSecurity: true, SecurityGroups: []string{"g"}}},
+		Ports: []FirewallPort{{ID: id, NetworkID: testNet, MAC: spec.MAC, FixedIPs: []string{"10.0.0.5"}, PortSecurity: true, SecurityGroups: []string{"g"}}},
 		Groups: map[string]*api.SecurityGroup{"g": {ID: "g", Rules: []api.Rule{
 			{Direction: api.Ingress, Ethertype: api.IPv4, RemoteGroupID: "g"}}}},
-		Members: map[string][]string{"g": {"10.0.0.5"}},
+		Members: map[string]map[string][]string{"g": {testNet: {"10.0.0.5"}}},
 	}
 	th.apply(t, st)
-	if out := th.sh(t, "ipset", "list", "-n"); !strings.Contains(out, SetName(V4, "g")) {
+	if out := th.sh(t, "ipset", "list", "-n"); !strings.Contains(out, SetName(V4, "g", testNet)) {
 		t.Fatalf("set missing: %s", out)
 	}
 	for range 2 {

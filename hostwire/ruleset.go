@@ -14,9 +14,15 @@ import (
 // Chain names. Neutron's wrapped names are "neutron-openvswi-" + 11 characters; ours
 // are shorter ("lanes-" + at most 12) and stay far below iptables' 28-character limit.
 const (
-	ChainPrefix     = "lanes-"
-	ChainForward    = "lanes-FORWARD"
-	ChainInput      = "lanes-INPUT"
+	ChainPrefix  = "lanes-"
+	ChainForward = "lanes-FORWARD"
+	ChainInput   = "lanes-INPUT"
+	// ChainToHost holds, per port, the drops of traffic from its devices to the host;
+	// lanes-INPUT sends only packets that come in on a qbr or qvo device there.
+	ChainToHost = "lanes-to-host"
+	// ChainRouted holds, per port, the drops of traffic the host would route from or
+	// to its devices; lanes-FORWARD sends only packets that are not bridged there.
+	ChainRouted     = "lanes-routed"
 	ChainPrerouting = "lanes-PREROUTING"
 	ChainSG         = "lanes-sg-chain"
 	ChainFallback   = "lanes-sg-fallback"
@@ -38,18 +44,25 @@ func EgressChain(portID string) string { return ChainPrefix + "o" + DeviceID(por
 // SpoofChain is the per-port source IP/MAC anti-spoofing chain.
 func SpoofChain(portID string) string { return ChainPrefix + "s" + DeviceID(portID) }
 
-// SetName is the ipset holding the member addresses of a remote group for one family
-// ("4" or "6"). 29 characters at most, so the temporary "-n" copy used for atomic
-// replacement fits ipset's 31.
-func SetName(family Family, groupID string) string {
-	id := groupID
-	if len(id) > 22 {
-		id = id[:22]
-	}
+// SetName is the ipset holding the addresses of a remote group's members on one
+// network, for one family: a rule "from group G" admits G's members on the port's own
+// network only, so two networks with the same CIDR never admit each other's ports.
+// It is "lanes4-" or "lanes6-", 11 characters of the group ID, "-" and 10 of the
+// network ID: 29 characters at most, so the temporary "-n" copy used for atomic
+// replacement fits ipset's 31. Render refuses two pairs that share a name.
+func SetName(family Family, groupID, networkID string) string {
+	prefix := SetPrefix4
 	if family == V6 {
-		return SetPrefix6 + id
+		prefix = SetPrefix6
 	}
-	return SetPrefix4 + id
+	return prefix + truncate(groupID, 11) + "-" + truncate(networkID, 10)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
 }
 
 // Family is an IP family: V4 for iptables, V6 for ip6tables.
@@ -65,7 +78,9 @@ func (f Family) String() string { return "IPv" + strconv.Itoa(int(f)) }
 
 // FirewallPort is the firewall's view of one port bound to this host.
 type FirewallPort struct {
-	ID                  string
+	ID string
+	// NetworkID scopes the port's remote-group rules to members on its network.
+	NetworkID           string
 	MAC                 string
 	FixedIPs            []string
 	AllowedAddressPairs []api.AddressPair
@@ -80,9 +95,10 @@ type FirewallPort struct {
 type FirewallState struct {
 	Ports  []FirewallPort
 	Groups map[string]*api.SecurityGroup
-	// Members holds, per security group ID, the addresses (IP or CIDR) of every port in
-	// that group on any host: the content of the remote-group ipsets.
-	Members map[string][]string
+	// Members holds, per security group ID and network ID, the addresses (IP or CIDR)
+	// of every port of that network in that group, on any host: the content of the
+	// remote-group ipsets.
+	Members map[string]map[string][]string
 }
 
 // TableID names one iptables table of one family.
@@ -125,12 +141,20 @@ type IPSet struct {
 	Name    string
 	Family  Family
 	Members []string // sorted, canonical (a /32 or /128 is written as the bare address)
+	// prefixes are Members parsed, once per set, for the admission model.
+	prefixes []netip.Prefix
 }
 
 // Ruleset is the rendered firewall of a host.
 type Ruleset struct {
 	Tables map[TableID]*Table
 	Sets   map[string]*IPSet
+	// admits is, per port device ID, what the port's rules admit: the Firewall
+	// compares it with the last applied one to forget connections no rule admits
+	// any more.
+	admits map[string]portAdmission
+	// setOwner names the (group, network) pair of each set, to refuse a shared name.
+	setOwner map[string]string
 }
 
 // RestoreText renders one table as complete iptables-restore input (every lanes chain
@@ -195,6 +219,8 @@ const (
 	cmtPair     = `-m comment --comment "Allow traffic from defined IP/MAC pairs."`
 	cmtPairDrop = `-m comment --comment "Drop traffic without an IP/MAC allow rule."`
 	cmtRA       = `-m comment --comment "Drop IPv6 Router Advts from VM Instance."`
+	cmtToHost   = `-m comment --comment "Traffic from a VM device to the host."`
+	cmtRouted   = `-m comment --comment "Traffic the host would route, not bridge."`
 )
 
 func portComment(what, portID string) string {
@@ -204,7 +230,7 @@ func portComment(what, portID string) string {
 // Render computes the desired lanes chains of every table and the remote-group ipsets.
 // It is pure: the same state gives the same text, ports in sorted order.
 func Render(st FirewallState) (*Ruleset, error) {
-	rs := &Ruleset{Tables: map[TableID]*Table{}, Sets: map[string]*IPSet{}}
+	rs := &Ruleset{Tables: map[TableID]*Table{}, Sets: map[string]*IPSet{}, admits: map[string]portAdmission{}, setOwner: map[string]string{}}
 	for _, id := range Tables {
 		rs.Tables[id] = &Table{ID: id, Chains: map[string][]string{}}
 	}
@@ -219,8 +245,17 @@ func Render(st FirewallState) (*Ruleset, error) {
 		raw := rs.Tables[TableID{fam, "raw"}].Chains
 		filter := rs.Tables[TableID{fam, "filter"}].Chains
 		raw[ChainPrerouting] = []string{}
-		filter[ChainForward] = []string{}
-		filter[ChainInput] = []string{}
+		// Two guards keep the per-port drops off the hot paths: bridged VM traffic
+		// passes one rule of lanes-FORWARD more, and traffic for the host that does
+		// not come from a VM device (management, kernel-datapath tunnels) two of
+		// lanes-INPUT, instead of every port's rules.
+		filter[ChainForward] = []string{"-m physdev ! --physdev-is-bridged " + cmtRouted + " -j " + ChainRouted}
+		filter[ChainInput] = []string{
+			"-i " + api.QbrName("") + "+ " + cmtToHost + " -j " + ChainToHost,
+			"-i " + api.QvoName("") + "+ " + cmtToHost + " -j " + ChainToHost,
+		}
+		filter[ChainToHost] = []string{}
+		filter[ChainRouted] = []string{}
 		filter[ChainSG] = []string{}
 		filter[ChainFallback] = []string{`-m comment --comment "Default drop rule for unmatched traffic." -j DROP`}
 		for i := range ports {
@@ -234,13 +269,14 @@ func Render(st FirewallState) (*Ruleset, error) {
 				fmt.Sprintf("-m physdev --physdev-in %s %s -j CT --zone %d", qvb, zc, p.Zone),
 				fmt.Sprintf("-i %s %s -j CT --zone %d", qvb, zc, p.Zone),
 				fmt.Sprintf("-m physdev --physdev-in %s %s -j CT --zone %d", tap, zc, p.Zone))
+			filter[ChainToHost] = append(filter[ChainToHost], toHost(p.ID)...)
+			filter[ChainRouted] = append(filter[ChainRouted], routed(p.ID)...)
 			if !p.PortSecurity {
 				c := `-m comment --comment "Accept all packets when port security is disabled."`
 				filter[ChainForward] = append(filter[ChainForward],
 					fmt.Sprintf("-m physdev --physdev-out %s --physdev-is-bridged %s -j ACCEPT", tap, c),
 					fmt.Sprintf("-m physdev --physdev-in %s --physdev-is-bridged %s -j ACCEPT", tap, c))
-				filter[ChainInput] = append(filter[ChainInput],
-					fmt.Sprintf("-m physdev --physdev-in %s --physdev-is-bridged %s -j ACCEPT", tap, c))
+				rs.admits[DeviceID(p.ID)] = portAdmission{zone: p.Zone, all: true}
 				continue
 			}
 			in, out, spoof := IngressChain(p.ID), EgressChain(p.ID), SpoofChain(p.ID)
@@ -248,12 +284,10 @@ func Render(st FirewallState) (*Ruleset, error) {
 			filter[ChainForward] = append(filter[ChainForward],
 				fmt.Sprintf("-m physdev --physdev-out %s --physdev-is-bridged %s -j %s", tap, pc, ChainSG),
 				fmt.Sprintf("-m physdev --physdev-in %s --physdev-is-bridged %s -j %s", tap, pc, ChainSG))
-			filter[ChainInput] = append(filter[ChainInput],
-				fmt.Sprintf("-m physdev --physdev-in %s --physdev-is-bridged %s -j %s", tap, pc, out))
 			filter[ChainSG] = append(filter[ChainSG],
 				fmt.Sprintf("-m physdev --physdev-out %s --physdev-is-bridged %s -j %s", tap, pc, in),
 				fmt.Sprintf("-m physdev --physdev-in %s --physdev-is-bridged %s -j %s", tap, pc, out))
-			ingress, egress, err := groupRules(fam, p, st, rs.Sets)
+			ingress, egress, err := groupRules(fam, p, st, rs)
 			if err != nil {
 				return nil, err
 			}
@@ -268,6 +302,36 @@ func Render(st FirewallState) (*Ruleset, error) {
 		filter[ChainSG] = append(filter[ChainSG], "-j ACCEPT")
 	}
 	return rs, nil
+}
+
+// toHost drops whatever the host itself would receive from a port: a frame
+// addressed to qbr's or qvo's MAC reaches the host's stack, with its sockets and
+// routing. Neutron's INPUT jump (--physdev-in tap --physdev-is-bridged) never matches
+// in INPUT, where nothing is bridged, so such traffic went unfiltered; a priority-
+// tagged frame, which br_netfilter does not look at, arrives with no physdev at all.
+// lanes serves nothing to VMs from the host's stack (DHCP is answered from OpenFlow),
+// so INPUT from a port's devices is dropped whatever its port security.
+func toHost(portID string) []string {
+	c := portComment("Drop traffic to the host from port", portID)
+	return []string{
+		fmt.Sprintf("-i %s %s -j DROP", api.QbrName(portID), c),
+		fmt.Sprintf("-i %s %s -j DROP", api.QvoName(portID), c),
+	}
+}
+
+// routed drops what the host would route from or to a port instead of bridging it
+// (lanes-FORWARD sends only such packets here): on a host with forwarding on, a VM
+// could otherwise send through the host's routing table, e.g. a hand-made VXLAN
+// packet to another host's tunnel IP that lands in another tenant's network.
+// "! --physdev-is-bridged" also matches packets with no physdev information, as
+// priority-tagged ones.
+func routed(portID string) []string {
+	c := portComment("Drop traffic the host would route for port", portID)
+	var out []string
+	for _, dev := range []string{api.QbrName(portID), api.QvoName(portID)} {
+		out = append(out, fmt.Sprintf("-i %s %s -j DROP", dev, c), fmt.Sprintf("-o %s %s -j DROP", dev, c))
+	}
+	return out
 }
 
 func ingressChain(fam Family, p *FirewallPort, sgRules []string) []string {
@@ -407,12 +471,21 @@ func famOf(p netip.Prefix) Family {
 }
 
 // groupRules renders the port's security group rules of one family, deduplicated, in
-// group order then rule order, and registers the remote-group sets they use.
-func groupRules(fam Family, p *FirewallPort, st FirewallState, sets map[string]*IPSet) (ingress, egress []string, err error) {
+// group order then rule order, registers the remote-group sets they use and records
+// what they admit.
+func groupRules(fam Family, p *FirewallPort, st FirewallState, rs *Ruleset) (ingress, egress []string, err error) {
 	eth := api.IPv4
 	if fam == V6 {
 		eth = api.IPv6
 	}
+	pa, ok := rs.admits[DeviceID(p.ID)]
+	if !ok {
+		pa = portAdmission{zone: p.Zone}
+		if pa.own, err = ownPrefixes(p); err != nil {
+			return nil, nil, err
+		}
+	}
+	defer func() { rs.admits[DeviceID(p.ID)] = pa }()
 	seen := map[string]bool{}
 	for _, gid := range p.SecurityGroups {
 		g := st.Groups[gid]
@@ -427,9 +500,17 @@ func groupRules(fam Family, p *FirewallPort, st FirewallState, sets map[string]*
 			}
 			var set string
 			if r.RemoteGroupID != "" {
-				set = SetName(fam, r.RemoteGroupID)
-				if sets[set] == nil {
-					sets[set] = memberSet(set, fam, st.Members[r.RemoteGroupID])
+				if p.NetworkID == "" {
+					return nil, nil, fmt.Errorf("port %s: group %s rule %s: a remote-group rule needs the port's network ID", p.ID, gid, r.ID)
+				}
+				set = SetName(fam, r.RemoteGroupID, p.NetworkID)
+				owner := r.RemoteGroupID + " on network " + p.NetworkID
+				if prev, ok := rs.setOwner[set]; ok && prev != owner {
+					return nil, nil, fmt.Errorf("remote groups %s and %s share the ipset name %s", prev, owner, set)
+				}
+				rs.setOwner[set] = owner
+				if rs.Sets[set] == nil {
+					rs.Sets[set] = memberSet(set, fam, st.Members[r.RemoteGroupID][p.NetworkID])
 				}
 			}
 			spec, err := ruleSpec(fam, r, set)
@@ -441,6 +522,11 @@ func groupRules(fam Family, p *FirewallPort, st FirewallState, sets map[string]*
 				continue
 			}
 			seen[key] = true
+			a, err := admissionOf(fam, r, rs.Sets[set])
+			if err != nil {
+				return nil, nil, fmt.Errorf("port %s: group %s rule %s: %w", p.ID, gid, r.ID, err)
+			}
+			pa.rules = append(pa.rules, a)
 			if r.Direction == api.Ingress {
 				ingress = append(ingress, spec)
 			} else {
@@ -452,15 +538,15 @@ func groupRules(fam Family, p *FirewallPort, st FirewallState, sets map[string]*
 }
 
 func memberSet(name string, fam Family, members []string) *IPSet {
-	seen := map[string]bool{}
+	seen := map[string]netip.Prefix{}
 	var out []string
 	add := func(p netip.Prefix) {
 		s := p.String()
 		if p.IsSingleIP() {
 			s = p.Addr().String()
 		}
-		if !seen[s] {
-			seen[s] = true
+		if _, dup := seen[s]; !dup {
+			seen[s] = p
 			out = append(out, s)
 		}
 	}
@@ -483,7 +569,11 @@ func memberSet(name string, fam Family, members []string) *IPSet {
 		add(p)
 	}
 	sort.Strings(out)
-	return &IPSet{Name: name, Family: fam, Members: out}
+	prefixes := make([]netip.Prefix, len(out))
+	for i, m := range out {
+		prefixes[i] = seen[m]
+	}
+	return &IPSet{Name: name, Family: fam, Members: out, prefixes: prefixes}
 }
 
 // ruleSpec turns a security group rule into iptables arguments, in the order Neutron's

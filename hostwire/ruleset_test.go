@@ -15,7 +15,8 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 func intp(i int) *int { return &i }
 
 // goldenState has a filtered port with an address pair and two groups (one with a
-// remote-group rule), a port with port security off, and a port whose group is gone.
+// remote-group rule), a port with port security off, and a port on another network
+// with a group that is gone and the remote-group rule, whose set is that network's.
 func goldenState() FirewallState {
 	web := &api.SecurityGroup{ID: "5b7e9c2a-1111-4b3c-8d2e-000000000001", Name: "web", Rules: []api.Rule{
 		{ID: "r1", Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "tcp", PortMin: 22, PortMax: 22},
@@ -33,16 +34,20 @@ func goldenState() FirewallState {
 	}}
 	return FirewallState{
 		Ports: []FirewallPort{
-			{ID: "0d8a43d2-3a3f-4b4e-9c2f-2f3a1e5b7c01", MAC: "fa:16:3e:4c:2e:01", FixedIPs: []string{"10.0.0.5"},
+			{ID: "0d8a43d2-3a3f-4b4e-9c2f-2f3a1e5b7c01", NetworkID: "9a000000-net-a", MAC: "fa:16:3e:4c:2e:01", FixedIPs: []string{"10.0.0.5"},
 				AllowedAddressPairs: []api.AddressPair{{IP: "10.0.0.100"}, {IP: "10.0.1.0/24", MAC: "fa:16:3e:00:00:99"}},
 				PortSecurity:        true, SecurityGroups: []string{web.ID, dup.ID}, Zone: 4097},
-			{ID: "1e000000-0000-0000-0000-000000000002", MAC: "fa:16:3e:4c:2e:02", FixedIPs: []string{"10.0.0.6"},
+			{ID: "1e000000-0000-0000-0000-000000000002", NetworkID: "9a000000-net-a", MAC: "fa:16:3e:4c:2e:02", FixedIPs: []string{"10.0.0.6"},
 				PortSecurity: false, SecurityGroups: []string{web.ID}, Zone: 4098},
-			{ID: "2f000000-0000-0000-0000-000000000003", MAC: "fa:16:3e:4c:2e:03", FixedIPs: []string{"10.0.0.7"},
-				PortSecurity: true, SecurityGroups: []string{"gone-group"}, Zone: 4099},
+			{ID: "2f000000-0000-0000-0000-000000000003", NetworkID: "9b000000-net-b", MAC: "fa:16:3e:4c:2e:03", FixedIPs: []string{"10.0.0.7"},
+				PortSecurity: true, SecurityGroups: []string{"gone-group", web.ID}, Zone: 4099},
 		},
-		Groups:  map[string]*api.SecurityGroup{web.ID: web, dup.ID: dup},
-		Members: map[string][]string{web.ID: {"10.0.0.6", "10.0.0.5", "10.0.1.0/24", "10.0.0.5/32", "fd00::1", "0.0.0.0/0"}},
+		Groups: map[string]*api.SecurityGroup{web.ID: web, dup.ID: dup},
+		Members: map[string]map[string][]string{web.ID: {
+			"9a000000-net-a": {"10.0.0.6", "10.0.0.5", "10.0.1.0/24", "10.0.0.5/32", "fd00::1", "0.0.0.0/0"},
+			// The same group on another network, with an address of net-a: not in net-a's set.
+			"9b000000-net-b": {"10.0.0.9"},
+		}},
 	}
 }
 
@@ -117,7 +122,7 @@ func TestNamesFitLimits(t *testing.T) {
 			t.Errorf("chain %s: %d > 28 characters", c, len(c))
 		}
 	}
-	if n := SetName(V6, id) + "-n"; len(n) > 31 {
+	if n := SetName(V6, id, id) + "-n"; len(n) > 31 {
 		t.Errorf("set %s: %d > 31 characters", n, len(n))
 	}
 	if got := IngressChain(id); got != "lanes-i0d8a43d2-3a" {

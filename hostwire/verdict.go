@@ -118,7 +118,7 @@ func (v Verdict) String() string {
 // NewFirewallPort is the firewall's view of an API port, as Apply and Verdict take it.
 func NewFirewallPort(p *api.Port) FirewallPort {
 	return FirewallPort{
-		ID: p.ID, MAC: p.MAC, FixedIPs: p.FixedIPs, AllowedAddressPairs: p.AllowedAddressPairs,
+		ID: p.ID, NetworkID: p.NetworkID, MAC: p.MAC, FixedIPs: p.FixedIPs, AllowedAddressPairs: p.AllowedAddressPairs,
 		PortSecurity: p.PortSecurityEnabled(), SecurityGroups: p.SecurityGroups,
 	}
 }
@@ -159,11 +159,13 @@ func (st FirewallState) Verdict(portID, dir string, pkt Packet) (Verdict, error)
 	e.srcMAC = strings.ToLower(pkt.SrcMAC)
 	if dir == api.Egress {
 		e.physIn, e.physOut = api.TapName(p.ID), api.QvbName(p.ID)
+		e.iface = api.QbrName(p.ID)
 		if e.srcMAC == "" {
 			e.srcMAC = strings.ToLower(p.MAC)
 		}
 	} else {
 		e.physIn, e.physOut = api.QvbName(p.ID), api.TapName(p.ID)
+		e.iface = api.QbrName(p.ID)
 	}
 	if e.srcMAC != "" {
 		m, err := net.ParseMAC(e.srcMAC)
@@ -251,6 +253,9 @@ type evaluator struct {
 	state           string
 	srcMAC          string
 	physIn, physOut string
+	// iface is the packet's in and out interface as FORWARD sees a bridged packet:
+	// the port's qbr.
+	iface string
 	// final is the rule whose ACCEPT or DROP ended the walk; returned holds, per
 	// chain, the rule whose RETURN left it.
 	finalChain, finalRule string
@@ -367,7 +372,7 @@ func (st FirewallState) ruleOf(p *FirewallPort, dir string, fam Family, spec str
 			}
 			set := ""
 			if r.RemoteGroupID != "" {
-				set = SetName(fam, r.RemoteGroupID)
+				set = SetName(fam, r.RemoteGroupID, p.NetworkID)
 			}
 			if s, err := ruleSpec(fam, r, set); err == nil && s == spec {
 				return g, r, true
@@ -388,7 +393,11 @@ type parsedRule struct {
 	states          []string
 	macSource       string
 	physIn, physOut string
-	target          string
+	in, out         string // -i, -o
+	// notBridged is "! --physdev-is-bridged": the host routes or receives the packet.
+	// The model follows bridged packets only, so such a rule never matches.
+	notBridged bool
+	target     string
 }
 
 type portRange struct{ lo, hi int }
@@ -455,6 +464,17 @@ func parseRule(spec string) (*parsedRule, error) {
 	}
 	for i := 0; i < len(w); i++ {
 		opt := w[i]
+		if opt == "!" {
+			if i+1 >= len(w) || w[i+1] != "--physdev-is-bridged" {
+				return nil, errors.New("negation is modelled only for --physdev-is-bridged")
+			}
+			if module != "physdev" {
+				return nil, errors.New("--physdev-is-bridged outside -m physdev")
+			}
+			r.notBridged = true
+			i++
+			continue
+		}
 		var val string
 		takes := opt != "--physdev-is-bridged" && opt != "--physdev-is-in" && opt != "--physdev-is-out"
 		if takes {
@@ -563,6 +583,10 @@ func parseRule(spec string) (*parsedRule, error) {
 			case "--physdev-out":
 				r.physOut = val
 			}
+		case "-i":
+			r.in = val
+		case "-o":
+			r.out = val
 		case "--reject-with":
 			if r.target != "REJECT" {
 				return nil, errors.New("--reject-with without -j REJECT")
@@ -673,6 +697,9 @@ func (e *evaluator) match(r *parsedRule) (bool, error) {
 	if r.physIn != "" && !devMatch(r.physIn, e.physIn) || r.physOut != "" && !devMatch(r.physOut, e.physOut) {
 		return false, nil
 	}
+	if r.in != "" && !devMatch(r.in, e.iface) || r.out != "" && !devMatch(r.out, e.iface) || r.notBridged {
+		return false, nil
+	}
 	// --physdev-is-bridged, -is-in and -is-out hold for every packet of a VM port: its
 	// qbr bridges it from one bridge port to another.
 	return true, nil
@@ -706,16 +733,20 @@ func setContains(s *IPSet, a netip.Addr) bool {
 }
 
 // GroupState is the firewall state of a set of security groups and their members
-// (the fixed IPs of every port in each group), without ports: lanesd adds its wired
-// local ports, trace the two ends of a traced packet.
-func GroupState(groups map[string]api.SecurityGroup, members map[string][]netip.Addr) FirewallState {
-	fs := FirewallState{Groups: map[string]*api.SecurityGroup{}, Members: map[string][]string{}}
+// (group -> network -> the fixed IPs of every port of the group on that network),
+// without ports: lanesd adds its wired local ports, trace the two ends of a traced
+// packet.
+func GroupState(groups map[string]api.SecurityGroup, members map[string]map[string][]netip.Addr) FirewallState {
+	fs := FirewallState{Groups: map[string]*api.SecurityGroup{}, Members: map[string]map[string][]string{}}
 	for id, g := range groups {
 		fs.Groups[id] = &g
 	}
-	for id, ips := range members {
-		for _, ip := range ips {
-			fs.Members[id] = append(fs.Members[id], ip.String())
+	for id, byNet := range members {
+		fs.Members[id] = map[string][]string{}
+		for net, ips := range byNet {
+			for _, ip := range ips {
+				fs.Members[id][net] = append(fs.Members[id][net], ip.String())
+			}
 		}
 	}
 	return fs

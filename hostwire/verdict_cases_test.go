@@ -77,11 +77,11 @@ func droppedBy(r Reason) Verdict { return Verdict{Reason: r} }
 
 // p0 is the golden P0 without groups or address pairs.
 func p0(groups ...string) FirewallPort {
-	return FirewallPort{ID: mP0, MAC: mP0MAC, FixedIPs: []string{"10.0.0.5"}, PortSecurity: true, SecurityGroups: groups}
+	return FirewallPort{ID: mP0, NetworkID: "9a000000-net-a", MAC: mP0MAC, FixedIPs: []string{"10.0.0.5"}, PortSecurity: true, SecurityGroups: groups}
 }
 
 func p2(groups ...string) FirewallPort {
-	return FirewallPort{ID: mP2, MAC: mP2MAC, FixedIPs: []string{"10.0.0.7"}, PortSecurity: true, SecurityGroups: groups}
+	return FirewallPort{ID: mP2, NetworkID: "9b000000-net-b", MAC: mP2MAC, FixedIPs: []string{"10.0.0.7"}, PortSecurity: true, SecurityGroups: groups}
 }
 
 func groupMap(gs ...*api.SecurityGroup) map[string]*api.SecurityGroup {
@@ -124,10 +124,11 @@ func verdictSuites() []verdictSuite {
 		{name: "egress icmpv6 always", port: mP0, dir: api.Egress, pkt: icmpPkt(mP0LL, "fd00::2", 128, 0), want: allowedBy(ReasonBuiltin)},
 		{name: "port security off in", port: mP1, dir: api.Ingress, pkt: tcpPkt("203.0.113.7", "10.0.0.6", 9999), want: allowedBy(ReasonPortSecurityOff)},
 		{name: "port security off out, spoofed", port: mP1, dir: api.Egress, pkt: withMAC(tcpPkt("192.0.2.1", "10.0.0.5", 80), mForeignMAC), want: allowedBy(ReasonPortSecurityOff)},
-		{name: "group gone in", port: mP2, dir: api.Ingress, pkt: icmpPkt("10.0.0.5", "10.0.0.7", 8, 0), want: droppedBy(ReasonNoGroup)},
-		{name: "group gone out", port: mP2, dir: api.Egress, pkt: tcpPkt("10.0.0.7", "10.0.0.5", 80), want: droppedBy(ReasonNoGroup)},
+		// P2 names a group that is gone beside web: web's rules still apply.
+		{name: "group gone beside web, in", port: mP2, dir: api.Ingress, pkt: icmpPkt("10.0.0.5", "10.0.0.7", 8, 0), want: byRule(web, "r2")},
+		{name: "group gone beside web, out", port: mP2, dir: api.Egress, pkt: tcpPkt("10.0.0.7", "10.0.0.5", 80), want: byRule(web, "r5")},
 		{name: "group gone, DHCP reply", port: mP2, dir: api.Ingress, pkt: udpPkt("10.0.0.2", "255.255.255.255", 67, 68), want: allowedBy(ReasonBuiltin)},
-		{name: "group gone, DHCP reply to another address", port: mP2, dir: api.Ingress, pkt: udpPkt("10.0.0.2", "10.0.0.8", 67, 68), want: droppedBy(ReasonNoGroup)},
+		{name: "group gone, DHCP reply to another address", port: mP2, dir: api.Ingress, pkt: udpPkt("10.0.0.2", "10.0.0.8", 67, 68), want: droppedBy(ReasonNoRule)},
 	}})
 
 	// ICMP type and code: the drift that made trace call an echo request admitted by a
@@ -226,7 +227,12 @@ func verdictSuites() []verdictSuite {
 	dbPort.FixedIPs = []string{"10.0.0.5", "fd00:2::5"}
 	suites = append(suites, verdictSuite{name: "remote groups and ethertype", state: FirewallState{
 		Ports: []FirewallPort{dbPort}, Groups: groupMap(db),
-		Members: map[string][]string{"app": {"10.1.0.10", "10.2.0.0/28", "fd00:1::10"}, "db": {"10.0.0.5", "fd00:2::5"}},
+		// Members of app on another network share no set with db's port: 10.1.0.11
+		// there is no member for it.
+		Members: map[string]map[string][]string{
+			"app": {"9a000000-net-a": {"10.1.0.10", "10.2.0.0/28", "fd00:1::10"}, "9b000000-net-b": {"10.1.0.11"}},
+			"db":  {"9a000000-net-a": {"10.0.0.5", "fd00:2::5"}},
+		},
 	}, cases: []verdictCase{
 		{name: "member", port: mP0, dir: api.Ingress, pkt: tcpPkt("10.1.0.10", "10.0.0.5", 5432), want: byRule("db", "pg4")},
 		{name: "member CIDR", port: mP0, dir: api.Ingress, pkt: tcpPkt("10.2.0.15", "10.0.0.5", 5432), want: byRule("db", "pg4")},

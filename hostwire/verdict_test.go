@@ -76,7 +76,10 @@ func TestVerdictDetails(t *testing.T) {
 	if v.Chain != SpoofChain(mP0) || !strings.HasPrefix(v.String(), "dropped (anti-spoofing") {
 		t.Errorf("spoofed verdict %+v (%s)", v, v)
 	}
-	v, err = st.Verdict(mP2, api.Ingress, tcpPkt("10.0.0.5", "10.0.0.7", 22))
+	// P2 with only the group that is gone.
+	gone := goldenState()
+	gone.Ports[2].SecurityGroups = []string{"gone-group"}
+	v, err = gone.Verdict(mP2, api.Ingress, tcpPkt("10.0.0.5", "10.0.0.7", 22))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +130,7 @@ func TestVerdictRefusesUnknownOptions(t *testing.T) {
 		"-m comment --comment \"open",
 		"-m state --state ESTABLISHED -j RETURN",
 		"-m conntrack --ctstate SNAT -j RETURN",
-		"-i qbr0d8a43d2-3a -j RETURN",
+		"! -i qbr0d8a43d2-3a -j RETURN",
 		"-j DROP --reject-with icmp-port-unreachable",
 	} {
 		if _, err := parseRule(r); err == nil {

@@ -29,10 +29,12 @@ type View struct {
 	// Peers are the hosts that share a network with this host, alive or not: one
 	// tunnel each.
 	Peers map[string]api.Host // by tunnel IP
-	// Groups and Members feed the firewall: members are the fixed IPs of every port
-	// in a group, for remote-group rules.
+	// Groups and Members feed the firewall: members are, per group and network, the
+	// fixed IPs of every port of the group on that network, for remote-group rules
+	// (a rule admits only members on the port's own network: two networks may share
+	// a CIDR).
 	Groups  map[string]api.SecurityGroup
-	Members map[string][]netip.Addr
+	Members map[string]map[string][]netip.Addr
 	// Problems are, by port ID, this host's ports left out because a field does not
 	// parse, and those whose latest record the store refused (these may still run
 	// their last good version).
@@ -68,7 +70,7 @@ type RemotePort struct {
 // a host that is not registered gets no flows.
 func Compute(self string, st store.State) *View {
 	v := &View{Host: self, Revision: st.Revision, State: st, Networks: map[string]api.Network{}, Peers: map[string]api.Host{},
-		Groups: map[string]api.SecurityGroup{}, Members: map[string][]netip.Addr{}, Problems: map[string]error{}}
+		Groups: map[string]api.SecurityGroup{}, Members: map[string]map[string][]netip.Addr{}, Problems: map[string]error{}}
 	known := map[string]api.Host{}
 	for _, h := range st.Hosts {
 		if h.Name != self {
@@ -135,7 +137,10 @@ func Compute(self string, st store.State) *View {
 		for _, g := range p.SecurityGroups {
 			for _, ip := range p.FixedIPs {
 				if a, err := netip.ParseAddr(ip); err == nil {
-					v.Members[g] = append(v.Members[g], a)
+					if v.Members[g] == nil {
+						v.Members[g] = map[string][]netip.Addr{}
+					}
+					v.Members[g][p.NetworkID] = append(v.Members[g][p.NetworkID], a)
 				}
 			}
 		}

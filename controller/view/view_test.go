@@ -70,8 +70,8 @@ func TestCompute(t *testing.T) {
 	if len(v.Networks) != 2 || v.Networks["na"].VNI != 100 || v.Networks["nb"].VNI != 200 {
 		t.Errorf("local networks %v", v.Networks)
 	}
-	if got := v.Members["g"]; len(got) != 2 {
-		t.Errorf("members of g: %v (p1 and p3, both 10.0.0.1)", got)
+	if got := v.Members["g"]; len(got) != 2 || len(got["na"]) != 1 || len(got["nb"]) != 1 {
+		t.Errorf("members of g: %v (p1 on a and p3 on b, both 10.0.0.1, each on its own network)", got)
 	}
 	p3, _ := v.LocalPort("p3")
 	if p3.HW.String() != "fa:16:3e:00:00:03" || len(p3.Addrs) != 1 || p3.Addrs[0].String() != "10.0.0.1" ||

@@ -118,6 +118,19 @@ func match(f flows.Flow) ofctrl.FlowMatch {
 		ip := net.IP(m.ARPSpa.Addr().AsSlice())
 		om.ArpSpa = &ip
 	}
+	om.IpProto, om.SrcPort, om.DstPort = m.IPProto, m.TpSrc, m.TpDst
+	if m.ICMPv6Type != 0 {
+		typ := m.ICMPv6Type
+		om.Icmp6Type = &typ
+	}
+	if p := m.NDTarget; p.IsValid() {
+		ip := net.IP(p.Addr().AsSlice())
+		om.NdTarget = &ip
+		if !p.IsSingleIP() {
+			mask := net.IP(net.CIDRMask(p.Bits(), 128))
+			om.NdTargetMask = &mask
+		}
+	}
 	return om
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/lanes-net/lanes/flows"
@@ -128,13 +129,31 @@ func remoteTwoHostsTun(table int) []string {
 	}
 }
 
+// portGuard is the isolation and NA anti-spoofing of a local port with port security
+// (flows/ndspoof.go): tagged frames and server traffic dropped, neighbour
+// advertisements only for the link-local addresses of its MACs.
+func portGuard(owner string, ofport int, linkLocals ...string) []string {
+	c := " cookie=$lport:" + owner + ", "
+	out := []string{
+		fmt.Sprintf("%spriority=12,in_port=%d,vlan_tci=0x1000/0x1000 actions=drop", c, ofport),
+		fmt.Sprintf("%spriority=11,udp,in_port=%d,tp_src=67,tp_dst=68 actions=drop", c, ofport),
+		fmt.Sprintf("%spriority=11,udp6,in_port=%d,tp_src=547,tp_dst=546 actions=drop", c, ofport),
+		fmt.Sprintf("%spriority=11,icmp6,in_port=%d,icmp_type=134 actions=drop", c, ofport),
+		fmt.Sprintf("%spriority=10,icmp6,in_port=%d,icmp_type=136 actions=goto_table:24", c, ofport),
+	}
+	for _, ll := range linkLocals {
+		out = append(out, fmt.Sprintf("%stable=24, priority=2,icmp6,in_port=%d,icmp_type=136,nd_target=%s actions=goto_table:25", c, ofport, ll))
+	}
+	return out
+}
+
 // p1Int is the anti-spoofing of local port p1 (ofport 5, 10.0.0.1).
-var p1Int = []string{
+var p1Int = append([]string{
 	" cookie=$lport:p1, priority=10,arp,in_port=5 actions=goto_table:24",
 	" cookie=$lport:p1, priority=9,in_port=5 actions=goto_table:25",
 	" cookie=$lport:p1, table=24, priority=2,arp,in_port=5,arp_spa=10.0.0.1 actions=goto_table:25",
 	" cookie=$lport:p1, table=25, priority=2,in_port=5,dl_src=fa:16:3e:00:00:01 actions=goto_table:60",
-}
+}, portGuard("p1", 5, "fe80::f816:3eff:fe00:1")...)
 
 // Scenarios are the golden cases.
 var Scenarios = []Scenario{
@@ -175,12 +194,12 @@ var Scenarios = []Scenario{
 			" cookie=$rport:ra, table=21, priority=1,arp,dl_vlan=1,arp_tpa=10.0.0.2 actions=set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:00:00:a2->arp_sha,set_field:10.0.0.2->arp_spa,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:a2->eth_src,IN_PORT",
 			" cookie=$rport:rb, table=21, priority=1,arp,dl_vlan=2,arp_tpa=10.0.0.2 actions=set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:00:00:b2->arp_sha,set_field:10.0.0.2->arp_spa,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:b2->eth_src,IN_PORT",
 		},
-		Int: append(p1Int[:len(p1Int):len(p1Int)],
+		Int: append(append(p1Int[:len(p1Int):len(p1Int)],
 			" cookie=$lport:p2, priority=10,arp,in_port=6 actions=goto_table:24",
 			" cookie=$lport:p2, priority=9,in_port=6 actions=goto_table:25",
 			" cookie=$lport:p2, table=24, priority=2,arp,in_port=6,arp_spa=10.0.0.1 actions=goto_table:25",
 			" cookie=$lport:p2, table=25, priority=2,in_port=6,dl_src=fa:16:3e:00:00:02 actions=goto_table:60",
-		),
+		), portGuard("p2", 6, "fe80::f816:3eff:fe00:2")...),
 	},
 	{
 		Name:    "remote ports on two hosts",
@@ -221,7 +240,7 @@ var Scenarios = []Scenario{
 		Tun: []string{
 			" cookie=$net:net-a, table=4, priority=1,tun_id=0x64 actions=push_vlan:0x8100,set_field:4097->vlan_vid,goto_table:10",
 		},
-		Int: []string{
+		Int: append([]string{
 			" cookie=$lport:p1, priority=10,arp,in_port=5 actions=goto_table:24",
 			" cookie=$lport:p1, priority=9,in_port=5 actions=goto_table:25",
 			" cookie=$lport:p1, table=24, priority=2,arp,in_port=5,arp_spa=10.0.0.1 actions=goto_table:25",
@@ -232,7 +251,8 @@ var Scenarios = []Scenario{
 			" cookie=$lport:p1, table=25, priority=2,in_port=5,dl_src=fa:16:3e:00:00:99 actions=goto_table:60",
 			" cookie=$lport:p2, priority=9,in_port=6 actions=goto_table:25",
 			" cookie=$lport:p2, table=25, priority=2,in_port=6,dl_src=fa:16:3e:00:00:02 actions=goto_table:60",
-		},
+		}, append(portGuard("p1", 5, "fe80::f816:3eff:fe00:1", "fe80::f816:3eff:fe00:99"),
+			portGuard("p2", 6, "fe80::f816:3eff:fe00:2")...)...),
 	},
 	{
 		Name: "port security off",
@@ -265,11 +285,14 @@ var Scenarios = []Scenario{
 			" cookie=$rport:ra, table=20, priority=2,dl_vlan=1,dl_dst=fa:16:3e:00:00:a2 actions=pop_vlan,set_field:0x64->tun_id,output:2",
 			" cookie=$rport:ra, table=21, priority=1,arp,dl_vlan=1,arp_tpa=10.0.0.2 actions=set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:00:00:a2->arp_sha,set_field:10.0.0.2->arp_spa,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:a2->eth_src,IN_PORT",
 		},
-		Int: append(p1Int[:len(p1Int):len(p1Int)],
+		// p1's ::/0 pair turns its neighbour-advertisement check off (as in Neutron):
+		// its drops stay, its NA jump and targets go. p2 may announce its link-local
+		// address and fd00::2.
+		Int: slices.Concat(p1Int[:4], portGuard("p1", 5)[:4], []string{
 			" cookie=$lport:p2, priority=10,arp,in_port=6 actions=goto_table:24",
 			" cookie=$lport:p2, priority=9,in_port=6 actions=goto_table:25",
 			" cookie=$lport:p2, table=25, priority=2,in_port=6,dl_src=fa:16:3e:00:00:02 actions=goto_table:60",
-		),
+		}, portGuard("p2", 6, "fe80::f816:3eff:fe00:2", "fd00::2")),
 	},
 	{Name: "GRE", Desired: remoteTwoHosts("gre"), Tun: remoteTwoHostsTun(3), Int: p1Int},
 	{Name: "Geneve", Desired: remoteTwoHosts("geneve"), Tun: remoteTwoHostsTun(6), Int: p1Int},

@@ -1,0 +1,78 @@
+package flows
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+)
+
+// tagged matches any frame with an 802.1Q or 802.1ad header, priority tags (VID 0)
+// included.
+var tagged = VLAN{TCI: VLANPresent, Mask: VLANPresent}
+
+// SetupPortIsolation drops, at the door of br-int, what a VM port with port security
+// must never send whatever the iptables firewall on its qbr let through:
+//   - any VLAN-tagged frame. The qvo access port takes priority-tagged (VID 0) frames
+//     as untagged ones, and the Linux bridge hands tagged frames around iptables
+//     (QinQ always, 802.1Q unless bridge-nf-filter-vlan-tagged is set), so a tag
+//     would carry a foreign source address, a rogue DHCP offer or a router
+//     advertisement past the port's anti-spoofing;
+//   - DHCPv4 server replies (udp 67 -> 68), DHCPv6 server replies (udp 547 -> 546)
+//     and router advertisements: the same drops as the egress chain's, kept here so
+//     they hold even if bridged traffic ever skips iptables.
+func (IntBridge) SetupPortIsolation(c Cookie, ofport uint32) []Flow {
+	return []Flow{
+		brint(LocalSwitching, PrioInt0Tagged, c, Match{InPort: ofport, VLAN: tagged}),
+		brint(LocalSwitching, PrioInt0Server, c, Match{InPort: ofport, EthType: EthIPv4, IPProto: IPProtoUDP, TpSrc: 67, TpDst: 68}),
+		brint(LocalSwitching, PrioInt0Server, c, Match{InPort: ofport, EthType: EthIPv6, IPProto: IPProtoUDP, TpSrc: 547, TpDst: 546}),
+		brint(LocalSwitching, PrioInt0Server, c, Match{InPort: ofport, EthType: EthIPv6, IPProto: IPProtoICMPv6, ICMPv6Type: icmp6RouterAdvert}),
+	}
+}
+
+// ICMPv6 message types of neighbour discovery.
+const (
+	icmp6RouterAdvert   = 134
+	icmp6NeighborAdvert = 136
+)
+
+// SetupNDSpoofingProtection is Neutron's install_icmpv6_na_spoofing_protection: a
+// neighbour advertisement from ofport must be about one of the port's IPv6
+// addresses, the EUI-64 link-local address of each of macs plus v6 (addresses or
+// prefixes), or it is dropped by ARP_SPOOF's default. Otherwise a VM could announce
+// a neighbour's address as its own and take that neighbour's traffic. Unlike
+// Neutron, a valid advertisement goes on to MAC_SPOOF, so its source MAC is checked
+// as an ARP packet's is. As in Neutron, a ::/0 among v6 turns the check off.
+func (IntBridge) SetupNDSpoofingProtection(c Cookie, ofport uint32, macs []net.HardwareAddr, v6 []netip.Prefix) []Flow {
+	var targets []netip.Prefix
+	add := func(p netip.Prefix) {
+		if !slices.Contains(targets, p) {
+			targets = append(targets, p)
+		}
+	}
+	for _, m := range macs {
+		add(netip.PrefixFrom(EUI64LinkLocal(m), 128))
+	}
+	for _, p := range v6 {
+		if p.Bits() == 0 {
+			return nil
+		}
+		add(p.Masked())
+	}
+	na := Match{InPort: ofport, EthType: EthIPv6, IPProto: IPProtoICMPv6, ICMPv6Type: icmp6NeighborAdvert}
+	var fs []Flow
+	for _, t := range targets {
+		m := na
+		m.NDTarget = t
+		fs = append(fs, brint(ARPSpoof, PrioInt24Allowed, c, m, GotoTable{MACSpoof}))
+	}
+	return append(fs, brint(LocalSwitching, PrioInt0ARP, c, na, GotoTable{ARPSpoof}))
+}
+
+// EUI64LinkLocal is the link-local address a guest derives from its MAC (RFC 4291
+// appendix A), the one Neutron allows for every MAC of a port.
+func EUI64LinkLocal(m net.HardwareAddr) netip.Addr {
+	var b [16]byte
+	b[0], b[1] = 0xfe, 0x80
+	b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15] = m[0]^2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]
+	return netip.AddrFrom16(b)
+}

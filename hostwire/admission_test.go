@@ -1,0 +1,130 @@
+package hostwire
+
+import (
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/internal/ovsproc"
+)
+
+// admissionsOf renders st and returns the admission of its first port.
+func admissionsOf(t *testing.T, st FirewallState) portAdmission {
+	t.Helper()
+	for i := range st.Ports {
+		st.Ports[i].Zone = ZoneStart + i
+	}
+	rs, err := Render(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rs.admits[DeviceID(st.Ports[0].ID)]
+}
+
+func ctFlow(zone uint16, proto uint8, src, dst string, dport uint16) *netlink.ConntrackFlow {
+	f := &netlink.ConntrackFlow{FamilyType: unix.AF_INET, Zone: zone}
+	f.Forward = netlink.IPTuple{Protocol: proto, SrcIP: net.ParseIP(src), DstIP: net.ParseIP(dst), SrcPort: 40000, DstPort: dport}
+	return f
+}
+
+func TestRevokedConnections(t *testing.T) {
+	svc := &api.SecurityGroup{ID: "svc", Rules: []api.Rule{
+		{ID: "ssh", Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "tcp", PortMin: 22, PortMax: 22},
+		{ID: "web", Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "tcp", PortMin: 80, PortMax: 80},
+		{ID: "peers", Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "udp", RemoteGroupID: "peers"},
+		{ID: "out", Direction: api.Egress, Ethertype: api.IPv4, Protocol: "tcp"},
+	}}
+	state := func(rules []api.Rule, peers ...string) FirewallState {
+		g := *svc
+		g.Rules = rules
+		return FirewallState{
+			Ports: []FirewallPort{{ID: portID(1), NetworkID: testNet, MAC: macOf(1), FixedIPs: []string{"10.0.0.1"},
+				PortSecurity: true, SecurityGroups: []string{"svc"}}},
+			Groups:  map[string]*api.SecurityGroup{"svc": &g},
+			Members: map[string]map[string][]string{"peers": {testNet: peers}},
+		}
+	}
+	old := admissionsOf(t, state(svc.Rules, "10.0.0.5", "10.0.0.6"))
+	z := uint16(old.zone)
+	cases := []struct {
+		name string
+		now  portAdmission
+		flow *netlink.ConntrackFlow
+		gone bool
+	}{
+		{"rule removed", admissionsOf(t, state(svc.Rules[1:], "10.0.0.5", "10.0.0.6")), ctFlow(z, 6, "10.0.0.9", "10.0.0.1", 22), true},
+		{"other rule's connection stays", admissionsOf(t, state(svc.Rules[1:], "10.0.0.5", "10.0.0.6")), ctFlow(z, 6, "10.0.0.9", "10.0.0.1", 80), false},
+		{"connection the VM opened stays", admissionsOf(t, state(svc.Rules[1:], "10.0.0.5", "10.0.0.6")), ctFlow(z, 6, "10.0.0.1", "10.0.0.9", 22), false},
+		{"other zone untouched", admissionsOf(t, state(svc.Rules[1:], "10.0.0.5", "10.0.0.6")), ctFlow(z+1, 6, "10.0.0.9", "10.0.0.1", 22), false},
+		{"member left", admissionsOf(t, state(svc.Rules, "10.0.0.5")), ctFlow(z, 17, "10.0.0.6", "10.0.0.1", 5000), true},
+		{"member stayed", admissionsOf(t, state(svc.Rules, "10.0.0.5")), ctFlow(z, 17, "10.0.0.5", "10.0.0.1", 5000), false},
+		{"never admitted by a rule", admissionsOf(t, state(svc.Rules[1:])), ctFlow(z, 17, "10.0.0.9", "10.0.0.1", 68), false},
+		{"egress narrowed", admissionsOf(t, state(svc.Rules[:3], "10.0.0.5", "10.0.0.6")), ctFlow(z, 6, "10.0.0.1", "10.0.0.9", 443), true},
+	}
+	for _, c := range cases {
+		rv := revoked{zones: map[uint16][2]portAdmission{z: {old, c.now}}}
+		if got := rv.MatchConntrackFlow(c.flow); got != c.gone {
+			t.Errorf("%s: deleted=%v, want %v", c.name, got, c.gone)
+		}
+	}
+	if !old.equal(admissionsOf(t, state(svc.Rules, "10.0.0.5", "10.0.0.6"))) {
+		t.Error("the same rules gave a different admission")
+	}
+}
+
+// TestFirewallForgetsRevokedConnections puts conntrack entries in a port's zone and
+// checks that narrowing its rules deletes exactly those no rule admits any more.
+func TestFirewallForgetsRevokedConnections(t *testing.T) {
+	skipUnlessKernel(t)
+	if _, err := exec.LookPath("conntrack"); err != nil {
+		t.Skip("needs conntrack (conntrack-tools) to create entries")
+	}
+	th := newTestHost(t, ovsproc.NetnsForTest(t))
+	g := &api.SecurityGroup{ID: "svc", Rules: []api.Rule{
+		{ID: "a", Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "udp", PortMin: 5000, PortMax: 5000},
+		{ID: "b", Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "udp", PortMin: 6000, PortMax: 6000},
+		{ID: "c", Direction: api.Egress, Ethertype: api.IPv4},
+	}}
+	st := FirewallState{
+		Ports: []FirewallPort{{ID: portID(1), NetworkID: testNet, MAC: macOf(1), FixedIPs: []string{"10.0.0.1"},
+			PortSecurity: true, SecurityGroups: []string{"svc"}}},
+		Groups: map[string]*api.SecurityGroup{"svc": g},
+	}
+	th.apply(t, st)
+	zone := th.fw.Zones()[DeviceID(portID(1))]
+	entries := []struct {
+		src, dst string
+		dport    int
+		zone     int
+		stays    bool
+	}{
+		{"10.0.0.9", "10.0.0.1", 5000, zone, false},    // only rule a admitted it
+		{"10.0.0.9", "10.0.0.1", 6000, zone, true},     // rule b still does
+		{"10.0.0.1", "10.0.0.9", 5000, zone, true},     // the VM opened it: egress
+		{"10.0.0.9", "10.0.0.1", 5000, zone + 1, true}, // another port's zone
+	}
+	for _, e := range entries {
+		th.sh(t, "conntrack", "-I", "-p", "udp", "-s", e.src, "-d", e.dst, "--sport", "40000", "--dport", strconv.Itoa(e.dport),
+			"--timeout", "120", "-w", strconv.Itoa(e.zone))
+	}
+	g.Rules = g.Rules[1:]
+	if s := th.apply(t, st); s.ConnsForgotten != 1 {
+		t.Errorf("removing rule a forgot %d connections, want 1", s.ConnsForgotten)
+	}
+	for _, e := range entries {
+		out, _ := th.ns.Exec("conntrack", "-L", "-p", "udp", "-s", e.src, "-d", e.dst, "--dport", strconv.Itoa(e.dport), "-w", strconv.Itoa(e.zone))
+		if got := strings.Contains(out, "dport="+strconv.Itoa(e.dport)); got != e.stays {
+			t.Errorf("%s -> %s:%d in zone %d: present=%v, want %v\n%s", e.src, e.dst, e.dport, e.zone, got, e.stays, out)
+		}
+	}
+	// Nothing changed: nothing forgotten, no dump.
+	if s := th.apply(t, st); s.ConnsForgotten != 0 || s.Changed() {
+		t.Errorf("no-op apply: %+v", s)
+	}
+}
