@@ -106,7 +106,7 @@ func ValidateNetwork(n *Network, allocate bool) error {
 	if n.MTU == 0 && !allocate {
 		return fieldErr("network.mtu", "0", "must be set")
 	}
-	return nil
+	return validateDHCP(n, p) // dhcp.go
 }
 
 // ValidatePort checks a port's own fields against its network. With allocate set, an
@@ -147,6 +147,9 @@ func ValidatePort(p *Port, n *Network, allocate bool) error {
 		}
 		if seen[a] {
 			return fieldErr("port.fixed_ips", s, "listed twice")
+		}
+		if a.String() == n.Gateway { // dhcp.go: the gateway is every port's router
+			return fieldErr("port.fixed_ips", s, "is the network's gateway")
 		}
 		seen[a] = true
 	}

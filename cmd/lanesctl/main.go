@@ -21,8 +21,12 @@ import (
 const usage = `usage: lanesctl [--etcd URLS] [--socket PATH] [-o json] <command>
 
 store (any host):
-  network create NAME --cidr CIDR [--vni N] [--mtu N] [--underlay-mtu N]
+  network create NAME --cidr CIDR [--vni N] [--mtu N] [--underlay-mtu N] [DHCP]
               (the first network also creates the security group default)
+  network update NET [DHCP] [--dhcp]
+              DHCP: [--gateway IP] [--dns IP]... [--domain NAME] [--search NAME]...
+                    [--route CIDR,NEXTHOP]... [--lease 24h] [--no-dhcp]
+              (update changes only the flags given; an empty value clears: --dns "")
   network list | show NET | delete NET
   port create NAME --network NET --host HOST [--mac MAC] [--ip IP]... [--sg SG]... [--no-sg]
               [--allowed-address IP[,MAC]]... [--no-port-security] [--wait] [--timeout 30s]
@@ -130,6 +134,8 @@ func (g *globals) storeCommand(noun string, args []string) error {
 		return c.networkShow(rest)
 	case "network delete":
 		return c.networkDelete(rest)
+	case "network update":
+		return c.networkUpdate(rest)
 	case "port create":
 		return c.portCreate(rest)
 	case "port list":

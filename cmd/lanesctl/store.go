@@ -20,11 +20,16 @@ func (c *cli) networkCreate(args []string) error {
 	vni := fs.Int("vni", -1, "tunnel ID 1..16777215 (default: the lowest free)")
 	mtu := fs.Int("mtu", 0, "MTU of the VMs' devices (default: underlay MTU minus the tunnel overhead)")
 	underlay := fs.Int("underlay-mtu", store.DefaultUnderlayMTU, "MTU of the hosts' underlay")
+	dhcp := newDHCPFlags(fs, false)
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return err
 	}
-	spec := store.NetworkSpec{Name: pos[0], CIDR: *cidr, MTU: *mtu, UnderlayMTU: *underlay}
+	var dn api.Network
+	if err := dhcp.apply(&dn); err != nil {
+		return err
+	}
+	spec := store.NetworkSpec{Name: pos[0], CIDR: *cidr, MTU: *mtu, UnderlayMTU: *underlay, Gateway: dn.Gateway, DHCP: dn.DHCP}
 	if *vni != -1 {
 		if *vni < 0 {
 			return &api.FieldError{Field: "network.vni", Value: strconv.Itoa(*vni), Reason: fmt.Sprintf("must be within 1..%d", api.MaxVNI)}
@@ -37,15 +42,6 @@ func (c *cli) networkCreate(args []string) error {
 		return err
 	}
 	return c.emitNetworks([]api.Network{n})
-}
-
-func (c *cli) emitNetworks(ns []api.Network) error {
-	return c.emit(ns, func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "NAME\tID\tVNI\tCIDR\tMTU")
-		for _, n := range ns {
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%d\n", n.Name, n.ID, n.VNI, n.CIDR, n.MTU)
-		}
-	})
 }
 
 func (c *cli) networkList(args []string) error {
