@@ -53,7 +53,17 @@ type Match struct {
 	ARPSpa     netip.Prefix     // a /32 is an exact address; needs EthType EthARP
 	ARPTpa     netip.Addr       // needs EthType EthARP
 	ARPOp      uint16           // needs EthType EthARP
+	IPProto    uint8            // needs EthType EthIPv4
+	TpSrc      uint16           // UDP or TCP source port; needs IPProto
+	TpDst      uint16           // UDP or TCP destination port; needs IPProto
 }
+
+// IP protocols with an ovs-ofctl shorthand.
+const (
+	ProtoICMP = 1
+	ProtoTCP  = 6
+	ProtoUDP  = 17
+)
 
 // Action is one OpenFlow action (or the goto_table instruction), printed as ovs-ofctl
 // prints it.
@@ -77,6 +87,13 @@ type (
 	SetARPSha    struct{ MAC net.HardwareAddr }
 	SetARPSpa    struct{ IP netip.Addr }
 	Move         struct{ Src, Dst Field } // copy a whole field (OF1.5 copy_field)
+	// Controller sends the packet to the OpenFlow connections with controller ID ID,
+	// through meter MeterID (0: none): Nicira's controller2 action, which carries the
+	// whole packet.
+	Controller struct {
+		ID      uint16
+		MeterID uint32
+	}
 )
 
 // Learn is Neutron's table-10 learn() action (§1.4 of the pipeline reference): it
@@ -127,6 +144,19 @@ func (a SetARPOp) String() string   { return fmt.Sprintf("set_field:%d->arp_op",
 func (a SetARPSha) String() string  { return "set_field:" + a.MAC.String() + "->arp_sha" }
 func (a SetARPSpa) String() string  { return "set_field:" + a.IP.String() + "->arp_spa" }
 func (a Move) String() string       { return fmt.Sprintf("move:%s[]->%s[]", a.Src, a.Dst) }
+func (a Controller) String() string {
+	var p []string
+	if a.ID != 0 {
+		p = append(p, fmt.Sprintf("id=%d", a.ID))
+	}
+	if a.MeterID != 0 {
+		p = append(p, fmt.Sprintf("meter_id=%d", a.MeterID))
+	}
+	if len(p) == 0 {
+		return "CONTROLLER:65535"
+	}
+	return "controller(" + strings.Join(p, ",") + ")"
+}
 func (a Learn) String() string {
 	return fmt.Sprintf("learn(table=%d,hard_timeout=%d,priority=%d,cookie=%#x,"+
 		"NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0->NXM_OF_VLAN_TCI[],"+
@@ -147,6 +177,7 @@ func (SetARPOp) action()     {}
 func (SetARPSha) action()    {}
 func (SetARPSpa) action()    {}
 func (Move) action()         {}
+func (Controller) action()   {}
 func (Learn) action()        {}
 
 // String renders the match in ovs-ofctl's order (lib/match.c match_format):
@@ -159,6 +190,9 @@ func (m Match) String(priority uint16) string {
 		add("priority=%d", priority)
 	}
 	shorthand := map[uint16]string{EthIPv4: "ip", EthARP: "arp", EthIPv6: "ipv6"}[m.EthType]
+	if m.EthType == EthIPv4 && m.IPProto != 0 {
+		shorthand = map[uint8]string{ProtoICMP: "icmp", ProtoTCP: "tcp", ProtoUDP: "udp"}[m.IPProto]
+	}
 	if shorthand != "" {
 		add("%s", shorthand)
 	}
@@ -200,6 +234,15 @@ func (m Match) String(priority uint16) string {
 	}
 	if m.ARPOp != 0 {
 		add("arp_op=%d", m.ARPOp)
+	}
+	if m.IPProto != 0 && shorthand == "" {
+		add("nw_proto=%d", m.IPProto)
+	}
+	if m.TpSrc != 0 {
+		add("tp_src=%d", m.TpSrc)
+	}
+	if m.TpDst != 0 {
+		add("tp_dst=%d", m.TpDst)
 	}
 	return strings.Join(p, ",")
 }
@@ -281,6 +324,9 @@ func (m Match) Fields() MatchFields {
 	set(MatchARPSpa, m.ARPSpa.IsValid())
 	set(MatchARPTpa, m.ARPTpa.IsValid())
 	set(MatchARPOp, m.ARPOp != 0)
+	set(MatchIPProto, m.IPProto != 0)
+	set(MatchTpSrc, m.TpSrc != 0)
+	set(MatchTpDst, m.TpDst != 0)
 	return fs
 }
 
@@ -354,6 +400,12 @@ func (f Flow) Validate() error {
 	}
 	if m.ARPSpa.IsValid() && (m.ARPSpa.Bits() == 0 || m.ARPSpa != m.ARPSpa.Masked() || !m.ARPSpa.Addr().Is4()) {
 		return bad("arp_spa must be a masked IPv4 prefix longer than /0")
+	}
+	if m.IPProto != 0 && m.EthType != EthIPv4 {
+		return bad("nw_proto needs eth_type ip")
+	}
+	if (m.TpSrc != 0 || m.TpDst != 0) && m.IPProto != ProtoUDP && m.IPProto != ProtoTCP {
+		return bad("tp_src and tp_dst need nw_proto udp or tcp")
 	}
 	if m.ARPTpa.IsValid() && !m.ARPTpa.Is4() {
 		return bad("arp_tpa %s: not an IPv4 address", m.ARPTpa)
