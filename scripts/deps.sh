@@ -13,6 +13,7 @@ have ping         || need+=(iputils-ping)
 have tcpdump      || need+=(tcpdump)
 have nc           || need+=(netcat-openbsd)
 have ps           || need+=(procps)
+have busybox      || need+=(busybox) # udhcpc: the DHCP client of the fake VMs
 have sysctl       || need+=(procps)
 if [ "${#need[@]}" -gt 0 ]; then
 	echo "installing: ${need[*]}"

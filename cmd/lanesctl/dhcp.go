@@ -141,3 +141,19 @@ func (c *cli) emitNetworks(ns []api.Network) error {
 		}
 	})
 }
+
+// dhcpColumn is the DHCP column of lanesctl status: what the responder did for the
+// port.
+func dhcpColumn(r *api.DHCPReport) string {
+	if r == nil {
+		return "-"
+	}
+	if !r.Serving {
+		return fmt.Sprintf("off (refused %d)", r.Refused)
+	}
+	s := fmt.Sprintf("%s: answered %d, refused %d", r.Address, r.Answered, r.Refused)
+	if r.Last != "" {
+		s += "; last " + r.Last + " at " + r.LastAt.Format("15:04:05")
+	}
+	return s
+}

@@ -44,6 +44,7 @@ this host's lanesd (root, through --socket):
   status
   flows br-tun|br-int [--table NAME|NUMBER] [--port PORT] [--network NET]
   trace --from-port PORT --dst-ip IP [--proto icmp|tcp|udp] [--dst-port N]
+  trace --from-port PORT --dhcp
 `
 
 // globals are the options every command accepts before the command words.
