@@ -39,7 +39,7 @@ func (s *Server) traceDHCP(ctx context.Context, snap *Snapshot, req api.TraceReq
 		return api.TraceReport{}, fmt.Errorf("port %s has no ofport on br-int yet", src.Name)
 	}
 	n := v.Networks[src.NetworkID]
-	spec := fmt.Sprintf("udp,in_port=%d,dl_src=%s,dl_dst=ff:ff:ff:ff:ff:ff,nw_src=0.0.0.0,nw_dst=255.255.255.255,tp_src=68,tp_dst=67", ofport, src.MAC)
+	spec := fmt.Sprintf("udp,in_port=%d,dl_src=%s,dl_dst=ff:ff:ff:ff:ff:ff,nw_src=0.0.0.0,nw_dst=255.255.255.255,udp_src=68,udp_dst=67", ofport, src.MAC)
 	out, err := s.Tools.Appctl(ctx, "ofproto/trace", api.BrInt, spec)
 	if err != nil {
 		return api.TraceReport{}, err

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/internal/ovsproc"
 	"github.com/lanes-net/lanes/ovsdb"
 )
@@ -43,7 +44,7 @@ func TestUnderlay(t *testing.T) {
 		if err := db.EnsureUnderlay(ctx, ovsdb.UnderlaySpec{NIC: "eth1", DatapathID: "00000000000000f" + strconv.Itoa(i)}); err != nil {
 			t.Fatal(err)
 		}
-		spec := UnderlaySpec{NIC: "eth1", Bridge: ovsdb.BrPhy, CIDR: h.cidr}
+		spec := UnderlaySpec{NIC: "eth1", Bridge: api.BrPhy, CIDR: h.cidr}
 		if err := th.h.EnsureUnderlay(ctx, spec); err != nil {
 			t.Fatal(err)
 		}
