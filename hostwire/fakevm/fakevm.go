@@ -265,3 +265,17 @@ func (v *VM) Wait() error {
 	v.wg.Wait()
 	return v.Err()
 }
+
+// OpenHostTap attaches to a port's host-side tap in namespace hostNetns (a name; ""
+// = current) the way qemu does, for a test that plays the guest itself: every frame
+// read or written starts with an all-zero virtio-net header of VnetHdrLen bytes.
+func OpenHostTap(hostNetns, tap string) (*os.File, error) {
+	ns := ""
+	if hostNetns != "" {
+		ns = nsexec.Path(hostNetns)
+	}
+	return openTap(ns, tap, unix.IFF_TAP|unix.IFF_NO_PI|unix.IFF_VNET_HDR)
+}
+
+// VnetHdrLen is the virtio-net header in front of every frame of OpenHostTap.
+const VnetHdrLen = vnetHdrLen
