@@ -13,7 +13,9 @@ have ping         || need+=(iputils-ping)
 have tcpdump      || need+=(tcpdump)
 have nc           || need+=(netcat-openbsd)
 have ps           || need+=(procps)
-have busybox      || need+=(busybox) # udhcpc: the DHCP client of the fake VMs
+have busybox      || need+=(busybox)    # udhcpc: the DHCP client of the fake VMs
+have mcopy        || need+=(mtools)     # reads the NoCloud seeds lanesctl writes
+have fsck.fat     || need+=(dosfstools) # checks them
 have sysctl       || need+=(procps)
 if [ "${#need[@]}" -gt 0 ]; then
 	echo "installing: ${need[*]}"

@@ -30,7 +30,11 @@ store (any host):
   network list | show NET | delete NET
   port create NAME --network NET --host HOST [--mac MAC] [--ip IP]... [--sg SG]... [--no-sg]
               [--allowed-address IP[,MAC]]... [--no-port-security] [--wait] [--timeout 30s]
+              [SEED]
               (without --sg a port gets the group named default)
+  port seed PORT [SEED]
+              SEED: [--user-data FILE] [--ssh-key FILE]... [--seed OUT.img]
+              (a cloud-init NoCloud disk for the guest: see docs/operators.md)
   port list [--network NET] [--host HOST] | show PORT | delete PORT
   port update PORT [--host HOST] [--sg SG]... [--no-sg] [--allowed-address IP[,MAC]]...
               [--port-security=true|false]
@@ -147,6 +151,8 @@ func (g *globals) storeCommand(noun string, args []string) error {
 		return c.portUpdate(rest)
 	case "port delete":
 		return c.portDelete(rest)
+	case "port seed":
+		return c.portSeed(rest)
 	case "sg create":
 		return c.sgCreate(rest)
 	case "sg list":

@@ -98,6 +98,7 @@ func (c *cli) portCreate(args []string) error {
 	noSG := fs.Bool("no-sg", false, "no security group (default: the group named default)")
 	wait := fs.Bool("wait", false, "return once the host reports the port ACTIVE")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long --wait waits")
+	seed := newSeedFlags(fs)
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return err
@@ -129,26 +130,35 @@ func (c *cli) portCreate(args []string) error {
 		}
 		status = st.State
 	}
-	mtu := 0
-	if n, err := c.st.GetNetwork(c.ctx, p.NetworkID); err == nil {
-		mtu = n.MTU
+	n, nerr := c.st.GetNetwork(c.ctx, p.NetworkID)
+	seedPath := ""
+	if seed.wanted() && nerr != nil {
+		return fmt.Errorf("port %s created (id %s), no seed written: %w", p.Name, p.ID, nerr)
+	}
+	if seed.wanted() {
+		if seedPath, err = seed.write(p, n); err != nil {
+			return fmt.Errorf("port %s created (id %s): %w", p.Name, p.ID, err)
+		}
 	}
 	tap := api.TapName(p.ID)
-	qemu := fmt.Sprintf("-netdev tap,id=%s,ifname=%s,script=no,downscript=no -device virtio-net-pci,netdev=%s,mac=%s,host_mtu=%d",
-		p.Name, tap, p.Name, p.MAC, mtu)
+	qemu := qemuLine(p, n.MTU, seedPath) // seed.go
 	if c.output == "json" {
 		return c.emit(struct {
 			api.Port
 			Tap    string `json:"tap"`
 			Qemu   string `json:"qemu"`
+			Seed   string `json:"seed,omitempty"`
 			Status string `json:"status,omitempty"`
-		}{p, tap, qemu, status}, nil)
+		}{p, tap, qemu, seedPath, status}, nil)
 	}
 	fmt.Fprintf(c.out, "port %s id %s mac %s ips %s on host %s", p.Name, p.ID, p.MAC, strings.Join(p.FixedIPs, ","), p.Host)
 	if status != "" {
 		fmt.Fprintf(c.out, " %s", status)
 	}
 	fmt.Fprintf(c.out, "\ntap: %s\nqemu: %s\n", tap, qemu)
+	if seedPath != "" {
+		fmt.Fprintf(c.out, "seed: %s\n", seedPath)
+	}
 	return nil
 }
 
