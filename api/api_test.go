@@ -60,3 +60,57 @@ func TestValidation(t *testing.T) {
 		}
 	}
 }
+
+func TestDHCPValidation(t *testing.T) {
+	base := func(mod func(*Network)) *Network {
+		n := &Network{Name: "a", VNI: 100, CIDR: "10.0.0.0/24", MTU: 1450, Gateway: "10.0.0.1",
+			DHCP: DHCP{DNSServers: []string{"10.0.0.53", "192.0.2.1"}, Domain: "lab.example", SearchDomains: []string{"lab.example", "example"},
+				HostRoutes: []HostRoute{{Destination: "192.168.0.0/16", NextHop: "10.0.0.254"}}, LeaseSeconds: 3600}}
+		mod(n)
+		return n
+	}
+	for _, c := range []struct {
+		name  string
+		n     *Network
+		field string
+	}{
+		{"ok", base(func(*Network) {}), ""},
+		{"zero dhcp", base(func(n *Network) { n.Gateway, n.DHCP = "", DHCP{} }), ""},
+		{"gateway outside", base(func(n *Network) { n.Gateway = "10.0.1.1" }), "network.gateway"},
+		{"gateway broadcast", base(func(n *Network) { n.Gateway = "10.0.0.255" }), "network.gateway"},
+		{"gateway v6", base(func(n *Network) { n.Gateway = "fe80::1" }), "network.gateway"},
+		{"dns bad", base(func(n *Network) { n.DHCP.DNSServers = []string{"8.8.8"} }), "network.dhcp.dns_servers"},
+		{"dns twice", base(func(n *Network) { n.DHCP.DNSServers = []string{"8.8.8.8", "8.8.8.8"} }), "network.dhcp.dns_servers"},
+		{"dns many", base(func(n *Network) {
+			n.DHCP.DNSServers = strings.Split("1.1.1.1,1.1.1.2,1.1.1.3,1.1.1.4,1.1.1.5,1.1.1.6", ",")
+		}), "network.dhcp.dns_servers"},
+		{"domain underscore", base(func(n *Network) { n.DHCP.Domain = "my_lab.example" }), "network.dhcp.domain"},
+		{"domain dash", base(func(n *Network) { n.DHCP.Domain = "-lab.example" }), "network.dhcp.domain"},
+		{"domain empty label", base(func(n *Network) { n.DHCP.Domain = "lab..example" }), "network.dhcp.domain"},
+		{"search bad", base(func(n *Network) { n.DHCP.SearchDomains = []string{"ok.example", "bad domain"} }), "network.dhcp.search_domains"},
+		{"route dst", base(func(n *Network) { n.DHCP.HostRoutes = []HostRoute{{"192.168.0.1/16", "10.0.0.254"}} }), "network.dhcp.host_routes.destination"},
+		{"route default with gateway", base(func(n *Network) { n.DHCP.HostRoutes = []HostRoute{{"0.0.0.0/0", "10.0.0.254"}} }), "network.dhcp.host_routes.destination"},
+		{"route hop off-link", base(func(n *Network) { n.DHCP.HostRoutes = []HostRoute{{"192.168.0.0/16", "10.9.0.1"}} }), "network.dhcp.host_routes.nexthop"},
+		{"lease short", base(func(n *Network) { n.DHCP.LeaseSeconds = 10 }), "network.dhcp.lease_seconds"},
+		{"lease negative", base(func(n *Network) { n.DHCP.LeaseSeconds = -1 }), "network.dhcp.lease_seconds"},
+	} {
+		err := ValidateNetwork(c.n, false)
+		switch {
+		case c.field == "" && err != nil:
+			t.Errorf("%s: %v", c.name, err)
+		case c.field != "" && (err == nil || !errors.Is(err, ErrInvalid) || !strings.HasPrefix(err.Error(), c.field+" ")):
+			t.Errorf("%s: want an invalid-input error naming %s, got %v", c.name, c.field, err)
+		}
+	}
+	n := base(func(*Network) {})
+	p := &Port{Name: "vm1", NetworkID: "a", Host: "h1", MAC: "fa:16:3e:00:00:01", FixedIPs: []string{"10.0.0.1"}}
+	if err := ValidatePort(p, n, false); err == nil || !strings.HasPrefix(err.Error(), "port.fixed_ips") {
+		t.Errorf("port on the gateway address: %v", err)
+	}
+	if got := Hostname("web_1.prod"); got != "web-1-prod" {
+		t.Errorf("Hostname = %q", got)
+	}
+	if (DHCP{}).Lease() != DefaultLeaseSeconds || len((DHCP{Domain: "x.example"}).Search()) != 1 {
+		t.Error("DHCP defaults")
+	}
+}

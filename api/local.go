@@ -63,6 +63,8 @@ type PortReport struct {
 	Ofport  int    `json:"ofport"`
 	State   string `json:"state"`
 	Reason  string `json:"reason,omitempty"`
+	// DHCP is the port's DHCP responder's record; nil when lanesd runs none.
+	DHCP *DHCPReport `json:"dhcp,omitempty"`
 }
 
 // TunnelReport is one tunnel port and the host behind it.
@@ -99,6 +101,8 @@ type TraceRequest struct {
 	DstIP    string `json:"dst_ip"`
 	Proto    string `json:"proto"`
 	DstPort  int    `json:"dst_port"`
+	// DHCP traces a DHCPDISCOVER from FromPort instead (DstIP, Proto and DstPort unused).
+	DHCP bool `json:"dhcp,omitempty"`
 }
 
 // TraceReport explains a packet's path: the firewall verdicts, then every OpenFlow
@@ -113,4 +117,15 @@ type TraceReport struct {
 	Steps       []string `json:"steps"`
 	Result      string   `json:"result"`
 	Raw         string   `json:"raw"` // ofproto/trace output
+}
+
+// DHCPReport is what this host's DHCP responder did for one port since lanesd started.
+type DHCPReport struct {
+	Serving  bool      `json:"serving"` // the port's network serves DHCP and the port has an IPv4 address
+	Address  string    `json:"address,omitempty"`
+	Answered uint64    `json:"answered"`       // OFFER, ACK and NAK sent
+	Refused  uint64    `json:"refused"`        // requests not answered: another MAC, no IPv4, rate limit, ...
+	Released uint64    `json:"released"`       // RELEASE and DECLINE received (the address stays the port's)
+	Last     string    `json:"last,omitempty"` // e.g. "REQUEST -> ACK 10.0.0.5" or "DISCOVER refused: ..."
+	LastAt   time.Time `json:"last_at,omitzero"`
 }

@@ -23,6 +23,10 @@ type Network struct {
 	// MTU of the VM-facing devices. Zero at create time means "underlay MTU minus the
 	// tunnel overhead".
 	MTU int `json:"mtu"`
+	// Gateway is the network's router address, handed out by DHCP; "" means none.
+	Gateway string `json:"gateway,omitempty"`
+	// DHCP is what the hosts' DHCP responders hand out on this network (see dhcp.go).
+	DHCP DHCP `json:"dhcp,omitzero"`
 }
 
 // AddressPair is an extra IP (or CIDR) and optional MAC a port may send from

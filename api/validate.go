@@ -148,7 +148,8 @@ func ValidateNetwork(n *Network, allocate bool) error {
 	if n.MTU == 0 && !allocate {
 		return fieldErr("network.mtu", "0", "must be set")
 	}
-	return nil
+	p, _ := netip.ParsePrefix(n.CIDR) // valid: checked above
+	return validateDHCP(n, p)         // dhcp.go
 }
 
 // ValidateNetworkCIDR checks a network's IPv4 CIDR: no host bits, a prefix length
@@ -219,6 +220,9 @@ func ValidatePort(p *Port, n *Network, allocate bool) error {
 		}
 		if seen[a] {
 			return fieldErr("port.fixed_ips", s, "listed twice")
+		}
+		if a.String() == n.Gateway { // dhcp.go: the gateway is every port's router
+			return fieldErr("port.fixed_ips", s, "is the network's gateway")
 		}
 		seen[a] = true
 	}

@@ -48,6 +48,7 @@ type agent struct {
 	flows   *flowStep
 	prune   *pruneStep
 	reports *statusStep
+	dhcp    *dhcpStep // dhcp.go
 
 	started   time.Time
 	converged time.Time
@@ -178,6 +179,10 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	fail("firewall", fw.err)
 	tFW := time.Now()
 
+	// The responder learns the ports' ofports before their DHCP flows go in.
+	if err := a.dhcp.Sync(v, ovs.Ofports); !errors.Is(err, ofsync.ErrNotConnected) {
+		fail("dhcp", err)
+	}
 	set, flowErr := a.flows.Sync(v, flowInput{PatchInt: patchInt, VLANs: vlans, OVS: ovs})
 	disconnected := errors.Is(flowErr, ofsync.ErrNotConnected)
 	if !disconnected {
@@ -203,7 +208,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	}
 	snap := &diag.Snapshot{
 		Host: a.hostInfo(), View: v, VLANs: vlans, Ofports: ovs.Ofports, Tunnels: map[string]diag.Tunnel{},
-		Statuses: statuses, Firewall: fw.applied, Flows: set,
+		Statuses: statuses, Firewall: fw.applied, Flows: set, DHCP: a.dhcp,
 		Started: a.started, Converged: a.converged, At: start, Took: took,
 	}
 	for ip, t := range ovs.Tunnels {

@@ -122,6 +122,7 @@ func newAgent(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics, st 
 	brTun := ofsync.Open(ctx, api.BrTun, filepath.Join(cfg.OVSRunDir, api.BrTun+".mgmt"), round, log, obs)
 	a.flows = &flowStep{log: log, m: m, tools: ovstool.Tools{RunDir: cfg.OVSRunDir}, tunnelType: cfg.TunnelType,
 		brInt: brInt, brTun: brTun, forget: newForgetter(ctx, log, brTun)}
+	a.dhcp = newDHCPStep(ctx, log, m.Registry, brInt)
 	if err := a.nets.Recover(ctx, db); err != nil {
 		return nil, err
 	}

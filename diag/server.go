@@ -64,7 +64,8 @@ func (s *Server) Serve(ctx context.Context, path string, log *slog.Logger) error
 			return
 		}
 		port, _ := strconv.Atoi(q.Get("dst_port"))
-		res, err := s.Trace(r.Context(), snap, api.TraceRequest{FromPort: q.Get("from_port"), DstIP: q.Get("dst_ip"), Proto: q.Get("proto"), DstPort: port})
+		res, err := s.Trace(r.Context(), snap, api.TraceRequest{FromPort: q.Get("from_port"), DstIP: q.Get("dst_ip"), Proto: q.Get("proto"), DstPort: port,
+			DHCP: q.Get("dhcp") == "true"})
 		reply(w, res, err)
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

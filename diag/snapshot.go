@@ -27,6 +27,8 @@ type Snapshot struct {
 	Firewall hostwire.FirewallState
 	// Flows is the flow set last given to the switches; it names a cookie's owner.
 	Flows flows.Set
+	// DHCP is the DHCP responder, asked live for its per-port counters (nil: none).
+	DHCP DHCPReporter
 
 	Started   time.Time // when this lanesd started
 	Converged time.Time // end of the first reconcile without errors

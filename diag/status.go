@@ -33,6 +33,7 @@ func (s *Server) Status(snap *Snapshot) api.StatusReport {
 		if st, ok := snap.Statuses[p.ID]; ok {
 			pr.State, pr.Reason = st.State, st.Reason
 		}
+		pr.DHCP = dhcpReport(snap, p.ID) // dhcp.go
 		r.Ports = append(r.Ports, pr)
 	}
 	// Ports left out of the view because their record is unusable are shown too: an

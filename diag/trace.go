@@ -19,6 +19,9 @@ import (
 // against the snapshot, build the ofproto/trace flow spec, run it on br-int, annotate
 // every table visited, and classify the outcome.
 func (s *Server) Trace(ctx context.Context, snap *Snapshot, req api.TraceRequest) (api.TraceReport, error) {
+	if req.DHCP {
+		return s.traceDHCP(ctx, snap, req) // dhcp.go
+	}
 	c, err := resolve(snap, req)
 	if err != nil {
 		return api.TraceReport{}, err

@@ -155,3 +155,31 @@ func (IntBridge) SetupSpoofingProtection(c Cookie, ofport uint32, macs []net.Har
 	}
 	return append(fs, brint(LocalSwitching, PrioInt0ARP, c, Match{InPort: ofport, EthType: EthARP}, GotoTable{ARPSpoof}))
 }
+
+// DHCP client traffic: UDP from port 68 to port 67.
+const (
+	DHCPClientPort = 68
+	DHCPServerPort = 67
+)
+
+// ControllerID is the OpenFlow controller ID lanesd's connection to br-int takes, so
+// that the DHCP flows' packet-ins go to lanesd and to no other connection (an
+// ovs-ofctl monitor has ID 0).
+const ControllerID = 0x4c41
+
+// DHCPMeter is the meter of a port's packet-ins: one per port, numbered by its
+// ofport, so that a VM flooding DHCP is cut in the datapath and cannot starve the
+// packet-ins of the others.
+func DHCPMeter(ofport uint32) uint32 { return ofport }
+
+// SetupDHCP is Neutron's DHCP extension for one port (add_dhcp_ipv4_flow): its DHCP
+// client traffic leaves NORMAL switching for table 77, which hands it to lanesd
+// through the port's meter. The table's miss drops, so no DHCP request of a DHCP
+// port is ever switched, let alone flooded to the tunnels.
+func (IntBridge) SetupDHCP(c Cookie, ofport uint32) []Flow {
+	return []Flow{
+		brint(Transient, PrioInt60DHCP, c, Match{InPort: ofport, EthType: EthIPv4, IPProto: IPProtoUDP, TpSrc: DHCPClientPort, TpDst: DHCPServerPort},
+			GotoTable{DHCPIPv4}),
+		brint(DHCPIPv4, PrioInt77Port, c, Match{InPort: ofport}, Controller{ID: ControllerID, MeterID: DHCPMeter(ofport)}),
+	}
+}

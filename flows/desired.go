@@ -45,6 +45,9 @@ type LocalPort struct {
 	IPs                  []netip.Addr // fixed IPs; only IPv4 ones take part in ARP
 	AllowedAddressPairs  []AddressPair
 	PortSecurityDisabled bool // the zero value keeps anti-spoofing on
+	// DHCP sends the port's DHCP client traffic to lanesd (its network serves DHCP),
+	// through meter Ofport (see DHCPMeter).
+	DHCP bool
 }
 
 // AddressPair is an allowed address pair (Neutron's allowed_address_pairs): the port
@@ -212,7 +215,14 @@ func (d *Desired) Flows() (Set, error) {
 		if _, ok := nets[p.NetworkID]; !ok {
 			return Set{}, fmt.Errorf("local port %s: network %s has no local VLAN", p.ID, p.NetworkID)
 		}
-		if p.Ofport == 0 || p.PortSecurityDisabled {
+		if p.Ofport == 0 {
+			continue
+		}
+		o := Owner{CatLocalPort, p.ID}
+		if p.DHCP {
+			s.add(o, IntBridge{}.SetupDHCP(o.Cookie(), p.Ofport)...)
+		}
+		if p.PortSecurityDisabled {
 			continue
 		}
 		if err := checkAddrs(p.MAC, p.IPs); err != nil {
@@ -239,7 +249,6 @@ func (d *Desired) Flows() (Set, error) {
 				}
 			}
 		}
-		o := Owner{CatLocalPort, p.ID}
 		s.add(o, IntBridge{}.SetupSpoofingProtection(o.Cookie(), p.Ofport, macs, ips)...)
 		// Tagged frames, server traffic and forged neighbour advertisements (ndspoof.go).
 		s.add(o, IntBridge{}.SetupPortIsolation(o.Cookie(), p.Ofport)...)

@@ -53,32 +53,35 @@ type Match struct {
 	ARPSpa     netip.Prefix     // a /32 is an exact address; needs EthType EthARP
 	ARPTpa     netip.Addr       // needs EthType EthARP
 	ARPOp      uint16           // needs EthType EthARP
-	// IP protocol and L4 fields of the VM-port isolation and ND anti-spoofing flows
-	// (ndspoof.go); ovs-ofctl shows IPProto through the shorthand (udp, udp6, icmp6).
-	IPProto    uint8        // needs EthType EthIPv4 or EthIPv6; one of IPProtoUDP, IPProtoICMPv6
-	TpSrc      uint16       // UDP source port; needs IPProto IPProtoUDP
-	TpDst      uint16       // UDP destination port; needs IPProto IPProtoUDP
+	// IP protocol and L4 fields: the VM-port isolation and ND anti-spoofing flows
+	// (ndspoof.go) and the DHCP interception; ovs-ofctl shows IPProto through its
+	// shorthand (udp, tcp6, icmp6, ...) where it has one.
+	IPProto    uint8        // needs EthType EthIPv4 or EthIPv6
+	TpSrc      uint16       // UDP or TCP source port; needs IPProto IPProtoUDP or IPProtoTCP
+	TpDst      uint16       // UDP or TCP destination port; needs IPProto IPProtoUDP or IPProtoTCP
 	ICMPv6Type uint8        // needs IPProto IPProtoICMPv6 (type 0 is unassigned: 0 = any)
 	NDTarget   netip.Prefix // nd_target; needs ICMPv6Type 135 or 136
 }
 
 // IP protocols lanes' flows match.
 const (
+	IPProtoICMP   = 1
+	IPProtoTCP    = 6
 	IPProtoUDP    = 17
 	IPProtoICMPv6 = 58
 )
 
-// ipShorthand is ovs-ofctl's name for an ethertype and IP protocol.
+// ipShorthand is ovs-ofctl's name for an ethertype and IP protocol; "" when it has
+// none (the protocol is then printed as nw_proto).
 func ipShorthand(ethType uint16, proto uint8) string {
-	switch {
-	case proto == 0:
+	if proto == 0 {
 		return map[uint16]string{EthIPv4: "ip", EthARP: "arp", EthIPv6: "ipv6"}[ethType]
-	case ethType == EthIPv4 && proto == IPProtoUDP:
-		return "udp"
-	case ethType == EthIPv6 && proto == IPProtoUDP:
-		return "udp6"
-	case ethType == EthIPv6 && proto == IPProtoICMPv6:
-		return "icmp6"
+	}
+	switch ethType {
+	case EthIPv4:
+		return map[uint8]string{IPProtoICMP: "icmp", IPProtoTCP: "tcp", IPProtoUDP: "udp"}[proto]
+	case EthIPv6:
+		return map[uint8]string{IPProtoTCP: "tcp6", IPProtoUDP: "udp6", IPProtoICMPv6: "icmp6"}[proto]
 	}
 	return ""
 }
@@ -105,6 +108,13 @@ type (
 	SetARPSha    struct{ MAC net.HardwareAddr }
 	SetARPSpa    struct{ IP netip.Addr }
 	Move         struct{ Src, Dst Field } // copy a whole field (OF1.5 copy_field)
+	// Controller sends the packet to the OpenFlow connections with controller ID ID,
+	// through meter MeterID (0: none): Nicira's controller2 action, which carries the
+	// whole packet.
+	Controller struct {
+		ID      uint16
+		MeterID uint32
+	}
 )
 
 // Learn is Neutron's table-10 learn() action (§1.4 of the pipeline reference): it
@@ -155,6 +165,19 @@ func (a SetARPOp) String() string   { return fmt.Sprintf("set_field:%d->arp_op",
 func (a SetARPSha) String() string  { return "set_field:" + a.MAC.String() + "->arp_sha" }
 func (a SetARPSpa) String() string  { return "set_field:" + a.IP.String() + "->arp_spa" }
 func (a Move) String() string       { return fmt.Sprintf("move:%s[]->%s[]", a.Src, a.Dst) }
+func (a Controller) String() string {
+	var p []string
+	if a.ID != 0 {
+		p = append(p, fmt.Sprintf("id=%d", a.ID))
+	}
+	if a.MeterID != 0 {
+		p = append(p, fmt.Sprintf("meter_id=%d", a.MeterID))
+	}
+	if len(p) == 0 {
+		return "CONTROLLER:65535"
+	}
+	return "controller(" + strings.Join(p, ",") + ")"
+}
 func (a Learn) String() string {
 	return fmt.Sprintf("learn(table=%d,hard_timeout=%d,priority=%d,cookie=%#x,"+
 		"NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0->NXM_OF_VLAN_TCI[],"+
@@ -175,6 +198,7 @@ func (SetARPOp) action()     {}
 func (SetARPSha) action()    {}
 func (SetARPSpa) action()    {}
 func (Move) action()         {}
+func (Controller) action()   {}
 func (Learn) action()        {}
 
 // String renders the match in ovs-ofctl's order (lib/match.c match_format):
@@ -238,6 +262,9 @@ func (m Match) String(priority uint16) string {
 		} else {
 			add("nd_target=%s", m.NDTarget)
 		}
+	}
+	if m.IPProto != 0 && shorthand == "" {
+		add("nw_proto=%d", m.IPProto)
 	}
 	if m.TpSrc != 0 {
 		add("tp_src=%d", m.TpSrc)
@@ -326,7 +353,8 @@ func (m Match) Fields() MatchFields {
 	set(MatchARPTpa, m.ARPTpa.IsValid())
 	set(MatchARPOp, m.ARPOp != 0)
 	set(MatchIPProto, m.IPProto != 0)
-	set(MatchTp, m.TpSrc != 0 || m.TpDst != 0)
+	set(MatchTpSrc, m.TpSrc != 0)
+	set(MatchTpDst, m.TpDst != 0)
 	set(MatchICMPType, m.ICMPv6Type != 0)
 	set(MatchNDTarget, m.NDTarget.IsValid())
 	return fs
@@ -403,14 +431,14 @@ func (f Flow) Validate() error {
 	if m.ARPSpa.IsValid() && (m.ARPSpa.Bits() == 0 || m.ARPSpa != m.ARPSpa.Masked() || !m.ARPSpa.Addr().Is4()) {
 		return bad("arp_spa must be a masked IPv4 prefix longer than /0")
 	}
+	if m.IPProto != 0 && m.EthType != EthIPv4 && m.EthType != EthIPv6 {
+		return bad("nw_proto needs eth_type ip or ipv6")
+	}
+	if (m.TpSrc != 0 || m.TpDst != 0) && m.IPProto != IPProtoUDP && m.IPProto != IPProtoTCP {
+		return bad("tp_src and tp_dst need nw_proto udp or tcp")
+	}
 	if m.ARPTpa.IsValid() && !m.ARPTpa.Is4() {
 		return bad("arp_tpa %s: not an IPv4 address", m.ARPTpa)
-	}
-	if m.IPProto != 0 && ipShorthand(m.EthType, m.IPProto) == "" {
-		return bad("IP protocol %d needs eth_type ip or ipv6 and is one of udp, icmpv6", m.IPProto)
-	}
-	if (m.TpSrc != 0 || m.TpDst != 0) && m.IPProto != IPProtoUDP {
-		return bad("tp_src/tp_dst need udp")
 	}
 	if m.ICMPv6Type != 0 && (m.EthType != EthIPv6 || m.IPProto != IPProtoICMPv6) {
 		return bad("icmp_type needs icmp6")

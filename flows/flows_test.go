@@ -199,6 +199,15 @@ func TestValidateRefuses(t *testing.T) {
 		"catch-all in table 25":   {Bridge: flows.BrInt, Table: flows.MACSpoof, Priority: flows.PrioInt25Allowed, Actions: actions(flows.GotoTable{flows.Transient})},
 		"learn without output": {Bridge: flows.BrTun, Table: flows.LearnFromTun, Priority: flows.PrioTun10Learn,
 			Actions: actions(flows.Learn{Table: flows.UcastToTun, Priority: flows.PrioTun20Learned, HardTimeout: 300, Cookie: flows.LearnedCookie})},
+		// DHCP: ports need a protocol, the protocol needs IPv4.
+		"tp_dst without udp": {Bridge: flows.BrInt, Table: flows.Transient, Priority: flows.PrioInt60DHCP,
+			Match: flows.Match{InPort: 5, EthType: flows.EthIPv4, TpDst: 67}, Actions: actions(flows.GotoTable{flows.DHCPIPv4})},
+		"udp without ip": {Bridge: flows.BrInt, Table: flows.Transient, Priority: flows.PrioInt60DHCP,
+			Match: flows.Match{InPort: 5, IPProto: flows.IPProtoUDP, TpDst: 67}, Actions: actions(flows.GotoTable{flows.DHCPIPv4})},
+		"udp ports in table 77": {Bridge: flows.BrInt, Table: flows.DHCPIPv4, Priority: flows.PrioInt77Port,
+			Match: flows.Match{InPort: 5, EthType: flows.EthIPv4, IPProto: flows.IPProtoUDP, TpDst: 67}, Actions: actions(flows.Controller{ID: 1})},
+		"table 77 catch-all to the controller": {Bridge: flows.BrInt, Table: flows.DHCPIPv4, Priority: flows.PrioMiss,
+			Actions: actions(flows.Controller{ID: flows.ControllerID})},
 		// Ofports.
 		"output to port 0":     {Bridge: flows.BrInt, Table: 0, Priority: flows.PrioInt0Port, Match: flows.Match{InPort: 5}, Actions: actions(flows.Output{0})},
 		"in_port LOCAL":        {Bridge: flows.BrInt, Table: 0, Priority: flows.PrioInt0Port, Match: flows.Match{InPort: 0xfffffffe}},

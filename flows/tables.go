@@ -44,6 +44,7 @@ const (
 	ARPSpoof  = 24
 	MACSpoof  = 25
 	Transient = 60
+	DHCPIPv4  = 77 // Neutron's DHCP_IPV4_TABLE
 )
 
 // Priorities are Neutron's, named Prio<bridge><table><what> after the flows that use
@@ -72,6 +73,8 @@ const (
 	PrioInt24Allowed = 2     // br-int 24: an address the port may claim -> 25
 	PrioInt25Allowed = 2     // br-int 25: a MAC the port may send from -> 60
 	PrioInt60Normal  = 3     // br-int 60: NORMAL (Neutron's pre-Yoga priority)
+	PrioInt60DHCP    = 101   // br-int 60: a DHCP port's client traffic -> 77 (Neutron's)
+	PrioInt77Port    = 100   // br-int 77: a DHCP port's requests -> lanesd (Neutron's)
 )
 
 // MatchFields is a set of the Match fields a flow uses, or a table allows.
@@ -88,14 +91,15 @@ const (
 	MatchARPSpa                           // arp_spa
 	MatchARPTpa                           // arp_tpa
 	MatchARPOp                            // arp_op
-	MatchIPProto                          // nw_proto (udp, icmp6)
-	MatchTp                               // tp_src, tp_dst
+	MatchIPProto                          // nw_proto (udp, tcp, icmp, icmp6)
+	MatchTpSrc                            // tp_src
+	MatchTpDst                            // tp_dst
 	MatchICMPType                         // icmp_type (ICMPv6)
 	MatchNDTarget                         // nd_target
 )
 
 var matchFieldNames = []string{"in_port", "dl_type", "tun_id", "vlan_tci", "dl_src", "dl_dst", "arp_spa", "arp_tpa", "arp_op",
-	"nw_proto", "tp_src/tp_dst", "icmp_type", "nd_target"}
+	"nw_proto", "tp_src", "tp_dst", "icmp_type", "nd_target"}
 
 // String lists the fields by their ovs-ofctl names, comma separated; "none" for the
 // empty set.
@@ -250,7 +254,7 @@ var brTun = []Table{
 var brInt = []Table{
 	{ID: LocalSwitching, Name: "LOCAL_SWITCHING",
 		Purpose:    "dead VLAN drop, per-port drops of tagged frames and server traffic, anti-spoofing jumps; everything else to table 60",
-		Match:      MatchInPort | MatchEthType | MatchVLAN | MatchIPProto | MatchTp | MatchICMPType,
+		Match:      MatchInPort | MatchEthType | MatchVLAN | MatchIPProto | MatchTpSrc | MatchTpDst | MatchICMPType,
 		Priorities: []uint16{PrioInt0DeadVLAN, PrioInt0Tagged, PrioInt0Server, PrioInt0ARP, PrioInt0Port},
 		Miss:       missGoto(PrioMiss, Transient),
 		GoesTo:     []uint8{ARPSpoof, MACSpoof, Transient}},
@@ -270,8 +274,16 @@ var brInt = []Table{
 		Miss:       Miss{Kind: MissNoFlow},
 		GoesTo:     []uint8{Transient}},
 	{ID: Transient, Name: "TRANSIENT",
-		Purpose: "NORMAL: the VLAN-aware MAC learning switch",
-		Miss:    Miss{Kind: MissNormal, Priority: PrioInt60Normal}},
+		Purpose:    "DHCP client traffic of a port on a DHCP network to table 77; everything else NORMAL: the VLAN-aware MAC learning switch",
+		Match:      MatchInPort | MatchEthType | MatchIPProto | MatchTpSrc | MatchTpDst,
+		Priorities: []uint16{PrioInt60DHCP},
+		Miss:       Miss{Kind: MissNormal, Priority: PrioInt60Normal},
+		GoesTo:     []uint8{DHCPIPv4}},
+	{ID: DHCPIPv4, Name: "DHCP_IPV4",
+		Purpose:    "a port's DHCP requests to lanesd (packet-in, metered per port), which answers with a packet-out to the port; nothing else passes",
+		Match:      MatchInPort,
+		Priorities: []uint16{PrioInt77Port},
+		Miss:       drop(PrioMiss)},
 }
 
 // Tables lists a bridge's tables in table order. The entries are shared: do not

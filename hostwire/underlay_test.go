@@ -3,13 +3,13 @@ package hostwire
 import (
 	"context"
 	"errors"
-	"github.com/lanes-net/lanes/api"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/internal/ovsproc"
 	"github.com/lanes-net/lanes/ovsdb"
 )

@@ -13,6 +13,10 @@ have ping         || need+=(iputils-ping)
 have tcpdump      || need+=(tcpdump)
 have nc           || need+=(netcat-openbsd)
 have ps           || need+=(procps)
+have busybox      || need+=(busybox)    # udhcpc: the DHCP client of the fake VMs
+have mcopy        || need+=(mtools)     # reads the NoCloud seeds lanesctl writes
+have fsck.fat     || need+=(dosfstools) # checks them
+/usr/bin/python3 -c "import cloudinit" 2>/dev/null || need+=(cloud-init) # reads them as a guest would
 have sysctl       || need+=(procps)
 if [ "${#need[@]}" -gt 0 ]; then
 	echo "installing: ${need[*]}"

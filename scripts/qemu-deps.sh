@@ -6,7 +6,8 @@
 #
 # The guest's /init loads the virtio-net modules, configures eth0 from the kernel
 # command line and talks to the test over the serial console:
-#   lanes.ip=10.0.0.5/24  address of eth0          lanes.ping=10.0.0.2  whom to ping
+#   lanes.ip=10.0.0.5/24  address of eth0 (lanes.ip=dhcp: ask DHCP, print LANES-DHCP)
+#   lanes.ping=10.0.0.2   whom to ping
 #   lanes.mtu=1450        MTU of eth0 (optional)   lanes.tries=60       pings before giving up
 #   lanes.hold=30         seconds to wait for an echo request from the peer before powering off
 # and prints LANES-PING-OK / LANES-PING-FAIL, then LANES-ECHOED / LANES-NOT-ECHOED.
@@ -134,7 +135,29 @@ done
 [ -n "$mtu" ] && ip link set eth0 mtu "$mtu"
 ip link set lo up
 ip link set eth0 up
-ip addr add "$ip" dev eth0
+if [ "$ip" = dhcp ]; then
+	# busybox's udhcpc with a script that configures eth0 as a distribution's does.
+	cat >/bin/lanes-dhcp <<'SCRIPT'
+#!/bin/sh
+case "$1" in
+bound|renew)
+	ip -4 addr flush dev "$interface"
+	ip addr add "$ip/$mask" dev "$interface"
+	[ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
+	for r in $router; do ip route replace default via "$r" dev "$interface"; done
+	echo "LANES-DHCP ip=$ip/$mask mtu=$mtu router=$router dns=$dns domain=$domain hostname=$hostname serverid=$serverid"
+	;;
+esac
+exit 0
+SCRIPT
+	chmod 755 /bin/lanes-dhcp
+	if ! udhcpc -i eth0 -f -q -n -t 20 -T 1 -s /bin/lanes-dhcp; then
+		echo "LANES-PING-FAIL no DHCP lease"
+		off
+	fi
+else
+	ip addr add "$ip" dev eth0
+fi
 echo "LANES-NET $(ip -o link show eth0)"
 echo "LANES-NET $(ip -o -4 addr show eth0)"
 

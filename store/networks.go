@@ -30,6 +30,9 @@ type NetworkSpec struct {
 	UnderlayMTU int
 	// TunnelType decides the overhead; "" means vxlan.
 	TunnelType string
+	// Gateway and DHCP are handed out by the hosts' DHCP responders (api.DHCP).
+	Gateway string
+	DHCP    api.DHCP
 }
 
 // CreateNetwork creates a network, allocating its ID, VNI and MTU as needed, in one
@@ -53,7 +56,7 @@ func (s *Store) CreateNetwork(ctx context.Context, spec NetworkSpec) (api.Networ
 				low, api.MaxMTU, api.MinMTU, tt, api.TunnelOverhead(tt))}
 	}
 	maxMTU := underlay - api.TunnelOverhead(tt)
-	n := api.Network{ID: spec.ID, Name: spec.Name, CIDR: spec.CIDR, MTU: spec.MTU}
+	n := api.Network{ID: spec.ID, Name: spec.Name, CIDR: spec.CIDR, MTU: spec.MTU, Gateway: spec.Gateway, DHCP: spec.DHCP}
 	if n.MTU == 0 {
 		n.MTU = maxMTU
 	}

@@ -214,7 +214,7 @@ func (pl *plan) planPort(old *api.Port, want api.Port) (api.Port, error) {
 		if err != nil {
 			return want, err
 		}
-		a, ok := lowestFreeIP(cidr, used)
+		a, ok := lowestFreeIP(cidr, append(used, n.Gateway)) // the gateway is no port's
 		if !ok {
 			return want, &api.FieldError{Field: "port.fixed_ips", Reason: "no free address left in " + n.CIDR}
 		}

@@ -165,10 +165,19 @@ func testFlows(t *testing.T, l *lab.Lab) {
 	if len(lines) == 0 {
 		t.Error("no br-int flows owned by local port a1")
 	}
+	dhcp := 0
 	for _, fl := range lines {
-		if fl.Owner != "local port a1" || (fl.TableName != "LOCAL_SWITCHING" && fl.TableName != "ARP_SPOOF" && fl.TableName != "MAC_SPOOF") {
+		switch {
+		case fl.Owner != "local port a1":
+			t.Errorf("a1 flow %+v", fl)
+		case fl.TableName == "TRANSIENT" || fl.TableName == "DHCP_IPV4": // its DHCP to lanesd
+			dhcp++
+		case fl.TableName != "LOCAL_SWITCHING" && fl.TableName != "ARP_SPOOF" && fl.TableName != "MAC_SPOOF":
 			t.Errorf("a1 flow %+v", fl)
 		}
+	}
+	if dhcp != 2 {
+		t.Errorf("a1 has %d DHCP flows (tables 60 and 77), want 2", dhcp)
 	}
 	if out, err := l.Ctl(l.Host("h1"), "flows", "br-tun", "--table", "99"); err == nil || !strings.Contains(out, "table") {
 		t.Errorf("flows --table 99: want an error naming the table, got %q %v", out, err)

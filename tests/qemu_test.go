@@ -42,7 +42,8 @@ func TestQemu(t *testing.T) {
 	var nets []struct {
 		MTU int `json:"mtu"`
 	}
-	if err := json.Unmarshal([]byte(ctl(t, l, h1, "-o", "json", "network", "create", "net-q", "--cidr", "10.0.0.0/24", "--vni", "300")), &nets); err != nil {
+	if err := json.Unmarshal([]byte(ctl(t, l, h1, "-o", "json", "network", "create", "net-q", "--cidr", "10.0.0.0/24", "--vni", "300",
+		"--gateway", "10.0.0.1", "--dns", "10.0.0.53", "--domain", "q.example")), &nets); err != nil {
 		t.Fatal(err)
 	}
 	ctl(t, l, h1, "sg", "create", "icmp")
@@ -77,7 +78,8 @@ func TestQemu(t *testing.T) {
 	}
 
 	g := startQemu(t, h1.Netns, qemu, kernel, initrd,
-		fmt.Sprintf("console=ttyS0 panic=-1 quiet lanes.ip=%s/24 lanes.ping=10.0.0.2 lanes.tries=120 lanes.hold=60", guestIP),
+		// No address on the command line: the guest asks h1's lanesd by DHCP.
+		"console=ttyS0 panic=-1 quiet lanes.ip=dhcp lanes.ping=10.0.0.2 lanes.tries=120 lanes.hold=60",
 		netArgs)
 
 	line := g.waitFor(t, 5*time.Minute, "LANES-PING-OK", "LANES-PING-FAIL")
@@ -85,6 +87,15 @@ func TestQemu(t *testing.T) {
 		t.Fatalf("guest could not ping the fake VM on h2: %s", line)
 	}
 	t.Logf("qemu start to guest ping of h2's VM: %s (%s)", time.Since(g.start).Round(100*time.Millisecond), line)
+
+	// Its lease: the port's address and the network's settings.
+	lease := g.find("LANES-DHCP")
+	for _, want := range []string{"ip=" + guestIP + "/24", "router=10.0.0.1", "dns=10.0.0.53", "domain=q.example", "hostname=guest",
+		fmt.Sprintf("mtu=%d", nets[0].MTU)} {
+		if !strings.Contains(lease, want) {
+			t.Errorf("guest's DHCP lease %q lacks %s", lease, want)
+		}
+	}
 
 	// The guest's eth0 took its MTU from host_mtu (lanesctl's line) and its MAC from the port.
 	link := g.find("LANES-NET", "link/ether")

@@ -48,7 +48,7 @@ func main() {
 	fs.StringVar(&cfg.Tap, "tap", "", "host-side tap the VM attaches to")
 	fs.StringVar(&cfg.VMNetns, "netns", "", "VM namespace name (created if missing)")
 	fs.StringVar(&cfg.MAC, "mac", "", "eth0 MAC")
-	fs.StringVar(&cfg.IP, "ip", "", "eth0 address/prefix")
+	fs.StringVar(&cfg.IP, "ip", "", "eth0 address/prefix (empty: none, for a DHCP client in the VM)")
 	fs.StringVar(&cfg.GW, "gw", "", "default gateway")
 	fs.IntVar(&cfg.MTU, "mtu", 0, "eth0 MTU")
 	fg := fs.Bool("foreground", false, "run in the foreground instead of detaching")

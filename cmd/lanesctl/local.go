@@ -70,13 +70,13 @@ func (g *globals) status(args []string) error {
 	for _, n := range r.Networks {
 		fmt.Fprintf(w, "%s\t%d\t%d\t%s\n", n.Name, n.VNI, n.LocalVLAN, orNone(strings.Join(n.FloodTo, ",")))
 	}
-	fmt.Fprintln(w, "\nPORT\tNETWORK\tTAP\tVLAN\tOFPORT\tSTATUS")
+	fmt.Fprintln(w, "\nPORT\tNETWORK\tTAP\tVLAN\tOFPORT\tSTATUS\tDHCP")
 	for _, p := range r.Ports {
 		st := p.State
 		if p.Reason != "" {
 			st += " (" + p.Reason + ")"
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\n", p.Name, p.Network, p.Tap, p.VLAN, p.Ofport, st)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", p.Name, p.Network, p.Tap, p.VLAN, p.Ofport, st, dhcpColumn(p.DHCP))
 	}
 	fmt.Fprintln(w, "\nTUNNEL\tREMOTE IP\tPEER HOST\tOFPORT")
 	for _, t := range r.Tunnels {
@@ -153,10 +153,11 @@ func (g *globals) trace(args []string) error {
 	dst := fs.String("dst-ip", "", "destination IP")
 	proto := fs.String("proto", "icmp", "icmp, tcp or udp")
 	dport := fs.Int("dst-port", 0, "destination port (tcp, udp)")
+	dhcp := fs.Bool("dhcp", false, "trace a DHCPDISCOVER from the port instead")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	q := url.Values{"from_port": {*from}, "dst_ip": {*dst}, "proto": {*proto}, "dst_port": {strconv.Itoa(*dport)}}
+	q := url.Values{"from_port": {*from}, "dst_ip": {*dst}, "proto": {*proto}, "dst_port": {strconv.Itoa(*dport)}, "dhcp": {strconv.FormatBool(*dhcp)}}
 	var r api.TraceReport
 	if err := g.local("/trace", q, &r); err != nil {
 		return err

@@ -21,12 +21,20 @@ import (
 const usage = `usage: lanesctl [--etcd URLS] [--socket PATH] [-o json] <command>
 
 store (any host):
-  network create NAME --cidr CIDR [--vni N] [--mtu N] [--underlay-mtu N]
+  network create NAME --cidr CIDR [--vni N] [--mtu N] [--underlay-mtu N] [DHCP]
               (the first network also creates the security group default)
+  network update NET [DHCP] [--dhcp]
+              DHCP: [--gateway IP] [--dns IP]... [--domain NAME] [--search NAME]...
+                    [--route CIDR,NEXTHOP]... [--lease 24h] [--no-dhcp]
+              (update changes only the flags given; an empty value clears: --dns "")
   network list | show NET | delete NET
   port create NAME --network NET --host HOST [--mac MAC] [--ip IP]... [--sg SG]... [--no-sg]
               [--allowed-address IP[,MAC]]... [--no-port-security] [--wait] [--timeout 30s]
+              [SEED]
               (without --sg a port gets the group named default)
+  port seed PORT [SEED]
+              SEED: [--user-data FILE] [--ssh-key FILE]... [--seed OUT.img]
+              (a cloud-init NoCloud disk for the guest: see docs/operators.md)
   port list [--network NET] [--host HOST] | show PORT | delete PORT
   port update PORT [--host HOST] [--sg SG]... [--no-sg] [--allowed-address IP[,MAC]]...
               [--port-security=true|false]
@@ -41,6 +49,7 @@ this host's lanesd (root, through --socket):
   status
   flows br-tun|br-int [--table NAME|NUMBER] [--port PORT] [--network NET]
   trace --from-port PORT --dst-ip IP [--proto icmp|tcp|udp] [--dst-port N]
+  trace --from-port PORT --dhcp
 `
 
 // globals are the options every command accepts before the command words.
@@ -131,6 +140,8 @@ func (g *globals) storeCommand(noun string, args []string) error {
 		return c.networkShow(rest)
 	case "network delete":
 		return c.networkDelete(rest)
+	case "network update":
+		return c.networkUpdate(rest)
 	case "port create":
 		return c.portCreate(rest)
 	case "port list":
@@ -141,6 +152,8 @@ func (g *globals) storeCommand(noun string, args []string) error {
 		return c.portUpdate(rest)
 	case "port delete":
 		return c.portDelete(rest)
+	case "port seed":
+		return c.portSeed(rest)
 	case "sg create":
 		return c.sgCreate(rest)
 	case "sg list":

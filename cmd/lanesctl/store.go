@@ -23,11 +23,16 @@ func networkSpec(args []string) (store.NetworkSpec, error) {
 	vni := fs.Int("vni", 0, "tunnel ID 1..16777215 (default: the lowest free)")
 	mtu := fs.Int("mtu", 0, "MTU of the VMs' devices (default: underlay MTU minus the tunnel overhead)")
 	underlay := fs.Int("underlay-mtu", store.DefaultUnderlayMTU, "MTU of the hosts' underlay")
+	dhcp := newDHCPFlags(fs, false)
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return store.NetworkSpec{}, err
 	}
-	spec := store.NetworkSpec{Name: pos[0], CIDR: *cidr, MTU: *mtu, UnderlayMTU: *underlay}
+	var dn api.Network
+	if err := dhcp.apply(&dn); err != nil {
+		return store.NetworkSpec{}, err
+	}
+	spec := store.NetworkSpec{Name: pos[0], CIDR: *cidr, MTU: *mtu, UnderlayMTU: *underlay, Gateway: dn.Gateway, DHCP: dn.DHCP}
 	if given(fs, "vni") {
 		// Checked before the conversion, which would wrap 4294967297 to 1.
 		if *vni < 0 || *vni > api.MaxVNI {
@@ -67,15 +72,6 @@ func (c *cli) networkCreate(args []string) error {
 		return err
 	}
 	return c.emitNetworks([]api.Network{n})
-}
-
-func (c *cli) emitNetworks(ns []api.Network) error {
-	return c.emit(ns, func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "NAME\tID\tVNI\tCIDR\tMTU")
-		for _, n := range ns {
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%d\n", n.Name, n.ID, n.VNI, n.CIDR, n.MTU)
-		}
-	})
 }
 
 func (c *cli) networkList(args []string) error {
@@ -132,6 +128,7 @@ func (c *cli) portCreate(args []string) error {
 	noSG := fs.Bool("no-sg", false, "no security group (default: the group named default)")
 	wait := fs.Bool("wait", false, "return once the host reports the port ACTIVE")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long --wait waits")
+	seed := newSeedFlags(fs)
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return err
@@ -163,26 +160,35 @@ func (c *cli) portCreate(args []string) error {
 		}
 		status = st.State
 	}
-	mtu := 0
-	if n, err := c.st.GetNetwork(c.ctx, p.NetworkID); err == nil {
-		mtu = n.MTU
+	n, nerr := c.st.GetNetwork(c.ctx, p.NetworkID)
+	seedPath := ""
+	if seed.wanted() && nerr != nil {
+		return fmt.Errorf("port %s created (id %s), no seed written: %w", p.Name, p.ID, nerr)
+	}
+	if seed.wanted() {
+		if seedPath, err = seed.write(p, n); err != nil {
+			return fmt.Errorf("port %s created (id %s): %w", p.Name, p.ID, err)
+		}
 	}
 	tap := api.TapName(p.ID)
-	qemu := fmt.Sprintf("-netdev tap,id=%s,ifname=%s,script=no,downscript=no -device virtio-net-pci,netdev=%s,mac=%s,host_mtu=%d",
-		p.Name, tap, p.Name, p.MAC, mtu)
+	qemu := qemuLine(p, n.MTU, seedPath) // seed.go
 	if c.output == "json" {
 		return c.emit(struct {
 			api.Port
 			Tap    string `json:"tap"`
 			Qemu   string `json:"qemu"`
+			Seed   string `json:"seed,omitempty"`
 			Status string `json:"status,omitempty"`
-		}{p, tap, qemu, status}, nil)
+		}{p, tap, qemu, seedPath, status}, nil)
 	}
 	fmt.Fprintf(c.out, "port %s id %s mac %s ips %s on host %s", p.Name, p.ID, p.MAC, strings.Join(p.FixedIPs, ","), p.Host)
 	if status != "" {
 		fmt.Fprintf(c.out, " %s", status)
 	}
 	fmt.Fprintf(c.out, "\ntap: %s\nqemu: %s\n", tap, qemu)
+	if seedPath != "" {
+		fmt.Fprintf(c.out, "seed: %s\n", seedPath)
+	}
 	return nil
 }
 

@@ -60,6 +60,8 @@ type Bridge struct {
 	liveMu sync.Mutex
 	live   map[*ofctrl.OFSwitch]bool
 	gone   chan struct{}
+
+	punt punt // packet-in, packet-out and meters (packet.go)
 }
 
 // Open starts connecting to the bridge's management socket (<ovs rundir>/<bridge>.mgmt)
@@ -140,6 +142,10 @@ func (b *Bridge) loop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case sw := <-b.connected:
+			// Meters first: the flows that name them work without, unmetered.
+			if err := b.pushMeters(sw); err != nil && !errors.Is(err, ErrNotConnected) {
+				b.log.Error("meters after connect", "err", err)
+			}
 			b.mu.Lock()
 			b.sw = sw
 			b.needFull = true
@@ -317,6 +323,11 @@ type app struct{ b *Bridge }
 
 func (a *app) SwitchConnected(sw *ofctrl.OFSwitch) {
 	a.b.log.Info("openflow connected")
+	// ofnet gave the connection a random controller ID; the flows that punt packets
+	// to lanesd name flows.ControllerID.
+	if err := sw.Send(openflow15.NewSetControllerID(flows.ControllerID)); err != nil {
+		a.b.log.Warn("set controller ID", "err", err)
+	}
 	a.b.liveMu.Lock()
 	a.b.live[sw] = true
 	a.b.liveMu.Unlock()
@@ -342,7 +353,7 @@ func (a *app) SwitchDisconnected(sw *ofctrl.OFSwitch) {
 		a.b.obs.Connected(a.b.Name, false)
 	}
 }
-func (a *app) PacketRcvd(*ofctrl.OFSwitch, *ofctrl.PacketIn)               {}
+func (a *app) PacketRcvd(_ *ofctrl.OFSwitch, p *ofctrl.PacketIn)           { a.b.packetIn(p) }
 func (a *app) MultipartReply(*ofctrl.OFSwitch, *openflow15.MultipartReply) {}
 func (a *app) FlowGraphEnabledOnSwitch() bool                              { return false }
 func (a *app) TLVMapEnabledOnSwitch() bool                                 { return false }

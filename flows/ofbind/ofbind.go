@@ -88,6 +88,13 @@ func match(f flows.Flow) ofctrl.FlowMatch {
 		Ethertype: m.EthType,
 		TunnelId:  m.TunID,
 		ArpOper:   m.ARPOp,
+		IpProto:   m.IPProto,
+	}
+	if m.TpSrc != 0 {
+		om.SrcPort = m.TpSrc
+	}
+	if m.TpDst != 0 {
+		om.DstPort = m.TpDst
 	}
 	switch v := m.VLAN; {
 	case v.Mask == 0:
@@ -170,6 +177,9 @@ func action(a flows.Action) (ofctrl.OFAction, error) {
 		return ofctrl.NewCopyFieldAction(a.Src.Bits(), 0, 0, src, dst), nil
 	case flows.Learn:
 		return learn(a)
+	case flows.Controller:
+		// Version 2 (NXAST_CONTROLLER2) carries the meter; ofnet sends the whole packet.
+		return &ofctrl.NXController{Version2: true, ControllerID: a.ID, Reason: openflow15.R_APPLY_ACTION, MeterID: a.MeterID}, nil
 	}
 	return nil, fmt.Errorf("action %s has no OpenFlow 1.5 encoding", a)
 }

@@ -24,7 +24,7 @@ type Config struct {
 	Tap       string // the persistent host-side tap, e.g. tap0d8a43d2-3a
 	VMNetns   string // the guest's namespace name; created if missing
 	MAC       string // guest eth0 MAC
-	IP        string // guest address with prefix, e.g. 10.0.0.5/24
+	IP        string // guest address with prefix, e.g. 10.0.0.5/24; "" leaves eth0 without (for a DHCP client)
 	GW        string // optional default gateway
 	MTU       int    // 0 leaves the default
 }
@@ -107,16 +107,18 @@ func openTapHere(name string, flags uint16) (*os.File, error) {
 // Start creates the VM namespace if needed, eth0 inside it, configures eth0, attaches
 // to the host tap and starts copying frames. It returns once eth0 is up and attached.
 func Start(cfg Config) (*VM, error) {
-	if cfg.Tap == "" || cfg.VMNetns == "" || cfg.MAC == "" || cfg.IP == "" {
-		return nil, errors.New("fakevm: tap, VM netns, MAC and IP are required")
+	if cfg.Tap == "" || cfg.VMNetns == "" || cfg.MAC == "" {
+		return nil, errors.New("fakevm: tap, VM netns and MAC are required")
 	}
 	mac, err := net.ParseMAC(cfg.MAC)
 	if err != nil {
 		return nil, fmt.Errorf("fakevm: MAC %q: %w", cfg.MAC, err)
 	}
-	addr, err := netlink.ParseAddr(cfg.IP)
-	if err != nil {
-		return nil, fmt.Errorf("fakevm: IP %q (want address/prefix): %w", cfg.IP, err)
+	var addr *netlink.Addr
+	if cfg.IP != "" {
+		if addr, err = netlink.ParseAddr(cfg.IP); err != nil {
+			return nil, fmt.Errorf("fakevm: IP %q (want address/prefix): %w", cfg.IP, err)
+		}
 	}
 	var gw net.IP
 	if cfg.GW != "" {
@@ -175,8 +177,10 @@ func configure(nsPath string, mac net.HardwareAddr, addr *netlink.Addr, gw net.I
 			return fmt.Errorf("set eth0 MTU: %w", err)
 		}
 	}
-	if err := h.AddrReplace(eth, addr); err != nil {
-		return fmt.Errorf("set eth0 address: %w", err)
+	if addr != nil {
+		if err := h.AddrReplace(eth, addr); err != nil {
+			return fmt.Errorf("set eth0 address: %w", err)
+		}
 	}
 	if err := h.LinkSetUp(eth); err != nil {
 		return fmt.Errorf("set eth0 up: %w", err)
@@ -261,3 +265,17 @@ func (v *VM) Wait() error {
 	v.wg.Wait()
 	return v.Err()
 }
+
+// OpenHostTap attaches to a port's host-side tap in namespace hostNetns (a name; ""
+// = current) the way qemu does, for a test that plays the guest itself: every frame
+// read or written starts with an all-zero virtio-net header of VnetHdrLen bytes.
+func OpenHostTap(hostNetns, tap string) (*os.File, error) {
+	ns := ""
+	if hostNetns != "" {
+		ns = nsexec.Path(hostNetns)
+	}
+	return openTap(ns, tap, unix.IFF_TAP|unix.IFF_NO_PI|unix.IFF_VNET_HDR)
+}
+
+// VnetHdrLen is the virtio-net header in front of every frame of OpenHostTap.
+const VnetHdrLen = vnetHdrLen

@@ -45,6 +45,7 @@ var setupInt = []string{
 	" cookie=$setup, table=23, priority=0 actions=drop",
 	" cookie=$setup, table=24, priority=0 actions=drop",
 	" cookie=$setup, table=60, priority=3 actions=NORMAL",
+	" cookie=$setup, table=77, priority=0 actions=drop",
 }
 
 // Hosts B and C have tunnel ports 2 and 3; host D has none yet.
@@ -293,6 +294,31 @@ var Scenarios = []Scenario{
 			" cookie=$lport:p2, priority=9,in_port=6 actions=goto_table:25",
 			" cookie=$lport:p2, table=25, priority=2,in_port=6,dl_src=fa:16:3e:00:00:02 actions=goto_table:60",
 		}, portGuard("p2", 6, "fe80::f816:3eff:fe00:2", "fd00::2")),
+	},
+	{
+		// DHCP: a port with port security, one without (its DHCP still goes to
+		// lanesd), and one on a network without DHCP (no DHCP flows).
+		Name: "DHCP ports",
+		Desired: with(host("vxlan"), func(d *flows.Desired) {
+			d.Networks = []flows.Network{netA, netB}
+			p1 := lport("p1", "net-a", 5, "fa:16:3e:00:00:01", "10.0.0.1")
+			p1.DHCP = true
+			open := lport("p2", "net-a", 6, "fa:16:3e:00:00:02", "10.0.0.2")
+			open.DHCP, open.PortSecurityDisabled = true, true
+			off := lport("p3", "net-b", 7, "fa:16:3e:00:00:03", "10.0.0.3")
+			off.PortSecurityDisabled = true
+			d.LocalPorts = []flows.LocalPort{p1, open, off}
+		}),
+		Tun: []string{
+			" cookie=$net:net-a, table=4, priority=1,tun_id=0x64 actions=push_vlan:0x8100,set_field:4097->vlan_vid,goto_table:10",
+			" cookie=$net:net-b, table=4, priority=1,tun_id=0xc8 actions=push_vlan:0x8100,set_field:4098->vlan_vid,goto_table:10",
+		},
+		Int: append(p1Int[:len(p1Int):len(p1Int)],
+			" cookie=$lport:p1, table=60, priority=101,udp,in_port=5,tp_src=68,tp_dst=67 actions=goto_table:77",
+			" cookie=$lport:p1, table=77, priority=100,in_port=5 actions=controller(id=19521,meter_id=5)",
+			" cookie=$lport:p2, table=60, priority=101,udp,in_port=6,tp_src=68,tp_dst=67 actions=goto_table:77",
+			" cookie=$lport:p2, table=77, priority=100,in_port=6 actions=controller(id=19521,meter_id=6)",
+		),
 	},
 	{Name: "GRE", Desired: remoteTwoHosts("gre"), Tun: remoteTwoHostsTun(3), Int: p1Int},
 	{Name: "Geneve", Desired: remoteTwoHosts("geneve"), Tun: remoteTwoHostsTun(6), Int: p1Int},
