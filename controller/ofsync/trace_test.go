@@ -11,7 +11,8 @@ import (
 )
 
 // withUnderlay gives the host what the userspace datapath needs to really send
-// VXLAN (ovs-lab-facts.md, recipe 2): br-phy forwarding NORMAL with the host's tunnel
+// VXLAN (as ovsdb/underlay.go and hostwire's EnsureUnderlay build it on a lanes host):
+// br-phy forwarding NORMAL with the host's tunnel
 // IP on its internal port, a second port to flood out of, and static neighbour
 // entries for the remote hosts, so that a trace ends in tnl_push(...) datapath
 // actions instead of "neighbor cache miss".

@@ -46,8 +46,9 @@ type OVS struct {
 	stopped bool
 }
 
-// Start creates the database and starts ovsdb-server and ovs-vswitchd (recipe:
-// ovs-lab-facts.md §Recipe 1). On error everything already started is stopped.
+// Start creates the database and starts ovsdb-server and ovs-vswitchd, both in the
+// instance's own run directory and namespace. On error everything already started is
+// stopped.
 func Start(opts Options) (*OVS, error) {
 	o := &OVS{Dir: opts.Dir, Netns: opts.Netns, keepDir: opts.KeepDir}
 	if o.Dir == "" {
