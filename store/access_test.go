@@ -146,22 +146,31 @@ func TestAccess(t *testing.T) {
 
 	raw := h1.Client()
 	for what, err := range map[string]error{
-		"h1 writes h2's status":     h1.SetPortStatus(ctx, api.PortStatus{PortID: p2.ID, Host: "h2", State: api.StatusError}),
-		"h1 puts h2's status key":   put(ctx, raw, statusKey("h2", p2.ID), `{}`),
-		"h1 puts a legacy status":   put(ctx, raw, pStatus+p2.ID, `{}`),
-		"h1 deletes h2's status":    del(ctx, raw, statusKey("h2", p2.ID)),
-		"h1 registers as h2":        func() error { _, err := h1.RegisterHost(ctx, api.Host{Name: "h2", TunnelIP: "192.0.2.9", TunnelType: api.TunnelVXLAN}, time.Second); return err }(),
-		"h1 deletes h2's host key":  del(ctx, raw, pHosts+"h2"),
-		"h1 revokes h2's lease":     func() error { _, err := raw.Revoke(ctx, h2Reg.Lease()); return err }(),
-		"h1 writes h10's status":    put(ctx, raw, statusKey("h10", p2.ID), `{}`),
-		"h1 creates a network":      func() error { _, err := h1.CreateNetwork(ctx, NetworkSpec{Name: "red", CIDR: "10.1.0.0/24"}); return err }(),
-		"h1 puts a network":         put(ctx, raw, pNetworks+n.ID, `{}`),
-		"h1 puts a port":            put(ctx, raw, pPorts+p2.ID, `{}`),
-		"h1 moves a port to itself": func() error { _, err := h1.UpdatePort(ctx, "p2", func(p *api.Port) error { p.Host = "h1"; return nil }); return err }(),
-		"h1 puts a group":           put(ctx, raw, pGroups+NewUUID(), `{}`),
-		"h1 deletes a port":         h1.DeletePort(ctx, "p2"),
-		"h1 takes an address":       put(ctx, raw, pAllocIP+n.ID+"/10.0.0.99", p1.ID),
-		"h1 writes outside lanes":   put(ctx, raw, "/other", "x"),
+		"h1 writes h2's status":   h1.SetPortStatus(ctx, api.PortStatus{PortID: p2.ID, Host: "h2", State: api.StatusError}),
+		"h1 puts h2's status key": put(ctx, raw, statusKey("h2", p2.ID), `{}`),
+		"h1 puts a legacy status": put(ctx, raw, pStatus+p2.ID, `{}`),
+		"h1 deletes h2's status":  del(ctx, raw, statusKey("h2", p2.ID)),
+		"h1 registers as h2": func() error {
+			_, err := h1.RegisterHost(ctx, api.Host{Name: "h2", TunnelIP: "192.0.2.9", TunnelType: api.TunnelVXLAN}, time.Second)
+			return err
+		}(),
+		"h1 deletes h2's host key": del(ctx, raw, pHosts+"h2"),
+		"h1 revokes h2's lease":    func() error { _, err := raw.Revoke(ctx, h2Reg.Lease()); return err }(),
+		"h1 writes h10's status":   put(ctx, raw, statusKey("h10", p2.ID), `{}`),
+		"h1 creates a network": func() error {
+			_, err := h1.CreateNetwork(ctx, NetworkSpec{Name: "red", CIDR: "10.1.0.0/24"})
+			return err
+		}(),
+		"h1 puts a network": put(ctx, raw, pNetworks+n.ID, `{}`),
+		"h1 puts a port":    put(ctx, raw, pPorts+p2.ID, `{}`),
+		"h1 moves a port to itself": func() error {
+			_, err := h1.UpdatePort(ctx, "p2", func(p *api.Port) error { p.Host = "h1"; return nil })
+			return err
+		}(),
+		"h1 puts a group":         put(ctx, raw, pGroups+NewUUID(), `{}`),
+		"h1 deletes a port":       h1.DeletePort(ctx, "p2"),
+		"h1 takes an address":     put(ctx, raw, pAllocIP+n.ID+"/10.0.0.99", p1.ID),
+		"h1 writes outside lanes": put(ctx, raw, "/other", "x"),
 	} {
 		denied(t, what, err)
 	}
@@ -176,14 +185,23 @@ func TestAccess(t *testing.T) {
 	if ns, err := mon.ListNetworks(ctx); err != nil || len(ns) != 1 {
 		t.Errorf("reader lists networks: %v %v", ns, err)
 	}
-	denied(t, "reader creates a network", func() error { _, err := mon.CreateNetwork(ctx, NetworkSpec{Name: "x", CIDR: "10.2.0.0/24"}); return err }())
+	denied(t, "reader creates a network", func() error {
+		_, err := mon.CreateNetwork(ctx, NetworkSpec{Name: "x", CIDR: "10.2.0.0/24"})
+		return err
+	}())
 	denied(t, "reader deletes a status", del(ctx, mon.Client(), statusKey("h1", p1.ID)))
 
 	// The operator may do what the hosts may not.
 	for what, err := range map[string]error{
-		"operator moves a port":      func() error { _, err := op.UpdatePort(ctx, "p2", func(p *api.Port) error { p.Host = "h1"; return nil }); return err }(),
-		"operator deletes a port":    op.DeletePort(ctx, "p1"),
-		"operator creates a network": func() error { _, err := op.CreateNetwork(ctx, NetworkSpec{Name: "red", CIDR: "10.1.0.0/24"}); return err }(),
+		"operator moves a port": func() error {
+			_, err := op.UpdatePort(ctx, "p2", func(p *api.Port) error { p.Host = "h1"; return nil })
+			return err
+		}(),
+		"operator deletes a port": op.DeletePort(ctx, "p1"),
+		"operator creates a network": func() error {
+			_, err := op.CreateNetwork(ctx, NetworkSpec{Name: "red", CIDR: "10.1.0.0/24"})
+			return err
+		}(),
 	} {
 		if err != nil {
 			t.Errorf("%s: %v", what, err)
