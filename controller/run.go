@@ -146,7 +146,7 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*store.Store,
 	endpoints := strings.Split(cfg.EtcdEndpoints, ",")
 	stop := func() {}
 	if cfg.EtcdEmbedDir != "" {
-		e, err := etcdembed.Start(cfg.EtcdEmbedDir, cfg.EtcdListen, cfg.EtcdPeer)
+		e, err := etcdembed.Start(cfg.EtcdEmbedDir, cfg.EtcdListen, cfg.EtcdPeer, cfg.serverTLS()...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("embedded etcd: %w", err)
 		}
@@ -165,14 +165,17 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*store.Store,
 	}
 	for {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		st, err := store.Open(dctx, endpoints)
+		st, err := store.Open(dctx, endpoints, store.WithTLS(cfg.clientTLS()), store.AllowInsecure(cfg.EtcdInsecure))
 		cancel()
 		if err == nil {
 			return st, func() { st.Close(); stop() }, nil
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, api.ErrInvalid) {
 			stop()
-			return nil, nil, ctx.Err()
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			return nil, nil, err
 		}
 		log.Warn("store not reachable yet", "endpoints", endpoints, "err", err)
 		select {
