@@ -81,6 +81,9 @@ type Access struct {
 	Hosts, Operators, Readers []string
 }
 
+// ErrPermissionDenied is etcd's refusal of a request the user's roles do not allow.
+var ErrPermissionDenied = rpctypes.ErrPermissionDenied
+
 // ErrNotRoot is wrapped when SetupAccess runs without etcd's root user.
 var ErrNotRoot = errors.New("needs etcd's root user")
 
