@@ -155,11 +155,31 @@ func Open(ctx context.Context, endpoints []string, opts ...Option) (*Store, erro
 		return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
 	}
 	// clientv3.New does not wait for a connection; a read proves the endpoints answer.
-	if _, err := cli.Get(ctx, Prefix, clientv3.WithCountOnly()); err != nil {
+	// A member without a leader says so at once (instead of holding the read until its
+	// request timeout), which is retried until ctx ends and then reported as the cause.
+	var last error
+	for {
+		_, err := cli.Get(clientv3.WithRequireLeader(ctx), Prefix, clientv3.WithCountOnly())
+		if err == nil {
+			return &Store{cli: cli}, nil
+		}
+		if transient(err) && ctx.Err() == nil {
+			last = err
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
 		cli.Close()
+		switch {
+		case ctx.Err() != nil && last != nil:
+			return nil, fmt.Errorf("etcd at %v: %w (until the time ran out)", endpoints, last)
+		case errors.Is(err, context.DeadlineExceeded):
+			return nil, fmt.Errorf("etcd at %v: no member answered: %w", endpoints, err)
+		}
 		return nil, fmt.Errorf("etcd at %v: %w", endpoints, err)
 	}
-	return &Store{cli: cli}, nil
 }
 
 // New wraps an existing client (the caller keeps ownership; Close closes it).
