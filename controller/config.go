@@ -33,16 +33,16 @@ type Config struct {
 	EtcdServerCert string `json:"etcd-server-cert"`
 	EtcdServerKey  string `json:"etcd-server-key"`
 	// EtcdInsecure accepts plain http to etcd on a non-loopback address.
-	EtcdInsecure bool `json:"etcd-insecure"`
-	OVSRunDir     string `json:"ovs-rundir"`
-	OVSDB         string `json:"ovsdb"`
-	DatapathType  string `json:"datapath"`
-	UnderlayNIC   string `json:"underlay-nic"`
-	UnderlayMTU   int    `json:"underlay-mtu"`
-	Socket        string `json:"socket"`
-	MetricsAddr   string `json:"metrics"`
-	TapUID        int    `json:"-"`
-	TapGID        int    `json:"-"`
+	EtcdInsecure bool   `json:"etcd-insecure"`
+	OVSRunDir    string `json:"ovs-rundir"`
+	OVSDB        string `json:"ovsdb"`
+	DatapathType string `json:"datapath"`
+	UnderlayNIC  string `json:"underlay-nic"`
+	UnderlayMTU  int    `json:"underlay-mtu"`
+	Socket       string `json:"socket"`
+	MetricsAddr  string `json:"metrics"`
+	TapUID       int    `json:"-"`
+	TapGID       int    `json:"-"`
 }
 
 // DefaultConfig is what lanesd uses without flags.
