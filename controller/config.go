@@ -24,6 +24,16 @@ type Config struct {
 	EtcdEmbedDir  string `json:"etcd-embed-dir"`
 	EtcdListen    string `json:"etcd-listen"`
 	EtcdPeer      string `json:"etcd-peer"`
+	OVSRunDir     string `json:"ovs-rundir"`
+	OVSDB         string `json:"ovsdb"`
+	DatapathType  string `json:"datapath"`
+	UnderlayNIC   string `json:"underlay-nic"`
+	UnderlayMTU   int    `json:"underlay-mtu"`
+	Socket        string `json:"socket"`
+	MetricsAddr   string `json:"metrics"`
+	TapUID        int    `json:"-"`
+	TapGID        int    `json:"-"`
+
 	// The store client's TLS (its certificate's CN is this host's etcd user), and the
 	// embedded member's server certificate (it then requires client certificates
 	// signed by EtcdCACert).
@@ -33,16 +43,7 @@ type Config struct {
 	EtcdServerCert string `json:"etcd-server-cert"`
 	EtcdServerKey  string `json:"etcd-server-key"`
 	// EtcdInsecure accepts plain http to etcd on a non-loopback address.
-	EtcdInsecure bool   `json:"etcd-insecure"`
-	OVSRunDir    string `json:"ovs-rundir"`
-	OVSDB        string `json:"ovsdb"`
-	DatapathType string `json:"datapath"`
-	UnderlayNIC  string `json:"underlay-nic"`
-	UnderlayMTU  int    `json:"underlay-mtu"`
-	Socket       string `json:"socket"`
-	MetricsAddr  string `json:"metrics"`
-	TapUID       int    `json:"-"`
-	TapGID       int    `json:"-"`
+	EtcdInsecure bool `json:"etcd-insecure"`
 }
 
 // DefaultConfig is what lanesd uses without flags.
