@@ -1,8 +1,13 @@
 package controller
 
 import (
+	"context"
+	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/lanes-net/lanes/internal/pki"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -84,5 +89,22 @@ func TestConfigOverride(t *testing.T) {
 	file.Override(flags, map[string]bool{"host": true, "metrics": true})
 	if file.Host != "from-flag" || file.MetricsAddr != ":2" || file.TunnelIP != "10.0.0.1" {
 		t.Errorf("override: %+v", file)
+	}
+}
+
+func TestOpenStoreRefusesAnotherHostsCertificate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	ca, err := pki.Init(dir, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ca.Write(dir, pki.Request{Kind: pki.Host, CN: "h2"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Host: "h1", EtcdEndpoints: "https://127.0.0.1:1", EtcdCACert: filepath.Join(dir, pki.CACert), EtcdCert: p.Cert, EtcdKey: p.Key}
+	_, _, err = openStore(context.Background(), cfg, slog.Default())
+	if err == nil || !strings.Contains(err.Error(), `for etcd user "h2", not this host "h1"`) {
+		t.Errorf("want a refusal of h2's certificate, got %v", err)
 	}
 }

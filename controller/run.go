@@ -25,6 +25,7 @@ import (
 	"github.com/lanes-net/lanes/etcdembed"
 	"github.com/lanes-net/lanes/hostwire"
 	"github.com/lanes-net/lanes/internal/ovstool"
+	"github.com/lanes-net/lanes/internal/pki"
 	"github.com/lanes-net/lanes/ovsdb"
 	"github.com/lanes-net/lanes/store"
 )
@@ -143,6 +144,18 @@ func (a *agent) wait() {
 // openStore connects to etcd, starting the embedded server first when configured.
 // Peers of the first host may start before it: keep trying until ctx ends.
 func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*store.Store, func(), error) {
+	if cfg.EtcdCert != "" {
+		// The certificate's CN is the etcd user; another host's would have every write
+		// of this host refused, one by one, long after start.
+		c, err := pki.ParseCertFile(cfg.EtcdCert)
+		if err != nil {
+			return nil, nil, fmt.Errorf("etcd-cert: %w", err)
+		}
+		if c.Subject.CommonName != cfg.Host {
+			return nil, nil, fmt.Errorf("etcd-cert %s is for etcd user %q, not this host %q (lanesctl pki issue-host %s makes one)",
+				cfg.EtcdCert, c.Subject.CommonName, cfg.Host, cfg.Host)
+		}
+	}
 	endpoints := strings.Split(cfg.EtcdEndpoints, ",")
 	stop := func() {}
 	if cfg.EtcdEmbedDir != "" {
