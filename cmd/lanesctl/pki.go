@@ -39,8 +39,7 @@ func (g *globals) pki(args []string) error {
 		if err != nil {
 			return err
 		}
-		// Loopback too: the embedded member's own lanesd, and etcdctl on a member.
-		srvSANs := append([]string{"127.0.0.1", "::1", "localhost"}, sans...)
+		srvSANs := append(loopbackSANs(), sans...)
 		written := []string{filepath.Join(*dir, pki.CACert), filepath.Join(*dir, pki.CAKey)}
 		for _, r := range []pki.Request{{Kind: pki.Server, CN: "server", SANs: srvSANs}, {Kind: pki.Admin, CN: store.RootUser}} {
 			p, err := ca.Write(*dir, r, false)
@@ -91,6 +90,9 @@ func (g *globals) pki(args []string) error {
 	if err != nil {
 		return err
 	}
+	if kind == pki.Server {
+		sans = append(loopbackSANs(), sans...)
+	}
 	p, err := ca.Write(*dir, pki.Request{Kind: kind, CN: name, SANs: sans, NotAfter: time.Now().Add(time.Duration(*days) * 24 * time.Hour)}, *force)
 	if err != nil {
 		return err
@@ -101,6 +103,10 @@ func (g *globals) pki(args []string) error {
 	}
 	return nil
 }
+
+// loopbackSANs go into every server certificate: the embedded member's own lanesd,
+// and etcdctl run on a member, dial loopback.
+func loopbackSANs() []string { return []string{"127.0.0.1", "::1", "localhost"} }
 
 func checkSANs(sans []string) error {
 	for _, s := range sans {
