@@ -69,6 +69,9 @@ func RolePerms(role string) ([]Perm, bool) {
 		return []Perm{
 			prefixPerm(Prefix, false),
 			{Key: pHosts + h, Write: true},
+			// Its liveness key, attached to its lease, where the store keeps liveness
+			// apart from the host record.
+			{Key: Prefix + "alive/" + h, Write: true},
 			// The trailing slash keeps host h1 out of h10's statuses.
 			prefixPerm(pStatus+h+"/", true),
 		}, true

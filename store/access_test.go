@@ -154,9 +154,10 @@ func TestAccess(t *testing.T) {
 			_, err := h1.RegisterHost(ctx, api.Host{Name: "h2", TunnelIP: "192.0.2.9", TunnelType: api.TunnelVXLAN}, time.Second)
 			return err
 		}(),
-		"h1 deletes h2's host key": del(ctx, raw, pHosts+"h2"),
-		"h1 revokes h2's lease":    func() error { _, err := raw.Revoke(ctx, h2Reg.Lease()); return err }(),
-		"h1 writes h10's status":   put(ctx, raw, statusKey("h10", p2.ID), `{}`),
+		"h1 deletes h2's host key":  del(ctx, raw, pHosts+"h2"),
+		"h1 puts h2's liveness key": put(ctx, raw, Prefix+"alive/h2", ""),
+		"h1 revokes h2's lease":     func() error { _, err := raw.Revoke(ctx, h2Reg.Lease()); return err }(),
+		"h1 writes h10's status":    put(ctx, raw, statusKey("h10", p2.ID), `{}`),
 		"h1 creates a network": func() error {
 			_, err := h1.CreateNetwork(ctx, NetworkSpec{Name: "red", CIDR: "10.1.0.0/24"})
 			return err
@@ -176,6 +177,9 @@ func TestAccess(t *testing.T) {
 	}
 	if err := put(ctx, raw, pHosts+"h1", `{"name":"h1","tunnel_ip":"192.0.2.1"}`); err != nil {
 		t.Errorf("h1 writes its own host key: %v", err)
+	}
+	if err := put(ctx, raw, Prefix+"alive/h1", ""); err != nil {
+		t.Errorf("h1 writes its own liveness key: %v", err)
 	}
 	if _, err := raw.Revoke(ctx, h1Reg.Lease()); err != nil {
 		t.Errorf("h1 revokes its own lease: %v", err)

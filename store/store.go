@@ -11,7 +11,7 @@
 //	/lanes/v1/status/<host>/<port id>        api.PortStatus, written by the port's host
 //
 // Everything a host writes is under its own name (its host key and its status
-// prefix), so an etcd role can grant exactly that and nothing else (see Roles).
+// prefix), so an etcd role can grant exactly that and nothing else (see RolePerms).
 //
 // Index and allocation keys, whose existence enforces uniqueness (a create compares their
 // create revision with 0) and whose values (plain text) name the owner:

@@ -385,6 +385,10 @@ func hostKeyRevisions(t *testing.T, l *lab.Lab) map[string]int64 {
 			t.Fatalf("host key of %s: %v", h.Name, err)
 		}
 		out[h.Name] = resp.Kvs[0].CreateRevision
+		// Where liveness has a key of its own, that is the one under the lease.
+		if resp, err := st.Client().Get(ctx, store.Prefix+"alive/"+h.Name); err == nil && len(resp.Kvs) == 1 {
+			out["alive/"+h.Name] = resp.Kvs[0].CreateRevision
+		}
 	}
 	return out
 }
