@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/etcdembed"
+	"github.com/lanes-net/lanes/store"
 )
 
 // Config is lanesd's configuration. The json names are the command-line flag names, so
@@ -30,6 +33,17 @@ type Config struct {
 	MetricsAddr   string `json:"metrics"`
 	TapUID        int    `json:"-"`
 	TapGID        int    `json:"-"`
+
+	// The store client's TLS (its certificate's CN is this host's etcd user), and the
+	// embedded member's server certificate (it then requires client certificates
+	// signed by EtcdCACert).
+	EtcdCACert     string `json:"etcd-cacert"`
+	EtcdCert       string `json:"etcd-cert"`
+	EtcdKey        string `json:"etcd-key"`
+	EtcdServerCert string `json:"etcd-server-cert"`
+	EtcdServerKey  string `json:"etcd-server-key"`
+	// EtcdInsecure accepts plain http to etcd on a non-loopback address.
+	EtcdInsecure bool `json:"etcd-insecure"`
 }
 
 // DefaultConfig is what lanesd uses without flags.
@@ -43,6 +57,9 @@ func DefaultConfig() Config {
 		Host:          host,
 		TunnelType:    api.TunnelVXLAN,
 		EtcdEndpoints: etcd,
+		EtcdCACert:    os.Getenv("LANES_ETCD_CACERT"),
+		EtcdCert:      os.Getenv("LANES_ETCD_CERT"),
+		EtcdKey:       os.Getenv("LANES_ETCD_KEY"),
 		EtcdListen:    "http://127.0.0.1:2379",
 		EtcdPeer:      "http://127.0.0.1:2380",
 		OVSRunDir:     "/var/run/openvswitch",
@@ -95,7 +112,55 @@ func (c *Config) Validate() error {
 	if c.OVSDB == "" {
 		c.OVSDB = "unix:" + filepath.Join(c.OVSRunDir, "db.sock")
 	}
+	return c.validateEtcd()
+}
+
+// validateEtcd checks that the store is reached, and the embedded member served, the
+// way the configuration says: TLS files that go together, https wherever TLS is on,
+// and plain http off loopback only with etcd-insecure.
+func (c *Config) validateEtcd() error {
+	if (c.EtcdCert == "") != (c.EtcdKey == "") {
+		return fmt.Errorf("etcd-cert and etcd-key: give both or neither")
+	}
+	if (c.EtcdServerCert == "") != (c.EtcdServerKey == "") {
+		return fmt.Errorf("etcd-server-cert and etcd-server-key: give both or neither")
+	}
+	if c.EtcdEmbedDir == "" {
+		if c.EtcdServerCert != "" {
+			return fmt.Errorf("etcd-server-cert: only the embedded member (etcd-embed-dir) has a server certificate")
+		}
+		return store.CheckEndpoints(strings.Split(c.EtcdEndpoints, ","), c.clientTLS().Enabled(), c.EtcdInsecure)
+	}
+	serverTLS := c.EtcdServerCert != ""
+	if serverTLS && (c.EtcdCACert == "" || c.EtcdCert == "") {
+		return fmt.Errorf("etcd-server-cert: the embedded member then requires client certificates: give etcd-cacert (their CA) and etcd-cert/etcd-key (this host's)")
+	}
+	if !serverTLS && c.EtcdCert != "" {
+		return fmt.Errorf("etcd-cert: the embedded member serves plain http; give it etcd-server-cert and etcd-server-key")
+	}
+	for _, u := range []struct{ field, urls string }{{"etcd-listen", c.EtcdListen}, {"etcd-peer", c.EtcdPeer}} {
+		if err := store.CheckEndpoints(strings.Split(u.urls, ","), serverTLS, c.EtcdInsecure); err != nil {
+			var fe *api.FieldError
+			if errors.As(err, &fe) {
+				fe.Field = u.field
+			}
+			return err
+		}
+	}
 	return nil
+}
+
+// clientTLS is the store client's TLS files.
+func (c *Config) clientTLS() store.ClientTLS {
+	return store.ClientTLS{CACert: c.EtcdCACert, Cert: c.EtcdCert, Key: c.EtcdKey}
+}
+
+// serverTLS is the embedded member's TLS, if any.
+func (c *Config) serverTLS() []etcdembed.Option {
+	if c.EtcdServerCert == "" {
+		return nil
+	}
+	return []etcdembed.Option{etcdembed.WithTLS(etcdembed.ServerTLS{CACert: c.EtcdCACert, Cert: c.EtcdServerCert, Key: c.EtcdServerKey})}
 }
 
 // TunnelAddr is the tunnel endpoint address without prefix.

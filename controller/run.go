@@ -25,6 +25,7 @@ import (
 	"github.com/lanes-net/lanes/etcdembed"
 	"github.com/lanes-net/lanes/hostwire"
 	"github.com/lanes-net/lanes/internal/ovstool"
+	"github.com/lanes-net/lanes/internal/pki"
 	"github.com/lanes-net/lanes/ovsdb"
 	"github.com/lanes-net/lanes/store"
 )
@@ -149,10 +150,22 @@ func (a *agent) wait() {
 // openStore connects to etcd, starting the embedded server first when configured.
 // Peers of the first host may start before it: keep trying until ctx ends.
 func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*store.Store, func(), error) {
+	if cfg.EtcdCert != "" {
+		// The certificate's CN is the etcd user; another host's would have every write
+		// of this host refused, one by one, long after start.
+		c, err := pki.ParseCertFile(cfg.EtcdCert)
+		if err != nil {
+			return nil, nil, fmt.Errorf("etcd-cert: %w", err)
+		}
+		if c.Subject.CommonName != cfg.Host {
+			return nil, nil, fmt.Errorf("etcd-cert %s is for etcd user %q, not this host %q (lanesctl pki issue-host %s makes one)",
+				cfg.EtcdCert, c.Subject.CommonName, cfg.Host, cfg.Host)
+		}
+	}
 	endpoints := strings.Split(cfg.EtcdEndpoints, ",")
 	stop := func() {}
 	if cfg.EtcdEmbedDir != "" {
-		e, err := etcdembed.Start(cfg.EtcdEmbedDir, cfg.EtcdListen, cfg.EtcdPeer)
+		e, err := etcdembed.Start(cfg.EtcdEmbedDir, cfg.EtcdListen, cfg.EtcdPeer, cfg.serverTLS()...)
 		if err != nil {
 			return nil, nil, fmt.Errorf("embedded etcd: %w", err)
 		}
@@ -171,14 +184,17 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*store.Store,
 	}
 	for {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		st, err := store.Open(dctx, endpoints)
+		st, err := store.Open(dctx, endpoints, store.WithTLS(cfg.clientTLS()), store.AllowInsecure(cfg.EtcdInsecure))
 		cancel()
 		if err == nil {
 			return st, func() { st.Close(); stop() }, nil
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || errors.Is(err, api.ErrInvalid) {
 			stop()
-			return nil, nil, ctx.Err()
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			return nil, nil, err
 		}
 		log.Warn("store not reachable yet", "endpoints", endpoints, "err", err)
 		select {

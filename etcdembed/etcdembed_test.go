@@ -112,3 +112,18 @@ func TestBadURLs(t *testing.T) {
 		}
 	}
 }
+
+// TestTLSNeedsHTTPSEverywhere: with a server certificate no URL may stay plain, or
+// the store would be served without one there.
+func TestTLSNeedsHTTPSEverywhere(t *testing.T) {
+	tlsOpt := WithTLS(ServerTLS{CACert: "ca.crt", Cert: "s.crt", Key: "s.key"})
+	for _, c := range []struct{ client, peer string }{
+		{"https://127.0.0.1:1,http://127.0.0.1:2", "https://127.0.0.1:3"},
+		{"https://127.0.0.1:1", "http://127.0.0.1:3"},
+	} {
+		_, err := Start(filepath.Join(t.TempDir(), "etcd"), c.client, c.peer, tlsOpt)
+		if err == nil || !strings.Contains(err.Error(), "must be https") {
+			t.Errorf("%s + %s: %v", c.client, c.peer, err)
+		}
+	}
+}

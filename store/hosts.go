@@ -206,7 +206,8 @@ func (s *Store) DeleteHost(ctx context.Context, name string, force bool) error {
 			return &api.FieldError{Field: "host", Value: name, Reason: fmt.Sprintf("%d ports are bound to it (%s): delete or move them first, or force", len(bound), strings.Join(bound, ", "))}
 		}
 	}
-	if _, err := s.cli.Txn(ctx).Then(clientv3.OpDelete(pHosts+name), clientv3.OpDelete(pAlive+name)).Commit(); err != nil {
+	if _, err := s.cli.Txn(ctx).Then(clientv3.OpDelete(pHosts+name), clientv3.OpDelete(pAlive+name),
+		clientv3.OpDelete(pStatus+name+"/", clientv3.WithPrefix())).Commit(); err != nil {
 		return fmt.Errorf("delete host %s: %w", name, err)
 	}
 	return nil

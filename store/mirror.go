@@ -275,6 +275,9 @@ func (m *Mirror) watch(ctx context.Context, rev int64) error {
 func (m *Mirror) apply(rs *records, typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) bool {
 	key := string(kv.Key)
 	kind, id, ok := strings.Cut(strings.TrimPrefix(key, Prefix), "/")
+	if kind == "status" { // status/<host>/<port id>, kept by port ID
+		_, id, ok = parseStatusKey(key)
+	}
 	if !ok || id == "" || strings.Contains(id, "/") {
 		return false
 	}

@@ -254,7 +254,7 @@ func (pl *plan) planPort(old *api.Port, want api.Port) (api.Port, error) {
 		}
 		if old.Host != want.Host {
 			// The status was the old host's; the new host reports its own.
-			pl.del(pStatus + want.ID)
+			pl.del(statusKey(old.Host, want.ID))
 		}
 	}
 	return want, nil
@@ -355,7 +355,8 @@ func (s *Store) DeletePort(ctx context.Context, ref string) error {
 		for _, g := range p.SecurityGroups {
 			pl.del(pRefsSG + g + "/port/" + id)
 		}
-		pl.del(pStatus + id)
+		pl.del(statusKey(p.Host, id))
+		pl.del(pStatus + id) // the layout before per-host status keys
 		return nil
 	})
 }

@@ -199,8 +199,8 @@ func TestMirrorLeavesPoisonOut(t *testing.T) {
 			key: badHostKey, class: ProblemConflict, err: "tunnel IP 192.168.1.1 is also host h1's"},
 		{name: "host name differs from key", puts: []put{{badHostKey, jsonOf(t, api.Host{Name: "h1", TunnelIP: "192.168.1.9", TunnelType: api.TunnelVXLAN})}},
 			key: badHostKey, class: ProblemInvalid, err: "differs from the ID in the key"},
-		{name: "undecodable status", puts: []put{{pStatus + p1.ID, `{`}},
-			key: pStatus + p1.ID, class: ProblemUndecodable, err: "not JSON of a port status record"},
+		{name: "undecodable status", puts: []put{{statusKey(p1.Host, p1.ID), `{`}},
+			key: statusKey(p1.Host, p1.ID), class: ProblemUndecodable, err: "not JSON of a port status record"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := dump(t, s)
@@ -240,6 +240,9 @@ func TestMirrorLeavesPoisonOut(t *testing.T) {
 				}
 			}
 			kind, id, _ := strings.Cut(strings.TrimPrefix(c.key, Prefix), "/")
+			if kind == KindStatus { // status/<host>/<port id>
+				id = id[strings.LastIndex(id, "/")+1:]
+			}
 			if len(got) != 1 || got[0].Class != c.class || got[0].Part != c.part || got[0].Kind != kind || got[0].ID != id ||
 				got[0].ModRevision == 0 || !strings.Contains(got[0].Err, c.err) {
 				t.Fatalf("problems of %s: %+v, want one of class %s, part %q, saying %q", c.key, got, c.class, c.part, c.err)
@@ -277,7 +280,7 @@ func TestMirrorStatusProblemsFiltered(t *testing.T) {
 	ctx := tctx(t)
 	m := s.NewMirror(MirrorOptions{KeepStatus: func(st api.PortStatus) bool { return st.Host == "h1" }})
 	runMirror(t, m)
-	if _, err := s.Client().Put(ctx, pStatus+NewUUID(), "{"); err != nil {
+	if _, err := s.Client().Put(ctx, statusKey("h2", NewUUID()), "{"); err != nil {
 		t.Fatal(err)
 	}
 	n := mustNet(t, s, "after", "10.3.0.0/24") // an event after the status's

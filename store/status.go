@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/lanes-net/lanes/api"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -38,7 +40,7 @@ func (s *Store) SetPortStatus(ctx context.Context, st api.PortStatus) error {
 		if p.Host != st.Host {
 			return fmt.Errorf("status of port %s from host %s: %w (bound to %s)", st.PortID, st.Host, ErrNotBound, p.Host)
 		}
-		return pl.put(pStatus+st.PortID, st)
+		return pl.put(statusKey(st.Host, st.PortID), st)
 	})
 }
 
@@ -58,12 +60,21 @@ func validateStatus(st *api.PortStatus) error {
 	return nil
 }
 
-// GetPortStatus returns the last status reported for a port (ErrNotFound if none).
+// GetPortStatus returns the last status the port's host reported (ErrNotFound if
+// none, or if the port does not exist).
 func (s *Store) GetPortStatus(ctx context.Context, portID string) (api.PortStatus, error) {
-	var st api.PortStatus
-	ok, err := s.reader(ctx).getJSON(pStatus+portID, &st)
+	var p api.Port
+	r := s.reader(ctx)
+	ok, err := r.getJSON(pPorts+portID, &p)
 	if err != nil {
 		return api.PortStatus{}, err
+	}
+	var st api.PortStatus
+	if ok {
+		ok, err = r.getJSON(statusKey(p.Host, portID), &st)
+		if err != nil {
+			return api.PortStatus{}, err
+		}
 	}
 	if !ok {
 		return api.PortStatus{}, fmt.Errorf("status of port %q: %w", portID, ErrNotFound)
@@ -73,9 +84,37 @@ func (s *Store) GetPortStatus(ctx context.Context, portID string) (api.PortStatu
 
 // ListPortStatus returns every reported status, sorted by port ID.
 func (s *Store) ListPortStatus(ctx context.Context) ([]api.PortStatus, error) {
-	sts, err := listJSON[api.PortStatus](ctx, s, pStatus)
+	resp, err := s.cli.Get(ctx, pStatus, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", pStatus, err)
+	}
+	sts := make([]api.PortStatus, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		if _, _, ok := parseStatusKey(string(kv.Key)); !ok {
+			continue
+		}
+		var st api.PortStatus
+		if err := json.Unmarshal(kv.Value, &st); err != nil {
+			return nil, fmt.Errorf("decode %s: %w", kv.Key, err)
+		}
+		sts = append(sts, st)
+	}
 	sort.Slice(sts, func(i, j int) bool { return sts[i].PortID < sts[j].PortID })
-	return sts, err
+	return sts, nil
+}
+
+// parseStatusKey splits /lanes/v1/status/<host>/<port id>; false for anything else,
+// such as a key of the layout before per-host prefixes.
+func parseStatusKey(key string) (host, portID string, ok bool) {
+	rest, ok := strings.CutPrefix(key, pStatus)
+	if !ok {
+		return "", "", false
+	}
+	host, portID, ok = strings.Cut(rest, "/")
+	if !ok || host == "" || portID == "" || strings.Contains(portID, "/") {
+		return "", "", false
+	}
+	return host, portID, true
 }
 
 // WaitPortActive waits until the port (by ID or name) is reported ACTIVE and returns
@@ -87,8 +126,8 @@ func (s *Store) WaitPortActive(ctx context.Context, portRef string) (api.PortSta
 	if err != nil {
 		return api.PortStatus{}, err
 	}
-	pk, sk := pPorts+p.ID, pStatus+p.ID
-	check := func(b []byte) (api.PortStatus, bool, error) {
+	pk := pPorts + p.ID
+	check := func(sk string, b []byte) (api.PortStatus, bool, error) {
 		var st api.PortStatus
 		if err := json.Unmarshal(b, &st); err != nil {
 			return st, true, fmt.Errorf("decode %s: %w", sk, err)
@@ -102,20 +141,33 @@ func (s *Store) WaitPortActive(ctx context.Context, portRef string) (api.PortSta
 		return st, false, nil
 	}
 	for {
-		// Both keys at one revision, so the watch below misses nothing.
-		resp, err := s.cli.Txn(ctx).Then(clientv3.OpGet(pk), clientv3.OpGet(sk)).Commit()
+		// The port says which host's status key to follow; both are read at one
+		// revision, so the watch below misses nothing.
+		resp, err := s.cli.Get(ctx, pk)
 		if err != nil {
 			return api.PortStatus{}, fmt.Errorf("wait for port %s: %w", p.ID, err)
 		}
-		if len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
+		if len(resp.Kvs) == 0 {
 			return api.PortStatus{}, fmt.Errorf("port %s: %w", p.ID, ErrNotFound)
 		}
-		if kvs := resp.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
-			if st, done, err := check(kvs[0].Value); done {
+		if err := json.Unmarshal(resp.Kvs[0].Value, &p); err != nil {
+			return api.PortStatus{}, fmt.Errorf("decode %s: %w", pk, err)
+		}
+		rev := resp.Header.Revision
+		sk := statusKey(p.Host, p.ID)
+		sresp, err := s.cli.Get(ctx, sk, clientv3.WithRev(rev))
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			continue // compacted between the two reads: read both again
+		}
+		if err != nil {
+			return api.PortStatus{}, fmt.Errorf("wait for port %s: %w", p.ID, err)
+		}
+		if len(sresp.Kvs) > 0 {
+			if st, done, err := check(sk, sresp.Kvs[0].Value); done {
 				return st, err
 			}
 		}
-		st, done, err := s.watchPort(ctx, pk, sk, resp.Header.Revision+1, check)
+		st, done, err := s.watchPort(ctx, pk, sk, p.Host, rev+1, check)
 		if done {
 			return st, err
 		}
@@ -125,10 +177,10 @@ func (s *Store) WaitPortActive(ctx context.Context, portRef string) (api.PortSta
 	}
 }
 
-// watchPort follows the port and status keys from rev; done false means the watch
-// broke and the caller should read again.
-func (s *Store) watchPort(ctx context.Context, pk, sk string, rev int64,
-	check func([]byte) (api.PortStatus, bool, error)) (api.PortStatus, bool, error) {
+// watchPort follows the port and its host's status key from rev; done false means the
+// watch broke, or the port moved to another host, and the caller should read again.
+func (s *Store) watchPort(ctx context.Context, pk, sk, host string, rev int64,
+	check func(string, []byte) (api.PortStatus, bool, error)) (api.PortStatus, bool, error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
 	pw := s.cli.Watch(wctx, pk, clientv3.WithRev(rev))
@@ -143,6 +195,10 @@ func (s *Store) watchPort(ctx context.Context, pk, sk string, rev int64,
 				if ev.Type == clientv3.EventTypeDelete {
 					return api.PortStatus{}, true, fmt.Errorf("port %s deleted while waiting: %w", pk[len(pPorts):], ErrNotFound)
 				}
+				var p api.Port
+				if json.Unmarshal(ev.Kv.Value, &p) == nil && p.Host != host {
+					return api.PortStatus{}, false, nil
+				}
 			}
 		case wr, ok := <-sw:
 			if !ok || wr.Err() != nil {
@@ -152,7 +208,7 @@ func (s *Store) watchPort(ctx context.Context, pk, sk string, rev int64,
 				if ev.Type != clientv3.EventTypePut {
 					continue
 				}
-				if st, done, err := check(ev.Kv.Value); done {
+				if st, done, err := check(sk, ev.Kv.Value); done {
 					return st, true, err
 				}
 			}

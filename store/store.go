@@ -9,7 +9,11 @@
 //	/lanes/v1/secgroups/<id>                 api.SecurityGroup
 //	/lanes/v1/hosts/<name>                   api.Host: where the host's tunnels end (kept until deleted)
 //	/lanes/v1/alive/<name>                   "", attached to the host's lease: its agent is alive
-//	/lanes/v1/status/<port id>               api.PortStatus, written by the port's host
+//	/lanes/v1/status/<host>/<port id>        api.PortStatus, written by the port's host
+//
+// Everything a host writes is under its own name (its host key, its alive key and its
+// status prefix), so an etcd role can grant exactly that and nothing else (see
+// RolePerms).
 //
 // Index and allocation keys, whose existence enforces uniqueness (a create compares their
 // create revision with 0) and whose values (plain text) name the owner:
@@ -30,16 +34,23 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // Prefix is the root of every key lanes writes.
@@ -80,8 +91,48 @@ type Store struct {
 	cli *clientv3.Client
 }
 
-// Open connects to etcd and checks that it answers before returning.
-func Open(ctx context.Context, endpoints []string) (*Store, error) {
+// Option tunes Open.
+type Option func(*openOptions)
+
+type openOptions struct {
+	tls      ClientTLS
+	insecure bool
+	dial     dialFunc
+}
+
+// WithTLS authenticates with the given files (https endpoints).
+func WithTLS(t ClientTLS) Option { return func(o *openOptions) { o.tls = t } }
+
+// AllowInsecure accepts plain http endpoints on non-loopback addresses.
+func AllowInsecure(ok bool) Option { return func(o *openOptions) { o.insecure = ok } }
+
+// WithDialer makes the client's TCP connections with dial (for example inside a
+// network namespace).
+func WithDialer(dial func(ctx context.Context, addr string) (net.Conn, error)) Option {
+	return func(o *openOptions) { o.dial = dial }
+}
+
+// Open connects to etcd and checks that it answers before returning. Endpoints must
+// be https unless they are on loopback or AllowInsecure is given (CheckEndpoints).
+// With TLS, a certificate either side refuses is reported at once, wrapping ErrTLS.
+func Open(ctx context.Context, endpoints []string, opts ...Option) (*Store, error) {
+	var o openOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := CheckEndpoints(endpoints, o.tls.Enabled(), o.insecure); err != nil {
+		return nil, err
+	}
+	var tlsCfg *tls.Config
+	if o.tls.Enabled() || strings.HasPrefix(endpoints[0], "https://") {
+		var err error
+		if tlsCfg, err = o.tls.Config(); err != nil {
+			return nil, err
+		}
+		if err := probeTLS(ctx, endpoints, tlsCfg, o.tls, o.dial); err != nil {
+			return nil, err
+		}
+	}
 	lc := zap.NewProductionConfig()
 	lc.Level = zap.NewAtomicLevelAt(zap.ErrorLevel)
 	lc.Encoding = "console"
@@ -89,20 +140,49 @@ func Open(ctx context.Context, endpoints []string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd client logger: %w", err)
 	}
-	cli, err := clientv3.New(clientv3.Config{
+	cfg := clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
-		Logger:      lg,
-	})
+		// A member that vanished without closing its connections (a partition, a
+		// powered-off host) is noticed and left for another one.
+		DialKeepAliveTime:    10 * time.Second,
+		DialKeepAliveTimeout: 5 * time.Second,
+		TLS:                  tlsCfg,
+		Logger:               lg,
+	}
+	if o.dial != nil {
+		cfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(o.dial)}
+	}
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("etcd client for %v: %w", endpoints, err)
 	}
 	// clientv3.New does not wait for a connection; a read proves the endpoints answer.
-	if _, err := cli.Get(ctx, Prefix, clientv3.WithCountOnly()); err != nil {
+	// A member without a leader says so at once (instead of holding the read until its
+	// request timeout), which is retried until ctx ends and then reported as the cause.
+	var last error
+	for {
+		_, err := cli.Get(clientv3.WithRequireLeader(ctx), Prefix, clientv3.WithCountOnly())
+		if err == nil {
+			return &Store{cli: cli}, nil
+		}
+		if transient(err) && ctx.Err() == nil {
+			last = err
+			select {
+			case <-ctx.Done():
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
 		cli.Close()
+		switch {
+		case ctx.Err() != nil && last != nil:
+			return nil, fmt.Errorf("etcd at %v: %w (until the time ran out)", endpoints, last)
+		case errors.Is(err, context.DeadlineExceeded):
+			return nil, fmt.Errorf("etcd at %v: no member answered: %w", endpoints, err)
+		}
 		return nil, fmt.Errorf("etcd at %v: %w", endpoints, err)
 	}
-	return &Store{cli: cli}, nil
 }
 
 // New wraps an existing client (the caller keeps ownership; Close closes it).
@@ -269,27 +349,138 @@ func (p *plan) keysUnder(prefix string) ([]string, error) {
 	return out, nil
 }
 
+// unavailableFor bounds how long a write keeps retrying while etcd cannot commit it:
+// long enough to ride out a leader election or the loss of one member, short enough
+// that a lost quorum is reported instead of waited out.
+const unavailableFor = 15 * time.Second
+
 // update plans a change with build and applies it in one transaction, planning again
 // from fresh reads when a guard fails. build returns the error to give the caller when
-// the change is refused.
+// the change is refused. While etcd is unavailable (no leader, a member gone, a
+// connection lost) it retries with backoff for up to unavailableFor. A commit that
+// failed that way may still have been applied, so before planning again it checks
+// whether the store already holds what the transaction wrote: a create that did go
+// through is then reported as done, not as a conflict with itself.
 func (s *Store) update(ctx context.Context, what string, build func(p *plan) error) error {
-	for range maxAttempts {
-		p := &plan{s: s, ctx: ctx, seen: map[string]bool{}}
-		if err := build(p); err != nil {
+	var since time.Time
+	backoff := 50 * time.Millisecond
+	// unavailable waits before the next try; it returns the error to give up with.
+	unavailable := func(err error) error {
+		if !transient(err) || ctx.Err() != nil {
 			return err
 		}
-		resp, err := s.cli.Txn(ctx).If(p.cmps...).Then(p.ops...).Commit()
+		if since.IsZero() {
+			since = time.Now()
+		} else if time.Since(since) > unavailableFor {
+			return fmt.Errorf("etcd unavailable for %s: %w", unavailableFor.Round(time.Second), err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+		return nil
+	}
+	var pending []clientv3.Op // the ops of a commit whose outcome is unknown
+	for attempt := 0; attempt < maxAttempts; {
+		if pending != nil {
+			done, err := s.applied(ctx, pending)
+			if err != nil {
+				if err := unavailable(err); err != nil {
+					return fmt.Errorf("%s: %w", what, err)
+				}
+				continue
+			}
+			if done {
+				return nil
+			}
+			pending = nil
+		}
+		p := &plan{s: s, ctx: ctx, seen: map[string]bool{}}
+		if err := build(p); err != nil {
+			if !transient(err) {
+				return err
+			}
+			if err := unavailable(err); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			continue
+		}
+		// Without a leader a member fails the request at once instead of holding it
+		// for its request timeout; the backoff above then gives the election time.
+		resp, err := s.cli.Txn(clientv3.WithRequireLeader(ctx)).If(p.cmps...).Then(p.ops...).Commit()
 		if err != nil {
-			return fmt.Errorf("%s: %w", what, err)
+			if err := unavailable(err); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			if !errors.Is(err, rpctypes.ErrNoLeader) {
+				pending = p.ops
+			}
+			continue
 		}
 		if resp.Succeeded {
 			return nil
 		}
+		attempt++
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("%s: %w", what, err)
 		}
 	}
 	return fmt.Errorf("%s: %w: gave up after %d attempts", what, ErrConflict, maxAttempts)
+}
+
+// transient reports whether err says etcd could not serve the request now (no
+// leader, a member stopping, a connection lost, a request timed out inside etcd),
+// as opposed to refusing it.
+func transient(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	var ee rpctypes.EtcdError
+	if errors.As(err, &ee) {
+		return ee.Code() == codes.Unavailable
+	}
+	if st, ok := status.FromError(err); ok {
+		return st.Code() == codes.Unavailable
+	}
+	return false
+}
+
+// applied reports whether every put of ops holds its value and every deleted key or
+// range is gone: the store is as if the transaction had committed.
+func (s *Store) applied(ctx context.Context, ops []clientv3.Op) (bool, error) {
+	reads := make([]clientv3.Op, 0, len(ops))
+	for _, op := range ops {
+		switch {
+		case op.IsPut():
+			reads = append(reads, clientv3.OpGet(string(op.KeyBytes())))
+		case op.IsDelete():
+			opts := []clientv3.OpOption{clientv3.WithCountOnly()}
+			if end := op.RangeBytes(); len(end) > 0 {
+				opts = append(opts, clientv3.WithRange(string(end)))
+			}
+			reads = append(reads, clientv3.OpGet(string(op.KeyBytes()), opts...))
+		default:
+			return false, nil
+		}
+	}
+	resp, err := s.cli.Txn(ctx).Then(reads...).Commit()
+	if err != nil {
+		return false, err
+	}
+	for i, op := range ops {
+		rr := resp.Responses[i].GetResponseRange()
+		switch {
+		case op.IsPut():
+			if len(rr.Kvs) == 0 || !bytes.Equal(rr.Kvs[0].Value, op.ValueBytes()) {
+				return false, nil
+			}
+		case rr.Count != 0:
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // listJSON decodes every value under prefix into a new T.
@@ -310,3 +501,8 @@ func listJSON[T any](ctx context.Context, s *Store, prefix string) ([]T, error) 
 }
 
 func nameKey(kind, name string) string { return pNames + kind + "/" + name }
+
+// statusKey is where host reports the status of a port. Keys of the layout before
+// per-host prefixes (status/<port id>) are ignored by readers, deleted with their port,
+// and removed by SetupAccess.
+func statusKey(host, portID string) string { return pStatus + host + "/" + portID }

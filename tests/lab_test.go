@@ -28,7 +28,8 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/lanesd", "../cmd/lanesctl", "../cmd/lanes-vm", "../cmd/lanes-lab")
+	// etcd is etcd's own server for labs with an external cluster.
+	cmd := exec.Command("go", "build", "-o", dir+"/", "../cmd/lanesd", "../cmd/lanesctl", "../cmd/lanes-vm", "../cmd/lanes-lab", "../internal/lab/etcd")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build binaries:", err)
@@ -40,9 +41,19 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// labOption changes the lab's configuration before it comes up.
+type labOption func(*lab.Config)
+
+// withEtcdCluster runs an external etcd cluster of n members instead of h1's
+// embedded one.
+func withEtcdCluster(n int) labOption { return func(c *lab.Config) { c.EtcdMembers = n } }
+
+// secure turns on TLS and etcd authentication with lanes' roles.
+func secure(c *lab.Config) { c.Secure = true }
+
 // newLab starts a lab of n hosts with lanesd running on each; everything is removed
-// when the test ends (lanesd logs are printed if it failed).
-func newLab(t testing.TB, n int) *lab.Lab {
+// when the test ends (lanesd and etcd logs are printed if it failed).
+func newLab(t testing.TB, n int, opts ...labOption) *lab.Lab {
 	t.Helper()
 	ovsproc.SkipUnlessCapable(t)
 	for _, tool := range []string{"iptables", "ipset", "tcpdump", "ping"} {
@@ -54,7 +65,11 @@ func newLab(t testing.TB, n int) *lab.Lab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := lab.Up(lab.Config{Name: "lt" + ovsproc.RandomSuffix(5), Dir: dir, BinDir: binDir, Hosts: n})
+	cfg := lab.Config{Name: "lt" + ovsproc.RandomSuffix(5), Dir: dir, BinDir: binDir, Hosts: n}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	l, err := lab.Up(cfg)
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
@@ -63,6 +78,11 @@ func newLab(t testing.TB, n int) *lab.Lab {
 			for _, h := range l.HostList {
 				if b, err := os.ReadFile(h.LogFile()); err == nil {
 					t.Logf("lanesd log of %s:\n%s", h.Name, tail(string(b), 40))
+				}
+			}
+			for _, m := range l.Members {
+				if b, err := os.ReadFile(m.LogFile()); err == nil {
+					t.Logf("etcd log of %s:\n%s", m.Name, tail(string(b), 20))
 				}
 			}
 		}
@@ -74,6 +94,10 @@ func newLab(t testing.TB, n int) *lab.Lab {
 		if err := l.StartLanesd(h); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if cfg.Secure && cfg.EtcdMembers == 0 {
+		// The embedded member's roles, once h1's lanesd serves it.
+		eventually(t, 30*time.Second, "store init on h1's embedded etcd", l.InitStore)
 	}
 	// Every host registered: lanesd is up and the store reachable.
 	eventually(t, 30*time.Second, "all hosts registered", func() error {

@@ -18,7 +18,12 @@ import (
 )
 
 // usage lists every command; it is printed for -h and for unknown commands.
-const usage = `usage: lanesctl [--etcd URLS] [--socket PATH] [-o json] <command>
+const usage = `usage: lanesctl [--etcd URLS] [--etcd-cacert FILE] [--etcd-cert FILE] [--etcd-key FILE]
+                [--etcd-insecure] [--socket PATH] [-o json] <command>
+
+  --etcd (default $LANES_ETCD, http://127.0.0.1:2379); TLS files default to
+  $LANES_ETCD_CACERT, $LANES_ETCD_CERT, $LANES_ETCD_KEY; the certificate's CN is the
+  etcd user. Plain http to a non-loopback etcd needs --etcd-insecure.
 
 store (any host):
   network create NAME --cidr CIDR [--vni N] [--mtu N] [--underlay-mtu N] [DHCP]
@@ -45,6 +50,19 @@ store (any host):
   host list | delete HOST [--force]
               (a host whose agent is down keeps its tunnels; delete removes them)
 
+store access (with the root certificate of pki init):
+  store init [--host NAME]... [--operator NAME]... [--reader NAME]...
+              (roles lanes-host-NAME, lanes-operator, lanes-reader; users without
+              passwords; turns on etcd authentication; safe to run again)
+  store users | remove-user NAME
+
+certificates (no store needed; --dir defaults to $LANES_PKI_DIR or /etc/lanes/pki):
+  pki init [--dir DIR] [--san ADDR]...     CA, etcd server certificate, root certificate
+  pki issue-host NAME [--dir DIR] [--days N] [--force]
+  pki issue-operator NAME [--dir DIR] [--days N] [--force]
+  pki issue-reader NAME [--dir DIR] [--days N] [--force]
+  pki issue-server NAME --san ADDR... [--dir DIR] [--days N] [--force]
+
 this host's lanesd (root, through --socket):
   status
   flows br-tun|br-int [--table NAME|NUMBER] [--port PORT] [--network NET]
@@ -54,15 +72,21 @@ this host's lanesd (root, through --socket):
 
 // globals are the options every command accepts before the command words.
 type globals struct {
-	etcd   string
-	socket string
-	output string
-	out    io.Writer
+	etcd     string
+	tls      store.ClientTLS
+	insecure bool
+	socket   string
+	output   string
+	out      io.Writer
 }
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "lanesctl:", oneLine(err))
+		msg := oneLine(err)
+		if errors.Is(err, store.ErrPermissionDenied) {
+			msg += " (the etcd user of this client certificate, its CN, may not do this)"
+		}
+		fmt.Fprintln(os.Stderr, "lanesctl:", msg)
 		os.Exit(1)
 	}
 }
@@ -82,6 +106,10 @@ func run(args []string, out io.Writer) error {
 		sock = "/run/lanes/lanesd.sock"
 	}
 	fs.StringVar(&g.etcd, "etcd", etcd, "etcd client URLs, comma-separated (default $LANES_ETCD)")
+	fs.StringVar(&g.tls.CACert, "etcd-cacert", os.Getenv("LANES_ETCD_CACERT"), "CA bundle of etcd's server certificates")
+	fs.StringVar(&g.tls.Cert, "etcd-cert", os.Getenv("LANES_ETCD_CERT"), "client certificate; its CN is the etcd user")
+	fs.StringVar(&g.tls.Key, "etcd-key", os.Getenv("LANES_ETCD_KEY"), "key of --etcd-cert")
+	fs.BoolVar(&g.insecure, "etcd-insecure", false, "accept plain http to a non-loopback etcd")
 	fs.StringVar(&g.socket, "socket", sock, "lanesd's local socket (default $LANES_SOCKET)")
 	fs.StringVar(&g.output, "o", "table", "output: table or json")
 	if err := fs.Parse(args); err != nil {
@@ -101,8 +129,10 @@ func run(args []string, out io.Writer) error {
 	}
 	cmd, rest := words[0], words[1:]
 	switch cmd {
-	case "network", "port", "sg", "host":
+	case "network", "port", "sg", "host", "store":
 		return g.storeCommand(cmd, rest)
+	case "pki":
+		return g.pki(rest)
 	case "status":
 		return g.status(rest)
 	case "flows":
@@ -124,7 +154,7 @@ func (g *globals) storeCommand(noun string, args []string) error {
 	defer cancel()
 	dialCtx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer dcancel()
-	st, err := store.Open(dialCtx, strings.Split(g.etcd, ","))
+	st, err := store.Open(dialCtx, strings.Split(g.etcd, ","), store.WithTLS(g.tls), store.AllowInsecure(g.insecure))
 	if err != nil {
 		return err
 	}
@@ -168,6 +198,12 @@ func (g *globals) storeCommand(noun string, args []string) error {
 		return c.hostList(rest)
 	case "host delete":
 		return c.hostDelete(rest)
+	case "store init":
+		return c.storeInit(rest)
+	case "store users":
+		return c.storeUsers(rest)
+	case "store remove-user":
+		return c.storeRemoveUser(rest)
 	}
 	return fmt.Errorf("unknown command %q (see lanesctl help)", noun+" "+verb)
 }

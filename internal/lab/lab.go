@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/lanes-net/lanes/internal/ovsproc"
+	"github.com/lanes-net/lanes/internal/pki"
 )
 
 // Config describes a lab.
@@ -33,6 +34,15 @@ type Config struct {
 	TunnelType string `json:"tunnel_type"`
 	// UnderlayMTU of the hosts' NICs; VMs get this minus the tunnel overhead.
 	UnderlayMTU int `json:"underlay_mtu"`
+	// EtcdMembers > 0 runs an external etcd cluster of that many members (BinDir/etcd),
+	// each in its own namespace on the management network, instead of the member
+	// host 1's lanesd embeds. Up starts it.
+	EtcdMembers int `json:"etcd_members"`
+	// Secure runs etcd as in production: TLS on every client and peer URL, a client
+	// certificate per host and for the operator (Dir/pki, made with lanesctl pki), and
+	// etcd authentication with lanes' roles. With external members Up runs
+	// InitStore; with the embedded member the caller does, once host 1's lanesd runs.
+	Secure bool `json:"secure"`
 }
 
 // Host is one compute host of the lab.
@@ -50,9 +60,10 @@ type Host struct {
 // process (`lanes-lab down`) can find and remove everything.
 type Lab struct {
 	Config
-	Underlay string  `json:"underlay"`
-	HostList []*Host `json:"hosts_list"`
-	VMs      []*VM   `json:"vms"`
+	Underlay string        `json:"underlay"`
+	HostList []*Host       `json:"hosts_list"`
+	Members  []*EtcdMember `json:"etcd_members_list"`
+	VMs      []*VM         `json:"vms"`
 }
 
 // VM is a fake VM: a namespace whose eth0 is joined to a host tap by lanes-vm.
@@ -72,8 +83,21 @@ const (
 	EtcdPort = 2379
 )
 
-// EtcdEndpoint is the client URL of host 1's embedded etcd on the management network.
-func (l *Lab) EtcdEndpoint() string { return fmt.Sprintf("http://%s1:%d", mgmtNet, EtcdPort) }
+// EtcdEndpoints are the client URLs of the lab's etcd on the management network:
+// every external member, or host 1's embedded one.
+func (l *Lab) EtcdEndpoints() []string {
+	if len(l.Members) == 0 {
+		return []string{fmt.Sprintf("%s://%s1:%d", l.scheme(), mgmtNet, EtcdPort)}
+	}
+	var eps []string
+	for _, m := range l.Members {
+		eps = append(eps, l.ClientURL(m))
+	}
+	return eps
+}
+
+// EtcdEndpoint is EtcdEndpoints as one --etcd value.
+func (l *Lab) EtcdEndpoint() string { return strings.Join(l.EtcdEndpoints(), ",") }
 
 // Up creates the lab: namespaces, underlay and management bridges, one OVS per host.
 // lanesd is started separately (StartLanesd) so tests can control it. On error,
@@ -131,6 +155,41 @@ func Up(cfg Config) (l *Lab, err error) {
 		}
 		if err := l.addHost(h); err != nil {
 			return nil, fmt.Errorf("host %s: %w", h.Name, err)
+		}
+	}
+	for i := 1; i <= cfg.EtcdMembers; i++ {
+		m := &EtcdMember{
+			Name:  fmt.Sprintf("e%d", i),
+			Netns: fmt.Sprintf("%s-e%d", cfg.Name, i),
+			IP:    fmt.Sprintf("%s%d", mgmtNet, memberBase+i),
+			Dir:   filepath.Join(cfg.Dir, fmt.Sprintf("e%d", i)),
+		}
+		l.Members = append(l.Members, m)
+		if err := l.save(); err != nil {
+			return nil, err
+		}
+		if err := l.addMember(m); err != nil {
+			return nil, fmt.Errorf("etcd member %s: %w", m.Name, err)
+		}
+	}
+	if cfg.Secure {
+		if err := l.makePKI(); err != nil {
+			return nil, err
+		}
+	}
+	if len(l.Members) > 0 {
+		for _, m := range l.Members {
+			if err := l.StartEtcd(m); err != nil {
+				return nil, err
+			}
+		}
+		if err := l.waitEtcd(60 * time.Second); err != nil {
+			return nil, err
+		}
+		if cfg.Secure {
+			if err := l.InitStore(); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return l, l.save()
@@ -233,11 +292,22 @@ func (l *Lab) LanesdArgs(h *Host) []string {
 		"--socket", h.Socket(),
 		"--metrics", h.MetricsAddr(),
 	}
-	if h.Name == "h1" {
+	if l.Secure {
+		c := l.CredsOf(pki.Host, h.Name)
+		args = append(args, "--etcd-cacert", c.CACert, "--etcd-cert", c.Cert, "--etcd-key", c.Key)
+	} else {
+		args = append(args, "--etcd-insecure")
+	}
+	if h.Name == "h1" && len(l.Members) == 0 {
+		s := l.scheme()
 		args = append(args,
 			"--etcd-embed-dir", filepath.Join(h.Dir, "etcd"),
-			"--etcd-listen", fmt.Sprintf("http://127.0.0.1:%d,http://%s:%d", EtcdPort, h.MgmtIP, EtcdPort),
-			"--etcd-peer", fmt.Sprintf("http://127.0.0.1:%d", EtcdPort+1))
+			"--etcd-listen", fmt.Sprintf("%s://127.0.0.1:%d,%s://%s:%d", s, EtcdPort, s, h.MgmtIP, EtcdPort),
+			"--etcd-peer", fmt.Sprintf("%s://127.0.0.1:%d", s, EtcdPort+1))
+		if l.Secure {
+			crt, key := l.pkiFile(pki.Server, "server")
+			args = append(args, "--etcd-server-cert", crt, "--etcd-server-key", key)
+		}
 	} else {
 		args = append(args, "--etcd", l.EtcdEndpoint())
 	}
@@ -304,10 +374,29 @@ func (l *Lab) Exec(h *Host, name string, args ...string) (string, error) {
 	return (&ovsproc.Netns{Name: h.Netns}).Exec(name, args...)
 }
 
-// Ctl runs lanesctl on host h against the lab's store.
+// Ctl runs lanesctl on host h against the lab's store, as the lab's operator.
 func (l *Lab) Ctl(h *Host, args ...string) (string, error) {
-	full := append([]string{"--etcd", l.EtcdEndpoint(), "--socket", h.Socket()}, args...)
-	return l.Exec(h, filepath.Join(l.BinDir, "lanesctl"), full...)
+	if l.Secure {
+		c := l.CredsOf(pki.Operator, Operator)
+		return l.CtlAs(h, &c, args...)
+	}
+	return l.CtlAs(h, nil, args...)
+}
+
+// CtlAs runs lanesctl on host h with the given TLS files (nil: none).
+func (l *Lab) CtlAs(h *Host, c *Creds, args ...string) (string, error) {
+	full := []string{"--etcd", l.EtcdEndpoint(), "--socket", h.Socket()}
+	if !l.Secure {
+		full = append(full, "--etcd-insecure")
+	}
+	if c != nil {
+		for _, f := range [][2]string{{"--etcd-cacert", c.CACert}, {"--etcd-cert", c.Cert}, {"--etcd-key", c.Key}} {
+			if f[1] != "" {
+				full = append(full, f[0], f[1])
+			}
+		}
+	}
+	return l.Exec(h, filepath.Join(l.BinDir, "lanesctl"), append(full, args...)...)
 }
 
 // Down stops every lanesd and VM of the lab, its OVS daemons, and deletes its
@@ -323,6 +412,9 @@ func (l *Lab) Down() error {
 			errs = append(errs, l.OVS(h).Stop())
 		}
 		errs = append(errs, (&ovsproc.Netns{Name: h.Netns}).Delete())
+	}
+	for _, m := range l.Members {
+		errs = append(errs, l.KillEtcd(m), (&ovsproc.Netns{Name: m.Netns}).Delete())
 	}
 	errs = append(errs, (&ovsproc.Netns{Name: l.Underlay}).Delete())
 	if err := errors.Join(errs...); err != nil {

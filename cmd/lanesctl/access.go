@@ -1,0 +1,56 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/lanes-net/lanes/store"
+)
+
+func (c *cli) storeInit(args []string) error {
+	fs := flag.NewFlagSet("store init", flag.ContinueOnError)
+	var a store.Access
+	fs.Var((*list)(&a.Hosts), "host", "host name: etcd user and role lanes-host-NAME (repeatable)")
+	fs.Var((*list)(&a.Operators), "operator", "operator: etcd user with role lanes-operator (repeatable)")
+	fs.Var((*list)(&a.Readers), "reader", "read-only user with role lanes-reader (repeatable)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	changes, err := c.st.SetupAccess(c.ctx, a)
+	for _, ch := range changes {
+		fmt.Fprintln(c.out, ch)
+	}
+	if err != nil {
+		return err
+	}
+	if len(changes) == 0 {
+		fmt.Fprintln(c.out, "nothing to change")
+	}
+	return nil
+}
+
+func (c *cli) storeUsers(args []string) error {
+	if _, err := parse(flag.NewFlagSet("store users", flag.ContinueOnError), args); err != nil {
+		return err
+	}
+	us, err := c.st.ListUsers(c.ctx)
+	if err != nil {
+		return err
+	}
+	return c.emit(us, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "USER\tROLES")
+		for _, u := range us {
+			fmt.Fprintf(w, "%s\t%s\n", u.Name, strings.Join(u.Roles, ","))
+		}
+	})
+}
+
+func (c *cli) storeRemoveUser(args []string) error {
+	pos, err := parse(flag.NewFlagSet("store remove-user", flag.ContinueOnError), args, "NAME")
+	if err != nil {
+		return err
+	}
+	return c.st.RemoveUser(c.ctx, pos[0])
+}
