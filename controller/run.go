@@ -165,19 +165,22 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*store.Store,
 	endpoints := strings.Split(cfg.EtcdEndpoints, ",")
 	stop := func() {}
 	if cfg.EtcdEmbedDir != "" {
-		e, err := etcdembed.Start(cfg.EtcdEmbedDir, cfg.EtcdListen, cfg.EtcdPeer, cfg.serverTLS()...)
+		e, err := startEmbedded(ctx, cfg, log)
 		if err != nil {
 			return nil, nil, fmt.Errorf("embedded etcd: %w", err)
 		}
 		endpoints = e.Endpoints()
 		// etcd's Close waits up to its request timeout per listener for peers' watch
-		// streams to finish; lanesd is exiting and every commit is already on disk.
+		// streams to finish. It must finish: a successor started while this process
+		// still holds the listeners cannot bind them. Bounded, so a stuck close never
+		// keeps lanesd from exiting.
 		stop = func() {
 			done := make(chan struct{})
 			go func() { e.Close(); close(done) }()
 			select {
 			case <-done:
-			case <-time.After(time.Second):
+			case <-time.After(embedCloseTimeout):
+				log.Warn("embedded etcd did not close in time; exiting anyway", "waited", embedCloseTimeout)
 			}
 		}
 		log.Info("embedded etcd ready", "endpoints", endpoints, "dir", cfg.EtcdEmbedDir)
@@ -200,6 +203,32 @@ func openStore(ctx context.Context, cfg Config, log *slog.Logger) (*store.Store,
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
+		}
+	}
+}
+
+// Embedded etcd start and stop bounds.
+const (
+	embedCloseTimeout = 10 * time.Second
+	// embedBindRetry is how long a start keeps retrying listeners a predecessor may
+	// still be releasing.
+	embedBindRetry = 10 * time.Second
+)
+
+// startEmbedded starts the embedded etcd, retrying while its ports are still taken
+// (a predecessor's threads can outlive its main thread by a little).
+func startEmbedded(ctx context.Context, cfg Config, log *slog.Logger) (*etcdembed.Server, error) {
+	deadline := time.Now().Add(embedBindRetry)
+	for {
+		e, err := etcdembed.Start(cfg.EtcdEmbedDir, cfg.EtcdListen, cfg.EtcdPeer, cfg.serverTLS()...)
+		if err == nil || !strings.Contains(err.Error(), "address already in use") || time.Now().After(deadline) {
+			return e, err
+		}
+		log.Warn("embedded etcd: ports still taken, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }

@@ -359,7 +359,9 @@ func (l *Lab) StopLanesd(h *Host) error {
 	}
 	_ = syscall.Kill(pid, syscall.SIGTERM)
 	deadline := time.Now().Add(15 * time.Second)
-	for ovsproc.Alive(pid) {
+	// Until every thread is gone, not just the main one: the embedded etcd's
+	// listeners close last.
+	for !ovsproc.Exited(pid) {
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 			deadline = time.Now().Add(5 * time.Second)

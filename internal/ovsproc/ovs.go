@@ -347,6 +347,28 @@ func Alive(pid int) bool {
 	return st != 'Z' && st != 'X'
 }
 
+// Exited reports whether every thread of process pid has ended. A process whose main
+// thread returned is a zombie (Alive says false) while its other threads still run
+// and hold what it had open, its listening sockets included: a successor started then
+// finds its ports taken.
+func Exited(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return true
+	}
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X' {
+			return false
+		}
+	}
+	return true
+}
+
 func waitGone(pid int, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {

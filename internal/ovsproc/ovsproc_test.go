@@ -2,8 +2,10 @@ package ovsproc
 
 import (
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLifecycle(t *testing.T) {
@@ -109,5 +111,32 @@ func TestForTest(t *testing.T) {
 	out, err := o.Vsctl("list-br")
 	if err != nil || out != "br-x" {
 		t.Fatalf("list-br = %q, %v", out, err)
+	}
+}
+
+func TestExited(t *testing.T) {
+	if Exited(os.Getpid()) {
+		t.Fatal("this process counts as exited")
+	}
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if Exited(pid) {
+		t.Fatal("a running child counts as exited")
+	}
+	_ = cmd.Process.Kill()
+	// Killed but not yet reaped: a zombie whose only thread ended.
+	deadline := time.Now().Add(5 * time.Second)
+	for !Exited(pid) {
+		if time.Now().After(deadline) {
+			t.Fatal("a killed child never counted as exited")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_ = cmd.Wait()
+	if !Exited(pid) {
+		t.Fatal("a reaped child counts as running")
 	}
 }
