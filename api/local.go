@@ -24,6 +24,10 @@ type StatusReport struct {
 	// Problems are store records lanesd left out (wholly or in part) that may concern
 	// this host.
 	Problems []RecordProblem `json:"problems,omitempty"`
+	// Warnings are conditions that lose traffic without being anyone's error: a peer
+	// with another tunnel type, a network MTU the underlay cannot carry, a peer whose
+	// agent is down.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // RecordProblem is a store record lanesd could not use, and why.

@@ -16,6 +16,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/diag"
 	"github.com/lanes-net/lanes/etcdembed"
 	"github.com/lanes-net/lanes/hostwire"
 	"github.com/lanes-net/lanes/internal/ovsproc"
@@ -436,4 +437,42 @@ func TestDriftRepair(t *testing.T) {
 		ports, err := ns.ListPorts()
 		return err == nil && len(ports) == 1 && ports[0].Complete()
 	})
+}
+
+// TestReconcileTunnelTypes: a peer that uses another tunnel type gets no tunnel (it
+// would black-hole both ways), the local ports of the networks it shares are ERROR
+// with the reason, and status warns.
+func TestReconcileTunnelTypes(t *testing.T) {
+	r := newRig(t)
+	ctx := r.ctx
+	if _, err := r.st.RegisterHost(ctx, api.Host{Name: "h1", TunnelIP: "172.31.77.1", TunnelType: api.TunnelVXLAN}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.st.RegisterHost(ctx, api.Host{Name: "h2", TunnelIP: "172.31.77.2", TunnelType: api.TunnelGeneve}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	n, err := r.st.CreateNetwork(ctx, store.NetworkSpec{Name: "blue", CIDR: "10.7.0.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := r.st.CreatePort(ctx, api.Port{Name: "vm1", NetworkID: n.ID, Host: "h1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.st.CreatePort(ctx, api.Port{Name: "vm2", NetworkID: n.ID, Host: "h2"}); err != nil {
+		t.Fatal(err)
+	}
+	r.sync(true)
+	if out := r.vsctl("list-ports", api.BrTun); strings.Contains(out, "vxlan-") || strings.Contains(out, "geneve-") {
+		t.Errorf("a tunnel to a peer of another type: %s", out)
+	}
+	ps, err := r.st.GetPortStatus(ctx, local.ID)
+	if err != nil || ps.State != api.StatusError || !strings.Contains(ps.Reason, "host h2 uses geneve tunnels") {
+		t.Errorf("vm1 status %+v %v", ps, err)
+	}
+	srv := diag.Server{Snapshot: r.a.last.Load}
+	st := srv.Status(r.a.last.Load())
+	if len(st.Warnings) != 1 || !strings.Contains(st.Warnings[0], "peer host h2 uses geneve tunnels, this host vxlan") {
+		t.Errorf("warnings %q", st.Warnings)
+	}
 }

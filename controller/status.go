@@ -80,6 +80,8 @@ func (s *statusStep) Sync(ctx context.Context, v *view.View, in statusInput) map
 		want := api.PortStatus{PortID: p.ID, Host: s.host, State: api.StatusBuild}
 		if err, failed := in.Wire.Failed[p.ID]; failed {
 			want.State, want.Reason = api.StatusError, err.Error()
+		} else if why := v.MismatchOf(p); why != "" {
+			want.State, want.Reason = api.StatusError, why
 		} else if in.Ready && in.Wire.Wired[p.ID] && in.Ofports[p.ID] > 0 {
 			want.State, want.Ofport = api.StatusActive, in.Ofports[p.ID]
 		}

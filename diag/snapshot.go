@@ -43,6 +43,7 @@ type Host struct {
 	TunnelIP   string
 	TunnelType string
 	Datapath   string
+	VMMTU      int // the largest network MTU the underlay carries
 }
 
 // Tunnel is a tunnel port of br-tun.

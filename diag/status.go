@@ -48,6 +48,7 @@ func (s *Server) Status(snap *Snapshot) api.StatusReport {
 		}
 		r.Ports = append(r.Ports, pr)
 	}
+	r.Warnings = warnings(snap)
 	for _, p := range v.StoreProblems {
 		r.Problems = append(r.Problems, api.RecordProblem{Kind: p.Kind, ID: p.ID, Class: p.Class, Part: p.Part, Error: p.Err})
 	}
@@ -62,4 +63,25 @@ func (s *Server) Status(snap *Snapshot) api.StatusReport {
 	}
 	sort.Slice(r.Networks, func(i, j int) bool { return r.Networks[i].Name < r.Networks[j].Name })
 	return r
+}
+
+// warnings lists what loses traffic without being anyone's error.
+func warnings(snap *Snapshot) []string {
+	v := snap.View
+	var ws []string
+	for _, h := range v.Mismatched {
+		ws = append(ws, fmt.Sprintf("peer host %s uses %s tunnels, this host %s: no tunnel between them, their shared networks are cut", h.Name, h.TunnelType, snap.Host.TunnelType))
+	}
+	for _, n := range v.Networks {
+		if snap.Host.VMMTU > 0 && n.MTU > snap.Host.VMMTU {
+			ws = append(ws, fmt.Sprintf("network %s: MTU %d is more than this host's underlay carries (%d): bigger packets are dropped", n.Name, n.MTU, snap.Host.VMMTU))
+		}
+	}
+	for _, h := range v.Peers {
+		if !h.Alive {
+			ws = append(ws, fmt.Sprintf("peer host %s: its agent is down (no lease); its tunnel and flows stay as the store last said", h.Name))
+		}
+	}
+	sort.Strings(ws)
+	return ws
 }

@@ -86,6 +86,12 @@ func (g *globals) status(args []string) error {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", t.Port, t.RemoteIP, peer, t.Ofport)
 	}
+	if len(r.Warnings) > 0 {
+		fmt.Fprintln(w, "\nWARNINGS")
+		for _, s := range r.Warnings {
+			fmt.Fprintf(w, "  %s\n", s)
+		}
+	}
 	if len(r.Problems) > 0 {
 		fmt.Fprintln(w, "\nSTORE RECORD\tPROBLEM\tLEFT OUT\tERROR")
 		for _, p := range r.Problems {
@@ -97,10 +103,10 @@ func (g *globals) status(args []string) error {
 		}
 	}
 	fmt.Fprintf(w, "\nlast reconcile %s (took %s, revision %d)", r.LastReconcile.At.Format(time.RFC3339), r.LastReconcile.Took, r.LastReconcile.Revision)
-	if len(r.LastReconcile.Errors) == 0 && len(r.Problems) == 0 {
+	if len(r.LastReconcile.Errors) == 0 && len(r.Problems) == 0 && len(r.Warnings) == 0 {
 		fmt.Fprintln(w, ": no errors")
 	} else if len(r.LastReconcile.Errors) == 0 {
-		fmt.Fprintf(w, ": no errors, %d store records with problems (above)\n", len(r.Problems))
+		fmt.Fprintf(w, ": no errors; %d warnings, %d store records with problems (above)\n", len(r.Warnings), len(r.Problems))
 	} else {
 		fmt.Fprintf(w, ": %d errors\n", len(r.LastReconcile.Errors))
 		for _, e := range r.LastReconcile.Errors {

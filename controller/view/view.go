@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strings"
 
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/store"
@@ -29,6 +30,11 @@ type View struct {
 	// Peers are the hosts that share a network with this host, alive or not: one
 	// tunnel each.
 	Peers map[string]api.Host // by tunnel IP
+	// Mismatched are the peers whose tunnel type is not this host's: no tunnel can
+	// carry traffic between them, so none is made (by tunnel IP).
+	Mismatched map[string]api.Host
+	// mismatchedOn lists, per network, the mismatched peers that have ports on it.
+	mismatchedOn map[string]map[string]api.Host
 	// Groups and Members feed the firewall: members are, per group and network, the
 	// fixed IPs of every port of the group on that network, for remote-group rules
 	// (a rule admits only members on the port's own network: two networks may share
@@ -69,7 +75,7 @@ type RemotePort struct {
 // keeps its tunnels and flows until its ports move or it is deleted. A port bound to
 // a host that is not registered gets no flows.
 func Compute(self string, st store.State) *View {
-	v := &View{Host: self, Revision: st.Revision, State: st, Networks: map[string]api.Network{}, Peers: map[string]api.Host{},
+	v := &View{Host: self, Revision: st.Revision, State: st, Networks: map[string]api.Network{}, Peers: map[string]api.Host{}, Mismatched: map[string]api.Host{}, mismatchedOn: map[string]map[string]api.Host{},
 		Groups: map[string]api.SecurityGroup{}, Members: map[string]map[string][]netip.Addr{}, Problems: map[string]error{}}
 	known := map[string]api.Host{}
 	for _, h := range st.Hosts {
@@ -111,6 +117,14 @@ func Compute(self string, st store.State) *View {
 		hostIP, err := netip.ParseAddr(h.TunnelIP)
 		if err != nil {
 			continue // a host record that does not validate has no tunnel
+		}
+		if me, ok := st.Hosts[self]; ok && me.TunnelType != "" && h.TunnelType != "" && h.TunnelType != me.TunnelType {
+			v.Mismatched[h.TunnelIP] = h
+			if v.mismatchedOn[p.NetworkID] == nil {
+				v.mismatchedOn[p.NetworkID] = map[string]api.Host{}
+			}
+			v.mismatchedOn[p.NetworkID][h.Name] = h
+			continue
 		}
 		v.Remote = append(v.Remote, RemotePort{Port: pp, HostIP: hostIP})
 		v.Peers[h.TunnelIP] = h
@@ -176,6 +190,21 @@ func parsePort(p api.Port) (Port, error) {
 		out.Pairs = append(out.Pairs, pair)
 	}
 	return out, nil
+}
+
+// MismatchOf says why a local port's network cannot reach some of its ports: the
+// peers on it whose tunnel type differs from this host's. Empty when none.
+func (v *View) MismatchOf(p Port) string {
+	var why []string
+	for _, h := range v.mismatchedOn[p.NetworkID] {
+		why = append(why, fmt.Sprintf("host %s uses %s tunnels", h.Name, h.TunnelType))
+	}
+	if len(why) == 0 {
+		return ""
+	}
+	sort.Strings(why)
+	return fmt.Sprintf("network %s has ports this host (%s tunnels) cannot reach: %s",
+		v.Networks[p.NetworkID].Name, v.State.Hosts[v.Host].TunnelType, strings.Join(why, ", "))
 }
 
 // LocalPort finds a local port by ID or name.

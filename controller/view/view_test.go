@@ -3,6 +3,7 @@ package view
 import (
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/lanes-net/lanes/api"
@@ -121,5 +122,30 @@ func TestComputeProblems(t *testing.T) {
 	}
 	if v.Problems["p1"] == nil || len(v.Problems) != 1 {
 		t.Errorf("problems %v: only this host's p1 is its concern", v.Problems)
+	}
+}
+
+// TestComputeTunnelTypes: a peer with another tunnel type gets no tunnel, and the
+// local ports of the networks it shares say why.
+func TestComputeTunnelTypes(t *testing.T) {
+	st := state()
+	for name, h := range st.Hosts {
+		h.TunnelType = "vxlan"
+		st.Hosts[name] = h
+	}
+	h2 := st.Hosts["h2"]
+	h2.TunnelType = "geneve"
+	st.Hosts["h2"] = h2
+	v := Compute("h1", st)
+	if _, ok := v.Peers["172.31.0.2"]; ok || v.Mismatched["172.31.0.2"].Name != "h2" {
+		t.Errorf("peers %v mismatched %v", v.Peers, v.Mismatched)
+	}
+	p1, _ := v.LocalPort("p1")
+	p3, _ := v.LocalPort("p3")
+	if why := v.MismatchOf(p1); !strings.Contains(why, "host h2 uses geneve tunnels") || !strings.Contains(why, "(vxlan tunnels)") {
+		t.Errorf("p1 (network a, shared with h2): %q", why)
+	}
+	if why := v.MismatchOf(p3); why != "" {
+		t.Errorf("p3 (network b, not on h2): %q", why)
 	}
 }
