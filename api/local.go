@@ -97,6 +97,9 @@ type FlowLine struct {
 	Owner     string `json:"owner"` // e.g. "network net-a", "remote port vm2 on h2", "learned"
 	Round     uint16 `json:"round"`
 	Flow      string `json:"flow"` // as ovs-ofctl prints it
+	// TablePurpose is the table's purpose and miss behaviour from the pipeline's
+	// registry; set when flows of one table were asked for.
+	TablePurpose string `json:"table_purpose,omitempty"`
 }
 
 // TraceRequest asks how a packet from a local port to an IP would travel (GET /trace).

@@ -27,13 +27,13 @@ func (s *Server) Flows(ctx context.Context, snap *Snapshot, q FlowsQuery) ([]api
 		return nil, &api.FieldError{Field: "bridge", Value: q.Bridge, Reason: "must be br-int or br-tun"}
 	}
 	bridge := flows.Bridge(q.Bridge)
-	tableID := -1
+	tableID, purpose := -1, ""
 	if q.Table != "" {
 		t, ok := findTable(bridge, q.Table)
 		if !ok {
 			return nil, &api.FieldError{Field: "table", Value: q.Table, Reason: "no such table on " + q.Bridge}
 		}
-		tableID = int(t.ID)
+		tableID, purpose = int(t.ID), t.Purpose+" (miss: "+t.Miss.String()+")"
 	}
 	keep, err := ownerFilter(snap, q.Port, q.Network)
 	if err != nil {
@@ -53,7 +53,7 @@ func (s *Server) Flows(ctx context.Context, snap *Snapshot, q FlowsQuery) ([]api
 		if !strings.HasPrefix(l, "cookie=") {
 			continue // the reply header
 		}
-		fl := api.FlowLine{Flow: l}
+		fl := api.FlowLine{Flow: l, TablePurpose: purpose}
 		var cookie uint64
 		for _, f := range strings.Split(l, ", ") {
 			if v, ok := strings.CutPrefix(f, "cookie="); ok {

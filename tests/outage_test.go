@@ -27,7 +27,8 @@ func TestControlPlaneOutage(t *testing.T) {
 	l := newLab(t, 3)
 	h1, h2, h3 := l.Host("h1"), l.Host("h2"), l.Host("h3")
 	ctl(t, l, h1, "network", "create", "net-a", "--cidr", "10.0.0.0/24")
-	open := []string{"--no-sg"}
+	// The default group admits its members: every VM here.
+	open := []string{}
 	v1, _ := vm(t, l, "h1", "o1", "net-a", "10.0.0.1", open...)
 	v2, _ := vm(t, l, "h2", "o2", "net-a", "10.0.0.2", open...)
 	v3, _ := vm(t, l, "h3", "o3", "net-a", "10.0.0.3", open...)

@@ -145,6 +145,9 @@ func (g *globals) flows(args []string) error {
 	if g.output == "json" {
 		return g.emit(lines, nil)
 	}
+	if len(lines) > 0 && lines[0].TablePurpose != "" {
+		fmt.Fprintf(g.out, "table %d %s: %s\n\n", lines[0].Table, lines[0].TableName, lines[0].TablePurpose)
+	}
 	w := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "TABLE\tOWNER\tFLOW")
 	for _, l := range lines {
