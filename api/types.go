@@ -23,6 +23,10 @@ type Network struct {
 	// MTU of the VM-facing devices. Zero at create time means "underlay MTU minus the
 	// tunnel overhead".
 	MTU int `json:"mtu"`
+	// NetworkType is the tunnel type that carries the network between hosts (Neutron's
+	// network_type): vxlan, gre or geneve; empty (records made before it existed)
+	// means vxlan.
+	NetworkType string `json:"network_type,omitempty"`
 	// Gateway is the network's router address, handed out by DHCP; "" means none.
 	Gateway string `json:"gateway,omitempty"`
 	// DHCP is what the hosts' DHCP responders hand out on this network (see dhcp.go).
@@ -79,6 +83,8 @@ type Host struct {
 	Name       string `json:"name"`
 	TunnelIP   string `json:"tunnel_ip"`
 	TunnelType string `json:"tunnel_type"`
+	// TunnelTypes are the tunnel types the host accepts; empty means TunnelType only.
+	TunnelTypes []string `json:"tunnel_types,omitempty"`
 	// Alive is true while the host's lease is held; it is derived, not stored.
 	Alive bool `json:"alive"`
 }
@@ -114,4 +120,25 @@ type Rule struct {
 	ICMPCode      *int   `json:"icmp_code,omitempty"`
 	RemoteCIDR    string `json:"remote_cidr,omitempty"`
 	RemoteGroupID string `json:"remote_group_id,omitempty"`
+}
+
+// Type is the network's tunnel type (vxlan when the record predates NetworkType).
+func (n Network) Type() string {
+	if n.NetworkType == "" {
+		return TunnelVXLAN
+	}
+	return n.NetworkType
+}
+
+// Accepts reports whether the host takes tunnels of type t.
+func (h Host) Accepts(t string) bool {
+	if len(h.TunnelTypes) == 0 {
+		return t == h.TunnelType || (h.TunnelType == "" && t == TunnelVXLAN)
+	}
+	for _, x := range h.TunnelTypes {
+		if x == t {
+			return true
+		}
+	}
+	return false
 }

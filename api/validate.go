@@ -136,6 +136,11 @@ func ValidateNetwork(n *Network, allocate bool) error {
 	if err := ValidateName("network.name", n.Name); err != nil {
 		return err
 	}
+	if n.NetworkType != "" {
+		if err := ValidateTunnelType("network.network_type", n.NetworkType); err != nil {
+			return err
+		}
+	}
 	if n.VNI > MaxVNI || (n.VNI == 0 && !allocate) {
 		return fieldErr("network.vni", strconv.FormatUint(uint64(n.VNI), 10), "must be within 1..%d", MaxVNI)
 	}
@@ -289,7 +294,18 @@ func ValidateHost(h *Host) error {
 	if a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
 		return fieldErr("host.tunnel_ip", h.TunnelIP, "not a unicast address other hosts can reach")
 	}
-	return ValidateTunnelType("host.tunnel_type", h.TunnelType)
+	if err := ValidateTunnelType("host.tunnel_type", h.TunnelType); err != nil {
+		return err
+	}
+	for _, t := range h.TunnelTypes {
+		if err := ValidateTunnelType("host.tunnel_types", t); err != nil {
+			return err
+		}
+	}
+	if len(h.TunnelTypes) > 0 && !h.Accepts(h.TunnelType) {
+		return fieldErr("host.tunnel_types", strings.Join(h.TunnelTypes, ","), "must include the host's tunnel type %s", h.TunnelType)
+	}
+	return nil
 }
 
 // ValidateTunnelType accepts vxlan, gre and geneve.

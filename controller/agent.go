@@ -20,7 +20,7 @@ const (
 	// nothing in the store changed (someone deleted a tap by hand).
 	resyncEvery = 30 * time.Second
 	// canaryEvery is how often both bridges' flow counts are compared with what
-	// lanesd installed (one ovs-ofctl per bridge).
+	// lanesd installed (two ovs-ofctl per bridge).
 	canaryEvery = 2 * time.Second
 )
 
@@ -211,8 +211,8 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 		Statuses: statuses, Firewall: fw.applied, Flows: set, DHCP: a.dhcp,
 		Started: a.started, Converged: a.converged, At: start, Took: took,
 	}
-	for ip, t := range ovs.Tunnels {
-		snap.Tunnels[ip] = diag.Tunnel{Name: t.Name, Ofport: t.Ofport}
+	for _, t := range ovs.Tunnels {
+		snap.Tunnels[t.Name] = diag.Tunnel{Name: t.Name, Type: t.Type, RemoteIP: t.RemoteIP, Ofport: t.Ofport}
 	}
 	for _, e := range errs {
 		snap.Errors = append(snap.Errors, e.Error())

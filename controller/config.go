@@ -17,9 +17,13 @@ import (
 // Config is lanesd's configuration. The json names are the command-line flag names, so
 // a config file and the flags read the same.
 type Config struct {
-	Host          string `json:"host"`
-	TunnelIP      string `json:"tunnel-ip"`
-	TunnelType    string `json:"tunnel-type"`
+	Host       string `json:"host"`
+	TunnelIP   string `json:"tunnel-ip"`
+	TunnelType string `json:"tunnel-type"`
+	// TunnelTypes are the tunnel types this host accepts, comma-separated; empty:
+	// TunnelType only. A network of a type the host does not accept cannot have ports
+	// here.
+	TunnelTypes   string `json:"tunnel-types"`
 	EtcdEndpoints string `json:"etcd"`
 	EtcdEmbedDir  string `json:"etcd-embed-dir"`
 	EtcdListen    string `json:"etcd-listen"`
@@ -94,6 +98,17 @@ func (c *Config) Validate() error {
 	if err := api.ValidateTunnelType("tunnel-type", c.TunnelType); err != nil {
 		return err
 	}
+	if c.TunnelTypes != "" {
+		h := api.Host{TunnelType: c.TunnelType, TunnelTypes: c.AcceptedTunnelTypes()}
+		for _, t := range h.TunnelTypes {
+			if err := api.ValidateTunnelType("tunnel-types", t); err != nil {
+				return err
+			}
+		}
+		if !h.Accepts(c.TunnelType) {
+			return fmt.Errorf("tunnel-types %q: must include the tunnel-type %s", c.TunnelTypes, c.TunnelType)
+		}
+	}
 	switch c.DatapathType {
 	case "system":
 	case "netdev":
@@ -161,6 +176,20 @@ func (c *Config) serverTLS() []etcdembed.Option {
 		return nil
 	}
 	return []etcdembed.Option{etcdembed.WithTLS(etcdembed.ServerTLS{CACert: c.EtcdCACert, Cert: c.EtcdServerCert, Key: c.EtcdServerKey})}
+}
+
+// AcceptedTunnelTypes lists the tunnel types this host accepts.
+func (c *Config) AcceptedTunnelTypes() []string {
+	if c.TunnelTypes == "" {
+		return []string{c.TunnelType}
+	}
+	var out []string
+	for _, t := range strings.Split(c.TunnelTypes, ",") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // TunnelAddr is the tunnel endpoint address without prefix.

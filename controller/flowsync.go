@@ -63,14 +63,14 @@ func desired(v *view.View, in flowInput, tunnelType string) *flows.Desired {
 	d := &flows.Desired{TunnelType: tunnelType, PatchIntOfport: uint32(in.PatchInt)}
 	for id, n := range v.Networks {
 		if vlan, ok := in.VLANs[id]; ok {
-			d.Networks = append(d.Networks, flows.Network{ID: n.ID, VNI: n.VNI, LocalVLAN: vlan})
+			d.Networks = append(d.Networks, flows.Network{ID: n.ID, VNI: n.VNI, LocalVLAN: vlan, TunnelType: n.Type()})
 		}
 	}
 	slices.SortFunc(d.Networks, func(x, y flows.Network) int { return int(x.LocalVLAN) - int(y.LocalVLAN) })
-	for ip, t := range in.OVS.Tunnels {
-		if h, ok := v.Peers[ip]; ok && t.Ofport > 0 {
-			if addr, err := netip.ParseAddr(h.TunnelIP); err == nil {
-				d.Tunnels = append(d.Tunnels, flows.Tunnel{RemoteIP: addr, Ofport: uint32(t.Ofport)})
+	for k, t := range in.OVS.Tunnels {
+		if _, ok := v.Tunnels[k]; ok && t.Ofport > 0 {
+			if addr, err := netip.ParseAddr(k.IP); err == nil {
+				d.Tunnels = append(d.Tunnels, flows.Tunnel{RemoteIP: addr, Ofport: uint32(t.Ofport), Type: k.Type})
 			}
 		}
 	}
@@ -95,8 +95,7 @@ func desired(v *view.View, in flowInput, tunnelType string) *flows.Desired {
 // Check compares, per bridge, how many flows of this round the switch holds with how
 // many were installed, and replays a bridge that holds fewer: Neutron's canary idea,
 // for both bridges and every flow (OVS restarts are seen as reconnects; this catches
-// flows deleted by hand). Learned flows carry round 0 and are not counted, so they
-// cannot mask a loss.
+// flows deleted by hand). Learned flows are not counted, so they cannot mask a loss.
 func (s *flowStep) Check(ctx context.Context) {
 	for _, b := range s.bridges() {
 		st := b.Status()

@@ -14,20 +14,20 @@ import (
 // many ports the host has.
 type ovsStep struct {
 	db         *ovsdb.Client
-	tunnelType string
+	tunnelType string // this host's default type, what the qvo rows name
 	localIP    string
 }
 
 // ovsResult is what OVSDB holds after the step.
 type ovsResult struct {
-	Ofports map[string]int              // local port ID -> qvo ofport
-	Tunnels map[string]ovsdb.TunnelPort // by remote IP
-	Removed []string                    // local ports whose qvo this step removed
+	Ofports map[string]int                      // local port ID -> qvo ofport
+	Tunnels map[view.TunnelKey]ovsdb.TunnelPort // by peer and type
+	Removed []string                            // local ports whose qvo this step removed
 }
 
 // Sync makes OVSDB hold a tunnel port per peer and a tagged qvo per wired local port.
 func (s *ovsStep) Sync(ctx context.Context, v *view.View, vlans map[string]uint16, wired map[string]bool, full bool) (ovsResult, error) {
-	res := ovsResult{Ofports: map[string]int{}, Tunnels: map[string]ovsdb.TunnelPort{}}
+	res := ovsResult{Ofports: map[string]int{}, Tunnels: map[view.TunnelKey]ovsdb.TunnelPort{}}
 	existingTun, err := s.db.ListTunnelPorts(ctx, api.BrTun)
 	if err != nil {
 		return res, err
@@ -39,17 +39,18 @@ func (s *ovsStep) Sync(ctx context.Context, v *view.View, vlans map[string]uint1
 	b := s.db.NewBatch()
 	changes := 0
 	for _, t := range existingTun {
-		res.Tunnels[t.RemoteIP] = t
-		if _, ok := v.Peers[t.RemoteIP]; !ok || t.Type != s.tunnelType {
+		k := view.TunnelKey{IP: t.RemoteIP, Type: t.Type}
+		res.Tunnels[k] = t
+		if _, ok := v.Tunnels[k]; !ok {
 			b.DeleteTunnelPort(api.BrTun, t.Type, t.RemoteIP)
-			delete(res.Tunnels, t.RemoteIP)
+			delete(res.Tunnels, k)
 			changes++
 		}
 	}
 	tunnelsChanged := changes > 0
-	for ip := range v.Peers {
-		if t, ok := res.Tunnels[ip]; full || !ok || t.LocalIP != s.localIP {
-			b.EnsureTunnelPort(api.BrTun, s.tunnelType, s.localIP, ip)
+	for k := range v.Tunnels {
+		if t, ok := res.Tunnels[k]; full || !ok || t.LocalIP != s.localIP {
+			b.EnsureTunnelPort(api.BrTun, k.Type, s.localIP, k.IP)
 			changes++
 			tunnelsChanged = true
 		}
@@ -86,7 +87,7 @@ func (s *ovsStep) Sync(ctx context.Context, v *view.View, vlans map[string]uint1
 	}
 	committed, err := b.Commit(ctx)
 	if err != nil {
-		return ovsResult{Ofports: map[string]int{}, Tunnels: map[string]ovsdb.TunnelPort{}}, err
+		return ovsResult{Ofports: map[string]int{}, Tunnels: map[view.TunnelKey]ovsdb.TunnelPort{}}, err
 	}
 	for _, p := range v.Local {
 		if n := committed.Ofports[api.QvoName(p.ID)]; n > 0 {
@@ -100,7 +101,7 @@ func (s *ovsStep) Sync(ctx context.Context, v *view.View, vlans map[string]uint1
 		}
 		clear(res.Tunnels)
 		for _, t := range tps {
-			res.Tunnels[t.RemoteIP] = t
+			res.Tunnels[view.TunnelKey{IP: t.RemoteIP, Type: t.Type}] = t
 		}
 	}
 	return res, nil
@@ -112,6 +113,6 @@ func (s *ovsStep) vmPortSpec(p view.Port, n api.Network, vlan uint16) ovsdb.VMPo
 	return ovsdb.VMPortSpec{
 		Bridge: api.BrInt, Name: api.QvoName(p.ID), Tag: int(vlan),
 		IfaceID: p.ID, AttachedMAC: p.MAC, IfaceStatus: ovsdb.IfaceActive,
-		NetUUID: n.ID, NetworkType: s.tunnelType, SegmentationID: n.VNI,
+		NetUUID: n.ID, NetworkType: n.Type(), SegmentationID: n.VNI,
 	}
 }

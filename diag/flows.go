@@ -116,8 +116,12 @@ func describeOwner(snap *Snapshot, o flows.Owner) string {
 			return "network " + n.Name
 		}
 	case flows.CatTunnel:
-		if h, ok := v.Peers[o.Key]; ok {
-			return "tunnel to " + h.Name
+		typ, ip, typed := strings.Cut(o.Key, "/") // see flows.TunnelOwnerKey
+		if !typed {
+			typ, ip = snap.Host.TunnelType, o.Key
+		}
+		if h, ok := v.Peers[ip]; ok {
+			return typ + " tunnel to " + h.Name
 		}
 	case flows.CatLocalPort:
 		if p, ok := v.LocalPort(o.Key); ok {
@@ -167,18 +171,29 @@ func ownerFilter(snap *Snapshot, port, network string) (func(api.FlowLine) bool,
 
 var flowCountRe = regexp.MustCompile(`flow_count=(\d+)`)
 
-// FlowCount is how many flows of one controller round the switch holds on a bridge:
-// learned flows (round 0) and flows a human added do not count, so they cannot mask
-// a lost flow.
+// FlowCount is how many flows of one controller round the switch holds on a bridge,
+// not counting the entries learn() made (they carry the round too, in their own
+// category): learned flows come and go with traffic and must not mask a lost flow.
+// Flows a human added with another cookie do not count either.
 func FlowCount(ctx context.Context, tools ovstool.Tools, bridge string, round uint16) (int, error) {
-	match := fmt.Sprintf("cookie=%#x/%#x", uint64(round)<<48, uint64(flows.RoundMask))
-	out, err := tools.Ofctl15(ctx, "dump-aggregate", bridge, match)
+	count := func(cookie, mask flows.Cookie) (int, error) {
+		out, err := tools.Ofctl15(ctx, "dump-aggregate", bridge, fmt.Sprintf("cookie=%#x/%#x", uint64(cookie), uint64(mask)))
+		if err != nil {
+			return 0, err
+		}
+		m := flowCountRe.FindStringSubmatch(out)
+		if m == nil {
+			return 0, fmt.Errorf("dump-aggregate %s: no flow_count in %q", bridge, out)
+		}
+		return strconv.Atoi(m[1])
+	}
+	all, err := count(flows.Cookie(round)<<48, flows.RoundMask)
 	if err != nil {
 		return 0, err
 	}
-	m := flowCountRe.FindStringSubmatch(out)
-	if m == nil {
-		return 0, fmt.Errorf("dump-aggregate %s: no flow_count in %q", bridge, out)
+	learned, err := count(flows.Cookie(round)<<48|flows.Cookie(flows.CatLearned)<<40, flows.RoundMask|flows.CategoryMask)
+	if err != nil {
+		return 0, err
 	}
-	return strconv.Atoi(m[1])
+	return all - learned, nil
 }

@@ -21,7 +21,7 @@ type Snapshot struct {
 	View     *view.View
 	VLANs    map[string]uint16         // network ID -> local VLAN
 	Ofports  map[string]int            // local port ID -> qvo ofport
-	Tunnels  map[string]Tunnel         // by remote IP
+	Tunnels  map[string]Tunnel         // by port name (one per peer and tunnel type)
 	Statuses map[string]api.PortStatus // local ports, as reported
 	// Firewall is the firewall state applied (trace evaluates packets against it).
 	Firewall hostwire.FirewallState
@@ -48,6 +48,8 @@ type Host struct {
 
 // Tunnel is a tunnel port of br-tun.
 type Tunnel struct {
-	Name   string
-	Ofport int
+	Name     string
+	Type     string
+	RemoteIP string
+	Ofport   int
 }

@@ -53,7 +53,8 @@ func (s *Server) Status(snap *Snapshot) api.StatusReport {
 		r.Problems = append(r.Problems, api.RecordProblem{Kind: p.Kind, ID: p.ID, Class: p.Class, Part: p.Part, Error: p.Err})
 	}
 	sort.Slice(r.Ports, func(i, j int) bool { return r.Ports[i].Name < r.Ports[j].Name })
-	for ip, t := range snap.Tunnels {
+	for _, t := range snap.Tunnels {
+		ip := t.RemoteIP
 		r.Tunnels = append(r.Tunnels, api.TunnelReport{Port: t.Name, RemoteIP: ip, PeerHost: v.Peers[ip].Name, PeerAlive: v.Peers[ip].Alive, Ofport: t.Ofport})
 	}
 	sort.Slice(r.Tunnels, func(i, j int) bool { return r.Tunnels[i].Port < r.Tunnels[j].Port })
@@ -69,8 +70,11 @@ func (s *Server) Status(snap *Snapshot) api.StatusReport {
 func warnings(snap *Snapshot) []string {
 	v := snap.View
 	var ws []string
-	for _, h := range v.Mismatched {
-		ws = append(ws, fmt.Sprintf("peer host %s uses %s tunnels, this host %s: no tunnel between them, their shared networks are cut", h.Name, h.TunnelType, snap.Host.TunnelType))
+	for _, m := range v.Mismatches {
+		ws = append(ws, fmt.Sprintf("peer host %s does not accept %s tunnels: network %s is cut between it and this host", m.Host.Name, m.Network.Type(), m.Network.Name))
+	}
+	for _, why := range v.Unsupported {
+		ws = append(ws, why)
 	}
 	for _, n := range v.Networks {
 		if snap.Host.VMMTU > 0 && n.MTU > snap.Host.VMMTU {

@@ -220,9 +220,9 @@ func parseTrace(out string) (steps []traceStep, datapath string) {
 // output to a tunnel, the host and VNI behind it. It returns the tunnel the packet
 // left by, if any, and that tunnel's peer host.
 func annotate(snap *Snapshot, c traceCase, steps []traceStep) (lines []string, tunnel, peer string) {
-	byOfport := map[string]string{}
-	for ip, t := range snap.Tunnels {
-		byOfport[strconv.Itoa(t.Ofport)] = ip
+	byOfport := map[string]Tunnel{}
+	for _, t := range snap.Tunnels {
+		byOfport[strconv.Itoa(t.Ofport)] = t
 	}
 	for _, s := range steps {
 		b := flows.Bridge(s.bridge)
@@ -243,9 +243,9 @@ func annotate(snap *Snapshot, c traceCase, steps []traceStep) (lines []string, t
 			if !ok || s.bridge != api.BrTun {
 				continue
 			}
-			if ip, ok := byOfport[port]; ok {
-				tunnel, peer = snap.Tunnels[ip].Name, snap.View.Peers[ip].Name
-				line += fmt.Sprintf(" => %s to host %s (%s) with VNI %d (network %s)", tunnel, peer, ip, c.net.VNI, c.net.Name)
+			if t, ok := byOfport[port]; ok {
+				tunnel, peer = t.Name, snap.View.Peers[t.RemoteIP].Name
+				line += fmt.Sprintf(" => %s to host %s (%s) with VNI %d (network %s)", tunnel, peer, t.RemoteIP, c.net.VNI, c.net.Name)
 			}
 		}
 		lines = append(lines, line)

@@ -15,7 +15,7 @@ import (
 // Addresses come parsed: the caller parses the store's strings once, when it computes
 // its view, and Flows only checks what makes a flow wrong (ranges, missing values).
 type Desired struct {
-	TunnelType     string // vxlan, gre or geneve
+	TunnelType     string // vxlan, gre or geneve: the type of networks and tunnels that name none
 	PatchIntOfport uint32 // patch-int's ofport on br-tun
 	Networks       []Network
 	Tunnels        []Tunnel
@@ -28,12 +28,25 @@ type Network struct {
 	ID        string
 	VNI       uint32 // 1..api.MaxVNI
 	LocalVLAN uint16 // this host's VLAN for the network on br-int, 1..4094
+	// TunnelType carries the network (its network_type); "" is Desired.TunnelType.
+	TunnelType string
 }
 
-// Tunnel is a tunnel port of br-tun towards another host.
+// Tunnel is a tunnel port of br-tun towards another host. A host has one tunnel per
+// peer and tunnel type in use between them.
 type Tunnel struct {
-	RemoteIP netip.Addr // the other host's tunnel address; also the owner key
+	RemoteIP netip.Addr // the other host's tunnel address
 	Ofport   uint32
+	Type     string // "" is Desired.TunnelType
+}
+
+// TunnelOwnerKey is the owner key of a tunnel's flows: its remote IP, prefixed with
+// its type when that is not the host's default one.
+func TunnelOwnerKey(ip netip.Addr, tunnelType, defaultType string) string {
+	if tunnelType == "" || tunnelType == defaultType {
+		return ip.String()
+	}
+	return tunnelType + "/" + ip.String()
 }
 
 // LocalPort is a VM port on this host, plugged into br-int.
@@ -143,7 +156,21 @@ func (s *Set) add(o Owner, fs ...Flow) {
 // port on it, in ofport order, and gets no flood flow without any. Every flow is
 // checked against the table registry.
 func (d *Desired) Flows() (Set, error) {
-	tb, err := NewTunBridge(d.TunnelType)
+	builders := map[string]TunBridge{}
+	tbOf := func(t string) (TunBridge, error) {
+		if t == "" {
+			t = d.TunnelType
+		}
+		if b, ok := builders[t]; ok {
+			return b, nil
+		}
+		b, err := NewTunBridge(t)
+		if err == nil {
+			builders[t] = b
+		}
+		return b, err
+	}
+	tb, err := tbOf("")
 	if err != nil {
 		return Set{}, err
 	}
@@ -155,6 +182,12 @@ func (d *Desired) Flows() (Set, error) {
 	s.add(setup, tb.SetupDefaultTable(setup.Cookie(), d.PatchIntOfport)...)
 	s.add(setup, IntBridge{}.SetupDefaultTable(setup.Cookie())...)
 
+	typeOf := func(t string) string {
+		if t == "" {
+			return d.TunnelType
+		}
+		return t
+	}
 	nets := map[string]Network{}
 	for _, n := range d.Networks {
 		if _, dup := nets[n.ID]; dup {
@@ -163,27 +196,39 @@ func (d *Desired) Flows() (Set, error) {
 		if n.VNI == 0 || n.VNI > api.MaxVNI || n.LocalVLAN == 0 || n.LocalVLAN >= deadVLAN {
 			return Set{}, fmt.Errorf("network %s: VNI %d or local VLAN %d out of range", n.ID, n.VNI, n.LocalVLAN)
 		}
+		if _, err := tbOf(n.TunnelType); err != nil {
+			return Set{}, fmt.Errorf("network %s: %w", n.ID, err)
+		}
 		nets[n.ID] = n
 	}
 
-	tunnels := map[netip.Addr]uint32{}
+	type tunnelKey struct {
+		ip netip.Addr
+		t  string
+	}
+	tunnels := map[tunnelKey]uint32{}
 	for _, t := range d.Tunnels {
 		ip := t.RemoteIP.Unmap()
 		if !ip.IsValid() || t.Ofport == 0 {
 			return Set{}, fmt.Errorf("tunnel to %v (ofport %d): want a remote IP and an ofport", t.RemoteIP, t.Ofport)
 		}
-		if _, dup := tunnels[ip]; dup {
-			return Set{}, fmt.Errorf("tunnel %s listed twice", ip)
+		k := tunnelKey{ip, typeOf(t.Type)}
+		if _, dup := tunnels[k]; dup {
+			return Set{}, fmt.Errorf("%s tunnel %s listed twice", k.t, ip)
 		}
-		tunnels[ip] = t.Ofport
-		o := Owner{CatTunnel, ip.String()}
-		s.add(o, tb.SetupTunnelPort(o.Cookie(), t.Ofport))
+		b, err := tbOf(t.Type)
+		if err != nil {
+			return Set{}, fmt.Errorf("tunnel to %s: %w", ip, err)
+		}
+		tunnels[k] = t.Ofport
+		o := Owner{CatTunnel, TunnelOwnerKey(ip, k.t, d.TunnelType)}
+		s.add(o, b.SetupTunnelPort(o.Cookie(), t.Ofport))
 	}
 
 	flood := map[string][]uint32{} // network ID -> tunnel ofports
 	for _, p := range d.RemotePorts {
 		n, ok := nets[p.NetworkID]
-		ofport, up := tunnels[p.HostIP.Unmap()]
+		ofport, up := tunnels[tunnelKey{p.HostIP.Unmap(), typeOf(n.TunnelType)}]
 		if !ok || !up {
 			continue
 		}
@@ -204,7 +249,8 @@ func (d *Desired) Flows() (Set, error) {
 
 	for _, n := range d.Networks {
 		o := Owner{CatNetwork, n.ID}
-		s.add(o, tb.ProvisionLocalVLAN(o.Cookie(), n.LocalVLAN, n.VNI))
+		b, _ := tbOf(n.TunnelType) // checked above
+		s.add(o, b.ProvisionLocalVLAN(o.Cookie(), n.LocalVLAN, n.VNI))
 		if ports := flood[n.ID]; len(ports) > 0 {
 			slices.Sort(ports)
 			s.add(o, tb.InstallFloodToTun(o.Cookie(), n.LocalVLAN, n.VNI, ports))

@@ -28,7 +28,8 @@ type NetworkSpec struct {
 	// UnderlayMTU of the hosts' tunnel interfaces, api.MinMTU plus the tunnel overhead
 	// up to api.MaxMTU; 0 means DefaultUnderlayMTU.
 	UnderlayMTU int
-	// TunnelType decides the overhead; "" means vxlan.
+	// TunnelType carries the network between hosts (its network_type) and decides the
+	// overhead; "" means vxlan.
 	TunnelType string
 	// Gateway and DHCP are handed out by the hosts' DHCP responders (api.DHCP).
 	Gateway string
@@ -43,7 +44,7 @@ func (s *Store) CreateNetwork(ctx context.Context, spec NetworkSpec) (api.Networ
 	if tt == "" {
 		tt = api.TunnelVXLAN
 	}
-	if err := api.ValidateTunnelType("network.tunnel_type", tt); err != nil {
+	if err := api.ValidateTunnelType("network.network_type", tt); err != nil {
 		return api.Network{}, err
 	}
 	underlay := spec.UnderlayMTU
@@ -56,7 +57,7 @@ func (s *Store) CreateNetwork(ctx context.Context, spec NetworkSpec) (api.Networ
 				low, api.MaxMTU, api.MinMTU, tt, api.TunnelOverhead(tt))}
 	}
 	maxMTU := underlay - api.TunnelOverhead(tt)
-	n := api.Network{ID: spec.ID, Name: spec.Name, CIDR: spec.CIDR, MTU: spec.MTU, Gateway: spec.Gateway, DHCP: spec.DHCP}
+	n := api.Network{ID: spec.ID, Name: spec.Name, CIDR: spec.CIDR, MTU: spec.MTU, NetworkType: tt, Gateway: spec.Gateway, DHCP: spec.DHCP}
 	if n.MTU == 0 {
 		n.MTU = maxMTU
 	}

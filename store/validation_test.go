@@ -79,7 +79,7 @@ func TestValidationLeavesStoreUnchanged(t *testing.T) {
 		{"network name empty", network(NetworkSpec{CIDR: "10.1.0.0/24"}), "network.name", "must not be empty"},
 		{"bad cidr", network(NetworkSpec{Name: "x", CIDR: "10.1.0.1/24"}), "network.cidr", "host bits set"},
 		{"mtu above underlay", network(NetworkSpec{Name: "x", CIDR: "10.1.0.0/24", MTU: 1500}), "network.mtu", "underlay MTU 1500"},
-		{"bad tunnel type", network(NetworkSpec{Name: "x", CIDR: "10.1.0.0/24", TunnelType: "ipip"}), "network.tunnel_type", "must be one of"},
+		{"bad tunnel type", network(NetworkSpec{Name: "x", CIDR: "10.1.0.0/24", TunnelType: "ipip"}), "network.network_type", "must be one of"},
 		{"network id not uuid", network(NetworkSpec{ID: "abc", Name: "x", CIDR: "10.1.0.0/24"}), "network.id", "UUID"},
 		{"network id taken", network(NetworkSpec{ID: n.ID, Name: "x", CIDR: "10.1.0.0/24"}), "network.id", "already used"},
 

@@ -51,6 +51,9 @@ func withEtcdCluster(n int) labOption { return func(c *lab.Config) { c.EtcdMembe
 // secure turns on TLS and etcd authentication with lanes' roles.
 func secure(c *lab.Config) { c.Secure = true }
 
+// withTunnelTypes makes every host accept these tunnel types (comma-separated).
+func withTunnelTypes(types string) labOption { return func(c *lab.Config) { c.TunnelTypes = types } }
+
 // newLab starts a lab of n hosts with lanesd running on each; everything is removed
 // when the test ends (lanesd and etcd logs are printed if it failed).
 func newLab(t testing.TB, n int, opts ...labOption) *lab.Lab {
@@ -219,7 +222,7 @@ func tunnelPorts(t testing.TB, l *lab.Lab, h *lab.Host) []string {
 	}
 	var ts []string
 	for _, p := range strings.Fields(out) {
-		if strings.HasPrefix(p, "vxlan-") {
+		if strings.HasPrefix(p, "vxlan-") || strings.HasPrefix(p, "geneve-") || strings.HasPrefix(p, "gre-") {
 			ts = append(ts, p)
 		}
 	}

@@ -131,13 +131,13 @@ func dhcpSummary(n api.Network) string {
 
 func (c *cli) emitNetworks(ns []api.Network) error {
 	return c.emit(ns, func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "NAME\tID\tVNI\tCIDR\tMTU\tGATEWAY\tDHCP")
+		fmt.Fprintln(w, "NAME\tID\tTYPE\tVNI\tCIDR\tMTU\tGATEWAY\tDHCP")
 		for _, n := range ns {
 			gw := n.Gateway
 			if gw == "" {
 				gw = "-"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%d\t%s\t%s\n", n.Name, n.ID, n.VNI, n.CIDR, n.MTU, gw, dhcpSummary(n))
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", n.Name, n.ID, n.Type(), n.VNI, n.CIDR, n.MTU, gw, dhcpSummary(n))
 		}
 	})
 }

@@ -23,6 +23,7 @@ func networkSpec(args []string) (store.NetworkSpec, error) {
 	vni := fs.Int("vni", 0, "tunnel ID 1..16777215 (default: the lowest free)")
 	mtu := fs.Int("mtu", 0, "MTU of the VMs' devices (default: underlay MTU minus the tunnel overhead)")
 	underlay := fs.Int("underlay-mtu", store.DefaultUnderlayMTU, "MTU of the hosts' underlay")
+	ntype := fs.String("type", api.TunnelVXLAN, "tunnel type carrying the network between hosts: vxlan, gre or geneve (Neutron's network_type)")
 	dhcp := newDHCPFlags(fs, false)
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
@@ -32,7 +33,7 @@ func networkSpec(args []string) (store.NetworkSpec, error) {
 	if err := dhcp.apply(&dn); err != nil {
 		return store.NetworkSpec{}, err
 	}
-	spec := store.NetworkSpec{Name: pos[0], CIDR: *cidr, MTU: *mtu, UnderlayMTU: *underlay, Gateway: dn.Gateway, DHCP: dn.DHCP}
+	spec := store.NetworkSpec{Name: pos[0], CIDR: *cidr, MTU: *mtu, UnderlayMTU: *underlay, TunnelType: *ntype, Gateway: dn.Gateway, DHCP: dn.DHCP}
 	if given(fs, "vni") {
 		// Checked before the conversion, which would wrap 4294967297 to 1.
 		if *vni < 0 || *vni > api.MaxVNI {
@@ -505,13 +506,17 @@ func (c *cli) hostList(args []string) error {
 		return err
 	}
 	return c.emit(hs, func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "NAME\tTUNNEL IP\tTUNNEL TYPE\tAGENT")
+		fmt.Fprintln(w, "NAME\tTUNNEL IP\tTUNNEL TYPES\tAGENT")
 		for _, h := range hs {
 			state := "up"
 			if !h.Alive {
 				state = "DOWN (lease expired; its ports and tunnels stay)"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", h.Name, h.TunnelIP, h.TunnelType, state)
+			types := h.TunnelType
+			if len(h.TunnelTypes) > 0 {
+				types = strings.Join(h.TunnelTypes, ",")
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", h.Name, h.TunnelIP, types, state)
 		}
 	})
 }

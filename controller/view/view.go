@@ -30,10 +30,16 @@ type View struct {
 	// Peers are the hosts that share a network with this host, alive or not: one
 	// tunnel each.
 	Peers map[string]api.Host // by tunnel IP
-	// Mismatched are the peers whose tunnel type is not this host's: no tunnel can
-	// carry traffic between them, so none is made (by tunnel IP).
-	Mismatched map[string]api.Host
-	// mismatchedOn lists, per network, the mismatched peers that have ports on it.
+	// Tunnels are the tunnels to make: one per peer and tunnel type in use between
+	// them (networks carry their own type).
+	Tunnels map[TunnelKey]api.Host
+	// Mismatches are the peers with ports on this host's networks that do not accept
+	// the network's tunnel type: no tunnel can carry the network between them.
+	Mismatches []Mismatch
+	// Unsupported are this host's networks whose tunnel type it does not accept, with
+	// why (by network ID): their ports cannot reach other hosts.
+	Unsupported map[string]string
+	// mismatchedOn lists, per network, the peers of Mismatches.
 	mismatchedOn map[string]map[string]api.Host
 	// Groups and Members feed the firewall: members are, per group and network, the
 	// fixed IPs of every port of the group on that network, for remote-group rules
@@ -48,6 +54,15 @@ type View struct {
 	// StoreProblems are the records the store mirror left out, wholly or in part, that
 	// may concern this host: all but other hosts' ports and statuses.
 	StoreProblems []store.Problem
+}
+
+// TunnelKey names one tunnel: the peer's tunnel IP and the tunnel type.
+type TunnelKey struct{ IP, Type string }
+
+// Mismatch is a peer that does not accept a network's tunnel type.
+type Mismatch struct {
+	Network api.Network
+	Host    api.Host
 }
 
 // Port is a port with its addresses parsed.
@@ -75,7 +90,7 @@ type RemotePort struct {
 // keeps its tunnels and flows until its ports move or it is deleted. A port bound to
 // a host that is not registered gets no flows.
 func Compute(self string, st store.State) *View {
-	v := &View{Host: self, Revision: st.Revision, State: st, Networks: map[string]api.Network{}, Peers: map[string]api.Host{}, Mismatched: map[string]api.Host{}, mismatchedOn: map[string]map[string]api.Host{},
+	v := &View{Host: self, Revision: st.Revision, State: st, Networks: map[string]api.Network{}, Peers: map[string]api.Host{}, Tunnels: map[TunnelKey]api.Host{}, Unsupported: map[string]string{}, mismatchedOn: map[string]map[string]api.Host{},
 		Groups: map[string]api.SecurityGroup{}, Members: map[string]map[string][]netip.Addr{}, Problems: map[string]error{}}
 	known := map[string]api.Host{}
 	for _, h := range st.Hosts {
@@ -92,6 +107,12 @@ func Compute(self string, st store.State) *View {
 		p := st.Ports[id]
 		if n, ok := st.Networks[p.NetworkID]; ok && p.Host == self {
 			v.Networks[n.ID] = n
+		}
+	}
+	me, registered := st.Hosts[self]
+	for id, n := range v.Networks {
+		if registered && !me.Accepts(n.Type()) {
+			v.Unsupported[id] = fmt.Sprintf("network %s is carried by %s tunnels, which this host does not accept (lanesd --tunnel-types)", n.Name, n.Type())
 		}
 	}
 	for _, id := range ids {
@@ -118,16 +139,23 @@ func Compute(self string, st store.State) *View {
 		if err != nil {
 			continue // a host record that does not validate has no tunnel
 		}
-		if me, ok := st.Hosts[self]; ok && me.TunnelType != "" && h.TunnelType != "" && h.TunnelType != me.TunnelType {
-			v.Mismatched[h.TunnelIP] = h
-			if v.mismatchedOn[p.NetworkID] == nil {
-				v.mismatchedOn[p.NetworkID] = map[string]api.Host{}
+		n := v.Networks[p.NetworkID]
+		if _, no := v.Unsupported[n.ID]; no {
+			continue
+		}
+		if !h.Accepts(n.Type()) {
+			if v.mismatchedOn[n.ID] == nil {
+				v.mismatchedOn[n.ID] = map[string]api.Host{}
 			}
-			v.mismatchedOn[p.NetworkID][h.Name] = h
+			if _, seen := v.mismatchedOn[n.ID][h.Name]; !seen {
+				v.Mismatches = append(v.Mismatches, Mismatch{Network: n, Host: h})
+			}
+			v.mismatchedOn[n.ID][h.Name] = h
 			continue
 		}
 		v.Remote = append(v.Remote, RemotePort{Port: pp, HostIP: hostIP})
 		v.Peers[h.TunnelIP] = h
+		v.Tunnels[TunnelKey{IP: h.TunnelIP, Type: n.Type()}] = h
 	}
 	for _, g := range st.Groups {
 		v.Groups[g.ID] = g
@@ -192,19 +220,23 @@ func parsePort(p api.Port) (Port, error) {
 	return out, nil
 }
 
-// MismatchOf says why a local port's network cannot reach some of its ports: the
-// peers on it whose tunnel type differs from this host's. Empty when none.
+// MismatchOf says why a local port's network cannot reach some or all of its ports:
+// this host or peers on it do not accept the network's tunnel type. Empty when none.
 func (v *View) MismatchOf(p Port) string {
+	if why, ok := v.Unsupported[p.NetworkID]; ok {
+		return why
+	}
 	var why []string
 	for _, h := range v.mismatchedOn[p.NetworkID] {
-		why = append(why, fmt.Sprintf("host %s uses %s tunnels", h.Name, h.TunnelType))
+		why = append(why, h.Name)
 	}
 	if len(why) == 0 {
 		return ""
 	}
 	sort.Strings(why)
-	return fmt.Sprintf("network %s has ports this host (%s tunnels) cannot reach: %s",
-		v.Networks[p.NetworkID].Name, v.State.Hosts[v.Host].TunnelType, strings.Join(why, ", "))
+	n := v.Networks[p.NetworkID]
+	return fmt.Sprintf("network %s is carried by %s tunnels, which host %s does not accept: no traffic with its ports there",
+		n.Name, n.Type(), strings.Join(why, ", "))
 }
 
 // LocalPort finds a local port by ID or name.

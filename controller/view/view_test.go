@@ -125,27 +125,42 @@ func TestComputeProblems(t *testing.T) {
 	}
 }
 
-// TestComputeTunnelTypes: a peer with another tunnel type gets no tunnel, and the
-// local ports of the networks it shares say why.
+// TestComputeTunnelTypes: networks carry their tunnel type; a host gets one tunnel per
+// peer and type in use; a peer that does not accept a network's type gets no tunnel for
+// it, and the local ports of that network say why; so do those of a network whose type
+// this host does not accept.
 func TestComputeTunnelTypes(t *testing.T) {
 	st := state()
 	for name, h := range st.Hosts {
-		h.TunnelType = "vxlan"
+		h.TunnelType, h.TunnelTypes = "vxlan", []string{"vxlan", "geneve"}
 		st.Hosts[name] = h
 	}
 	h2 := st.Hosts["h2"]
-	h2.TunnelType = "geneve"
+	h2.TunnelTypes = nil // vxlan only
 	st.Hosts["h2"] = h2
+	na := st.Networks["na"]
+	na.NetworkType = "geneve"
+	st.Networks["na"] = na
+	nb := st.Networks["nb"]
+	nb.NetworkType = "gre"
+	st.Networks["nb"] = nb
 	v := Compute("h1", st)
-	if _, ok := v.Peers["172.31.0.2"]; ok || v.Mismatched["172.31.0.2"].Name != "h2" {
-		t.Errorf("peers %v mismatched %v", v.Peers, v.Mismatched)
+	if len(v.Tunnels) != 0 || len(v.Mismatches) != 1 || v.Mismatches[0].Host.Name != "h2" {
+		t.Errorf("tunnels %v mismatches %v", v.Tunnels, v.Mismatches)
 	}
 	p1, _ := v.LocalPort("p1")
 	p3, _ := v.LocalPort("p3")
-	if why := v.MismatchOf(p1); !strings.Contains(why, "host h2 uses geneve tunnels") || !strings.Contains(why, "(vxlan tunnels)") {
-		t.Errorf("p1 (network a, shared with h2): %q", why)
+	if why := v.MismatchOf(p1); !strings.Contains(why, "geneve tunnels, which host h2 does not accept") {
+		t.Errorf("p1 (network a, geneve, shared with h2): %q", why)
 	}
-	if why := v.MismatchOf(p3); why != "" {
-		t.Errorf("p3 (network b, not on h2): %q", why)
+	if why := v.MismatchOf(p3); !strings.Contains(why, "gre tunnels, which this host does not accept") {
+		t.Errorf("p3 (network b, gre): %q", why)
+	}
+	// h2 accepting geneve too: one geneve tunnel to it.
+	h2.TunnelTypes = []string{"vxlan", "geneve"}
+	st.Hosts["h2"] = h2
+	v = Compute("h1", st)
+	if _, ok := v.Tunnels[TunnelKey{IP: "172.31.0.2", Type: "geneve"}]; !ok || len(v.Tunnels) != 1 || v.MismatchOf(p1) != "" {
+		t.Errorf("tunnels %v, p1 %q", v.Tunnels, v.MismatchOf(p1))
 	}
 }

@@ -32,6 +32,8 @@ type Config struct {
 	BinDir     string `json:"bin_dir"`
 	Hosts      int    `json:"hosts"`
 	TunnelType string `json:"tunnel_type"`
+	// TunnelTypes, when set, is every host's --tunnel-types (the types it accepts).
+	TunnelTypes string `json:"tunnel_types,omitempty"`
 	// UnderlayMTU of the hosts' NICs; VMs get this minus the tunnel overhead.
 	UnderlayMTU int `json:"underlay_mtu"`
 	// EtcdMembers > 0 runs an external etcd cluster of that many members (BinDir/etcd),
@@ -285,6 +287,7 @@ func (l *Lab) LanesdArgs(h *Host) []string {
 		"--host", h.Name,
 		"--tunnel-ip", h.TunnelIP + "/24",
 		"--tunnel-type", l.TunnelType,
+		"--tunnel-types", l.TunnelTypes,
 		"--datapath", "netdev",
 		"--underlay-nic", "eth1",
 		"--underlay-mtu", strconv.Itoa(l.UnderlayMTU),
