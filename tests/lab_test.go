@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"github.com/lanes-net/lanes/api"
 	"io"
 	"os"
 	"os/exec"
@@ -259,4 +260,25 @@ func capture(t testing.TB, l *lab.Lab, h *lab.Host, filter string) (stop func() 
 		}
 		return strings.Count(string(out), "\n")
 	}
+}
+
+// hostAlive waits until host name is shown alive (or down) in host list.
+func hostAlive(t testing.TB, l *lab.Lab, from *lab.Host, name string, alive bool, within time.Duration) {
+	t.Helper()
+	eventually(t, within, fmt.Sprintf("%s shown alive=%v", name, alive), func() error {
+		out, err := l.Ctl(from, "-o", "json", "host", "list")
+		if err != nil {
+			return err
+		}
+		var hosts []api.Host
+		if err := json.Unmarshal([]byte(out), &hosts); err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			if h.Name == name && h.Alive == alive {
+				return nil
+			}
+		}
+		return fmt.Errorf("hosts %+v", hosts)
+	})
 }

@@ -1,8 +1,6 @@
 package tests
 
 import (
-	"encoding/json"
-	"fmt"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -11,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/internal/lab"
 )
 
@@ -75,18 +72,7 @@ func TestControlPlaneOutage(t *testing.T) {
 	if err := l.StopLanesd(h3); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 30*time.Second, "h3 shown down", func() error {
-		var hosts []api.Host
-		if err := json.Unmarshal([]byte(ctl(t, l, h1, "-o", "json", "host", "list")), &hosts); err != nil {
-			return err
-		}
-		for _, h := range hosts {
-			if h.Name == "h3" && !h.Alive {
-				return nil
-			}
-		}
-		return fmt.Errorf("hosts %+v", hosts)
-	})
+	hostAlive(t, l, h1, "h3", false, 30*time.Second)
 
 	// The whole store goes away for 30 s: h1's lanesd (and its embedded etcd) frozen.
 	pid := h1.LanesdPID()
@@ -119,22 +105,7 @@ func TestControlPlaneOutage(t *testing.T) {
 		}
 	}
 	// Everything resyncs: h3 is up again, and a port created now on each host works.
-	eventually(t, 30*time.Second, "h3 alive again", func() error {
-		out, err := l.Ctl(h1, "-o", "json", "host", "list")
-		if err != nil {
-			return err
-		}
-		var hosts []api.Host
-		if err := json.Unmarshal([]byte(out), &hosts); err != nil {
-			return err
-		}
-		for _, h := range hosts {
-			if !h.Alive {
-				return fmt.Errorf("%s still down", h.Name)
-			}
-		}
-		return nil
-	})
+	hostAlive(t, l, h1, "h3", true, 30*time.Second)
 	n1, _ := vm(t, l, "h1", "n1", "net-a", "10.0.0.11", open...)
 	vm(t, l, "h3", "n3", "net-a", "10.0.0.13", open...)
 	eventually(t, 10*time.Second, "new ports reach each other across hosts", func() error { return ping(l, n1, "10.0.0.13") })

@@ -382,18 +382,7 @@ func TestOverlay(t *testing.T) {
 		}
 		// Liveness is not placement: the lease expires, h3 is shown down, and its
 		// peers keep everything toward it (its VMs may be fine).
-		eventually(t, 30*time.Second, "h3 shown down", func() error {
-			var hosts []api.Host
-			if err := json.Unmarshal([]byte(ctl(t, l, h1, "-o", "json", "host", "list")), &hosts); err != nil {
-				return err
-			}
-			for _, h := range hosts {
-				if h.Name == "h3" && !h.Alive {
-					return nil
-				}
-			}
-			return fmt.Errorf("hosts %+v", hosts)
-		})
+		hostAlive(t, l, h1, "h3", false, 30*time.Second)
 		eventually(t, 10*time.Second, "h1's status to show h3's agent down", func() error {
 			var st api.StatusReport
 			if err := json.Unmarshal([]byte(ctl(t, l, h1, "-o", "json", "status")), &st); err != nil {

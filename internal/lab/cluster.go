@@ -137,21 +137,10 @@ func (l *Lab) StartEtcd(m *EtcdMember) error {
 	if pid := m.PID(); pid != 0 {
 		return fmt.Errorf("etcd %s already runs (pid %d)", m.Name, pid)
 	}
-	logf, err := os.OpenFile(m.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	args := append([]string{"netns", "exec", m.Netns, filepath.Join(l.BinDir, "etcd")}, l.EtcdArgs(m)...)
-	cmd := exec.Command("ip", args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
+	if err := l.startDetached(m.Netns, "etcd", l.EtcdArgs(m), m.LogFile(), m.pidFile()); err != nil {
 		return fmt.Errorf("start etcd %s: %w", m.Name, err)
 	}
-	pid := cmd.Process.Pid
-	_ = cmd.Process.Release()
-	return os.WriteFile(m.pidFile(), []byte(strconv.Itoa(pid)), 0o644)
+	return nil
 }
 
 // KillEtcd kills the member's etcd with SIGKILL (a crash, a power cut) and waits until

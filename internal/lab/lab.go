@@ -323,21 +323,30 @@ func (l *Lab) StartLanesd(h *Host) error {
 	if pid := h.LanesdPID(); pid != 0 {
 		return fmt.Errorf("lanesd on %s already runs (pid %d)", h.Name, pid)
 	}
-	logf, err := os.OpenFile(h.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err := l.startDetached(h.Netns, "lanesd", l.LanesdArgs(h), h.LogFile(), h.pidFile()); err != nil {
+		return fmt.Errorf("start lanesd on %s: %w", h.Name, err)
+	}
+	return nil
+}
+
+// startDetached starts one of the lab's binaries inside a namespace, in a session of
+// its own (it outlives the caller, as a system service would), appending its output
+// to logFile and its PID to pidFile.
+func (l *Lab) startDetached(netns, bin string, args []string, logFile, pidFile string) error {
+	logf, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
-	args := append([]string{"netns", "exec", h.Netns, filepath.Join(l.BinDir, "lanesd")}, l.LanesdArgs(h)...)
-	cmd := exec.Command("ip", args...)
+	cmd := exec.Command("ip", append([]string{"netns", "exec", netns, filepath.Join(l.BinDir, bin)}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start lanesd on %s: %w", h.Name, err)
+		return err
 	}
 	pid := cmd.Process.Pid
 	_ = cmd.Process.Release()
-	return os.WriteFile(h.pidFile(), []byte(strconv.Itoa(pid)), 0o644)
+	return os.WriteFile(pidFile, []byte(strconv.Itoa(pid)), 0o644)
 }
 
 // LanesdPID is the PID of the host's running lanesd, or 0.
