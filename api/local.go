@@ -8,6 +8,8 @@ import "time"
 
 // StatusReport answers GET /status.
 type StatusReport struct {
+	// Version is lanesd's build (version, commit, date).
+	Version       string          `json:"version,omitempty"`
 	Host          string          `json:"host"`
 	TunnelIP      string          `json:"tunnel_ip"`
 	TunnelType    string          `json:"tunnel_type"`

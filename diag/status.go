@@ -6,13 +6,14 @@ import (
 
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/flows"
+	"github.com/lanes-net/lanes/internal/version"
 )
 
 // Status is lanesctl status: the last reconcile's outcome and the switches' live
 // OpenFlow side.
 func (s *Server) Status(snap *Snapshot) api.StatusReport {
 	v := snap.View
-	r := api.StatusReport{Host: snap.Host.Name, TunnelIP: snap.Host.TunnelIP, TunnelType: snap.Host.TunnelType, Datapath: snap.Host.Datapath,
+	r := api.StatusReport{Version: version.Get().String(), Host: snap.Host.Name, TunnelIP: snap.Host.TunnelIP, TunnelType: snap.Host.TunnelType, Datapath: snap.Host.Datapath,
 		Started: snap.Started, Converged: snap.Converged,
 		LastReconcile: api.ReconcileReport{At: snap.At, Took: snap.Took.String(), Revision: v.Revision, Errors: snap.Errors}}
 	if s.Mirror != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -27,13 +28,22 @@ func (g *globals) local(path string, q url.Values, v any) error {
 	}
 	resp, err := client.Get("http://lanesd" + path + "?" + q.Encode())
 	if err != nil {
-		return fmt.Errorf("lanesd at %s: %w (is lanesd running on this host, and are you root?)", g.socket, err)
+		return &unreachableError{fmt.Errorf("lanesd at %s: %w (is lanesd running on this host, and are you root?)", g.socket, err)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error string }
 		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Error != "" {
-			return fmt.Errorf("%s", e.Error)
+			// The class travels as the status code: 400 bad input, 404 unknown name.
+			switch resp.StatusCode {
+			case http.StatusBadRequest:
+				return &usageError{errors.New(e.Error)}
+			case http.StatusNotFound:
+				return fmt.Errorf("%s: %w", e.Error, errNotFound)
+			case http.StatusServiceUnavailable:
+				return &unreachableError{errors.New(e.Error)}
+			}
+			return errors.New(e.Error)
 		}
 		return fmt.Errorf("lanesd: %s", resp.Status)
 	}
@@ -48,11 +58,12 @@ func (g *globals) status(args []string) error {
 	if err := g.local("/status", nil, &r); err != nil {
 		return err
 	}
-	if g.output == "json" {
+	if g.structured() {
 		return g.emit(r, nil)
 	}
 	w := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "host %s  tunnel %s (%s)  datapath %s  store revision %d\n\n", r.Host, r.TunnelIP, r.TunnelType, r.Datapath, r.StoreRevision)
+	fmt.Fprintf(w, "host %s  tunnel %s (%s)  datapath %s  store revision %d\n", r.Host, r.TunnelIP, r.TunnelType, r.Datapath, r.StoreRevision)
+	fmt.Fprintf(w, "lanesd %s\n\n", r.Version)
 	fmt.Fprintln(w, "BRIDGE\tOPENFLOW\tROUND\tFLOWS\tPER TABLE")
 	for _, b := range r.Bridges {
 		conn := "connected"
@@ -136,7 +147,7 @@ func (g *globals) flows(args []string) error {
 	if err := g.local("/flows", q, &lines); err != nil {
 		return err
 	}
-	if g.output == "json" {
+	if g.structured() {
 		return g.emit(lines, nil)
 	}
 	w := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
@@ -162,7 +173,7 @@ func (g *globals) trace(args []string) error {
 	if err := g.local("/trace", q, &r); err != nil {
 		return err
 	}
-	if g.output == "json" {
+	if g.structured() {
 		return g.emit(r, nil)
 	}
 	for i, s := range r.Steps {
