@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -17,14 +18,27 @@ import (
 	"syscall"
 
 	"github.com/lanes-net/lanes/controller"
+	"github.com/lanes-net/lanes/internal/version"
 )
 
 func main() {
-	if err := run(); err != nil {
+	err := run()
+	if errors.Is(err, flag.ErrHelp) {
+		return // the help went to stdout: asked for, so not a failure
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "lanesd:", err)
+		if errors.As(err, new(usageError)) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
+
+// usageError is a mistake on the command line: exit status 2, as lanesctl's.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
 
 func run() error {
 	cfg := controller.DefaultConfig()
@@ -32,6 +46,8 @@ func run() error {
 	configFile := fs.String("config", "", "JSON config file; flags given on the command line override it")
 	tapOwner := fs.String("tap-owner", "0:0", "uid:gid owning the taps, so that qemu running as that user can open them")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text or json")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	fs.StringVar(&cfg.Host, "host", cfg.Host, "this host's name in the store (default: the hostname)")
 	fs.StringVar(&cfg.TunnelIP, "tunnel-ip", cfg.TunnelIP, "this host's tunnel endpoint, an IPv4 address (with /prefix when lanesd configures the netdev underlay)")
 	fs.StringVar(&cfg.TunnelType, "tunnel-type", cfg.TunnelType, "vxlan, gre or geneve")
@@ -52,8 +68,19 @@ func run() error {
 	fs.IntVar(&cfg.UnderlayMTU, "underlay-mtu", cfg.UnderlayMTU, "MTU of the underlay; lanesd warns about networks whose MTU exceeds it minus the tunnel overhead")
 	fs.StringVar(&cfg.Socket, "socket", cfg.Socket, "root-only unix socket for lanesctl status/flows/trace")
 	fs.StringVar(&cfg.MetricsAddr, "metrics", cfg.MetricsAddr, "address of the Prometheus /metrics listener; empty disables it")
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(os.Args[1:]); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(os.Stdout, "usage: lanesd [flags]\n\nlanes' per-host controller, %s.\n\nflags:\n", version.Get())
+			fs.SetOutput(os.Stdout)
+			fs.PrintDefaults()
+			return err
+		}
+		return usageError{fmt.Errorf("%w (see lanesd --help)", err)}
+	}
+	if *showVersion {
+		fmt.Println("lanesd", version.Get())
+		return nil
 	}
 	if *configFile != "" {
 		if err := loadConfig(*configFile, &cfg, fs); err != nil {
@@ -69,7 +96,18 @@ func run() error {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: %w", *logLevel, err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	opts := &slog.HandlerOptions{Level: level}
+	var handler slog.Handler
+	switch *logFormat {
+	case "text":
+		handler = slog.NewTextHandler(os.Stderr, opts)
+	case "json":
+		handler = slog.NewJSONHandler(os.Stderr, opts)
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", *logFormat)
+	}
+	log := slog.New(handler).With()
+	log.Info("lanesd", "version", version.Get().Version, "commit", version.Get().Commit, "built", version.Get().Date)
 	slog.SetDefault(log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
