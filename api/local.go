@@ -26,6 +26,24 @@ type StatusReport struct {
 	// Problems are store records lanesd left out (wholly or in part) that may concern
 	// this host.
 	Problems []RecordProblem `json:"problems,omitempty"`
+	// Ready is /readyz's answer: the store, the lease, the bridges, the last reconcile.
+	Ready *Readiness `json:"ready,omitempty"`
+	// Warnings are what is wrong although nothing failed: a network MTU above what the
+	// underlay carries, a peer with another tunnel type, a lost lease.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Readiness is lanesd's readiness, check by check (/readyz and lanesctl status).
+type Readiness struct {
+	Ready  bool         `json:"ready"`
+	Checks []ReadyCheck `json:"checks"`
+}
+
+// ReadyCheck is one condition of readiness.
+type ReadyCheck struct {
+	Name   string `json:"name"` // store, lease, br-int, br-tun, reconcile
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // RecordProblem is a store record lanesd could not use, and why.

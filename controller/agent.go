@@ -230,7 +230,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 
 func (a *agent) hostInfo() diag.Host {
 	addr, _ := a.cfg.TunnelAddr()
-	return diag.Host{Name: a.cfg.Host, TunnelIP: addr.String(), TunnelType: a.cfg.TunnelType, Datapath: a.cfg.DatapathType}
+	return diag.Host{Name: a.cfg.Host, TunnelIP: addr.String(), TunnelType: a.cfg.TunnelType, Datapath: a.cfg.DatapathType, VMMTU: a.cfg.VMMTU()}
 }
 
 // countProblems publishes the store records left out that concern this host, and the

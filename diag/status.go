@@ -1,6 +1,7 @@
 package diag
 
 import (
+	"context"
 	"fmt"
 	"sort"
 
@@ -62,5 +63,53 @@ func (s *Server) Status(snap *Snapshot) api.StatusReport {
 		r.Networks = append(r.Networks, api.NetworkReport{ID: n.ID, Name: n.Name, VNI: n.VNI, LocalVLAN: snap.VLANs[n.ID], FloodTo: flood[n.ID]})
 	}
 	sort.Slice(r.Networks, func(i, j int) bool { return r.Networks[i].Name < r.Networks[j].Name })
+	r.Warnings = warnings(snap)
 	return r
+}
+
+// StatusWithHealth is Status plus the live readiness checks; a failed check is a
+// warning too, so that status never says "no errors" while lanesd is not ready.
+func (s *Server) StatusWithHealth(ctx context.Context, snap *Snapshot) api.StatusReport {
+	r := s.Status(snap)
+	if s.Health != nil {
+		ready := s.Health(ctx)
+		r.Ready = &ready
+		for _, c := range ready.Checks {
+			if !c.OK {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("not ready: %s: %s", c.Name, c.Detail))
+			}
+		}
+	}
+	return r
+}
+
+// warnings are the misconfigurations a snapshot shows although every step succeeded.
+func warnings(snap *Snapshot) []string {
+	var out []string
+	v := snap.View
+	var ids []string
+	for id := range v.Networks {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		n := v.Networks[id]
+		if snap.Host.VMMTU > 0 && n.MTU > snap.Host.VMMTU {
+			out = append(out, fmt.Sprintf("network %s (%s): MTU %d is above the %d this host's underlay carries for %s: bigger packets are dropped",
+				n.Name, n.ID, n.MTU, snap.Host.VMMTU, snap.Host.TunnelType))
+		}
+	}
+	var ips []string
+	for ip := range v.Peers {
+		ips = append(ips, ip)
+	}
+	sort.Strings(ips)
+	for _, ip := range ips {
+		p := v.Peers[ip]
+		if p.TunnelType != "" && p.TunnelType != snap.Host.TunnelType {
+			out = append(out, fmt.Sprintf("peer host %s (%s) uses tunnel type %s, this host %s: no traffic passes between them",
+				p.Name, ip, p.TunnelType, snap.Host.TunnelType))
+		}
+	}
+	return out
 }

@@ -107,8 +107,26 @@ func (g *globals) status(args []string) error {
 			fmt.Fprintf(w, "%s/%s\t%s\t%s\t%s\n", p.Kind, p.ID, p.Class, part, p.Error)
 		}
 	}
+	if r.Ready != nil {
+		fmt.Fprintln(w, "\nCHECK\tSTATE\tDETAIL")
+		for _, c := range r.Ready.Checks {
+			state := "ok"
+			if !c.OK {
+				state = "FAILED"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\n", c.Name, state, c.Detail)
+		}
+	}
+	if len(r.Warnings) > 0 {
+		fmt.Fprintln(w, "\nWARNINGS")
+		for _, msg := range r.Warnings {
+			fmt.Fprintf(w, "  %s\n", msg)
+		}
+	}
 	fmt.Fprintf(w, "\nlast reconcile %s (took %s, revision %d)", r.LastReconcile.At.Format(time.RFC3339), r.LastReconcile.Took, r.LastReconcile.Revision)
-	if len(r.LastReconcile.Errors) == 0 && len(r.Problems) == 0 {
+	if len(r.Warnings) > 0 && len(r.LastReconcile.Errors) == 0 {
+		fmt.Fprintf(w, ": no errors, but %d warnings (above)\n", len(r.Warnings))
+	} else if len(r.LastReconcile.Errors) == 0 && len(r.Problems) == 0 {
 		fmt.Fprintln(w, ": no errors")
 	} else if len(r.LastReconcile.Errors) == 0 {
 		fmt.Fprintf(w, ": no errors, %d store records with problems (above)\n", len(r.Problems))
