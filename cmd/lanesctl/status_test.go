@@ -28,7 +28,7 @@ func serveStatus(t *testing.T, r api.StatusReport) string {
 // A status with warnings never ends in "no errors"; the checks and warnings are shown.
 func TestStatusShowsWarnings(t *testing.T) {
 	r := api.StatusReport{Version: "v1.2.3 (commit abc)", Host: "h1",
-		Ready: &api.Readiness{Checks: []api.ReadyCheck{{Name: "store", OK: false, Detail: "etcd did not answer"}, {Name: "lease", OK: true}}},
+		Ready:    &api.Readiness{Checks: []api.ReadyCheck{{Name: "store", OK: false, Detail: "etcd did not answer"}, {Name: "lease", OK: true}}},
 		Warnings: []string{"network jumbo (j): MTU 8950 is above the 1450", "not ready: store: etcd did not answer"}}
 	out, code, err := call("--socket", serveStatus(t, r), "status")
 	if code != 0 {
