@@ -13,6 +13,14 @@ DATE     ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 VPKG     := github.com/lanes-net/lanes/internal/version
 LDFLAGS  := -X $(VPKG).Version=$(VERSION) -X $(VPKG).Commit=$(COMMIT) -X $(VPKG).Date=$(DATE)
 
+# make deb: nfpm, pinned, run with go run (no packager to install).
+NFPM_VERSION := v2.45.2
+DEB_ARCH     ?= $(shell $(GO) env GOARCH)
+# Debian versions must start with a digit: a tag v1.2.3 gives 1.2.3, an untagged
+# tree 0.0.0+git<commit>.
+DEB_VERSION  ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null | sed 's/^v//'); \
+                  echo $${v:-0.0.0+git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown)})
+
 # make install: a plain host, without a package.
 PREFIX   ?= /usr/local
 DESTDIR  ?=
@@ -40,6 +48,10 @@ install: build
 	sed -i 's|/usr/sbin/lanesd|$(PREFIX)/sbin/lanesd|' $(DESTDIR)/etc/systemd/system/lanesd.service
 	test -e $(DESTDIR)/etc/lanes/lanesd.json || install -D -m 0640 deploy/lanesd.json $(DESTDIR)/etc/lanes/lanesd.json
 	@echo "installed; edit /etc/lanes/lanesd.json, then: systemctl daemon-reload && systemctl enable --now lanesd"
+
+deb: build
+	DEB_ARCH=$(DEB_ARCH) DEB_VERSION=$(DEB_VERSION) $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION) \
+		package --packager deb --config deploy/nfpm.yaml --target $(BIN)/
 
 # Every layer: golden flows, real OVS, real kernel, real etcd, multi-host end to end.
 test: deps build

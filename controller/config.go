@@ -33,6 +33,9 @@ type Config struct {
 	MetricsAddr   string `json:"metrics"`
 	TapUID        int    `json:"-"`
 	TapGID        int    `json:"-"`
+	// OnConverged is called once, after the first reconcile without errors (lanesd
+	// tells systemd READY=1 there).
+	OnConverged func() `json:"-"`
 
 	// The store client's TLS (its certificate's CN is this host's etcd user), and the
 	// embedded member's server certificate (it then requires client certificates

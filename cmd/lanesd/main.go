@@ -16,8 +16,10 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/lanes-net/lanes/controller"
+	"github.com/lanes-net/lanes/internal/sdnotify"
 	"github.com/lanes-net/lanes/internal/version"
 )
 
@@ -48,6 +50,7 @@ func run() error {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	showVersion := fs.Bool("version", false, "print the version and exit")
+	checkConfig := fs.Bool("check-config", false, "load and validate the configuration (flags and --config), then exit")
 	fs.StringVar(&cfg.Host, "host", cfg.Host, "this host's name in the store (default: the hostname)")
 	fs.StringVar(&cfg.TunnelIP, "tunnel-ip", cfg.TunnelIP, "this host's tunnel endpoint, an IPv4 address (with /prefix when lanesd configures the netdev underlay)")
 	fs.StringVar(&cfg.TunnelType, "tunnel-type", cfg.TunnelType, "vxlan, gre or geneve")
@@ -92,6 +95,13 @@ func run() error {
 		return err
 	}
 	cfg.TapUID, cfg.TapGID = uid, gid
+	if *checkConfig {
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		fmt.Printf("lanesd %s: configuration valid (host %s, tunnel %s %s, etcd %s)\n", version.Get().Version, cfg.Host, cfg.TunnelType, cfg.TunnelIP, cfg.EtcdEndpoints)
+		return nil
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: %w", *logLevel, err)
@@ -112,6 +122,28 @@ func run() error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Under systemd (Type=notify): READY=1 once the host matches the store, WATCHDOG=1
+	// while the process runs, STOPPING=1 on the way out.
+	cfg.OnConverged = func() {
+		if _, err := sdnotify.Notify("READY=1"); err != nil {
+			log.Warn("sd_notify", "err", err)
+		}
+	}
+	if every := sdnotify.WatchdogInterval(); every > 0 {
+		go func() {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					_, _ = sdnotify.Notify("WATCHDOG=1")
+				}
+			}
+		}()
+	}
+	defer func() { _, _ = sdnotify.Notify("STOPPING=1") }()
 	err = controller.Run(ctx, cfg, log)
 	if errors.Is(err, context.Canceled) {
 		log.Info("stopped; the data path keeps running")
