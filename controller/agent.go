@@ -220,6 +220,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	for _, e := range errs {
 		snap.Errors = append(snap.Errors, e.Error())
 	}
+	logChanges(a.log, a.last.Load(), snap) // changelog.go
 	a.last.Store(snap)
 
 	next := wired.Next

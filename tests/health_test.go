@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,19 @@ func TestReadiness(t *testing.T) {
 	defer reg.Close()
 	ctl(t, l, h1, "port", "create", "g1", "--network", "blue", "--host", "gre1")
 
+	// Each change lanesd made is one info line with names and IDs.
+	eventually(t, 10*time.Second, "h1's log records its changes", func() error {
+		b, err := os.ReadFile(h1.LogFile())
+		if err != nil {
+			return err
+		}
+		for _, want := range []string{`msg="port wired" port=a1 `, `msg="network joined" network=blue `, `msg="tunnel added" `, `peer=h2`} {
+			if !strings.Contains(string(b), want) {
+				return fmt.Errorf("no %s in h1's log", want)
+			}
+		}
+		return nil
+	})
 	eventually(t, 20*time.Second, "h1 ready", func() error { _, err := readyz(); return err })
 	if err := healthz(); err != nil {
 		t.Fatal(err)
