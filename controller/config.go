@@ -31,8 +31,10 @@ type Config struct {
 	UnderlayMTU   int    `json:"underlay-mtu"`
 	Socket        string `json:"socket"`
 	MetricsAddr   string `json:"metrics"`
-	TapUID        int    `json:"-"`
-	TapGID        int    `json:"-"`
+	// IPTablesBackend is nft or legacy; empty: the backend of iptables in $PATH.
+	IPTablesBackend string `json:"iptables-backend"`
+	TapUID          int    `json:"-"`
+	TapGID          int    `json:"-"`
 	// OnConverged is called once, after the first reconcile without errors (lanesd
 	// tells systemd READY=1 there).
 	OnConverged func() `json:"-"`
@@ -96,6 +98,11 @@ func (c *Config) Validate() error {
 	}
 	if err := api.ValidateTunnelType("tunnel-type", c.TunnelType); err != nil {
 		return err
+	}
+	switch c.IPTablesBackend {
+	case "", "nft", "legacy":
+	default:
+		return &api.FieldError{Field: "iptables-backend", Value: c.IPTablesBackend, Reason: "must be nft or legacy (empty: the backend of iptables in $PATH)"}
 	}
 	switch c.DatapathType {
 	case "system":

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/lanes-net/lanes/api"
@@ -21,7 +23,10 @@ type health struct {
 	st      *store.Store
 	reg     *store.HostRegistration
 	bridges []*ofsync.Bridge
-	last    func() *diag.Snapshot
+	// rundir holds the bridges' management sockets: ovs-vswitchd removes a bridge's
+	// socket with the bridge, before the OpenFlow client may notice the loss.
+	rundir string
+	last   func() *diag.Snapshot
 }
 
 // storeProbe bounds the store check; /readyz must answer well within a probe's timeout.
@@ -49,7 +54,9 @@ func (h *health) check(ctx context.Context) api.Readiness {
 		add("lease", true, "")
 	}
 	for _, b := range h.bridges {
-		if st := b.Status(); !st.Connected {
+		if _, err := os.Stat(filepath.Join(h.rundir, b.Name+".mgmt")); h.rundir != "" && err != nil {
+			add(b.Name, false, fmt.Sprintf("bridge missing in ovs-vswitchd: %v", err))
+		} else if st := b.Status(); !st.Connected {
 			detail := "OpenFlow connection down"
 			if st.LastError != "" {
 				detail += ": " + st.LastError

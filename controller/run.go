@@ -61,10 +61,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer host.Close()
-	fw, err := hostwire.NewFirewall(host, hostwire.FirewallOptions{Log: log})
+	fw, err := hostwire.NewFirewall(host, hostwire.FirewallOptions{Log: log, Backend: cfg.IPTablesBackend})
 	if err != nil {
 		return fmt.Errorf("firewall: %w", err)
 	}
+	log.Info("firewall", "iptables_backend", fw.Backend(), "chosen_by", map[bool]string{true: "--iptables-backend", false: "iptables in $PATH"}[cfg.IPTablesBackend != ""])
 
 	a, err := newAgent(ctx, cfg, log, m, st, db, host, fw)
 	if err != nil {
@@ -77,7 +78,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	// reg is never revoked: the key expires after HostLeaseTTL once lanesd is gone.
 	go func() { _ = a.mirror.Run(ctx) }()
-	h := &health{st: st, reg: reg, bridges: a.flows.bridges(), last: a.last.Load}
+	h := &health{st: st, reg: reg, bridges: a.flows.bridges(), rundir: cfg.OVSRunDir, last: a.last.Load}
 
 	if cfg.Socket != "" {
 		srv := &diag.Server{Snapshot: a.last.Load, Bridges: a.flows.bridges(), Mirror: a.mirror, Tools: a.flows.tools, Health: h.check}

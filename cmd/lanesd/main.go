@@ -70,6 +70,7 @@ func run() error {
 	fs.StringVar(&cfg.UnderlayNIC, "underlay-nic", cfg.UnderlayNIC, "netdev datapath: the NIC that lanesd puts into br-phy")
 	fs.IntVar(&cfg.UnderlayMTU, "underlay-mtu", cfg.UnderlayMTU, "MTU of the underlay; lanesd warns about networks whose MTU exceeds it minus the tunnel overhead")
 	fs.StringVar(&cfg.Socket, "socket", cfg.Socket, "root-only unix socket for lanesctl status/flows/trace")
+	fs.StringVar(&cfg.IPTablesBackend, "iptables-backend", cfg.IPTablesBackend, "nft or legacy (default: the backend of iptables in $PATH); lanesd refuses to start while the other one holds lanes chains")
 	fs.StringVar(&cfg.MetricsAddr, "metrics", cfg.MetricsAddr, "address of the Prometheus /metrics listener; empty disables it")
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(os.Args[1:]); err != nil {
