@@ -82,6 +82,9 @@ func run() error {
 		}
 		return usageError{fmt.Errorf("%w (see lanesd --help)", err)}
 	}
+	if *logFormat != "text" && *logFormat != "json" {
+		return usageError{fmt.Errorf("--log-format %q: want text or json", *logFormat)}
+	}
 	if *showVersion {
 		fmt.Println("lanesd", version.Get())
 		return nil
