@@ -245,8 +245,37 @@ func TestOutputFormats(t *testing.T) {
 	if err := yaml.Unmarshal([]byte(y), &ns); err != nil || len(ns) != 1 || ns[0].Name != "blue" || ns[0].CIDR != "10.0.0.0/24" {
 		t.Errorf("network list -o yaml: %+v, %v", ns, err)
 	}
+	// port update changes addresses and clears allowed address pairs.
+	var ps []portView
+	mustJSON := func(out string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = nil // Unmarshal into old elements would keep fields the new JSON omits
+		if err := json.Unmarshal([]byte(out), &ps); err != nil || len(ps) != 1 {
+			t.Fatalf("%v: %s", err, out)
+		}
+	}
+	out, _, err := call("--etcd", etcd, "-o", "json", "port", "update", "vm1", "--ip", "10.0.0.50", "--mac", "fa:16:3e:00:00:50", "--allowed-address", "10.0.0.200")
+	mustJSON(out, err)
+	if p := ps[0]; len(p.FixedIPs) != 1 || p.FixedIPs[0] != "10.0.0.50" || p.MAC != "fa:16:3e:00:00:50" || len(p.AllowedAddressPairs) != 1 {
+		t.Errorf("port update: %+v", p.Port)
+	}
+	out, _, err = call("--etcd", etcd, "-o", "json", "port", "update", "vm1", "--clear-allowed-address", "--ip", "")
+	mustJSON(out, err)
+	if p := ps[0]; len(p.AllowedAddressPairs) != 0 || len(p.FixedIPs) != 1 || p.FixedIPs[0] == "10.0.0.50" || p.MAC != "fa:16:3e:00:00:50" {
+		t.Errorf("port update --clear-allowed-address --ip '': %+v", p.Port)
+	}
+	out, _, err = call("--etcd", etcd, "-o", "json", "port", "update", "vm1", "--allowed-address", "10.0.0.201", "-o", "json")
+	mustJSON(out, err)
+	out, _, err = call("--etcd", etcd, "-o", "json", "port", "update", "vm1", "--allowed-address", "")
+	mustJSON(out, err)
+	if len(ps[0].AllowedAddressPairs) != 0 {
+		t.Errorf("--allowed-address '' kept %+v", ps[0].AllowedAddressPairs)
+	}
 	// Deletes say what they deleted.
-	out, _, err := call("--etcd", etcd, "port", "delete", "vm1", "-o", "json")
+	out, _, err = call("--etcd", etcd, "port", "delete", "vm1", "-o", "json")
 	var del map[string]string
 	if err != nil || json.Unmarshal([]byte(out), &del) != nil || del["deleted"] != "port" || del["name"] != "vm1" || del["id"] == "" {
 		t.Errorf("port delete -o json: %q, %v", out, err)

@@ -55,7 +55,7 @@ var commands = []command{
 	{path: "port show", synopsis: "PORT", store: true, complete: []string{"port"},
 		summary: "Show one port (by name or ID).", run: (*cli).portShow},
 	{path: "port update", synopsis: "PORT [flags]", store: true, complete: []string{"port"},
-		summary: "Change a port's host, security groups, allowed address pairs or port security.",
+		summary: "Change a port's host, security groups, allowed address pairs, fixed IPs, MAC or port security; only the flags given change.",
 		example: "lanesctl port update vm1 --sg web --sg ssh", run: (*cli).portUpdate},
 	{path: "port delete", synopsis: "PORT", store: true, complete: []string{"port"},
 		summary: "Delete a port.", run: (*cli).portDelete},

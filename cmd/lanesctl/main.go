@@ -48,7 +48,7 @@ store (any host):
               (a cloud-init NoCloud disk for the guest: see docs/operators.md)
   port list [--network NET] [--host HOST] | show PORT | delete PORT
   port update PORT [--host HOST] [--sg SG]... [--no-sg] [--allowed-address IP[,MAC]]...
-              [--port-security=true|false]
+              [--clear-allowed-address] [--ip IP]... [--mac MAC] [--port-security=true|false]
   sg create NAME [--default-rules] | list | show SG | delete SG
   sg rule add SG --direction ingress|egress [--ethertype IPv4|IPv6] [--protocol P]
               [--port N[-M]] [--icmp-type T [--icmp-code C]] [--remote-cidr CIDR | --remote-group SG]

@@ -288,7 +288,11 @@ func (c *cli) portUpdate(args []string) error {
 	var sgs, pairs list
 	fs.Var(&sgs, "sg", "replace the security groups (repeatable)")
 	noSG := fs.Bool("no-sg", false, "remove every security group")
-	fs.Var(&pairs, "allowed-address", "replace the allowed address pairs (repeatable)")
+	fs.Var(&pairs, "allowed-address", "replace the allowed address pairs (repeatable; \"\" clears them)")
+	clearPairs := fs.Bool("clear-allowed-address", false, "remove every allowed address pair")
+	var ips list
+	fs.Var(&ips, "ip", "replace the fixed IPs (repeatable; \"\" allocates one again)")
+	mac := fs.String("mac", "", "change the MAC")
 	portSec := fs.String("port-security", "", "true or false")
 	pos, err := parse(fs, args, "PORT")
 	if err != nil {
@@ -312,8 +316,20 @@ func (c *cli) portUpdate(args []string) error {
 		if len(sgs) > 0 {
 			p.SecurityGroups = sgs
 		}
-		if len(pairs) > 0 {
+		switch {
+		case *clearPairs || len(pairs) == 1 && pairs[0] == "":
+			p.AllowedAddressPairs = nil
+		case len(pairs) > 0:
 			p.AllowedAddressPairs = addressPairs(pairs)
+		}
+		switch {
+		case len(ips) == 1 && ips[0] == "":
+			p.FixedIPs = nil // the store allocates the lowest free address
+		case len(ips) > 0:
+			p.FixedIPs = ips
+		}
+		if given(fs, "mac") {
+			p.MAC = *mac
 		}
 		if sec != nil {
 			p.PortSecurity = sec
