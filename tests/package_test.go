@@ -101,6 +101,31 @@ func TestDebPackage(t *testing.T) {
 	}
 }
 
+// make install on a plain host: the same files under PREFIX, the unit pointing there.
+func TestMakeInstall(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries")
+	}
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("needs make")
+	}
+	dest := t.TempDir()
+	if out, err := exec.Command("make", "-C", "..", "install", "DESTDIR="+dest, "PREFIX=/opt/lanes").CombinedOutput(); err != nil {
+		t.Fatalf("make install: %v\n%s", err, out)
+	}
+	unit, err := os.ReadFile(filepath.Join(dest, "etc/systemd/system/lanesd.service"))
+	if err != nil || !strings.Contains(string(unit), "ExecStart=/opt/lanes/sbin/lanesd --config /etc/lanes/lanesd.json") {
+		t.Fatalf("unit: %v\n%s", err, unit)
+	}
+	out, err := exec.Command(filepath.Join(dest, "opt/lanes/sbin/lanesd"), "--config", filepath.Join(dest, "etc/lanes/lanesd.json"), "--check-config").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "configuration valid") {
+		t.Errorf("installed lanesd --check-config: %v: %s", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dest, "opt/lanes/bin/lanesctl")); err != nil {
+		t.Error(err)
+	}
+}
+
 func modTime(path string) int64 {
 	fi, err := os.Stat(path)
 	if err != nil {
