@@ -24,6 +24,7 @@ require (
 	go.uber.org/zap v1.27.0
 	golang.org/x/sys v0.45.0
 	google.golang.org/grpc v1.71.1
+	sigs.k8s.io/yaml v1.4.0
 )
 
 require (
@@ -97,5 +98,4 @@ require (
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 	k8s.io/klog/v2 v2.130.1 // indirect
 	sigs.k8s.io/json v0.0.0-20211020170558-c049b76a60c6 // indirect
-	sigs.k8s.io/yaml v1.4.0 // indirect
 )

@@ -8,6 +8,8 @@ import "time"
 
 // StatusReport answers GET /status.
 type StatusReport struct {
+	// Version is lanesd's build (version, commit, date).
+	Version       string          `json:"version,omitempty"`
 	Host          string          `json:"host"`
 	TunnelIP      string          `json:"tunnel_ip"`
 	TunnelType    string          `json:"tunnel_type"`
@@ -24,10 +26,25 @@ type StatusReport struct {
 	// Problems are store records lanesd left out (wholly or in part) that may concern
 	// this host.
 	Problems []RecordProblem `json:"problems,omitempty"`
-	// Warnings are conditions that lose traffic without being anyone's error: a peer
-	// with another tunnel type, a network MTU the underlay cannot carry, a peer whose
-	// agent is down.
+	// Ready is /readyz's answer: the store, the lease, the bridges, the last reconcile.
+	Ready *Readiness `json:"ready,omitempty"`
+	// Warnings are what is wrong although nothing failed: a network MTU above what the
+	// underlay carries, a peer that does not accept a network's tunnel type, a peer
+	// whose agent is down, a lost lease.
 	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Readiness is lanesd's readiness, check by check (/readyz and lanesctl status).
+type Readiness struct {
+	Ready  bool         `json:"ready"`
+	Checks []ReadyCheck `json:"checks"`
+}
+
+// ReadyCheck is one condition of readiness.
+type ReadyCheck struct {
+	Name   string `json:"name"` // store, lease, br-int, br-tun, reconcile
+	OK     bool   `json:"ok"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // RecordProblem is a store record lanesd could not use, and why.

@@ -205,6 +205,9 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	if a.converged.IsZero() && len(errs) == 0 && flowErr == nil {
 		a.converged = time.Now()
 		a.log.Info("converged", "since_start", a.converged.Sub(a.started).Round(time.Millisecond), "ports", len(v.Local), "peers", len(v.Peers))
+		if a.cfg.OnConverged != nil {
+			a.cfg.OnConverged()
+		}
 	}
 	snap := &diag.Snapshot{
 		Host: a.hostInfo(), View: v, VLANs: vlans, Ofports: ovs.Ofports, Tunnels: map[string]diag.Tunnel{},
@@ -217,6 +220,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	for _, e := range errs {
 		snap.Errors = append(snap.Errors, e.Error())
 	}
+	logChanges(a.log, a.last.Load(), snap) // changelog.go
 	a.last.Store(snap)
 
 	next := wired.Next

@@ -35,8 +35,13 @@ type Config struct {
 	UnderlayMTU   int    `json:"underlay-mtu"`
 	Socket        string `json:"socket"`
 	MetricsAddr   string `json:"metrics"`
-	TapUID        int    `json:"-"`
-	TapGID        int    `json:"-"`
+	// IPTablesBackend is nft or legacy; empty: the backend of iptables in $PATH.
+	IPTablesBackend string `json:"iptables-backend"`
+	TapUID          int    `json:"-"`
+	TapGID          int    `json:"-"`
+	// OnConverged is called once, after the first reconcile without errors (lanesd
+	// tells systemd READY=1 there).
+	OnConverged func() `json:"-"`
 
 	// The store client's TLS (its certificate's CN is this host's etcd user), and the
 	// embedded member's server certificate (it then requires client certificates
@@ -108,6 +113,11 @@ func (c *Config) Validate() error {
 		if !h.Accepts(c.TunnelType) {
 			return fmt.Errorf("tunnel-types %q: must include the tunnel-type %s", c.TunnelTypes, c.TunnelType)
 		}
+	}
+	switch c.IPTablesBackend {
+	case "", "nft", "legacy":
+	default:
+		return &api.FieldError{Field: "iptables-backend", Value: c.IPTablesBackend, Reason: "must be nft or legacy (empty: the backend of iptables in $PATH)"}
 	}
 	switch c.DatapathType {
 	case "system":

@@ -123,7 +123,7 @@ func (s *flowStep) countFlows() {
 	for _, b := range s.bridges() {
 		st := b.Status()
 		for _, t := range flows.Tables(flows.Bridge(b.Name)) {
-			s.m.Flows.WithLabelValues(b.Name, strconv.Itoa(int(t.ID))).Set(float64(st.FlowsPerTable[t.ID]))
+			s.m.Flows.WithLabelValues(b.Name, strconv.Itoa(int(t.ID)), t.Name).Set(float64(st.FlowsPerTable[t.ID]))
 		}
 	}
 }

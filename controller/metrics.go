@@ -1,7 +1,9 @@
 package controller
 
 import (
+	"github.com/lanes-net/lanes/internal/version"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 )
 
 // Metrics are lanesd's Prometheus metrics, on a registry of their own so that tests
@@ -30,8 +32,8 @@ func NewMetrics() *Metrics {
 			Name: "lanes_ports", Help: "Local ports by status (ACTIVE, BUILD, ERROR).",
 		}, []string{"status"}),
 		Flows: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "lanes_flows", Help: "OpenFlow flows installed by lanesd, by bridge and table.",
-		}, []string{"bridge", "table"}),
+			Name: "lanes_flows", Help: "OpenFlow flows installed by lanesd, by bridge and table (number and name).",
+		}, []string{"bridge", "table", "table_name"}),
 		Bundles: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lanes_openflow_bundles_total", Help: "OpenFlow bundles sent, by bridge and result.",
 		}, []string{"bridge", "result"}),
@@ -67,5 +69,12 @@ func NewMetrics() *Metrics {
 	}
 	m.Registry.MustRegister(m.Ports, m.Flows, m.Bundles, m.BundleSeconds, m.ReconcileSeconds,
 		m.ReconcileErrors, m.WatchLagSeconds, m.StoreRevision, m.TunnelPorts, m.OpenFlowConnected, m.StoreProblems, m.PeersDown)
+	v := version.Get()
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "lanes_build_info", Help: "Always 1; the labels say which build of lanesd runs.",
+	}, []string{"version", "commit", "date", "goversion"})
+	info.WithLabelValues(v.Version, v.Commit, v.Date, v.GoVersion).Set(1)
+	m.Registry.MustRegister(info, collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -61,10 +61,11 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer host.Close()
-	fw, err := hostwire.NewFirewall(host, hostwire.FirewallOptions{Log: log})
+	fw, err := hostwire.NewFirewall(host, hostwire.FirewallOptions{Log: log, Backend: cfg.IPTablesBackend})
 	if err != nil {
 		return fmt.Errorf("firewall: %w", err)
 	}
+	log.Info("firewall", "iptables_backend", fw.Backend(), "chosen_by", map[bool]string{true: "--iptables-backend", false: "iptables in $PATH"}[cfg.IPTablesBackend != ""])
 
 	a, err := newAgent(ctx, cfg, log, m, st, db, host, fw)
 	if err != nil {
@@ -75,17 +76,18 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	_ = reg // the key expires after HostLeaseTTL once lanesd is gone: never revoked
+	// reg is never revoked: the key expires after HostLeaseTTL once lanesd is gone.
 	go func() { _ = a.mirror.Run(ctx) }()
+	h := &health{st: st, reg: reg, bridges: a.flows.bridges(), rundir: cfg.OVSRunDir, last: a.last.Load}
 
 	if cfg.Socket != "" {
-		srv := &diag.Server{Snapshot: a.last.Load, Bridges: a.flows.bridges(), Mirror: a.mirror, Tools: a.flows.tools}
+		srv := &diag.Server{Snapshot: a.last.Load, Bridges: a.flows.bridges(), Mirror: a.mirror, Tools: a.flows.tools, Health: h.check}
 		if err := srv.Serve(ctx, cfg.Socket, log); err != nil {
 			return err
 		}
 	}
 	if cfg.MetricsAddr != "" {
-		if err := serveMetrics(ctx, cfg.MetricsAddr, m, log); err != nil {
+		if err := serveMetrics(ctx, cfg.MetricsAddr, m, h, log); err != nil {
 			return err
 		}
 	}
@@ -251,14 +253,16 @@ func registerHost(ctx context.Context, st *store.Store, h api.Host, log *slog.Lo
 	}
 }
 
-// serveMetrics serves /metrics until ctx ends.
-func serveMetrics(ctx context.Context, addr string, m *Metrics, log *slog.Logger) error {
+// serveMetrics serves /metrics, /healthz and /readyz until ctx ends.
+func serveMetrics(ctx context.Context, addr string, m *Metrics, h *health, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("metrics listener: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", healthz)
+	mux.HandleFunc("/readyz", h.readyz)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { <-ctx.Done(); srv.Close() }()
 	go func() {

@@ -29,6 +29,8 @@ type Server struct {
 	Bridges  []*ofsync.Bridge
 	Mirror   *store.Mirror
 	Tools    ovstool.Tools
+	// Health checks readiness live (nil: not reported).
+	Health func(context.Context) api.Readiness
 }
 
 // Serve listens on a root-only unix socket at path until ctx ends.
@@ -44,7 +46,7 @@ func (s *Server) Serve(ctx context.Context, path string, log *slog.Logger) error
 			reply(w, nil, err)
 			return
 		}
-		reply(w, s.Status(snap), nil)
+		reply(w, s.StatusWithHealth(r.Context(), snap), nil)
 	})
 	mux.HandleFunc("GET /flows", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()

@@ -43,7 +43,8 @@ type Host struct {
 	TunnelIP   string
 	TunnelType string
 	Datapath   string
-	VMMTU      int // the largest network MTU the underlay carries
+	// VMMTU is the largest VM MTU this host's underlay carries (0: unknown).
+	VMMTU int
 }
 
 // Tunnel is a tunnel port of br-tun.

@@ -1,18 +1,20 @@
 package diag
 
 import (
+	"context"
 	"fmt"
 	"sort"
 
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/flows"
+	"github.com/lanes-net/lanes/internal/version"
 )
 
 // Status is lanesctl status: the last reconcile's outcome and the switches' live
 // OpenFlow side.
 func (s *Server) Status(snap *Snapshot) api.StatusReport {
 	v := snap.View
-	r := api.StatusReport{Host: snap.Host.Name, TunnelIP: snap.Host.TunnelIP, TunnelType: snap.Host.TunnelType, Datapath: snap.Host.Datapath,
+	r := api.StatusReport{Version: version.Get().String(), Host: snap.Host.Name, TunnelIP: snap.Host.TunnelIP, TunnelType: snap.Host.TunnelType, Datapath: snap.Host.Datapath,
 		Started: snap.Started, Converged: snap.Converged,
 		LastReconcile: api.ReconcileReport{At: snap.At, Took: snap.Took.String(), Revision: v.Revision, Errors: snap.Errors}}
 	if s.Mirror != nil {
@@ -63,6 +65,22 @@ func (s *Server) Status(snap *Snapshot) api.StatusReport {
 		r.Networks = append(r.Networks, api.NetworkReport{ID: n.ID, Name: n.Name, VNI: n.VNI, LocalVLAN: snap.VLANs[n.ID], FloodTo: flood[n.ID]})
 	}
 	sort.Slice(r.Networks, func(i, j int) bool { return r.Networks[i].Name < r.Networks[j].Name })
+	return r
+}
+
+// StatusWithHealth is Status plus the live readiness checks; a failed check is a
+// warning too, so that status never says "no errors" while lanesd is not ready.
+func (s *Server) StatusWithHealth(ctx context.Context, snap *Snapshot) api.StatusReport {
+	r := s.Status(snap)
+	if s.Health != nil {
+		ready := s.Health(ctx)
+		r.Ready = &ready
+		for _, c := range ready.Checks {
+			if !c.OK {
+				r.Warnings = append(r.Warnings, fmt.Sprintf("not ready: %s: %s", c.Name, c.Detail))
+			}
+		}
+	}
 	return r
 }
 

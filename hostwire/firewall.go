@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
@@ -16,6 +17,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/lanes-net/lanes/api"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -30,7 +32,21 @@ type FirewallOptions struct {
 	// IPSet is the ipset binary; empty means "ipset" from $PATH.
 	IPSet string
 	Log   *slog.Logger
+	// Backend is BackendNFT or BackendLegacy: use iptables-nft or iptables-legacy
+	// (next to IPTables). Empty: whatever IPTables is, as `iptables --version` says.
+	Backend string
 }
+
+// The two iptables backends. Rules written through one are invisible to the other, so
+// lanes chains must live in one only.
+const (
+	BackendNFT    = "nft"
+	BackendLegacy = "legacy"
+)
+
+// xtablesWait is how long iptables-restore waits for the xtables lock that another
+// program (kube-proxy, docker, an operator's iptables -A) holds, instead of failing.
+const xtablesWait = "5"
 
 // Firewall keeps the lanes chains, hooks and ipsets of one host namespace equal to a
 // desired FirewallState. It writes only what changed: one `ipset restore` for changed
@@ -38,9 +54,10 @@ type FirewallOptions struct {
 // chains, and nothing at all when nothing changed. Rules of other software are never
 // touched.
 type Firewall struct {
-	host *Host
-	log  *slog.Logger
-	bins map[string]string
+	host    *Host
+	log     *slog.Logger
+	bins    map[string]string
+	backend string // BackendNFT or BackendLegacy
 
 	mu sync.Mutex
 	// applied is what lanes last wrote (or found) per table: chain -> rules. A chain
@@ -89,6 +106,19 @@ func NewFirewall(h *Host, opts FirewallOptions) (*Firewall, error) {
 		return nil, fmt.Errorf("find iptables: %w", err)
 	}
 	dir, base := filepath.Dir(p), filepath.Base(p)
+	switch opts.Backend {
+	case "":
+	case BackendNFT, BackendLegacy:
+		base = "iptables-" + opts.Backend
+		if p, err = exec.LookPath(filepath.Join(dir, base)); err != nil {
+			return nil, fmt.Errorf("iptables backend %s: %w", opts.Backend, err)
+		}
+	default:
+		return nil, &api.FieldError{Field: "iptables-backend", Value: opts.Backend, Reason: "must be nft or legacy"}
+	}
+	if f.backend, err = detectBackend(h, p); err != nil {
+		return nil, err
+	}
 	// iptables, iptables-nft, iptables-legacy: keep the suffix for the whole family.
 	suffix := strings.TrimPrefix(base, "iptables")
 	for _, tool := range []string{"iptables-save", "iptables-restore", "ip6tables-save", "ip6tables-restore"} {
@@ -102,10 +132,84 @@ func NewFirewall(h *Host, opts FirewallOptions) (*Firewall, error) {
 	if f.bins["ipset"], err = exec.LookPath(ipset); err != nil {
 		return nil, fmt.Errorf("find ipset: %w", err)
 	}
+	if err := f.refuseOtherBackend(dir); err != nil {
+		return nil, err
+	}
 	if err := f.Resync(context.Background()); err != nil {
 		return nil, err
 	}
 	return f, nil
+}
+
+// Backend is the iptables backend the firewall writes through: nft or legacy.
+func (f *Firewall) Backend() string { return f.backend }
+
+// detectBackend asks the iptables binary which backend it is, as go-iptables does:
+// `iptables --version` says "(nf_tables)" or "(legacy)".
+func detectBackend(h *Host, bin string) (string, error) {
+	out, err := h.Exec(context.Background(), nil, bin, "--version")
+	if err != nil {
+		return "", fmt.Errorf("iptables --version: %w", err)
+	}
+	return parseBackend(string(out))
+}
+
+func parseBackend(version string) (string, error) {
+	switch {
+	case strings.Contains(version, "nf_tables"):
+		return BackendNFT, nil
+	case strings.Contains(version, "legacy"):
+		return BackendLegacy, nil
+	case strings.HasPrefix(strings.TrimSpace(version), "iptables v1.4"), strings.HasPrefix(strings.TrimSpace(version), "iptables v1.6"):
+		return BackendLegacy, nil // before 1.8 there was only the legacy backend
+	}
+	return "", fmt.Errorf("iptables --version %q: neither nf_tables nor legacy", strings.TrimSpace(version))
+}
+
+// refuseOtherBackend fails when the other backend already holds lanes chains: a
+// previous lanesd (or a host whose iptables alternative changed) wrote them, and
+// both sets would filter the same packets, the old one never updated again.
+func (f *Firewall) refuseOtherBackend(dir string) error {
+	other := BackendLegacy
+	if f.backend == BackendLegacy {
+		other = BackendNFT
+	}
+	for _, tool := range []string{"iptables", "ip6tables"} {
+		if other == BackendLegacy && !f.legacyTablesLoaded(tool) {
+			continue // no legacy table exists; asking would load x_tables modules
+		}
+		bin, err := exec.LookPath(filepath.Join(dir, tool+"-"+other+"-save"))
+		if err != nil {
+			continue // the other backend is not installed: nothing can be there
+		}
+		out, err := f.host.Exec(context.Background(), nil, bin)
+		if err != nil {
+			continue // e.g. no legacy kernel modules: no rules either
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, ":"+ChainPrefix) || strings.HasPrefix(l, "-A "+ChainPrefix) {
+				return fmt.Errorf("%s rules of the %s backend hold lanes chains (%s): lanesd uses %s; remove them (%s-save shows them) or start lanesd with --iptables-backend %s",
+					tool, other, strings.Fields(l)[0][1:], f.backend, tool+"-"+other, other)
+			}
+		}
+	}
+	return nil
+}
+
+// legacyTablesLoaded reports whether the host namespace has legacy iptables tables:
+// the kernel lists them in ip_tables_names (ip6_tables_names) once one exists.
+func (f *Firewall) legacyTablesLoaded(tool string) bool {
+	name := "/proc/thread-self/net/ip_tables_names"
+	if tool == "ip6tables" {
+		name = "/proc/thread-self/net/ip6_tables_names"
+	}
+	var b []byte
+	_ = f.host.Do(func() error {
+		var err error
+		b, err = os.ReadFile(name)
+		return err
+	})
+	return len(bytes.TrimSpace(b)) > 0
 }
 
 func (f *Firewall) saveBin(fam Family) string {
@@ -464,7 +568,7 @@ func (f *Firewall) writeTable(ctx context.Context, id TableID, t *Table) tableRe
 		fmt.Fprintf(&b, "-X %s\n", c)
 	}
 	b.WriteString("COMMIT\n")
-	if _, err := f.host.Exec(ctx, b.Bytes(), f.restoreBin(id.Family), "--noflush"); err != nil {
+	if _, err := f.host.Exec(ctx, b.Bytes(), f.restoreBin(id.Family), "-w", xtablesWait, "--noflush"); err != nil {
 		return tableResult{err: fmt.Errorf("apply %s: %w", id, err)}
 	}
 	r.wrote = true
@@ -640,7 +744,7 @@ func (f *Firewall) RemoveAll(ctx context.Context) error {
 			fmt.Fprintf(&b, "-X %s\n", c)
 		}
 		b.WriteString("COMMIT\n")
-		if _, err := f.host.Exec(ctx, b.Bytes(), f.restoreBin(id.Family), "--noflush"); err != nil {
+		if _, err := f.host.Exec(ctx, b.Bytes(), f.restoreBin(id.Family), "-w", xtablesWait, "--noflush"); err != nil {
 			return fmt.Errorf("remove lanes chains from %s: %w", id, err)
 		}
 		f.applied[id] = map[string][]string{}

@@ -2,6 +2,7 @@ package hostwire
 
 import (
 	"context"
+	"errors"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -188,5 +189,55 @@ func TestRemovedPortForgetsConnections(t *testing.T) {
 	}
 	if n := count(z2); n != 1 {
 		t.Errorf("zone %d of the remaining port has %d entries, want 1", z2, n)
+	}
+}
+
+func TestParseBackend(t *testing.T) {
+	for in, want := range map[string]string{
+		"iptables v1.8.9 (nf_tables)\n": BackendNFT,
+		"iptables v1.8.7 (legacy)\n":    BackendLegacy,
+		"iptables v1.6.1\n":             BackendLegacy,
+	} {
+		if got, err := parseBackend(in); err != nil || got != want {
+			t.Errorf("%q: %q, %v", in, got, err)
+		}
+	}
+	if _, err := parseBackend("something else"); err == nil {
+		t.Error("unknown version accepted")
+	}
+}
+
+// The backend is detected, selectable, and lanes refuses to start on one backend
+// while the other holds lanes chains: both would filter the same packets.
+func TestFirewallBackend(t *testing.T) {
+	ns := ovsproc.NetnsForTest(t)
+	th := newTestHost(t, ns)
+	if b := th.fw.Backend(); b != BackendNFT && b != BackendLegacy {
+		t.Fatalf("backend %q", b)
+	}
+	if _, err := exec.LookPath("iptables-legacy"); err != nil {
+		t.Skip("needs iptables-legacy")
+	}
+	if _, err := exec.LookPath("iptables-nft"); err != nil {
+		t.Skip("needs iptables-nft")
+	}
+	if _, err := NewFirewall(th.h, FirewallOptions{Backend: "xtables"}); !errors.Is(err, api.ErrInvalid) || !strings.Contains(err.Error(), "iptables-backend") {
+		t.Errorf("bad backend: %v", err)
+	}
+	fw, err := NewFirewall(th.h, FirewallOptions{Backend: BackendNFT})
+	if err != nil || fw.Backend() != BackendNFT {
+		t.Fatalf("nft: %v, %v", fw, err)
+	}
+	// A leftover of a lanesd that ran on the legacy backend.
+	th.sh(t, "iptables-legacy", "-N", ChainPrefix+"leftover")
+	_, err = NewFirewall(th.h, FirewallOptions{Backend: BackendNFT})
+	if err == nil || !strings.Contains(err.Error(), "legacy backend hold lanes chains ("+ChainPrefix+"leftover)") || !strings.Contains(err.Error(), "--iptables-backend legacy") {
+		t.Errorf("nft start over legacy lanes chains: %v", err)
+	}
+	// And the other way round: legacy refuses while nft holds lanes chains.
+	th.sh(t, "iptables-legacy", "-X", ChainPrefix+"leftover")
+	th.sh(t, "iptables-nft", "-N", ChainPrefix+"nftchain")
+	if _, err := NewFirewall(th.h, FirewallOptions{Backend: BackendLegacy}); err == nil || !strings.Contains(err.Error(), "nft backend hold lanes chains") {
+		t.Errorf("legacy start over nft lanes chains: %v", err)
 	}
 }

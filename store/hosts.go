@@ -26,8 +26,9 @@ type HostRegistration struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu    sync.Mutex
-	lease clientv3.LeaseID
+	mu      sync.Mutex
+	lease   clientv3.LeaseID
+	renewed time.Time // the last grant or keep-alive answer
 }
 
 // RegisterHost writes the host's record (where its tunnels end), and its alive key
@@ -85,7 +86,7 @@ func (r *HostRegistration) register(ctx context.Context) error {
 		return fmt.Errorf("register host %s: %w", r.host.Name, err)
 	}
 	r.mu.Lock()
-	r.lease = g.ID
+	r.lease, r.renewed = g.ID, time.Now()
 	r.mu.Unlock()
 	return nil
 }
@@ -96,6 +97,9 @@ func (r *HostRegistration) run(ctx context.Context) {
 		ka, err := r.s.cli.KeepAlive(ctx, r.Lease())
 		if err == nil {
 			for range ka {
+				r.mu.Lock()
+				r.renewed = time.Now()
+				r.mu.Unlock()
 			}
 		}
 		if ctx.Err() != nil {
@@ -117,6 +121,15 @@ func (r *HostRegistration) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// Held reports whether etcd renewed the lease within its TTL; once it has not, peers
+// may already see this host down. It returns how long ago the last renewal was.
+func (r *HostRegistration) Held() (bool, time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ago := time.Since(r.renewed)
+	return ago < time.Duration(r.ttl)*time.Second, ago
 }
 
 // Lease is the current lease of the registration.

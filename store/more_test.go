@@ -59,7 +59,7 @@ func TestSecurityGroups(t *testing.T) {
 		t.Fatalf("add rule: %+v %v", r, err)
 	}
 	err = s.DeleteSecurityGroup(ctx, "web")
-	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "group "+db.ID) {
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "group "+db.Name+" ("+db.ID+")") {
 		t.Fatalf("delete a remote group in use: %v", err)
 	}
 	if err := s.DeleteRule(ctx, db.ID, r.ID); err != nil {

@@ -198,8 +198,14 @@ func (s *Store) DeleteNetwork(ctx context.Context, ref string) error {
 			return err
 		}
 		if len(ports) > 0 {
+			names := first(ports, 5)
+			for i, pid := range names {
+				if pid != "..." {
+					names[i] = p.describe("port", pid)
+				}
+			}
 			return fmt.Errorf("network %s (%s): %w: %d port(s) still attached: %s",
-				n.Name, id, ErrInUse, len(ports), strings.Join(first(ports, 5), ", "))
+				n.Name, id, ErrInUse, len(ports), strings.Join(names, ", "))
 		}
 		p.noneUnder(pRefsNet + id + "/")
 		p.del(pNetworks + id)
@@ -210,6 +216,19 @@ func (s *Store) DeleteNetwork(ctx context.Context, ref string) error {
 		p.del(pAllocMAC+id+"/", clientv3.WithPrefix())
 		return nil
 	})
+}
+
+// describe names an object of an in-use error as "port vm1 (ID)": an operator should
+// not have to look IDs up one by one. It falls back to the ID when the record is gone.
+func (p *plan) describe(kind, id string) string {
+	prefix := map[string]string{"port": pPorts, "group": pGroups}[kind]
+	var named struct {
+		Name string `json:"name"`
+	}
+	if ok, err := p.getJSON(prefix+id, &named); err != nil || !ok || named.Name == "" {
+		return kind + " " + id
+	}
+	return fmt.Sprintf("%s %s (%s)", kind, named.Name, id)
 }
 
 func first(s []string, n int) []string {

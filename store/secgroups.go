@@ -286,11 +286,13 @@ func (s *Store) DeleteSecurityGroup(ctx context.Context, ref string) error {
 			return err
 		}
 		if len(users) > 0 {
+			users = first(users, 5)
 			for i, u := range users {
-				users[i] = strings.Replace(u, "sg/", "group ", 1)
-				users[i] = strings.Replace(users[i], "port/", "port ", 1)
+				if kind, uid, ok := strings.Cut(u, "/"); ok {
+					users[i] = pl.describe(map[string]string{"sg": "group", "port": "port"}[kind], uid)
+				}
 			}
-			return fmt.Errorf("security group %s (%s): %w: used by %s", g.Name, id, ErrInUse, strings.Join(first(users, 5), ", "))
+			return fmt.Errorf("security group %s (%s): %w: used by %s", g.Name, id, ErrInUse, strings.Join(users, ", "))
 		}
 		pl.noneUnder(pRefsSG + id + "/")
 		pl.del(pGroups + id)

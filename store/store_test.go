@@ -186,7 +186,7 @@ func TestPortAllocation(t *testing.T) {
 	if err != nil || up.Host != "h2" || len(up.SecurityGroups) != 1 || up.SecurityGroups[0] != g.ID {
 		t.Fatalf("update: %+v %v", up, err)
 	}
-	if err := s.DeleteSecurityGroup(ctx, "web"); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "port "+p4.ID) {
+	if err := s.DeleteSecurityGroup(ctx, "web"); !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "port "+p4.Name+" ("+p4.ID+")") {
 		t.Fatalf("delete group in use: %v", err)
 	}
 	up, err = s.UpdatePort(ctx, "p4", func(p *api.Port) error { p.SecurityGroups = nil; p.PortSecurity = &off; return nil })
@@ -245,7 +245,7 @@ func TestDeleteNetworkWithPortsRefused(t *testing.T) {
 	p := mustPort(t, s, api.Port{Name: "p", NetworkID: "net", Host: "h1"})
 	before := dump(t, s)
 	err := s.DeleteNetwork(ctx, "net")
-	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), p.ID) || !strings.Contains(err.Error(), "1 port(s) still attached") {
+	if !errors.Is(err, ErrInUse) || !strings.Contains(err.Error(), "port p ("+p.ID+")") || !strings.Contains(err.Error(), "1 port(s) still attached") {
 		t.Fatalf("delete network with a port: %v", err)
 	}
 	mustEqualDump(t, before, dump(t, s))

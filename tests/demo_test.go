@@ -239,16 +239,21 @@ func testMetrics(t *testing.T, l *lab.Lab) {
 		}
 	}
 	want := map[string]func(float64) bool{
-		`lanes_ports{status="ACTIVE"}`:                              func(v float64) bool { return int(v) == active && active > 0 },
-		`lanes_ports{status="ERROR"}`:                               func(v float64) bool { return v == 0 },
-		`lanes_flows{bridge="br-tun",table="22"}`:                   func(v float64) bool { return v == 3 },
-		`lanes_openflow_connected{bridge="br-int"}`:                 func(v float64) bool { return v == 1 },
-		`lanes_openflow_bundles_total{bridge="br-tun",result="ok"}`: func(v float64) bool { return v >= 1 },
-		`lanes_openflow_bundle_seconds_count{bridge="br-tun"}`:      func(v float64) bool { return v >= 1 },
-		`lanes_reconcile_seconds_count`:                             func(v float64) bool { return v >= 1 },
-		`lanes_tunnel_ports`:                                        func(v float64) bool { return v == 2 },
-		`lanes_watch_lag_seconds`:                                   func(v float64) bool { return v >= 0 && v < 5 },
-		`lanes_store_revision`:                                      func(v float64) bool { return v > 0 },
+		`lanes_ports{status="ACTIVE"}`:                                      func(v float64) bool { return int(v) == active && active > 0 },
+		`lanes_ports{status="ERROR"}`:                                       func(v float64) bool { return v == 0 },
+		`lanes_flows{bridge="br-tun",table="22",table_name="FLOOD_TO_TUN"}`: func(v float64) bool { return v == 3 },
+		`lanes_openflow_connected{bridge="br-int"}`:                         func(v float64) bool { return v == 1 },
+		`lanes_openflow_bundles_total{bridge="br-tun",result="ok"}`:         func(v float64) bool { return v >= 1 },
+		`lanes_openflow_bundle_seconds_count{bridge="br-tun"}`:              func(v float64) bool { return v >= 1 },
+		`lanes_reconcile_seconds_count`:                                     func(v float64) bool { return v >= 1 },
+		`lanes_tunnel_ports`:                                                func(v float64) bool { return v == 2 },
+		`lanes_watch_lag_seconds`:                                           func(v float64) bool { return v >= 0 && v < 5 },
+		`lanes_store_revision`:                                              func(v float64) bool { return v > 0 },
+		`go_goroutines`:                                                     func(v float64) bool { return v > 0 },
+		`process_resident_memory_bytes`:                                     func(v float64) bool { return v > 0 },
+	}
+	if !strings.Contains(body, `lanes_build_info{commit="`) {
+		t.Errorf("/metrics has no lanes_build_info")
 	}
 	got := map[string]float64{}
 	sc := bufio.NewScanner(strings.NewReader(body))
@@ -296,7 +301,7 @@ func getIn(ns, url string) (string, error) {
 		return "", err
 	}
 	if resp.StatusCode != 200 {
-		return "", fmt.Errorf("%s: %s", url, resp.Status)
+		return "", fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(b.String()))
 	}
 	return b.String(), nil
 }

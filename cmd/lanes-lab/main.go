@@ -12,10 +12,28 @@ import (
 	"strconv"
 
 	"github.com/lanes-net/lanes/internal/lab"
+	"github.com/lanes-net/lanes/internal/version"
 )
 
+const usage = `usage: lanes-lab <command> [--dir .lab] [flags]
+
+  up [--name lanes-demo] [--hosts 3] [--tunnel-type vxlan] [--bin DIR]
+                      start a lab: one namespace per host with its own OVS and lanesd
+  down                remove the lab of --dir
+  vm HOST NAME TAP MAC IP/PREFIX MTU
+                      start a fake VM on a host's tap and record it in the lab
+  lanesd start|stop|restart HOST
+  version
+
+lanes-lab <command> --help lists the command's flags.
+`
+
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	err := run(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "lanes-lab:", err)
 		os.Exit(1)
 	}
@@ -23,9 +41,23 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: lanes-lab up|down|vm|lanesd [flags]")
+		fmt.Fprint(os.Stderr, usage)
+		return errors.New("no command")
 	}
-	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Print(usage)
+		return nil
+	case "version", "--version":
+		fmt.Println("lanes-lab", version.Get())
+		return nil
+	}
+	fs := flag.NewFlagSet("lanes-lab "+args[0], flag.ContinueOnError)
+	fs.SetOutput(os.Stdout)
+	fs.Usage = func() {
+		fmt.Printf("usage: lanes-lab %s [flags]\n\nflags:\n", args[0])
+		fs.PrintDefaults()
+	}
 	dir := fs.String("dir", ".lab", "lab state directory")
 	name := fs.String("name", "lanes-demo", "prefix of the lab's namespaces")
 	hosts := fs.Int("hosts", 3, "number of hosts")
@@ -113,5 +145,5 @@ func run(args []string) error {
 		}
 		return fmt.Errorf("lanesd %s: want start, stop or restart", rest[0])
 	}
-	return fmt.Errorf("unknown command %q", args[0])
+	return fmt.Errorf("unknown command %q (see lanes-lab --help)", args[0])
 }

@@ -52,5 +52,8 @@ func (c *cli) storeRemoveUser(args []string) error {
 	if err != nil {
 		return err
 	}
-	return c.st.RemoveUser(c.ctx, pos[0])
+	if err := c.st.RemoveUser(c.ctx, pos[0]); err != nil {
+		return err
+	}
+	return c.deleted("user", pos[0], pos[0])
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"net"
@@ -27,13 +28,22 @@ func (g *globals) local(path string, q url.Values, v any) error {
 	}
 	resp, err := client.Get("http://lanesd" + path + "?" + q.Encode())
 	if err != nil {
-		return fmt.Errorf("lanesd at %s: %w (is lanesd running on this host, and are you root?)", g.socket, err)
+		return &unreachableError{fmt.Errorf("lanesd at %s: %w (is lanesd running on this host, and are you root?)", g.socket, err)}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error string }
 		if json.NewDecoder(resp.Body).Decode(&e) == nil && e.Error != "" {
-			return fmt.Errorf("%s", e.Error)
+			// The class travels as the status code: 400 bad input, 404 unknown name.
+			switch resp.StatusCode {
+			case http.StatusBadRequest:
+				return &usageError{errors.New(e.Error)}
+			case http.StatusNotFound:
+				return fmt.Errorf("%s: %w", e.Error, errNotFound)
+			case http.StatusServiceUnavailable:
+				return &unreachableError{errors.New(e.Error)}
+			}
+			return errors.New(e.Error)
 		}
 		return fmt.Errorf("lanesd: %s", resp.Status)
 	}
@@ -48,11 +58,12 @@ func (g *globals) status(args []string) error {
 	if err := g.local("/status", nil, &r); err != nil {
 		return err
 	}
-	if g.output == "json" {
+	if g.structured() {
 		return g.emit(r, nil)
 	}
 	w := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "host %s  tunnel %s (%s)  datapath %s  store revision %d\n\n", r.Host, r.TunnelIP, r.TunnelType, r.Datapath, r.StoreRevision)
+	fmt.Fprintf(w, "host %s  tunnel %s (%s)  datapath %s  store revision %d\n", r.Host, r.TunnelIP, r.TunnelType, r.Datapath, r.StoreRevision)
+	fmt.Fprintf(w, "lanesd %s\n\n", r.Version)
 	fmt.Fprintln(w, "BRIDGE\tOPENFLOW\tROUND\tFLOWS\tPER TABLE")
 	for _, b := range r.Bridges {
 		conn := "connected"
@@ -86,12 +97,6 @@ func (g *globals) status(args []string) error {
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", t.Port, t.RemoteIP, peer, t.Ofport)
 	}
-	if len(r.Warnings) > 0 {
-		fmt.Fprintln(w, "\nWARNINGS")
-		for _, s := range r.Warnings {
-			fmt.Fprintf(w, "  %s\n", s)
-		}
-	}
 	if len(r.Problems) > 0 {
 		fmt.Fprintln(w, "\nSTORE RECORD\tPROBLEM\tLEFT OUT\tERROR")
 		for _, p := range r.Problems {
@@ -100,6 +105,22 @@ func (g *globals) status(args []string) error {
 				part = p.Part
 			}
 			fmt.Fprintf(w, "%s/%s\t%s\t%s\t%s\n", p.Kind, p.ID, p.Class, part, p.Error)
+		}
+	}
+	if r.Ready != nil {
+		fmt.Fprintln(w, "\nCHECK\tSTATE\tDETAIL")
+		for _, c := range r.Ready.Checks {
+			state := "ok"
+			if !c.OK {
+				state = "FAILED"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\n", c.Name, state, c.Detail)
+		}
+	}
+	if len(r.Warnings) > 0 {
+		fmt.Fprintln(w, "\nWARNINGS")
+		for _, msg := range r.Warnings {
+			fmt.Fprintf(w, "  %s\n", msg)
 		}
 	}
 	fmt.Fprintf(w, "\nlast reconcile %s (took %s, revision %d)", r.LastReconcile.At.Format(time.RFC3339), r.LastReconcile.Took, r.LastReconcile.Revision)
@@ -142,7 +163,7 @@ func (g *globals) flows(args []string) error {
 	if err := g.local("/flows", q, &lines); err != nil {
 		return err
 	}
-	if g.output == "json" {
+	if g.structured() {
 		return g.emit(lines, nil)
 	}
 	if len(lines) > 0 && lines[0].TablePurpose != "" {
@@ -171,7 +192,7 @@ func (g *globals) trace(args []string) error {
 	if err := g.local("/trace", q, &r); err != nil {
 		return err
 	}
-	if g.output == "json" {
+	if g.structured() {
 		return g.emit(r, nil)
 	}
 	for i, s := range r.Steps {

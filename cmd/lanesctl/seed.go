@@ -104,7 +104,7 @@ func (c *cli) portSeed(args []string) error {
 	if err != nil {
 		return err
 	}
-	if c.output == "json" {
+	if c.structured() {
 		return c.emit(map[string]string{"seed": path, "qemu": qemuLine(p, n.MTU, path)}, nil)
 	}
 	fmt.Fprintf(c.out, "seed: %s (NoCloud, %s)\nqemu: %s\n", path, strconv.Quote(nocloud.Label), qemuLine(p, n.MTU, path))

@@ -103,7 +103,14 @@ func (c *cli) networkDelete(args []string) error {
 	if err != nil {
 		return err
 	}
-	return c.st.DeleteNetwork(c.ctx, pos[0])
+	n, err := c.st.GetNetwork(c.ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if err := c.st.DeleteNetwork(c.ctx, n.ID); err != nil {
+		return err
+	}
+	return c.deleted("network", n.Name, n.ID)
 }
 
 // addressPairs parses --allowed-address IP[,MAC] values.
@@ -173,7 +180,7 @@ func (c *cli) portCreate(args []string) error {
 	}
 	tap := api.TapName(p.ID)
 	qemu := qemuLine(p, n.MTU, seedPath) // seed.go
-	if c.output == "json" {
+	if c.structured() {
 		return c.emit(struct {
 			api.Port
 			Tap    string `json:"tap"`
@@ -282,7 +289,11 @@ func (c *cli) portUpdate(args []string) error {
 	var sgs, pairs list
 	fs.Var(&sgs, "sg", "replace the security groups (repeatable)")
 	noSG := fs.Bool("no-sg", false, "remove every security group")
-	fs.Var(&pairs, "allowed-address", "replace the allowed address pairs (repeatable)")
+	fs.Var(&pairs, "allowed-address", "replace the allowed address pairs (repeatable; \"\" clears them)")
+	clearPairs := fs.Bool("clear-allowed-address", false, "remove every allowed address pair")
+	var ips list
+	fs.Var(&ips, "ip", "replace the fixed IPs (repeatable; \"\" allocates one again)")
+	mac := fs.String("mac", "", "change the MAC")
 	portSec := fs.String("port-security", "", "true or false")
 	pos, err := parse(fs, args, "PORT")
 	if err != nil {
@@ -306,8 +317,20 @@ func (c *cli) portUpdate(args []string) error {
 		if len(sgs) > 0 {
 			p.SecurityGroups = sgs
 		}
-		if len(pairs) > 0 {
+		switch {
+		case *clearPairs || len(pairs) == 1 && pairs[0] == "":
+			p.AllowedAddressPairs = nil
+		case len(pairs) > 0:
 			p.AllowedAddressPairs = addressPairs(pairs)
+		}
+		switch {
+		case len(ips) == 1 && ips[0] == "":
+			p.FixedIPs = nil // the store allocates the lowest free address
+		case len(ips) > 0:
+			p.FixedIPs = ips
+		}
+		if given(fs, "mac") {
+			p.MAC = *mac
 		}
 		if sec != nil {
 			p.PortSecurity = sec
@@ -325,7 +348,14 @@ func (c *cli) portDelete(args []string) error {
 	if err != nil {
 		return err
 	}
-	return c.st.DeletePort(c.ctx, pos[0])
+	p, err := c.st.GetPort(c.ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if err := c.st.DeletePort(c.ctx, p.ID); err != nil {
+		return err
+	}
+	return c.deleted("port", p.Name, p.ID)
 }
 
 func (c *cli) sgCreate(args []string) error {
@@ -426,24 +456,39 @@ func (c *cli) sgDelete(args []string) error {
 	if err != nil {
 		return err
 	}
-	return c.st.DeleteSecurityGroup(c.ctx, pos[0])
+	g, err := c.st.GetSecurityGroup(c.ctx, pos[0])
+	if err != nil {
+		return err
+	}
+	if err := c.st.DeleteSecurityGroup(c.ctx, g.ID); err != nil {
+		return err
+	}
+	return c.deleted("security group", g.Name, g.ID)
 }
 
-func (c *cli) sgRule(args []string) error {
-	if len(args) == 0 {
-		return errors.New("sg rule: want add or delete")
+func (c *cli) sgRuleDelete(args []string) error {
+	pos, err := parse(flag.NewFlagSet("sg rule delete", flag.ContinueOnError), args, "SG", "RULE_ID")
+	if err != nil {
+		return err
 	}
-	switch args[0] {
-	case "add":
-		return c.sgRuleAdd(args[1:])
-	case "delete":
-		pos, err := parse(flag.NewFlagSet("sg rule delete", flag.ContinueOnError), args[1:], "SG", "RULE_ID")
-		if err != nil {
-			return err
-		}
-		return c.st.DeleteRule(c.ctx, pos[0], pos[1])
+	g, err := c.st.GetSecurityGroup(c.ctx, pos[0])
+	if err != nil {
+		return err
 	}
-	return fmt.Errorf("sg rule %s: want add or delete", args[0])
+	if err := c.st.DeleteRule(c.ctx, g.ID, pos[1]); err != nil {
+		return err
+	}
+	return c.deleted("rule", "of security group "+g.Name, pos[1])
+}
+
+// deleted reports a delete: one line, or with -o json|yaml {kind, name, id}, so that
+// scripts see what went.
+func (c *cli) deleted(kind, name, id string) error {
+	if c.structured() {
+		return c.emit(map[string]string{"deleted": kind, "name": name, "id": id}, nil)
+	}
+	fmt.Fprintf(c.out, "deleted %s %s (%s)\n", kind, name, id)
+	return nil
 }
 
 // ruleFromArgs parses sg rule add's arguments into the group reference and the rule.
@@ -490,10 +535,10 @@ func (c *cli) sgRuleAdd(args []string) error {
 	if err != nil {
 		return err
 	}
-	if c.output == "json" {
+	if c.structured() {
 		return c.emit(rule, nil)
 	}
-	fmt.Fprintf(c.out, "rule %s added to %s\n", rule.ID, group)
+	fmt.Fprintf(c.out, "rule %s added to security group %s\n", rule.ID, group)
 	return nil
 }
 
@@ -528,5 +573,8 @@ func (c *cli) hostDelete(args []string) error {
 	if err != nil {
 		return err
 	}
-	return c.st.DeleteHost(c.ctx, pos[0], *force)
+	if err := c.st.DeleteHost(c.ctx, pos[0], *force); err != nil {
+		return err
+	}
+	return c.deleted("host", pos[0], pos[0])
 }

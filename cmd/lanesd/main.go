@@ -9,22 +9,38 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/lanes-net/lanes/controller"
+	"github.com/lanes-net/lanes/internal/sdnotify"
+	"github.com/lanes-net/lanes/internal/version"
 )
 
 func main() {
-	if err := run(); err != nil {
+	err := run()
+	if errors.Is(err, flag.ErrHelp) {
+		return // the help went to stdout: asked for, so not a failure
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "lanesd:", err)
+		if errors.As(err, new(usageError)) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
+
+// usageError is a mistake on the command line: exit status 2, as lanesctl's.
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
 
 func run() error {
 	cfg := controller.DefaultConfig()
@@ -32,6 +48,9 @@ func run() error {
 	configFile := fs.String("config", "", "JSON config file; flags given on the command line override it")
 	tapOwner := fs.String("tap-owner", "0:0", "uid:gid owning the taps, so that qemu running as that user can open them")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text or json")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	checkConfig := fs.Bool("check-config", false, "load and validate the configuration (flags and --config), then exit")
 	fs.StringVar(&cfg.Host, "host", cfg.Host, "this host's name in the store (default: the hostname)")
 	fs.StringVar(&cfg.TunnelIP, "tunnel-ip", cfg.TunnelIP, "this host's tunnel endpoint, an IPv4 address (with /prefix when lanesd configures the netdev underlay)")
 	fs.StringVar(&cfg.TunnelType, "tunnel-type", cfg.TunnelType, "vxlan, gre or geneve: this host's default tunnel type")
@@ -52,9 +71,24 @@ func run() error {
 	fs.StringVar(&cfg.UnderlayNIC, "underlay-nic", cfg.UnderlayNIC, "netdev datapath: the NIC that lanesd puts into br-phy")
 	fs.IntVar(&cfg.UnderlayMTU, "underlay-mtu", cfg.UnderlayMTU, "MTU of the underlay; lanesd warns about networks whose MTU exceeds it minus the tunnel overhead")
 	fs.StringVar(&cfg.Socket, "socket", cfg.Socket, "root-only unix socket for lanesctl status/flows/trace")
+	fs.StringVar(&cfg.IPTablesBackend, "iptables-backend", cfg.IPTablesBackend, "nft or legacy (default: the backend of iptables in $PATH); lanesd refuses to start while the other one holds lanes chains")
 	fs.StringVar(&cfg.MetricsAddr, "metrics", cfg.MetricsAddr, "address of the Prometheus /metrics listener; empty disables it")
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(os.Args[1:]); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintf(os.Stdout, "usage: lanesd [flags]\n\nlanes' per-host controller, %s.\n\nflags:\n", version.Get())
+			fs.SetOutput(os.Stdout)
+			fs.PrintDefaults()
+			return err
+		}
+		return usageError{fmt.Errorf("%w (see lanesd --help)", err)}
+	}
+	if *logFormat != "text" && *logFormat != "json" {
+		return usageError{fmt.Errorf("--log-format %q: want text or json", *logFormat)}
+	}
+	if *showVersion {
+		fmt.Println("lanesd", version.Get())
+		return nil
 	}
 	if *configFile != "" {
 		if err := loadConfig(*configFile, &cfg, fs); err != nil {
@@ -66,15 +100,55 @@ func run() error {
 		return err
 	}
 	cfg.TapUID, cfg.TapGID = uid, gid
+	if *checkConfig {
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		fmt.Printf("lanesd %s: configuration valid (host %s, tunnel %s %s, etcd %s)\n", version.Get().Version, cfg.Host, cfg.TunnelType, cfg.TunnelIP, cfg.EtcdEndpoints)
+		return nil
+	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level %q: %w", *logLevel, err)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	opts := &slog.HandlerOptions{Level: level}
+	var handler slog.Handler
+	switch *logFormat {
+	case "text":
+		handler = slog.NewTextHandler(os.Stderr, opts)
+	case "json":
+		handler = slog.NewJSONHandler(os.Stderr, opts)
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", *logFormat)
+	}
+	log := slog.New(handler).With()
+	log.Info("lanesd", "version", version.Get().Version, "commit", version.Get().Commit, "built", version.Get().Date)
 	slog.SetDefault(log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// Under systemd (Type=notify): READY=1 once the host matches the store, WATCHDOG=1
+	// while the process runs, STOPPING=1 on the way out.
+	cfg.OnConverged = func() {
+		if _, err := sdnotify.Notify("READY=1"); err != nil {
+			log.Warn("sd_notify", "err", err)
+		}
+	}
+	if every := sdnotify.WatchdogInterval(); every > 0 {
+		go func() {
+			t := time.NewTicker(every)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+					_, _ = sdnotify.Notify("WATCHDOG=1")
+				}
+			}
+		}()
+	}
+	defer func() { _, _ = sdnotify.Notify("STOPPING=1") }()
 	err = controller.Run(ctx, cfg, log)
 	if errors.Is(err, context.Canceled) {
 		log.Info("stopped; the data path keeps running")

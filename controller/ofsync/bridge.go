@@ -150,9 +150,12 @@ func (b *Bridge) loop(ctx context.Context) {
 			b.sw = sw
 			b.needFull = true
 			err := b.pushLocked()
+			n := len(b.installed)
 			b.mu.Unlock()
 			if err != nil && !errors.Is(err, ErrNotConnected) {
 				b.log.Error("replay after connect failed", "err", err)
+			} else if err == nil {
+				b.log.Info("flows replayed after connect", "flows", n)
 			}
 		}
 	}

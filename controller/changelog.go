@@ -1,0 +1,106 @@
+package controller
+
+import (
+	"context"
+	"log/slog"
+	"reflect"
+	"sort"
+
+	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/controller/view"
+	"github.com/lanes-net/lanes/diag"
+)
+
+// logChanges writes one info line per change a reconcile made on this host, with IDs
+// and names: ports wired and unwired, networks joined and left, tunnels added and
+// removed, security groups of local ports changed. It compares the published
+// snapshots, so the steps need no logging of their own and a reconcile that changes
+// nothing logs nothing. The first snapshot after a start is the state found; the
+// "converged" line sums it up.
+func logChanges(log *slog.Logger, prev, next *diag.Snapshot) {
+	if prev == nil || next == nil || !log.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	pv, nv := prev.View, next.View
+	// Networks first: a port is wired on a network this host has joined.
+	for _, id := range sortedKeys(nv.Networks) {
+		if _, ok := pv.Networks[id]; !ok {
+			n := nv.Networks[id]
+			log.Info("network joined", "network", n.Name, "network_id", id, "vni", n.VNI, "local_vlan", next.VLANs[id])
+		}
+	}
+	before := map[string]bool{}
+	for _, p := range pv.Local {
+		if prev.Ofports[p.ID] > 0 {
+			before[p.ID] = true
+		}
+	}
+	now := map[string]bool{}
+	for _, p := range nv.Local {
+		if next.Ofports[p.ID] <= 0 {
+			continue
+		}
+		now[p.ID] = true
+		if !before[p.ID] {
+			log.Info("port wired", "port", p.Name, "port_id", p.ID, "network", nv.Networks[p.NetworkID].Name,
+				"tap", api.TapName(p.ID), "ofport", next.Ofports[p.ID], "local_vlan", next.VLANs[p.NetworkID])
+		}
+	}
+	for _, p := range pv.Local {
+		if before[p.ID] && !now[p.ID] {
+			log.Info("port unwired", "port", p.Name, "port_id", p.ID, "network", pv.Networks[p.NetworkID].Name, "tap", api.TapName(p.ID))
+		}
+	}
+	for _, id := range sortedKeys(pv.Networks) {
+		if _, ok := nv.Networks[id]; !ok {
+			n := pv.Networks[id]
+			log.Info("network left", "network", n.Name, "network_id", id, "vni", n.VNI)
+		}
+	}
+	for _, ip := range sortedKeys(next.Tunnels) {
+		if _, ok := prev.Tunnels[ip]; !ok {
+			t := next.Tunnels[ip]
+			log.Info("tunnel added", "tunnel", t.Name, "remote_ip", ip, "peer", nv.Peers[ip].Name, "ofport", t.Ofport)
+		}
+	}
+	for _, ip := range sortedKeys(prev.Tunnels) {
+		if _, ok := next.Tunnels[ip]; !ok {
+			log.Info("tunnel removed", "tunnel", prev.Tunnels[ip].Name, "remote_ip", ip, "peer", pv.Peers[ip].Name)
+		}
+	}
+	// Groups in use by a local port: their rules are what this host enforces.
+	used, usedBefore := groupsOf(nv), groupsOf(pv)
+	for _, id := range sortedKeys(used) {
+		g, ok := nv.Groups[id]
+		if !ok {
+			continue
+		}
+		old := pv.Groups[id]
+		switch {
+		case !usedBefore[id]:
+			log.Info("security group applied", "group", g.Name, "group_id", id, "rules", len(g.Rules))
+		case !reflect.DeepEqual(old.Rules, g.Rules):
+			log.Info("security group changed", "group", g.Name, "group_id", id, "rules_before", len(old.Rules), "rules", len(g.Rules))
+		}
+	}
+}
+
+// groupsOf is the set of groups the local ports use.
+func groupsOf(v *view.View) map[string]bool {
+	used := map[string]bool{}
+	for _, p := range v.Local {
+		for _, g := range p.SecurityGroups {
+			used[g] = true
+		}
+	}
+	return used
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,95 @@
+package controller
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/controller/view"
+	"github.com/lanes-net/lanes/diag"
+	"github.com/lanes-net/lanes/store"
+)
+
+// Every change between two reconciles is one info line naming the object by name and
+// ID; a reconcile that changes nothing logs nothing.
+func TestLogChanges(t *testing.T) {
+	st := func(ports map[string]api.Port, rules int) store.State {
+		g := api.SecurityGroup{ID: "g1", Name: "web"}
+		for i := 0; i < rules; i++ {
+			g.Rules = append(g.Rules, api.Rule{ID: string(rune('a' + i)), Direction: api.Ingress, Ethertype: api.IPv4})
+		}
+		return store.State{Revision: 1,
+			Networks: map[string]api.Network{"n1": {ID: "n1", Name: "blue", VNI: 100, CIDR: "10.0.0.0/24", MTU: 1450}},
+			Hosts:    map[string]api.Host{"h2": {Name: "h2", TunnelIP: "172.31.0.2", TunnelType: "vxlan", Alive: true}},
+			Groups:   map[string]api.SecurityGroup{"g1": g},
+			Ports:    ports,
+		}
+	}
+	p1 := api.Port{ID: "p1", Name: "vm1", NetworkID: "n1", Host: "h1", MAC: "fa:16:3e:00:00:01", FixedIPs: []string{"10.0.0.1"}, SecurityGroups: []string{"g1"}}
+	p2 := api.Port{ID: "p2", Name: "vm2", NetworkID: "n1", Host: "h2", MAC: "fa:16:3e:00:00:02", FixedIPs: []string{"10.0.0.2"}}
+	empty := &diag.Snapshot{View: view.Compute("h1", st(nil, 1))}
+	one := &diag.Snapshot{View: view.Compute("h1", st(map[string]api.Port{"p1": p1, "p2": p2}, 1)),
+		Ofports: map[string]int{"p1": 7}, VLANs: map[string]uint16{"n1": 1},
+		Tunnels: map[string]diag.Tunnel{"172.31.0.2": {Name: "vxlan-ac1f0002", Ofport: 3}}}
+	changed := &diag.Snapshot{View: view.Compute("h1", st(map[string]api.Port{"p1": p1, "p2": p2}, 2)),
+		Ofports: one.Ofports, VLANs: one.VLANs, Tunnels: one.Tunnels}
+
+	var buf bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&buf, nil))
+	lines := func() []map[string]any {
+		var out []map[string]any
+		for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+			if l == "" {
+				continue
+			}
+			var m map[string]any
+			if err := json.Unmarshal([]byte(l), &m); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, m)
+		}
+		buf.Reset()
+		return out
+	}
+	logChanges(log, nil, one)
+	if got := lines(); len(got) != 0 {
+		t.Errorf("first snapshot logged %v", got)
+	}
+	logChanges(log, empty, one)
+	got := lines()
+	want := []string{"network joined", "port wired", "tunnel added", "security group applied"}
+	if len(got) != len(want) {
+		t.Fatalf("lines %v, want %v", got, want)
+	}
+	for i, w := range want {
+		if got[i]["msg"] != w || got[i]["level"] != "INFO" {
+			t.Errorf("line %d: %v, want %q", i, got[i], w)
+		}
+	}
+	if l := got[1]; l["port"] != "vm1" || l["port_id"] != "p1" || l["network"] != "blue" || l["tap"] != api.TapName("p1") || l["ofport"] != 7.0 {
+		t.Errorf("port wired: %v", l)
+	}
+	if l := got[2]; l["peer"] != "h2" || l["remote_ip"] != "172.31.0.2" || l["tunnel"] != "vxlan-ac1f0002" {
+		t.Errorf("tunnel added: %v", l)
+	}
+	logChanges(log, one, one)
+	if got := lines(); len(got) != 0 {
+		t.Errorf("no change logged %v", got)
+	}
+	logChanges(log, one, changed)
+	if got := lines(); len(got) != 1 || got[0]["msg"] != "security group changed" || got[0]["group"] != "web" || got[0]["rules"] != 2.0 {
+		t.Errorf("group change: %v", got)
+	}
+	logChanges(log, changed, empty)
+	got = lines()
+	var msgs []string
+	for _, l := range got {
+		msgs = append(msgs, l["msg"].(string))
+	}
+	if strings.Join(msgs, ",") != "port unwired,network left,tunnel removed" {
+		t.Errorf("removal lines: %v", got)
+	}
+}
