@@ -33,8 +33,8 @@ func TestStatusWarnings(t *testing.T) {
 	snap := &Snapshot{View: view.Compute("h1", st), Host: Host{Name: "h1", TunnelType: api.TunnelVXLAN, VMMTU: 1450}}
 	s := &Server{}
 	r := s.Status(snap)
-	if len(r.Warnings) != 2 || !strings.Contains(r.Warnings[0], "network jumbo (j): MTU 8950 is above the 1450") ||
-		!strings.Contains(r.Warnings[1], "peer host h3 (172.31.0.3) uses tunnel type gre") {
+	if len(r.Warnings) != 2 || !strings.Contains(r.Warnings[0], "network jumbo: MTU 8950 is more than this host's underlay carries (1450)") ||
+		!strings.Contains(r.Warnings[1], "peer host h3 does not accept vxlan tunnels: network blue") {
 		t.Errorf("warnings: %q", r.Warnings)
 	}
 	s.Health = func(context.Context) api.Readiness {

@@ -34,7 +34,7 @@ func TestStatusShowsWarnings(t *testing.T) {
 	if code != 0 {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"lanesd v1.2.3", "store  FAILED  etcd did not answer", "WARNINGS", "MTU 8950", ": no errors, but 2 warnings"} {
+	for _, want := range []string{"lanesd v1.2.3", "store  FAILED  etcd did not answer", "WARNINGS", "MTU 8950", ": no errors; 2 warnings"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status lacks %q:\n%s", want, out)
 		}
