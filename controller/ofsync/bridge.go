@@ -62,6 +62,8 @@ type Bridge struct {
 	gone   chan struct{}
 
 	punt punt // packet-in, packet-out and meters (packet.go)
+
+	fc *flowConn // flow-mod bundles (ofconn.go)
 }
 
 // Open starts connecting to the bridge's management socket (<ovs rundir>/<bridge>.mgmt)
@@ -75,6 +77,7 @@ func Open(ctx context.Context, name, mgmtSocket string, round uint16, log *slog.
 		clientMode: make(chan struct{}),
 		live:       map[*ofctrl.OFSwitch]bool{},
 		gone:       make(chan struct{}, 1),
+		fc:         &flowConn{sock: mgmtSocket},
 	}
 	b.ctrl = ofctrl.NewController(&app{b: b})
 	go b.dial(ctx)
@@ -136,6 +139,7 @@ func (b *Bridge) stop() {
 
 func (b *Bridge) loop(ctx context.Context) {
 	defer close(b.done)
+	defer b.fc.closeConn()
 	defer b.stop()
 	for {
 		select {
@@ -215,7 +219,7 @@ func (b *Bridge) pushLocked() error {
 
 // send delivers a plan as one atomic bundle: deletes, adds, then the round sweep.
 func (b *Bridge) send(p Plan) error {
-	var mods []*openflow15.FlowMod
+	mods := make([]*openflow15.FlowMod, 0, len(p.Delete)+len(p.Add)+16)
 	for _, f := range p.Delete {
 		m, err := ofbind.FlowMod(f, openflow15.FC_DELETE_STRICT)
 		if err != nil {
@@ -235,34 +239,15 @@ func (b *Bridge) send(p Plan) error {
 			mods = append(mods, ofbind.DeleteByCookie(cm[0], cm[1]))
 		}
 	}
-	return b.sendMods(mods)
-}
-
-// sendMods sends flow mods as one atomic bundle and returns once it committed.
-func (b *Bridge) sendMods(mods []*openflow15.FlowMod) error {
-	tx := b.sw.NewTransaction(ofctrl.Atomic)
-	if err := tx.Begin(); err != nil {
-		return fmt.Errorf("bundle open: %w", err)
-	}
-	for _, m := range mods {
-		if err := tx.AddFlow(m); err != nil {
-			_, _ = tx.Complete()
-			_ = tx.Abort()
-			return fmt.Errorf("bundle add: %w", err)
+	return b.fc.bundle(mods, func(i int) string {
+		switch {
+		case i < len(p.Delete):
+			return "delete " + p.Delete[i].Key()
+		case i < len(p.Delete)+len(p.Add):
+			return p.Add[i-len(p.Delete)].Key()
 		}
-	}
-	n, err := tx.Complete()
-	if err != nil {
-		return fmt.Errorf("bundle close: %w", err)
-	}
-	if n != len(mods) {
-		_ = tx.Abort()
-		return fmt.Errorf("switch refused %d of %d flow mods (see the ovs-vswitchd log)", len(mods)-n, len(mods))
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("bundle commit: %w", err)
-	}
-	return nil
+		return fmt.Sprintf("sweep of other rounds %d", i-len(p.Delete)-len(p.Add))
+	})
 }
 
 // Forget deletes the learned table-20 entries of the given MACs, in one bundle.
@@ -279,7 +264,7 @@ func (b *Bridge) Forget(macs []net.HardwareAddr) error {
 	for _, m := range macs {
 		mods = append(mods, ofbind.ForgetLearned(m))
 	}
-	return b.sendMods(mods)
+	return b.fc.bundle(mods, func(i int) string { return "forget learned " + macs[i].String() })
 }
 
 // Status is a snapshot for lanesctl status and metrics.
