@@ -39,9 +39,9 @@ type Bridge struct {
 	sw *ofctrl.OFSwitch
 	// desired is the last set given to Sync; nil until then, so that nothing is
 	// swept before the caller has read its whole desired state.
-	desired map[string]Entry
+	desired *Flows
 	// installed is what the switch holds, as far as committed bundles tell.
-	installed map[string]Entry
+	installed Flows
 	// needFull is set by a new connection: the next push re-adds everything.
 	needFull bool
 	lastErr  error
@@ -71,7 +71,6 @@ type Bridge struct {
 func Open(ctx context.Context, name, mgmtSocket string, round uint16, log *slog.Logger, obs Observer) *Bridge {
 	b := &Bridge{
 		Name: name, sock: mgmtSocket, round: round, log: log.With("bridge", name), obs: obs,
-		installed:  map[string]Entry{},
 		connected:  make(chan *ofctrl.OFSwitch, 4),
 		done:       make(chan struct{}),
 		clientMode: make(chan struct{}),
@@ -165,18 +164,27 @@ func (b *Bridge) loop(ctx context.Context) {
 // Wait blocks until the bridge's goroutines have stopped after ctx ended.
 func (b *Bridge) Wait() { <-b.done }
 
-// Sync makes the switch hold exactly the desired flows (stamped with this round). It
-// returns once the bundle committed, or ErrNotConnected (the set is kept and pushed
-// on connect).
+// SyncSet makes the switch hold exactly this bridge's flows of s (stamped with this
+// round). Only the owners whose flows changed since the last committed bundle are
+// rendered and diffed. It returns once the bundle committed, or ErrNotConnected (the
+// set is kept and pushed on connect).
+func (b *Bridge) SyncSet(s flows.Set) error {
+	return b.sync(Index(s, flows.Bridge(b.Name), b.round))
+}
+
+// Sync is SyncSet for a list of flows, each owned by its cookie.
 func (b *Bridge) Sync(desired []flows.Flow) error {
-	idx := Index(desired, b.round)
+	return b.sync(IndexFlows(desired, b.round))
+}
+
+func (b *Bridge) sync(idx Flows) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.desired == nil {
 		// First desired state of this process: re-add all and sweep older rounds.
 		b.needFull = true
 	}
-	b.desired = idx
+	b.desired = &idx
 	return b.pushLocked()
 }
 
@@ -198,7 +206,7 @@ func (b *Bridge) pushLocked() error {
 	if b.desired == nil {
 		return nil
 	}
-	plan := Diff(b.installed, b.desired, b.needFull)
+	plan := Diff(b.installed, *b.desired, b.needFull)
 	if plan.Empty() {
 		return nil
 	}
@@ -211,7 +219,7 @@ func (b *Bridge) pushLocked() error {
 	if err != nil {
 		return fmt.Errorf("%s: bundle of %d adds, %d deletes: %w", b.Name, len(plan.Add), len(plan.Delete), err)
 	}
-	b.installed = b.desired
+	b.installed = *b.desired
 	b.needFull = false
 	b.log.Debug("bundle committed", "adds", len(plan.Add), "deletes", len(plan.Delete), "sweep", plan.Sweep, "took", time.Since(start))
 	return nil
@@ -281,9 +289,12 @@ type Status struct {
 func (b *Bridge) Status() Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	st := Status{Connected: b.sw != nil && b.sw.IsReady(), Round: b.round, FlowsPerTable: map[uint8]int{}, Installed: len(b.installed)}
-	for _, e := range b.installed {
-		st.FlowsPerTable[e.Flow.Table]++
+	st := Status{Connected: b.sw != nil && b.sw.IsReady(), Round: b.round, FlowsPerTable: map[uint8]int{}}
+	for _, o := range b.installed.owners {
+		for _, f := range o.given {
+			st.FlowsPerTable[f.Table]++
+		}
+		st.Installed += len(o.given)
 	}
 	if b.lastErr != nil {
 		st.LastError = b.lastErr.Error()
@@ -295,11 +306,7 @@ func (b *Bridge) Status() Status {
 func (b *Bridge) Installed() []flows.Flow {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make([]flows.Flow, 0, len(b.installed))
-	for _, e := range b.installed {
-		out = append(out, e.Flow)
-	}
-	return out
+	return b.installed.All()
 }
 
 // app adapts ofnet's callbacks; none of them may block (they run on the switch's
