@@ -71,14 +71,14 @@ func (fc *flowConn) dial() (*ofConn, error) {
 		c.Close()
 		return nil, fmt.Errorf("flow connection hello: %w", err)
 	}
-	typ, _, body, err := readMsg(c)
+	typ, _, msg, err := readMsg(c)
 	if err != nil {
 		c.Close()
 		return nil, fmt.Errorf("flow connection hello: %w", err)
 	}
-	if typ != openflow15.Type_Hello || body[0] < openflow15.VERSION {
+	if typ != openflow15.Type_Hello || msg[0] < openflow15.VERSION {
 		c.Close()
-		return nil, fmt.Errorf("flow connection: switch answered hello with type %d version %d, want OpenFlow 1.5", typ, body[0])
+		return nil, fmt.Errorf("flow connection: switch answered hello with type %d version %d, want OpenFlow 1.5", typ, msg[0])
 	}
 	_ = c.SetDeadline(time.Time{})
 	oc := &ofConn{c: c, errs: map[uint32]error{}, reply: make(chan uint32, 8), dead: make(chan struct{})}
@@ -279,6 +279,9 @@ func (fc *flowConn) bundleLocked(mods []*openflow15.FlowMod, name func(int) stri
 		m.Xid = xid
 		data, err := m.MarshalBinary()
 		if err != nil {
+			// Part of the bundle may be written: a new connection drops it.
+			oc.close(err)
+			fc.conn = nil
 			return fmt.Errorf("flow %s: encode: %w", name(i), err)
 		}
 		buf = appendBundleAdd(buf, xid, bid, data)
