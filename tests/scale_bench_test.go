@@ -346,6 +346,15 @@ func (s *scaleLab) restart(want int) (time.Duration, int) {
 		return nil
 	})
 	s.waitFlows(want, time.Minute)
+	if b, err := os.ReadFile(s.h.LogFile()); err == nil {
+		var trouble []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+				trouble = append(trouble, l)
+			}
+		}
+		s.b.Logf("lanesd warnings and errors so far (last 20):\n%s", strings.Join(trouble[max(0, len(trouble)-20):], "\n"))
+	}
 	return st.Converged.Sub(st.Started), fewest
 }
 
