@@ -91,6 +91,9 @@ func printTable(title string, head string, rows []string) {
 	fmt.Printf("%s\n%s\n%s\n%s\n", title, head, regexp.MustCompile(`[^|]`).ReplaceAllString(head, "-"), strings.Join(rows, "\n"))
 }
 
+// reps is how often each measurement runs; the fastest counts.
+const reps = 3
+
 var flowCount = regexp.MustCompile(`flow_count=(\d+)`)
 
 func countFlows(tb testing.TB, o *ovsproc.OVS, br string) int {
@@ -110,7 +113,8 @@ func countFlows(tb testing.TB, o *ovsproc.OVS, br string) int {
 // BenchmarkInstall times installing N remote ports' flows into a fresh bridge with
 // SyncSet (one bundle over the management socket) against `ovs-ofctl --bundle
 // add-flows` of the same flows' text into a fresh br-tun of a second OVS. The two
-// alternate, so that load on the machine hits both alike.
+// alternate, reps times, and each side's fastest run counts: the machine is shared,
+// and the fastest run is the one least slowed by others.
 func BenchmarkInstall(b *testing.B) {
 	o, oc := ovsproc.ForTest(b), ovsproc.ForTest(b)
 	h := &host{t: b, o: o}
@@ -123,32 +127,43 @@ func BenchmarkInstall(b *testing.B) {
 		b.Run(fmt.Sprintf("ports=%d", n), func(b *testing.B) {
 			var ours, ofctl time.Duration
 			for range b.N {
-				b.StopTimer()
-				const br = string(flows.BrTun)
-				addBridge(b, o, br)
-				addBridge(b, oc, br)
-				ofs, closeFn := h.open(flows.BrTun, round)
-				syncConnected(b, ofs, nil) // connected, older rounds swept: the bridge is ready
-				b.StartTimer()
+				var bestOurs, bestOfctl time.Duration
+				for rep := range reps {
+					b.StopTimer()
+					const br = string(flows.BrTun)
+					addBridge(b, o, br)
+					addBridge(b, oc, br)
+					ofs, closeFn := h.open(flows.BrTun, round)
+					syncConnected(b, ofs, nil) // connected, older rounds swept: the bridge is ready
+					b.StartTimer()
 
-				start := time.Now()
-				if err := ofs.SyncSet(set); err != nil {
-					b.Fatal(err)
-				}
-				ours += time.Since(start)
-				ofctl += ofctlBundle(b, oc, br, file)
+					start := time.Now()
+					if err := ofs.SyncSet(set); err != nil {
+						b.Fatal(err)
+					}
+					took := time.Since(start)
+					tookOfctl := ofctlBundle(b, oc, br, file)
+					if rep == 0 || took < bestOurs {
+						bestOurs = took
+					}
+					if rep == 0 || tookOfctl < bestOfctl {
+						bestOfctl = tookOfctl
+					}
 
-				b.StopTimer()
-				if got := countFlows(b, o, br); got != len(fs) {
-					b.Fatalf("lanes' %s holds %d flows, want %d", br, got, len(fs))
+					b.StopTimer()
+					if got := countFlows(b, o, br); got != len(fs) {
+						b.Fatalf("lanes' %s holds %d flows, want %d", br, got, len(fs))
+					}
+					if got := countFlows(b, oc, br); got != len(fs) {
+						b.Fatalf("ovs-ofctl's %s holds %d flows, want %d", br, got, len(fs))
+					}
+					closeFn()
+					vsctl(b, o, "del-br", br)
+					vsctl(b, oc, "del-br", br)
+					b.StartTimer()
 				}
-				if got := countFlows(b, oc, br); got != len(fs) {
-					b.Fatalf("ovs-ofctl's %s holds %d flows, want %d", br, got, len(fs))
-				}
-				closeFn()
-				vsctl(b, o, "del-br", br)
-				vsctl(b, oc, "del-br", br)
-				b.StartTimer()
+				ours += bestOurs
+				ofctl += bestOfctl
 			}
 			oursRate := float64(len(fs)*b.N) / ours.Seconds()
 			ofctlRate := float64(len(fs)*b.N) / ofctl.Seconds()
@@ -168,6 +183,8 @@ func BenchmarkInstall(b *testing.B) {
 // replaced) on a bridge that holds all of them: SyncSet of the new set (diff owner by
 // owner, render the changed ones, one bundle) against `ovs-ofctl --bundle add-flows`
 // of just the changed lines on a bridge holding the same flows.
+//
+// As in BenchmarkInstall, each side's fastest of reps runs counts.
 func BenchmarkModify(b *testing.B) {
 	o, oc := ovsproc.ForTest(b), ovsproc.ForTest(b)
 	h := &host{t: b, o: o}
@@ -187,33 +204,44 @@ func BenchmarkModify(b *testing.B) {
 	all, part := flowFile(b, before.Flows(flows.BrTun), round), flowFile(b, changed, round)
 	var ours, ofctl time.Duration
 	for range b.N {
-		b.StopTimer()
-		const br = string(flows.BrTun)
-		addBridge(b, o, br)
-		addBridge(b, oc, br)
-		ofs, closeFn := h.open(flows.BrTun, round)
-		syncConnected(b, ofs, nil)
-		if err := ofs.SyncSet(before); err != nil {
-			b.Fatal(err)
-		}
-		ofctlBundle(b, oc, br, all)
-		b.StartTimer()
+		var bestOurs, bestOfctl time.Duration
+		for rep := range reps {
+			b.StopTimer()
+			const br = string(flows.BrTun)
+			addBridge(b, o, br)
+			addBridge(b, oc, br)
+			ofs, closeFn := h.open(flows.BrTun, round)
+			syncConnected(b, ofs, nil)
+			if err := ofs.SyncSet(before); err != nil {
+				b.Fatal(err)
+			}
+			ofctlBundle(b, oc, br, all)
+			b.StartTimer()
 
-		start := time.Now()
-		if err := ofs.SyncSet(after); err != nil {
-			b.Fatal(err)
-		}
-		ours += time.Since(start)
-		ofctl += ofctlBundle(b, oc, br, part)
+			start := time.Now()
+			if err := ofs.SyncSet(after); err != nil {
+				b.Fatal(err)
+			}
+			took := time.Since(start)
+			tookOfctl := ofctlBundle(b, oc, br, part)
+			if rep == 0 || took < bestOurs {
+				bestOurs = took
+			}
+			if rep == 0 || tookOfctl < bestOfctl {
+				bestOfctl = tookOfctl
+			}
 
-		b.StopTimer()
-		want := rendered(after.Flows(flows.BrTun), round)
-		sameSet(b, "lanes' "+br, h.dump(flows.BrTun), want)
-		sameSet(b, "ovs-ofctl's "+br, (&host{t: b, o: oc}).dump(flows.BrTun), want)
-		closeFn()
-		vsctl(b, o, "del-br", br)
-		vsctl(b, oc, "del-br", br)
-		b.StartTimer()
+			b.StopTimer()
+			want := rendered(after.Flows(flows.BrTun), round)
+			sameSet(b, "lanes' "+br, h.dump(flows.BrTun), want)
+			sameSet(b, "ovs-ofctl's "+br, (&host{t: b, o: oc}).dump(flows.BrTun), want)
+			closeFn()
+			vsctl(b, o, "del-br", br)
+			vsctl(b, oc, "del-br", br)
+			b.StartTimer()
+		}
+		ours += bestOurs
+		ofctl += bestOfctl
 	}
 	ratio := ours.Seconds() / ofctl.Seconds()
 	b.ReportMetric(ratio, "sync/ofctl-time")
