@@ -48,11 +48,11 @@ func (s *flowStep) Sync(v *view.View, in flowInput) (flows.Set, error) {
 	if err != nil {
 		return flows.Set{}, fmt.Errorf("compute flows: %w", err)
 	}
-	tunErr := s.brTun.Sync(set.Flows(flows.BrTun))
+	tunErr := s.brTun.SyncSet(set)
 	if tunErr == nil {
 		s.forget.Update(v)
 	}
-	intErr := s.brInt.Sync(set.Flows(flows.BrInt))
+	intErr := s.brInt.SyncSet(set)
 	s.countFlows()
 	return set, errors.Join(tunErr, intErr)
 }

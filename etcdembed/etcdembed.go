@@ -6,6 +6,7 @@ package etcdembed
 
 import (
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"sync"
@@ -27,6 +28,29 @@ type Server struct {
 	endpoints []string
 	closing   *atomic.Bool
 	closeOnce sync.Once
+	stop      chan struct{}
+	stopped   chan struct{}
+}
+
+// Compaction and defragmentation defaults. Every change writes a revision and etcd
+// keeps all of them until compacted, so without compaction the db grows with the
+// churn (ports, statuses, leases) until it hits its quota and refuses writes
+// (NOSPACE); compaction frees pages that only a defrag gives back to the disk.
+// Five minutes of history is ample for the store's watchers, which list again when
+// they fall behind a compaction.
+const (
+	DefaultCompactionMode      = "periodic"
+	DefaultCompactionRetention = "5m"
+	DefaultDefragEvery         = 10 * time.Minute
+	// DefaultDefragMinFree is how much of the db file must be free before a defrag,
+	// which blocks writes while it copies the db.
+	DefaultDefragMinFree = 16 << 20
+)
+
+// defrag is the periodic defragmentation a Server runs.
+type defrag struct {
+	every   time.Duration
+	minFree int64
 }
 
 // benignWarnings are logged at every start of a single-member loopback server.
@@ -60,16 +84,36 @@ type ServerTLS struct {
 }
 
 // Option tunes Start.
-type Option func(*embed.Config)
+type Option func(*options)
+
+type options struct {
+	cfg    *embed.Config
+	defrag defrag
+}
+
+// WithCompaction sets etcd's auto-compaction: mode "periodic" keeps the revisions of
+// the last retention (a duration such as "5m"), mode "revision" the last retention
+// revisions (a count such as "10000").
+func WithCompaction(mode, retention string) Option {
+	return func(o *options) {
+		o.cfg.AutoCompactionMode, o.cfg.AutoCompactionRetention = mode, retention
+	}
+}
+
+// WithDefrag checks the db every interval and defragments it once at least minFree
+// bytes of it, and half of it, are free. An interval of 0 turns it off.
+func WithDefrag(every time.Duration, minFree int64) Option {
+	return func(o *options) { o.defrag = defrag{every: every, minFree: minFree} }
+}
 
 // WithTLS serves every client and peer URL over TLS and requires client certificates
 // signed by t.CACert; with authentication on (store.SetupAccess) a client
 // certificate's common name is its etcd user.
 func WithTLS(t ServerTLS) Option {
-	return func(cfg *embed.Config) {
+	return func(o *options) {
 		info := transport.TLSInfo{CertFile: t.Cert, KeyFile: t.Key, TrustedCAFile: t.CACert, ClientCertAuth: true}
-		cfg.ClientTLSInfo = info
-		cfg.PeerTLSInfo = info
+		o.cfg.ClientTLSInfo = info
+		o.cfg.PeerTLSInfo = info
 	}
 }
 
@@ -99,8 +143,15 @@ func Start(dataDir, clientURLs, peerURL string, opts ...Option) (*Server, error)
 	cfg.ListenPeerUrls = []url.URL{*pu}
 	cfg.AdvertisePeerUrls = []url.URL{*pu}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	for _, o := range opts {
-		o(cfg)
+	cfg.AutoCompactionMode, cfg.AutoCompactionRetention = DefaultCompactionMode, DefaultCompactionRetention
+	o := &options{cfg: cfg, defrag: defrag{every: DefaultDefragEvery, minFree: DefaultDefragMinFree}}
+	for _, opt := range opts {
+		opt(o)
+	}
+	switch cfg.AutoCompactionMode {
+	case "periodic", "revision":
+	default:
+		return nil, fmt.Errorf("embedded etcd compaction mode %q: want periodic or revision", cfg.AutoCompactionMode)
 	}
 	if !cfg.ClientTLSInfo.Empty() {
 		// A plain URL next to TLS ones would serve the store without a certificate.
@@ -147,7 +198,51 @@ func Start(dataDir, clientURLs, peerURL string, opts ...Option) (*Server, error)
 	for _, cu := range cus {
 		eps = append(eps, cu.String())
 	}
-	return &Server{etcd: e, endpoints: eps, closing: closing}, nil
+	srv := &Server{etcd: e, endpoints: eps, closing: closing, stop: make(chan struct{}), stopped: make(chan struct{})}
+	go srv.defragLoop(o.defrag)
+	return srv, nil
+}
+
+// DBSize returns the db file's size and how much of it holds data.
+func (e *Server) DBSize() (size, inUse int64) {
+	be := e.etcd.Server.Backend()
+	return be.Size(), be.SizeInUse()
+}
+
+// Defragment gives the db's free pages back to the disk now. It blocks writes while
+// it copies the db.
+func (e *Server) Defragment() error {
+	if err := e.etcd.Server.Backend().Defrag(); err != nil {
+		return fmt.Errorf("embedded etcd defrag: %w", err)
+	}
+	return nil
+}
+
+func (e *Server) defragLoop(d defrag) {
+	defer close(e.stopped)
+	if d.every <= 0 {
+		return
+	}
+	t := time.NewTicker(d.every)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+		}
+		size, inUse := e.DBSize()
+		if free := size - inUse; free < d.minFree || free < size/2 {
+			continue
+		}
+		start := time.Now()
+		if err := e.Defragment(); err != nil {
+			slog.Warn("embedded etcd defrag", "err", err)
+			continue
+		}
+		after, _ := e.DBSize()
+		slog.Info("embedded etcd defragmented", "before", size, "after", after, "took", time.Since(start))
+	}
 }
 
 // Endpoints are the client URLs to give store.Open.
@@ -159,6 +254,8 @@ func (e *Server) Err() <-chan error { return e.etcd.Err() }
 // Close stops the server; its data stays in the data dir. Calling it again is harmless.
 func (e *Server) Close() {
 	e.closeOnce.Do(func() {
+		close(e.stop)
+		<-e.stopped
 		e.closing.Store(true)
 		e.etcd.Close()
 	})

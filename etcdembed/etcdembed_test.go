@@ -26,12 +26,12 @@ func loopback(t *testing.T) string { return fmt.Sprintf("http://127.0.0.1:%d", f
 
 // start runs a server in dir on free loopback ports; a free port can be taken by
 // someone else between the probe and etcd's bind, so that is retried.
-func start(t *testing.T, dir string) (*Server, string) {
+func start(t *testing.T, dir string, opts ...Option) (*Server, string) {
 	t.Helper()
 	var lastErr error
 	for range 5 {
 		peer := loopback(t)
-		e, err := Start(dir, loopback(t), peer)
+		e, err := Start(dir, loopback(t), peer, opts...)
 		if err == nil {
 			t.Cleanup(e.Close)
 			return e, peer
@@ -125,5 +125,56 @@ func TestTLSNeedsHTTPSEverywhere(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "must be https") {
 			t.Errorf("%s + %s: %v", c.client, c.peer, err)
 		}
+	}
+}
+
+// TestDBStaysBounded: over load/purge cycles (every key written twice, then all
+// deleted) the db file does not grow from cycle to cycle: compaction drops the old
+// revisions and the periodic defrag gives their pages back. Without compaction each
+// cycle's revisions stay, and the fourth cycle's peak is about four times the first.
+func TestDBStaysBounded(t *testing.T) {
+	t.Parallel()
+	e, _ := start(t, filepath.Join(t.TempDir(), "etcd"), WithCompaction("periodic", "1s"), WithDefrag(200*time.Millisecond, 1))
+	cli := client(t, e.Endpoints())
+	value := strings.Repeat("x", 1024)
+	var peaks []int64
+	for cycle := range 4 {
+		for round := range 2 {
+			for i := range 1500 {
+				if _, err := cli.Put(tctx(t), fmt.Sprintf("/load/%d", i), fmt.Sprintf("%d%s", round, value)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		peak, _ := e.DBSize()
+		peaks = append(peaks, peak)
+		if _, err := cli.Delete(tctx(t), "/load/", clientv3.WithPrefix()); err != nil {
+			t.Fatal(err)
+		}
+		// Compaction (within about a second) and then a defrag shrink the file.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			size, _ := e.DBSize()
+			if size < peak/2 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cycle %d: db still %d bytes after the purge (peak %d)", cycle, size, peak)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	t.Logf("db peaks per cycle: %v", peaks)
+	for i, p := range peaks {
+		if p > 2*peaks[0] {
+			t.Errorf("cycle %d: db peak %d bytes, more than twice the first cycle's %d", i, p, peaks[0])
+		}
+	}
+}
+
+func TestBadCompactionMode(t *testing.T) {
+	_, err := Start(filepath.Join(t.TempDir(), "etcd"), loopback(t), loopback(t), WithCompaction("hourly", "1"))
+	if err == nil || !strings.Contains(err.Error(), "compaction mode") {
+		t.Fatalf("Start with compaction mode hourly: %v, want an error naming the mode", err)
 	}
 }

@@ -39,9 +39,9 @@ type Bridge struct {
 	sw *ofctrl.OFSwitch
 	// desired is the last set given to Sync; nil until then, so that nothing is
 	// swept before the caller has read its whole desired state.
-	desired map[string]Entry
+	desired *Flows
 	// installed is what the switch holds, as far as committed bundles tell.
-	installed map[string]Entry
+	installed Flows
 	// needFull is set by a new connection: the next push re-adds everything.
 	needFull bool
 	lastErr  error
@@ -62,6 +62,8 @@ type Bridge struct {
 	gone   chan struct{}
 
 	punt punt // packet-in, packet-out and meters (packet.go)
+
+	fc *flowConn // flow-mod bundles (ofconn.go)
 }
 
 // Open starts connecting to the bridge's management socket (<ovs rundir>/<bridge>.mgmt)
@@ -69,12 +71,12 @@ type Bridge struct {
 func Open(ctx context.Context, name, mgmtSocket string, round uint16, log *slog.Logger, obs Observer) *Bridge {
 	b := &Bridge{
 		Name: name, sock: mgmtSocket, round: round, log: log.With("bridge", name), obs: obs,
-		installed:  map[string]Entry{},
 		connected:  make(chan *ofctrl.OFSwitch, 4),
 		done:       make(chan struct{}),
 		clientMode: make(chan struct{}),
 		live:       map[*ofctrl.OFSwitch]bool{},
 		gone:       make(chan struct{}, 1),
+		fc:         &flowConn{sock: mgmtSocket},
 	}
 	b.ctrl = ofctrl.NewController(&app{b: b})
 	go b.dial(ctx)
@@ -136,6 +138,7 @@ func (b *Bridge) stop() {
 
 func (b *Bridge) loop(ctx context.Context) {
 	defer close(b.done)
+	defer b.fc.closeConn()
 	defer b.stop()
 	for {
 		select {
@@ -150,7 +153,7 @@ func (b *Bridge) loop(ctx context.Context) {
 			b.sw = sw
 			b.needFull = true
 			err := b.pushLocked()
-			n := len(b.installed)
+			n := b.installed.Len()
 			b.mu.Unlock()
 			if err != nil && !errors.Is(err, ErrNotConnected) {
 				b.log.Error("replay after connect failed", "err", err)
@@ -164,18 +167,27 @@ func (b *Bridge) loop(ctx context.Context) {
 // Wait blocks until the bridge's goroutines have stopped after ctx ended.
 func (b *Bridge) Wait() { <-b.done }
 
-// Sync makes the switch hold exactly the desired flows (stamped with this round). It
-// returns once the bundle committed, or ErrNotConnected (the set is kept and pushed
-// on connect).
+// SyncSet makes the switch hold exactly this bridge's flows of s (stamped with this
+// round). Only the owners whose flows changed since the last committed bundle are
+// rendered and diffed. It returns once the bundle committed, or ErrNotConnected (the
+// set is kept and pushed on connect).
+func (b *Bridge) SyncSet(s flows.Set) error {
+	return b.sync(Index(s, flows.Bridge(b.Name), b.round))
+}
+
+// Sync is SyncSet for a list of flows, each owned by its cookie.
 func (b *Bridge) Sync(desired []flows.Flow) error {
-	idx := Index(desired, b.round)
+	return b.sync(IndexFlows(desired, b.round))
+}
+
+func (b *Bridge) sync(idx Flows) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.desired == nil {
 		// First desired state of this process: re-add all and sweep older rounds.
 		b.needFull = true
 	}
-	b.desired = idx
+	b.desired = &idx
 	return b.pushLocked()
 }
 
@@ -197,7 +209,7 @@ func (b *Bridge) pushLocked() error {
 	if b.desired == nil {
 		return nil
 	}
-	plan := Diff(b.installed, b.desired, b.needFull)
+	plan := Diff(b.installed, *b.desired, b.needFull)
 	if plan.Empty() {
 		return nil
 	}
@@ -210,7 +222,7 @@ func (b *Bridge) pushLocked() error {
 	if err != nil {
 		return fmt.Errorf("%s: bundle of %d adds, %d deletes: %w", b.Name, len(plan.Add), len(plan.Delete), err)
 	}
-	b.installed = b.desired
+	b.installed = *b.desired
 	b.needFull = false
 	b.log.Debug("bundle committed", "adds", len(plan.Add), "deletes", len(plan.Delete), "sweep", plan.Sweep, "took", time.Since(start))
 	return nil
@@ -218,7 +230,7 @@ func (b *Bridge) pushLocked() error {
 
 // send delivers a plan as one atomic bundle: deletes, adds, then the round sweep.
 func (b *Bridge) send(p Plan) error {
-	var mods []*openflow15.FlowMod
+	mods := make([]*openflow15.FlowMod, 0, len(p.Delete)+len(p.Add)+16)
 	for _, f := range p.Delete {
 		m, err := ofbind.FlowMod(f, openflow15.FC_DELETE_STRICT)
 		if err != nil {
@@ -238,34 +250,15 @@ func (b *Bridge) send(p Plan) error {
 			mods = append(mods, ofbind.DeleteByCookie(cm[0], cm[1]))
 		}
 	}
-	return b.sendMods(mods)
-}
-
-// sendMods sends flow mods as one atomic bundle and returns once it committed.
-func (b *Bridge) sendMods(mods []*openflow15.FlowMod) error {
-	tx := b.sw.NewTransaction(ofctrl.Atomic)
-	if err := tx.Begin(); err != nil {
-		return fmt.Errorf("bundle open: %w", err)
-	}
-	for _, m := range mods {
-		if err := tx.AddFlow(m); err != nil {
-			_, _ = tx.Complete()
-			_ = tx.Abort()
-			return fmt.Errorf("bundle add: %w", err)
+	return b.fc.bundle(mods, func(i int) string {
+		switch {
+		case i < len(p.Delete):
+			return "delete " + p.Delete[i].Key()
+		case i < len(p.Delete)+len(p.Add):
+			return p.Add[i-len(p.Delete)].Key()
 		}
-	}
-	n, err := tx.Complete()
-	if err != nil {
-		return fmt.Errorf("bundle close: %w", err)
-	}
-	if n != len(mods) {
-		_ = tx.Abort()
-		return fmt.Errorf("switch refused %d of %d flow mods (see the ovs-vswitchd log)", len(mods)-n, len(mods))
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("bundle commit: %w", err)
-	}
-	return nil
+		return fmt.Sprintf("sweep of other rounds %d", i-len(p.Delete)-len(p.Add))
+	})
 }
 
 // Forget deletes the learned table-20 entries of the given MACs, in one bundle.
@@ -282,7 +275,7 @@ func (b *Bridge) Forget(macs []net.HardwareAddr) error {
 	for _, m := range macs {
 		mods = append(mods, ofbind.ForgetLearned(m))
 	}
-	return b.sendMods(mods)
+	return b.fc.bundle(mods, func(i int) string { return "forget learned " + macs[i].String() })
 }
 
 // Status is a snapshot for lanesctl status and metrics.
@@ -299,9 +292,12 @@ type Status struct {
 func (b *Bridge) Status() Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	st := Status{Connected: b.sw != nil && b.sw.IsReady(), Round: b.round, FlowsPerTable: map[uint8]int{}, Installed: len(b.installed)}
-	for _, e := range b.installed {
-		st.FlowsPerTable[e.Flow.Table]++
+	st := Status{Connected: b.sw != nil && b.sw.IsReady(), Round: b.round, FlowsPerTable: map[uint8]int{}}
+	for _, o := range b.installed.owners {
+		for _, f := range o.given {
+			st.FlowsPerTable[f.Table]++
+		}
+		st.Installed += len(o.given)
 	}
 	if b.lastErr != nil {
 		st.LastError = b.lastErr.Error()
@@ -313,11 +309,7 @@ func (b *Bridge) Status() Status {
 func (b *Bridge) Installed() []flows.Flow {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	out := make([]flows.Flow, 0, len(b.installed))
-	for _, e := range b.installed {
-		out = append(out, e.Flow)
-	}
-	return out
+	return b.installed.All()
 }
 
 // app adapts ofnet's callbacks; none of them may block (they run on the switch's

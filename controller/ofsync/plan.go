@@ -1,12 +1,15 @@
-// Package ofsync keeps one bridge's OpenFlow table equal to a desired flow set over
-// ofnet: it diffs desired flows against what it last installed, sends every change as
-// one atomic bundle, and updates its cache only when the bundle commits. A new
-// connection (first start, or ovs-vswitchd restarted) gets the whole desired set
-// replayed, with a sweep of every flow of another round in the same bundle.
+// Package ofsync keeps one bridge's OpenFlow table equal to a desired flow set: it
+// diffs desired flows against what it last installed, owner by owner, sends every
+// change as one atomic bundle on a connection of its own (ofconn.go), and updates
+// its cache only when the bundle commits. A new connection (first start, or
+// ovs-vswitchd restarted) gets the whole desired set replayed, with a sweep of every
+// flow of another round in the same bundle.
 package ofsync
 
 import (
+	"cmp"
 	"slices"
+	"strconv"
 
 	"github.com/lanes-net/lanes/flows"
 )
@@ -22,49 +25,210 @@ type Plan struct {
 // Empty reports whether the plan changes nothing.
 func (p Plan) Empty() bool { return len(p.Add) == 0 && len(p.Delete) == 0 && !p.Sweep }
 
-// Entry is an indexed flow with its rendering, computed once: diffs compare
-// renderings, and a host may hold tens of thousands of flows.
+// Entry is a flow stamped with the round, with its rendering.
 type Entry struct {
 	Flow flows.Flow
 	Text string // Flow.String()
 }
 
-// Diff compares flows by their key (table, priority, match). With full set, every
-// desired flow is re-added, as after a reconnect, when the switch may hold anything.
-func Diff(installed, desired map[string]Entry, full bool) Plan {
-	var add, del []string
-	for k, e := range desired {
-		if old, ok := installed[k]; full || !ok || old.Text != e.Text {
-			add = append(add, k)
+// Flows is one bridge's flows by owner, stamped with a round. An owner's flows are
+// rendered and keyed only when they changed and are diffed against installed ones:
+// an owner whose flows are unchanged costs a comparison, and a new or deleted owner
+// a FlowMod per flow.
+type Flows struct {
+	owners []owned // sorted by category and key
+}
+
+type owned struct {
+	owner flows.Owner
+	*ownerFlows
+}
+
+type ownerFlows struct {
+	given   []flows.Flow // as the caller gave them
+	stamped []flows.Flow // with the round; nil until needed
+	idx     map[string]Entry
+	round   uint16
+}
+
+func (o *ownerFlows) flows() []flows.Flow {
+	if o.stamped == nil {
+		o.stamped = make([]flows.Flow, len(o.given))
+		for i, f := range o.given {
+			o.stamped[i] = f.WithRound(o.round)
 		}
 	}
-	for k := range installed {
-		if _, ok := desired[k]; !ok {
-			del = append(del, k)
+	return o.stamped
+}
+
+func (o *ownerFlows) index() map[string]Entry {
+	if o.idx == nil {
+		o.idx = make(map[string]Entry, len(o.given))
+		for _, f := range o.flows() {
+			o.idx[f.Key()] = Entry{Flow: f, Text: f.String()}
 		}
 	}
-	// A stable order makes bundles reproducible and logs readable. Sort the keys
-	// once: Flow.Key() formats, and a sort calls it n log n times.
-	slices.Sort(add)
-	slices.Sort(del)
+	return o.idx
+}
+
+// Index takes bridge b's flows of a set, stamped with round.
+func Index(s flows.Set, b flows.Bridge, round uint16) Flows {
+	var fl Flows
+	s.EachOwner(b, func(o flows.Owner, fs []flows.Flow) {
+		fl.owners = append(fl.owners, owned{o, &ownerFlows{given: fs, round: round}})
+	})
+	return fl
+}
+
+// IndexFlows takes a list of flows, stamped with round, each owned by its cookie's
+// owner (category and owner hash).
+func IndexFlows(fs []flows.Flow, round uint16) Flows {
+	by := map[flows.Cookie]*ownerFlows{}
+	var fl Flows
+	for _, f := range fs {
+		c := f.Cookie &^ flows.RoundMask
+		of := by[c]
+		if of == nil {
+			of = &ownerFlows{round: round}
+			by[c] = of
+			fl.owners = append(fl.owners, owned{flows.Owner{Category: c.Category(), Key: strconv.FormatUint(uint64(c), 16)}, of})
+		}
+		of.given = append(of.given, f)
+	}
+	slices.SortFunc(fl.owners, func(x, y owned) int { return compareOwners(x.owner, y.owner) })
+	return fl
+}
+
+func compareOwners(x, y flows.Owner) int {
+	return cmp.Or(cmp.Compare(x.Category, y.Category), cmp.Compare(x.Key, y.Key))
+}
+
+// Len is the number of flows.
+func (f Flows) Len() int {
+	n := 0
+	for _, o := range f.owners {
+		n += len(o.given)
+	}
+	return n
+}
+
+// All lists every flow, stamped, owner by owner.
+func (f Flows) All() []flows.Flow {
+	out := make([]flows.Flow, 0, f.Len())
+	for _, o := range f.owners {
+		out = append(out, o.flows()...)
+	}
+	return out
+}
+
+// sameFlows reports whether two owners' flows are the same flows in the same order.
+func sameFlows(a, b *ownerFlows) bool {
+	if a.round != b.round || len(a.given) != len(b.given) {
+		return false
+	}
+	if len(a.given) == 0 || &a.given[0] == &b.given[0] {
+		return true
+	}
+	for i := range a.given {
+		if !a.given[i].Equal(b.given[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// Diff compares installed and desired flows owner by owner, and by key (table,
+// priority, match) within an owner whose flows changed. With full set, every desired
+// flow is re-added, as after a reconnect, when the switch may hold anything. A flow
+// that moves from one owner to another (same key, new cookie) is only added.
+//
+// An owner whose flows did not change takes over installed's cached rendering, so
+// desired must not be shared between bridges or diffed concurrently.
+func Diff(installed, desired Flows, full bool) Plan {
 	p := Plan{Sweep: full}
-	for _, k := range add {
-		p.Add = append(p.Add, desired[k].Flow)
+	in, de := installed.owners, desired.owners
+	for i, j := 0, 0; i < len(in) || j < len(de); {
+		c := 0
+		switch {
+		case i == len(in):
+			c = 1
+		case j == len(de):
+			c = -1
+		default:
+			c = compareOwners(in[i].owner, de[j].owner)
+		}
+		switch {
+		case c < 0: // gone
+			p.Delete = append(p.Delete, in[i].flows()...)
+			i++
+			continue
+		case c > 0: // new
+			p.Add = append(p.Add, de[j].flows()...)
+			j++
+			continue
+		}
+		old, cur := in[i].ownerFlows, de[j].ownerFlows
+		i, j = i+1, j+1
+		if sameFlows(old, cur) {
+			de[j-1].ownerFlows = old
+			if full {
+				p.Add = append(p.Add, old.flows()...)
+			}
+			continue
+		}
+		if len(old.given)*len(cur.given) <= smallOwner {
+			p = diffSmall(p, old, cur, full)
+			continue
+		}
+		oi, ci := old.index(), cur.index()
+		for _, f := range old.flows() {
+			if _, ok := ci[f.Key()]; !ok {
+				p.Delete = append(p.Delete, f)
+			}
+		}
+		for _, f := range cur.flows() {
+			k := f.Key()
+			if e, ok := oi[k]; full || !ok || e.Text != ci[k].Text {
+				p.Add = append(p.Add, f)
+			}
+		}
 	}
-	for _, k := range del {
-		p.Delete = append(p.Delete, installed[k].Flow)
+	if len(p.Delete) > 0 {
+		// A flow that moved to another owner is replaced by its add (ADD replaces
+		// the cookie in place and keeps its counters); keys only the plan's flows.
+		added := make(map[string]bool, len(p.Add))
+		for _, f := range p.Add {
+			added[f.Key()] = true
+		}
+		p.Delete = slices.DeleteFunc(p.Delete, func(f flows.Flow) bool { return added[f.Key()] })
 	}
 	return p
 }
 
-// Index keys flows by Key and stamps them with round.
-func Index(fs []flows.Flow, round uint16) map[string]Entry {
-	m := make(map[string]Entry, len(fs))
-	for _, f := range fs {
-		f = f.WithRound(round)
-		m[f.Key()] = Entry{Flow: f, Text: f.String()}
+// smallOwner bounds the pairs of flows an owner's diff compares field by field
+// rather than by rendered key: a remote port has one to three flows.
+const smallOwner = 64
+
+// sameKey reports whether two flows have the same key (table, priority, match)
+// without rendering it.
+func sameKey(f, g flows.Flow) bool {
+	return f.Table == g.Table && f.Priority == g.Priority && f.Match.Equal(g.Match)
+}
+
+// diffSmall diffs one owner's few flows pair by pair.
+func diffSmall(p Plan, old, cur *ownerFlows, full bool) Plan {
+	for _, f := range old.flows() {
+		if !slices.ContainsFunc(cur.given, func(g flows.Flow) bool { return sameKey(f, g) }) {
+			p.Delete = append(p.Delete, f)
+		}
 	}
-	return m
+	for i, f := range cur.flows() {
+		g := cur.given[i]
+		if full || !slices.ContainsFunc(old.given, g.Equal) {
+			p.Add = append(p.Add, f)
+		}
+	}
+	return p
 }
 
 // SweepMasks returns (cookie, mask) pairs whose delete-by-cookie-mask removes every

@@ -1,8 +1,11 @@
 package ofsync
 
 import (
+	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"slices"
 	"testing"
 
@@ -34,7 +37,7 @@ func TestDiff(t *testing.T) {
 	bActions.Actions = []flows.Action{flows.Output{Port: 7}}
 	bCookie := b
 	bCookie.Cookie = flows.MakeCookie(0, flows.CatRemotePort, "other")
-	installed := Index([]flows.Flow{a, b}, 3)
+	installed := IndexFlows([]flows.Flow{a, b}, 3)
 
 	for _, tc := range []struct {
 		name         string
@@ -53,7 +56,7 @@ func TestDiff(t *testing.T) {
 		{name: "empty desired", desired: nil, delete: []flows.Flow{a, b}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			p := Diff(installed, Index(tc.desired, 3), tc.full)
+			p := Diff(installed, IndexFlows(tc.desired, 3), tc.full)
 			if p.Sweep != tc.full {
 				t.Errorf("Sweep = %v, want %v", p.Sweep, tc.full)
 			}
@@ -80,8 +83,8 @@ func TestDiff(t *testing.T) {
 			if g, w := got(p.Delete), want(tc.delete); !slices.Equal(g, w) {
 				t.Errorf("Delete = %q\nwant %q", g, w)
 			}
-			if !slices.IsSorted(keys(p.Add)) || !slices.IsSorted(keys(p.Delete)) {
-				t.Errorf("plan not in key order: %q %q", keys(p.Add), keys(p.Delete))
+			if p2 := Diff(installed, IndexFlows(tc.desired, 3), tc.full); !slices.Equal(keys(p.Add), keys(p2.Add)) || !slices.Equal(keys(p.Delete), keys(p2.Delete)) {
+				t.Errorf("plan not reproducible: %q %q, then %q %q", keys(p.Add), keys(p.Delete), keys(p2.Add), keys(p2.Delete))
 			}
 			if p.Empty() != (len(tc.adds) == 0 && len(tc.delete) == 0 && !tc.full) {
 				t.Errorf("Empty = %v", p.Empty())
@@ -110,33 +113,35 @@ func TestDiffIdempotent(t *testing.T) {
 		return fs
 	}
 	for range 50 {
-		installed, desired := Index(mk(), 1), Index(mk(), 1)
+		installed, desired := IndexFlows(mk(), 1), IndexFlows(mk(), 1)
+		want := byKey(desired)
 		p := Diff(installed, desired, false)
-		next := map[string]Entry{}
-		for k, e := range installed {
-			next[k] = e
-		}
+		next := byKey(installed)
 		for _, f := range p.Delete {
-			if _, ok := desired[f.Key()]; ok {
+			if _, ok := want[f.Key()]; ok {
 				t.Fatalf("deletes desired flow %s", f.Key())
 			}
 			delete(next, f.Key())
 		}
 		for _, f := range p.Add {
-			next[f.Key()] = Entry{f, f.String()}
+			next[f.Key()] = f.String()
 		}
-		if len(next) != len(desired) {
-			t.Fatalf("after plan %d flows, want %d", len(next), len(desired))
+		if !maps.Equal(next, want) {
+			t.Fatalf("after plan %v, want %v", next, want)
 		}
-		for k, e := range desired {
-			if next[k].Text != e.Text {
-				t.Fatalf("after plan %s = %s, want %s", k, next[k].Text, e.Text)
-			}
-		}
-		if p2 := Diff(next, desired, false); !p2.Empty() {
+		if p2 := Diff(desired, IndexFlows(desired.All(), 1), false); !p2.Empty() {
 			t.Fatalf("second diff not empty: %+v", p2)
 		}
 	}
+}
+
+// byKey renders flows by key, as the switch would hold them.
+func byKey(fl Flows) map[string]string {
+	m := map[string]string{}
+	for _, f := range fl.All() {
+		m[f.Key()] = f.String()
+	}
+	return m
 }
 
 // matchedBy reports whether a delete by (cookie, mask) removes a flow with cookie c.
@@ -187,4 +192,133 @@ func TestSweepMasks(t *testing.T) {
 			t.Fatalf("round %d: cookie of round %d wrongly matched", r, r2)
 		}
 	}
+}
+
+// TestIncrementalEqualsFull: over a random walk of desired states (remote ports
+// come, go and move; networks and tunnels come and go), diffing owner by owner and
+// applying each plan to a model switch gives exactly the full recompute of every
+// state, the same plan as a diff of every flow by key, and never renders an owner
+// whose flows have not changed.
+func TestIncrementalEqualsFull(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 9))
+	nets := []flows.Network{{ID: "n1", VNI: 101, LocalVLAN: 1}, {ID: "n2", VNI: 102, LocalVLAN: 2}, {ID: "n3", VNI: 103, LocalVLAN: 3}}
+	hosts := []flows.Tunnel{{RemoteIP: netip.MustParseAddr("10.9.0.2"), Ofport: 2}, {RemoteIP: netip.MustParseAddr("10.9.0.3"), Ofport: 3}, {RemoteIP: netip.MustParseAddr("10.9.0.4"), Ofport: 4}}
+	remote := map[string]flows.RemotePort{}
+	newPort := func(i int) flows.RemotePort {
+		return flows.RemotePort{
+			ID: fmt.Sprintf("r%d", i), NetworkID: nets[rng.IntN(len(nets))].ID, HostIP: hosts[rng.IntN(len(hosts))].RemoteIP,
+			MAC: net.HardwareAddr{0xfa, 0x16, 0x3e, 0, byte(rng.IntN(4)), byte(i)},
+			IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, byte(rng.IntN(2)), byte(i)})},
+		}
+	}
+	for i := range 30 {
+		remote[fmt.Sprintf("r%d", i)] = newPort(i)
+	}
+	state := func() flows.Desired {
+		d := flows.Desired{TunnelType: "vxlan", PatchIntOfport: 1}
+		for i, n := range nets {
+			if i == 0 || rng.IntN(4) != 0 {
+				d.Networks = append(d.Networks, n)
+			}
+		}
+		for _, h := range hosts {
+			if rng.IntN(5) != 0 {
+				d.Tunnels = append(d.Tunnels, h)
+			}
+		}
+		d.LocalPorts = []flows.LocalPort{{ID: "vm1", NetworkID: "n1", Ofport: 5, MAC: net.HardwareAddr{0xfa, 0x16, 0x3e, 1, 0, 1},
+			IPs: []netip.Addr{netip.MustParseAddr("10.0.9.1")}, DHCP: rng.IntN(2) == 0}}
+		for _, id := range slices.Sorted(maps.Keys(remote)) {
+			d.RemotePorts = append(d.RemotePorts, remote[id])
+		}
+		return d
+	}
+
+	for _, br := range []flows.Bridge{flows.BrTun, flows.BrInt} {
+		installed := Flows{}
+		sw := map[string]string{} // the model switch
+		changed := map[flows.Owner]bool{}
+		var prev map[flows.Owner][]string
+		for step := range 200 {
+			// Churn: a few ports come, go, or move.
+			for range 1 + rng.IntN(3) {
+				i := rng.IntN(40)
+				id := fmt.Sprintf("r%d", i)
+				if _, ok := remote[id]; ok && rng.IntN(2) == 0 {
+					delete(remote, id)
+				} else {
+					remote[id] = newPort(i)
+				}
+			}
+			d := state()
+			set, err := d.Flows()
+			if err != nil {
+				t.Fatalf("step %d: %v", step, err)
+			}
+			cur := map[flows.Owner][]string{}
+			for _, o := range set.Owners(br) {
+				for _, f := range set.OwnerFlows(br, o) {
+					cur[o] = append(cur[o], f.String())
+				}
+				if step > 0 && !slices.Equal(cur[o], prev[o]) {
+					changed[o] = true
+				}
+			}
+			prev = cur
+
+			desired := Index(set, br, 1)
+			p := Diff(installed, desired, false)
+			ref := refDiff(byKey(installed), byKey(Index(set, br, 1)))
+			if got := planText(p); !slices.Equal(got, ref) {
+				t.Fatalf("%s step %d: plan\n%q\nwant (diff by key)\n%q", br, step, got, ref)
+			}
+			for _, f := range p.Delete {
+				delete(sw, f.Key())
+			}
+			for _, f := range p.Add {
+				sw[f.Key()] = f.String()
+			}
+			if full := byKey(Index(set, br, 1)); !maps.Equal(sw, full) {
+				t.Fatalf("%s step %d: switch after incremental plans differs from the full recompute", br, step)
+			}
+			installed = desired
+		}
+		for _, of := range installed.owners {
+			if !changed[of.owner] && of.idx != nil {
+				t.Errorf("%s: owner %s never changed but was rendered and keyed", br, of.owner)
+			}
+		}
+		if len(changed) == 0 {
+			t.Fatalf("%s: the walk changed no owner", br)
+		}
+	}
+}
+
+// refDiff is the plan of a diff of every flow by key, as "+text" and "-text", sorted.
+func refDiff(installed, desired map[string]string) []string {
+	var out []string
+	for k, d := range desired {
+		if installed[k] != d {
+			out = append(out, "+"+d)
+		}
+	}
+	for k, i := range installed {
+		if _, ok := desired[k]; !ok {
+			out = append(out, "-"+i)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func planText(p Plan) []string {
+	var out []string
+	for _, f := range p.Add {
+		out = append(out, "+"+f.String())
+	}
+	for _, f := range p.Delete {
+		out = append(out, "-"+f.String())
+	}
+	slices.Sort(out)
+	return out
 }

@@ -1,0 +1,54 @@
+package ofsync_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/lanes-net/lanes/flows"
+	"github.com/lanes-net/lanes/internal/ovsproc"
+)
+
+// TestBundleRefusedNamesFlow: a bundle the switch refuses (here a table over its
+// flow limit, which OVS finds only at commit) changes nothing in the switch, and the
+// error names the flow that failed; the next bundle on the same bridge works.
+func TestBundleRefusedNamesFlow(t *testing.T) {
+	o := ovsproc.ForTest(t)
+	h := &host{t: t, o: o}
+	const br = "blimit"
+	addBridge(t, o, br)
+	vsctl(t, o, "--", "--id=@ft", "create", "Flow_Table", "flow_limit=5", "overflow_policy=refuse",
+		"--", "set", "Bridge", br, "flow_tables:20=@ft")
+	b, _ := h.open(flows.Bridge(br), 1)
+	few := unicastFlows(3)
+	syncConnected(t, b, few)
+	if got := countFlows(t, o, br); got != 3 {
+		t.Fatalf("%d flows after the first bundle, want 3", got)
+	}
+
+	many := unicastFlows(8)
+	err := b.Sync(many)
+	if err == nil {
+		t.Fatal("a bundle over the table's flow limit committed")
+	}
+	t.Logf("refused: %v", err)
+	named := false
+	for _, f := range many[3:] {
+		if strings.Contains(err.Error(), f.WithRound(1).Key()) {
+			named = true
+		}
+	}
+	if !named || !strings.Contains(err.Error(), "table") {
+		t.Fatalf("error does not name a refused flow and the reason: %v", err)
+	}
+	if got := countFlows(t, o, br); got != 3 {
+		t.Fatalf("%d flows after a refused bundle, want the 3 of before", got)
+	}
+
+	// Within the limit again: the bridge still takes bundles.
+	if err := b.Sync(unicastFlows(5)); err != nil {
+		t.Fatalf("bundle within the limit: %v", err)
+	}
+	if got := countFlows(t, o, br); got != 5 {
+		t.Fatalf("%d flows, want 5", got)
+	}
+}

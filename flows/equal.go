@@ -1,0 +1,61 @@
+package flows
+
+import (
+	"bytes"
+	"reflect"
+)
+
+// Equal reports whether f and g are the same flow, field by field: a controller
+// that recomputes a set compares an owner's flows with those it installed without
+// rendering either. Addresses compare by value (a nil and an empty MAC are equal, as
+// they print the same).
+func (f Flow) Equal(g Flow) bool {
+	if f.Bridge != g.Bridge || f.Table != g.Table || f.Priority != g.Priority || f.Cookie != g.Cookie ||
+		len(f.Actions) != len(g.Actions) || !f.Match.Equal(g.Match) {
+		return false
+	}
+	for i, a := range f.Actions {
+		if !actionEqual(a, g.Actions[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// Equal reports whether m and n match the same packets in the same way.
+func (m Match) Equal(n Match) bool {
+	return m.InPort == n.InPort && m.EthType == n.EthType && m.TunID == n.TunID && m.VLAN == n.VLAN &&
+		bytes.Equal(m.EthSrc, n.EthSrc) && bytes.Equal(m.EthDst, n.EthDst) && bytes.Equal(m.EthDstMask, n.EthDstMask) &&
+		m.ARPSpa == n.ARPSpa && m.ARPTpa == n.ARPTpa && m.ARPOp == n.ARPOp &&
+		m.IPProto == n.IPProto && m.TpSrc == n.TpSrc && m.TpDst == n.TpDst &&
+		m.ICMPv6Type == n.ICMPv6Type && m.NDTarget == n.NDTarget
+}
+
+func actionEqual(a, b Action) bool {
+	switch a := a.(type) {
+	case SetEthSrc:
+		b, ok := b.(SetEthSrc)
+		return ok && bytes.Equal(a.MAC, b.MAC)
+	case SetARPSha:
+		b, ok := b.(SetARPSha)
+		return ok && bytes.Equal(a.MAC, b.MAC)
+	}
+	if ta := reflect.TypeOf(a); ta != reflect.TypeOf(b) {
+		return false
+	} else if !ta.Comparable() {
+		return reflect.DeepEqual(a, b)
+	}
+	return a == b
+}
+
+// EachOwner calls fn for every owner with flows on bridge b, in Owners order, with
+// the owner's flows themselves rather than a copy: a Set is immutable, so fn may keep
+// them but must not modify them. A caller that reuses an owner's flows from one Set
+// to the next lets a diff see them unchanged by identity.
+func (s Set) EachOwner(b Bridge, fn func(Owner, []Flow)) {
+	if bs := s.bridges[b]; bs != nil {
+		for _, o := range bs.sorted {
+			fn(o, bs.owners[o])
+		}
+	}
+}

@@ -1,0 +1,399 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/internal/lab"
+	"github.com/lanes-net/lanes/store"
+)
+
+// BenchmarkScale is one real host (h1, lanesd against an external one-member etcd,
+// so that lanesd's RSS is lanesd's alone) next to N simulated peer hosts and M remote
+// ports written straight into etcd in the store's record format: persistent host
+// records, alive keys under one live lease, port records on networks h1 also has. It
+// reports, per size: bulk converge after the last write, one remote port add and
+// delete (write -> flows present or gone) p50/p99 with lanesd's CPU per event,
+// restart -> converged, lanesd's RSS and the etcd db size after each of three
+// load/purge cycles, and the growth per 1k ports.
+//
+// LANES_SCALE="100/1000,1000/10000" picks the sizes (hosts/ports).
+func BenchmarkScale(b *testing.B) {
+	sizes := [][2]int{{100, 1000}, {1000, 10000}}
+	if env := os.Getenv("LANES_SCALE"); env != "" {
+		sizes = nil
+		for _, s := range strings.Split(env, ",") {
+			var n, m int
+			if _, err := fmt.Sscanf(s, "%d/%d", &n, &m); err != nil {
+				b.Fatalf("LANES_SCALE %q: want hosts/ports,...: %v", env, err)
+			}
+			sizes = append(sizes, [2]int{n, m})
+		}
+	}
+	var rows []scaleResult
+	for _, sz := range sizes {
+		b.Run(fmt.Sprintf("hosts=%d/ports=%d", sz[0], sz[1]), func(b *testing.B) {
+			for range b.N {
+				rows = append(rows, runScale(b, sz[0], sz[1]))
+			}
+		})
+	}
+	// Printed, not logged: a parent benchmark's log is not shown without -v.
+	fmt.Println("BenchmarkScale: one lanesd host, N simulated peers, M remote ports")
+	fmt.Println("| hosts | ports | bulk conv | add p50/p99 | del p50/p99 | CPU/event | restart conv | fewest flows in restart | RSS MiB (cycles) | etcd db MiB (cycles) |")
+	fmt.Println("|-------|-------|-----------|-------------|-------------|-----------|--------------|-------------------------|------------------|----------------------|")
+	for _, r := range rows {
+		fmt.Println(r.row())
+	}
+	for i := 1; i < len(rows); i++ {
+		a, z := rows[i-1], rows[i]
+		per := func(x, y float64) float64 { return (y - x) / float64(z.ports-a.ports) * 1000 }
+		fmt.Printf("growth per 1k ports (%d -> %d): bulk %+.0f ms, add p50 %+.1f ms, CPU/event %+.1f ms, restart %+.0f ms, RSS %+.1f MiB\n",
+			a.ports, z.ports, per(ms(a.bulk), ms(z.bulk)), per(ms(a.addP50), ms(z.addP50)), per(ms(a.cpuPerEvent), ms(z.cpuPerEvent)),
+			per(ms(a.restart), ms(z.restart)), per(a.rss[0], z.rss[0]))
+	}
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+type scaleResult struct {
+	hosts, ports                   int
+	bulk                           time.Duration
+	addP50, addP99, delP50, delP99 time.Duration
+	cpuPerEvent                    time.Duration
+	restart                        time.Duration
+	minFlowsInRestart              int
+	rss, db                        []float64 // MiB after each cycle
+}
+
+func (r scaleResult) row() string {
+	f := func(v []float64) string {
+		var s []string
+		for _, x := range v {
+			s = append(s, fmt.Sprintf("%.1f", x))
+		}
+		return strings.Join(s, " ")
+	}
+	return fmt.Sprintf("| %5d | %5d | %7.0f ms | %4.0f / %4.0f ms | %4.0f / %4.0f ms | %6.1f ms | %7.0f ms | %6d | %16s | %20s |",
+		r.hosts, r.ports, ms(r.bulk), ms(r.addP50), ms(r.addP99), ms(r.delP50), ms(r.delP99), ms(r.cpuPerEvent), ms(r.restart), r.minFlowsInRestart, f(r.rss), f(r.db))
+}
+
+// scaleLab is the lab, the store client and what the records refer to.
+type scaleLab struct {
+	b      *testing.B
+	l      *lab.Lab
+	h      *lab.Host
+	cli    *clientv3.Client
+	ctx    context.Context
+	nets   []api.Network
+	group  string // the default security group, as the local ports have it
+	lease  clientv3.LeaseID
+	hosts  int
+	nextIP map[string]int
+}
+
+const simNetworks = 10
+
+func runScale(b *testing.B, hosts, ports int) scaleResult {
+	b.StopTimer()
+	l := newLab(b, 1, withEtcdCluster(1))
+	s := &scaleLab{b: b, l: l, h: l.Host("h1"), hosts: hosts, nextIP: map[string]int{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	s.ctx = ctx
+	st, err := l.OpenStore(ctx, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	s.cli = st.Client()
+
+	// h1 has a port on every network, so every remote port is one it must reach.
+	for i := range simNetworks {
+		ctl(b, l, s.h, "network", "create", fmt.Sprintf("sn%d", i), "--cidr", fmt.Sprintf("10.%d.0.0/16", 100+i))
+		out := ctl(b, l, s.h, "-o", "json", "port", "create", fmt.Sprintf("h1p%d", i), "--network", fmt.Sprintf("sn%d", i), "--host", "h1")
+		var p api.Port
+		if err := json.Unmarshal([]byte(out), &p); err != nil {
+			b.Fatal(err)
+		}
+		s.group = p.SecurityGroups[0]
+		var ns []api.Network // show prints a list
+		if err := json.Unmarshal([]byte(ctl(b, l, s.h, "-o", "json", "network", "show", fmt.Sprintf("sn%d", i))), &ns); err != nil || len(ns) != 1 {
+			b.Fatalf("network show sn%d: %v", i, err)
+		}
+		s.nets = append(s.nets, ns[0])
+	}
+	s.writeHosts()
+	base := s.flows()
+	pid := s.h.LanesdPID()
+	r := scaleResult{hosts: hosts, ports: ports}
+
+	// Three load/purge cycles; the first load gives the bulk converge time, and the
+	// single-port events and the restart run on the loaded cluster.
+	for cycle := range 3 {
+		ids := s.writePorts(ports, fmt.Sprintf("c%d", cycle))
+		lastWrite := time.Now()
+		s.waitFlows(base+ports, 10*time.Minute)
+		if cycle == 0 {
+			r.bulk = time.Since(lastWrite)
+			r.addP50, r.addP99, r.delP50, r.delP99, r.cpuPerEvent = s.singleEvents(pid, 20)
+			r.restart, r.minFlowsInRestart = s.restart(base + ports)
+			pid = s.h.LanesdPID()
+		}
+		r.rss = append(r.rss, float64(rssKiB(b, pid))/1024)
+		r.db = append(r.db, s.dbMiB())
+		s.deletePorts(ids)
+		s.waitFlows(base, 10*time.Minute)
+	}
+	return r
+}
+
+// writeHosts writes the simulated hosts: records, and alive keys under one lease
+// kept alive for the benchmark.
+func (s *scaleLab) writeHosts() {
+	g, err := s.cli.Grant(s.ctx, 60)
+	if err != nil {
+		s.b.Fatal(err)
+	}
+	ka, err := s.cli.KeepAlive(s.ctx, g.ID)
+	if err != nil {
+		s.b.Fatal(err)
+	}
+	go func() {
+		for range ka {
+		}
+	}()
+	s.lease = g.ID
+	var ops []clientv3.Op
+	for i := range s.hosts {
+		h := api.Host{Name: simHost(i), TunnelIP: simTunnelIP(i), TunnelType: "vxlan"}
+		rec, err := json.Marshal(h)
+		if err != nil {
+			s.b.Fatal(err)
+		}
+		ops = append(ops, clientv3.OpPut(store.Prefix+"hosts/"+h.Name, string(rec)),
+			clientv3.OpPut(store.Prefix+"alive/"+h.Name, "", clientv3.WithLease(g.ID)))
+	}
+	s.commit(ops)
+}
+
+func simHost(i int) string     { return fmt.Sprintf("sim%04d", i) }
+func simTunnelIP(i int) string { return fmt.Sprintf("172.30.%d.%d", 1+i/250, 1+i%250) }
+
+// commit writes ops in transactions of at most etcd's default 128 operations.
+func (s *scaleLab) commit(ops []clientv3.Op) {
+	for len(ops) > 0 {
+		n := min(len(ops), 128)
+		if _, err := s.cli.Txn(s.ctx).Then(ops[:n]...).Commit(); err != nil {
+			s.b.Fatal(err)
+		}
+		ops = ops[n:]
+	}
+}
+
+// port is the record of remote port i of a batch: spread over the networks and the
+// simulated hosts, an address from the top half of its network.
+func (s *scaleLab) port(batch string, i int) api.Port {
+	n := s.nets[i%len(s.nets)]
+	k := s.nextIP[n.ID]
+	s.nextIP[n.ID]++
+	seq := 32768 + k%30000
+	id := store.NewUUID()
+	return api.Port{
+		ID: id, Name: fmt.Sprintf("%s-%d", batch, i), NetworkID: n.ID, Host: simHost(i % s.hosts),
+		MAC:            fmt.Sprintf("fa:16:3e:%02x:%02x:%02x", (k>>16)&0xff|0x80, (k>>8)&0xff, k&0xff),
+		FixedIPs:       []string{fmt.Sprintf("%s.%d.%d", strings.Join(strings.Split(n.CIDR, ".")[:2], "."), seq>>8, seq&0xff)},
+		SecurityGroups: []string{s.group},
+	}
+}
+
+func (s *scaleLab) putPort(p api.Port) clientv3.Op {
+	rec, err := json.Marshal(p)
+	if err != nil {
+		s.b.Fatal(err)
+	}
+	return clientv3.OpPut(store.Prefix+"ports/"+p.ID, string(rec))
+}
+
+func (s *scaleLab) writePorts(n int, batch string) []string {
+	var ops []clientv3.Op
+	var ids []string
+	for i := range n {
+		p := s.port(batch, i)
+		ops = append(ops, s.putPort(p))
+		ids = append(ids, p.ID)
+	}
+	s.commit(ops)
+	return ids
+}
+
+func (s *scaleLab) deletePorts(ids []string) {
+	var ops []clientv3.Op
+	for _, id := range ids {
+		ops = append(ops, clientv3.OpDelete(store.Prefix+"ports/"+id))
+	}
+	s.commit(ops)
+}
+
+var aggCount = regexp.MustCompile(`flow_count=(\d+)`)
+
+// flows counts br-tun's table-20 flows (one l2pop flow per remote port).
+func (s *scaleLab) flows() int {
+	out, err := s.l.OVS(s.h).Ofctl15("dump-aggregate", "br-tun", "table=20")
+	if err != nil {
+		s.b.Fatal(err)
+	}
+	m := aggCount.FindStringSubmatch(out)
+	if m == nil {
+		s.b.Fatalf("dump-aggregate: %s", out)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+func (s *scaleLab) waitFlows(want int, d time.Duration) {
+	eventually(s.b, d, fmt.Sprintf("%d table-20 flows on br-tun", want), func() error {
+		if got := s.flows(); got != want {
+			return fmt.Errorf("%d flows", got)
+		}
+		return nil
+	})
+}
+
+// hasMAC reports whether br-tun has an l2pop flow for mac.
+func (s *scaleLab) hasMAC(mac string) bool {
+	out, err := s.l.OVS(s.h).Ofctl15("dump-flows", "br-tun", "table=20,dl_dst="+mac)
+	if err != nil {
+		s.b.Fatal(err)
+	}
+	return strings.Contains(out, "dl_dst=")
+}
+
+// singleEvents adds and deletes one remote port at a time, k times, timing the write
+// until its flow is there (or gone), and lanesd's CPU over all of them.
+func (s *scaleLab) singleEvents(pid, k int) (addP50, addP99, delP50, delP99, cpu time.Duration) {
+	var adds, dels []time.Duration
+	cpu0 := cpuTime(s.b, pid)
+	for i := range k {
+		p := s.port("single", i)
+		start := time.Now()
+		s.commit([]clientv3.Op{s.putPort(p)})
+		s.poll(func() bool { return s.hasMAC(p.MAC) })
+		adds = append(adds, time.Since(start))
+		start = time.Now()
+		s.commit([]clientv3.Op{clientv3.OpDelete(store.Prefix + "ports/" + p.ID)})
+		s.poll(func() bool { return !s.hasMAC(p.MAC) })
+		dels = append(dels, time.Since(start))
+	}
+	// Work that follows the flows (statuses, firewall) counts too: wait until lanesd
+	// is idle (no CPU over 200 ms) before reading its CPU time.
+	last := cpuTime(s.b, pid)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+		now := cpuTime(s.b, pid)
+		if now == last {
+			break
+		}
+		last = now
+	}
+	return percentile(adds, 50), percentile(adds, 99), percentile(dels, 50), percentile(dels, 99), (last - cpu0) / time.Duration(2*k)
+}
+
+// poll calls f as fast as it answers (each call runs ovs-ofctl) until it holds.
+func (s *scaleLab) poll(f func() bool) {
+	deadline := time.Now().Add(time.Minute)
+	for !f() {
+		if time.Now().After(deadline) {
+			s.b.Fatal("flows not there within a minute")
+		}
+	}
+}
+
+// restart restarts lanesd and returns start -> converged as lanesd reports it, and
+// the fewest table-20 flows br-tun held meanwhile.
+func (s *scaleLab) restart(want int) (time.Duration, int) {
+	if err := s.l.StopLanesd(s.h); err != nil {
+		s.b.Fatal(err)
+	}
+	restart := time.Now()
+	if err := s.l.StartLanesd(s.h); err != nil {
+		s.b.Fatal(err)
+	}
+	fewest := want
+	var st api.StatusReport
+	eventually(s.b, 5*time.Minute, "converged after restart", func() error {
+		fewest = min(fewest, s.flows())
+		out, err := s.l.Ctl(s.h, "-o", "json", "status")
+		if err != nil {
+			return err
+		}
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			return err
+		}
+		if st.Converged.IsZero() || st.Started.Before(restart) {
+			return fmt.Errorf("not converged")
+		}
+		return nil
+	})
+	s.waitFlows(want, time.Minute)
+	if b, err := os.ReadFile(s.h.LogFile()); err == nil {
+		var trouble []string
+		for _, l := range strings.Split(string(b), "\n") {
+			if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+				trouble = append(trouble, l)
+			}
+		}
+		s.b.Logf("lanesd warnings and errors so far (last 20):\n%s", strings.Join(trouble[max(0, len(trouble)-20):], "\n"))
+	}
+	return st.Converged.Sub(st.Started), fewest
+}
+
+func (s *scaleLab) dbMiB() float64 {
+	var total int64
+	for _, ep := range s.l.EtcdEndpoints() {
+		st, err := s.cli.Status(s.ctx, ep)
+		if err != nil {
+			s.b.Fatal(err)
+		}
+		total = max(total, st.DbSize)
+	}
+	return float64(total) / (1 << 20)
+}
+
+// cpuTime is the user+system time of pid (/proc/<pid>/stat, in clock ticks of 10 ms).
+func cpuTime(tb testing.TB, pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	// Fields after the command (which may hold spaces) start at field 3.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+func rssKiB(tb testing.TB, pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+			return n
+		}
+	}
+	tb.Fatalf("no VmRSS for %d", pid)
+	return 0
+}
