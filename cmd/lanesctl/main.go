@@ -63,6 +63,7 @@ certificates (no store needed; --dir defaults to $LANES_PKI_DIR or /etc/lanes/pk
   pki issue-reader NAME [--dir DIR] [--days N] [--force]
   pki issue-server NAME --san ADDR... [--dir DIR] [--days N] [--force]
 
+` + usageL3 + `
 this host's lanesd (root, through --socket):
   status
   flows br-tun|br-int [--table NAME|NUMBER] [--port PORT] [--network NET]
@@ -129,7 +130,7 @@ func run(args []string, out io.Writer) error {
 	}
 	cmd, rest := words[0], words[1:]
 	switch cmd {
-	case "network", "port", "sg", "host", "store":
+	case "network", "port", "sg", "host", "store", "router", "fip":
 		return g.storeCommand(cmd, rest)
 	case "pki":
 		return g.pki(rest)
@@ -204,6 +205,9 @@ func (g *globals) storeCommand(noun string, args []string) error {
 		return c.storeUsers(rest)
 	case "store remove-user":
 		return c.storeRemoveUser(rest)
+	}
+	if ok, err := c.l3Command(noun, verb, rest); ok { // router.go
+		return err
 	}
 	return fmt.Errorf("unknown command %q (see lanesctl help)", noun+" "+verb)
 }

@@ -24,6 +24,7 @@ func networkSpec(args []string) (store.NetworkSpec, error) {
 	mtu := fs.Int("mtu", 0, "MTU of the VMs' devices (default: underlay MTU minus the tunnel overhead)")
 	underlay := fs.Int("underlay-mtu", store.DefaultUnderlayMTU, "MTU of the hosts' underlay")
 	dhcp := newDHCPFlags(fs, false)
+	ext := newExternalFlags(fs) // router.go
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return store.NetworkSpec{}, err
@@ -33,6 +34,9 @@ func networkSpec(args []string) (store.NetworkSpec, error) {
 		return store.NetworkSpec{}, err
 	}
 	spec := store.NetworkSpec{Name: pos[0], CIDR: *cidr, MTU: *mtu, UnderlayMTU: *underlay, Gateway: dn.Gateway, DHCP: dn.DHCP}
+	if err := ext.apply(fs, &spec); err != nil {
+		return spec, err
+	}
 	if given(fs, "vni") {
 		// Checked before the conversion, which would wrap 4294967297 to 1.
 		if *vni < 0 || *vni > api.MaxVNI {
