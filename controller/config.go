@@ -32,7 +32,11 @@ type Config struct {
 	Socket        string `json:"socket"`
 	MetricsAddr   string `json:"metrics"`
 	TapUID        int    `json:"-"`
-	TapGID        int    `json:"-"`
+	// L3 makes this host serve routers (a network host); BridgeMappings maps physical
+	// networks to the bridges of their NICs, "physnet1:br-ex[,...]" (l3.go).
+	L3             bool   `json:"l3"`
+	BridgeMappings string `json:"bridge-mapping"`
+	TapGID         int    `json:"-"`
 
 	// The store client's TLS (its certificate's CN is this host's etcd user), and the
 	// embedded member's server certificate (it then requires client certificates

@@ -28,6 +28,8 @@ type HostRegistration struct {
 
 	mu    sync.Mutex
 	lease clientv3.LeaseID
+	// renewed is when etcd last confirmed the lease (grant or keep-alive answer).
+	renewed time.Time
 }
 
 // RegisterHost writes the host's record (where its tunnels end), and its alive key
@@ -86,8 +88,20 @@ func (r *HostRegistration) register(ctx context.Context) error {
 	}
 	r.mu.Lock()
 	r.lease = g.ID
+	r.renewed = time.Now()
 	r.mu.Unlock()
 	return nil
+}
+
+// Held reports whether the lease is surely still alive in etcd: etcd confirmed it
+// less than two thirds of the TTL ago. A host that serves something only one host
+// may serve (a router) stops when Held turns false, which is before etcd expires the
+// lease and another host takes over: the third of the TTL left covers the delay
+// between etcd's renewal and the answer reaching this host.
+func (r *HostRegistration) Held() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return time.Since(r.renewed) < time.Duration(r.ttl)*time.Second*2/3
 }
 
 func (r *HostRegistration) run(ctx context.Context) {
@@ -96,6 +110,9 @@ func (r *HostRegistration) run(ctx context.Context) {
 		ka, err := r.s.cli.KeepAlive(ctx, r.Lease())
 		if err == nil {
 			for range ka {
+				r.mu.Lock()
+				r.renewed = time.Now()
+				r.mu.Unlock()
 			}
 		}
 		if ctx.Err() != nil {

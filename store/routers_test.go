@@ -302,3 +302,20 @@ func TestMirrorRouterFailover(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A registration stops claiming its lease before etcd could expire it: a host that
+// loses etcd stops serving its routers before another host may take them.
+func TestRegistrationHeld(t *testing.T) {
+	e := startEtcd(t)
+	s := openStore(t, e)
+	r := registerL3(t, s, "net1", "192.0.2.10", 3*time.Second)
+	if !r.Held() {
+		t.Fatal("fresh registration not held")
+	}
+	e.Close() // returns once etcd stopped answering
+	cut := time.Now()
+	eventually(t, 5*time.Second, "lease no longer held", func() bool { return !r.Held() })
+	if d := time.Since(cut); d > 2*time.Second {
+		t.Fatalf("Held stayed true %v after etcd stopped, longer than 2/3 of the 3 s TTL", d)
+	}
+}

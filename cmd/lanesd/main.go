@@ -52,6 +52,8 @@ func run() error {
 	fs.IntVar(&cfg.UnderlayMTU, "underlay-mtu", cfg.UnderlayMTU, "MTU of the underlay; lanesd warns about networks whose MTU exceeds it minus the tunnel overhead")
 	fs.StringVar(&cfg.Socket, "socket", cfg.Socket, "root-only unix socket for lanesctl status/flows/trace")
 	fs.StringVar(&cfg.MetricsAddr, "metrics", cfg.MetricsAddr, "address of the Prometheus /metrics listener; empty disables it")
+	fs.BoolVar(&cfg.L3, "l3", cfg.L3, "serve routers on this host (a network host): qrouter namespaces, qr- and qg- ports, NAT")
+	fs.StringVar(&cfg.BridgeMappings, "bridge-mapping", cfg.BridgeMappings, "physical networks' bridges on an L3 host, physnet:bridge[,physnet:bridge...] (default physnet1:br-ex)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return err
 	}
