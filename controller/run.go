@@ -75,7 +75,12 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	_ = reg // the key expires after HostLeaseTTL once lanesd is gone: never revoked
+	_ = reg     // the key expires after HostLeaseTTL once lanesd is gone: never revoked
+	if cfg.L3 { // l3.go: routers are served only while reg holds the lease
+		if a.l3, err = newL3Step(log, db, cfg.Host, cfg.BridgeMappings, cfg.DatapathType, reg.Held); err != nil {
+			return err
+		}
+	}
 	go func() { _ = a.mirror.Run(ctx) }()
 
 	if cfg.Socket != "" {
