@@ -176,6 +176,28 @@ func (s *l3Step) Sync(ctx context.Context, v *view.View, vlans map[string]uint16
 		return nil
 	}
 	want, errs := s.desired(v, vlans)
+	if full {
+		// Namespaces of routers a previous lanesd served and that moved or went
+		// while no lanesd ran here.
+		nss, err := hostwire.RouterNamespaces()
+		if err != nil {
+			errs = append(errs, err)
+		}
+		for _, ns := range nss {
+			id := strings.TrimPrefix(ns, "qrouter-")
+			if _, keep := want[id]; keep {
+				continue
+			}
+			if _, known := s.realized[id]; known {
+				continue // torn down below, with its OVS ports
+			}
+			if err := hostwire.DeleteRouter(ns); err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			s.log.Info("stale router namespace removed", "namespace", ns)
+		}
+	}
 	if len(want) > 0 {
 		if err := s.ensureBridges(ctx); err != nil {
 			return err

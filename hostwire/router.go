@@ -2,13 +2,17 @@ package hostwire
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"sort"
 	"strings"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/lanes-net/lanes/internal/nsexec"
 )
@@ -67,10 +71,31 @@ func output(name string, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// NamespaceExists reports whether the named namespace exists (/run/netns/<name>).
+// NamespaceExists reports whether the named namespace is mounted at its path in this
+// process's mount namespace. A file there that is no namespace mount is stale: left by
+// an `ip netns add` whose mount namespace is gone (a lanesd started by `ip netns exec`
+// that died), and it makes `ip netns add` fail.
 func NamespaceExists(name string) bool {
-	_, err := os.Stat("/run/netns/" + name)
-	return err == nil
+	var st unix.Statfs_t
+	return unix.Statfs(nsexec.Path(name), &st) == nil && st.Type == unix.NSFS_MAGIC
+}
+
+// RouterNamespaces lists the qrouter- namespaces mounted in this mount namespace.
+func RouterNamespaces() ([]string, error) {
+	ents, err := os.ReadDir(nsexec.NetnsDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list namespaces: %w", err)
+	}
+	var out []string
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), "qrouter-") && NamespaceExists(e.Name()) {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
 }
 
 // EnsureRouter makes the router's namespace, devices, addresses, default route and NAT
@@ -79,6 +104,9 @@ func NamespaceExists(name string) bool {
 func EnsureRouter(spec RouterSpec) error {
 	ns := spec.Namespace
 	if !NamespaceExists(ns) {
+		if err := os.Remove(nsexec.Path(ns)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("stale namespace file: %w", err)
+		}
 		if err := run("", "ip", "netns", "add", ns); err != nil {
 			return err
 		}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -223,4 +224,49 @@ func TestRouters(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestRouterFailover kills the lanesd of the router's L3 host: once its lease has
+// expired the other L3 host serves the router and the VM reaches the outside again.
+func TestRouterFailover(t *testing.T) {
+	l := newLab(t, 3, withL3("h2", "h3"))
+	h1 := l.Host("h1")
+	ctl(t, l, h1, "network", "create", "public", "--external", "--provider", "flat", "--physnet", "physnet1",
+		"--cidr", lab.ExternalCIDR, "--gateway", lab.OutsideIP)
+	ctl(t, l, h1, "network", "create", "blue", "--cidr", "10.1.0.0/24", "--gateway", "10.1.0.1")
+	var rs []struct {
+		ID   string `json:"id"`
+		Host string `json:"active_host"`
+	}
+	json.Unmarshal([]byte(ctl(t, l, h1, "-o", "json", "router", "create", "r1")), &rs)
+	ctl(t, l, h1, "router", "add-interface", "r1", "blue")
+	ctl(t, l, h1, "router", "set-gateway", "r1", "public")
+	t.Cleanup(func() { (&ovsproc.Netns{Name: "qrouter-" + rs[0].ID}).Delete() })
+	blue, _ := vm(t, l, "h1", "vblue", "blue", "10.1.0.5", "--sg", "default")
+	if _, err := l.VMExec(blue, "ip", "route", "add", "default", "via", "10.1.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	whoami(t, l.Outside(), lab.OutsideIP+":80")
+	reach := func() error { _, err := askWho(blue.Netns, lab.OutsideIP+":80"); return err }
+	eventually(t, 30*time.Second, "blue reaches the outside", reach)
+
+	first := l.Host(rs[0].Host)
+	other := "h2"
+	if first.Name == "h2" {
+		other = "h3"
+	}
+	killed := time.Now()
+	if err := syscall.Kill(first.LanesdPID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "the outside reachable again", reach)
+	took := time.Since(killed)
+	var now []struct {
+		Host string `json:"active_host"`
+	}
+	json.Unmarshal([]byte(ctl(t, l, h1, "-o", "json", "router", "show", "r1")), &now)
+	if now[0].Host != other {
+		t.Fatalf("router active on %q after %s died, want %s", now[0].Host, first.Name, other)
+	}
+	t.Logf("failover: lanesd of %s killed, outside reachable through %s after %v (lease TTL 10 s)", first.Name, other, took.Round(100*time.Millisecond))
 }
