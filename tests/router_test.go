@@ -226,8 +226,10 @@ func TestRouters(t *testing.T) {
 	})
 }
 
-// TestRouterFailover kills the lanesd of the router's L3 host: once its lease has
-// expired the other L3 host serves the router and the VM reaches the outside again.
+// TestRouterFailover makes the router's L3 host fail (its lanesd killed, its
+// ovs-vswitchd stopped: no agent, no data path): once its lease has expired the other
+// L3 host serves the router and the VM reaches the outside again. (A killed lanesd
+// alone leaves its data path forwarding; see docs/routers.md, Limits.)
 func TestRouterFailover(t *testing.T) {
 	l := newLab(t, 3, withL3("h2", "h3"))
 	h1 := l.Host("h1")
@@ -258,6 +260,12 @@ func TestRouterFailover(t *testing.T) {
 	killed := time.Now()
 	if err := syscall.Kill(first.LanesdPID(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
+	}
+	if err := l.OVS(first).StopVswitchd(); err != nil {
+		t.Fatal(err)
+	}
+	if reach() == nil {
+		t.Fatal("the outside still reachable with the L3 host's data path gone")
 	}
 	eventually(t, 60*time.Second, "the outside reachable again", reach)
 	took := time.Since(killed)
