@@ -31,6 +31,11 @@ type Network struct {
 	Gateway string `json:"gateway,omitempty"`
 	// DHCP is what the hosts' DHCP responders hand out on this network (see dhcp.go).
 	DHCP DHCP `json:"dhcp,omitzero"`
+	// External networks (l3.go) are provider networks the L3 hosts reach through
+	// br-ex, for router gateways and floating IPs; they have no VNI and no VM ports.
+	External        bool      `json:"external,omitempty"`
+	Provider        *Provider `json:"provider,omitempty"`
+	AllocationPools []IPRange `json:"allocation_pools,omitempty"`
 }
 
 // AddressPair is an extra IP (or CIDR) and optional MAC a port may send from
@@ -55,7 +60,15 @@ type Port struct {
 	SecurityGroups      []string      `json:"security_groups,omitempty"`
 	// PortSecurity nil means enabled (the default, as in Neutron).
 	PortSecurity *bool `json:"port_security,omitempty"`
+	// DeviceOwner is "" for a VM's port, DeviceOwnerRouterInterface for a router's;
+	// DeviceID is then the router's ID.
+	DeviceOwner string `json:"device_owner,omitempty"`
+	DeviceID    string `json:"device_id,omitempty"`
 }
+
+// IsRouterInterface reports whether the port is a router's qr- port, realised by the
+// router's L3 host in the router's namespace rather than as a VM's tap.
+func (p *Port) IsRouterInterface() bool { return p.DeviceOwner == DeviceOwnerRouterInterface }
 
 // PortSecurityEnabled reports whether anti-spoofing and security groups apply.
 func (p *Port) PortSecurityEnabled() bool { return p.PortSecurity == nil || *p.PortSecurity }
@@ -85,6 +98,8 @@ type Host struct {
 	TunnelType string `json:"tunnel_type"`
 	// TunnelTypes are the tunnel types the host accepts; empty means TunnelType only.
 	TunnelTypes []string `json:"tunnel_types,omitempty"`
+	// L3 is set by a lanesd started with --l3: routers may be scheduled to it.
+	L3 bool `json:"l3,omitempty"`
 	// Alive is true while the host's lease is held; it is derived, not stored.
 	Alive bool `json:"alive"`
 }

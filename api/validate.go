@@ -141,7 +141,7 @@ func ValidateNetwork(n *Network, allocate bool) error {
 			return err
 		}
 	}
-	if n.VNI > MaxVNI || (n.VNI == 0 && !allocate) {
+	if n.VNI > MaxVNI || (n.VNI == 0 && !allocate && !n.External) {
 		return fieldErr("network.vni", strconv.FormatUint(uint64(n.VNI), 10), "must be within 1..%d", MaxVNI)
 	}
 	if err := ValidateNetworkCIDR("network.cidr", n.CIDR); err != nil {
@@ -153,8 +153,11 @@ func ValidateNetwork(n *Network, allocate bool) error {
 	if n.MTU == 0 && !allocate {
 		return fieldErr("network.mtu", "0", "must be set")
 	}
-	p, _ := netip.ParsePrefix(n.CIDR) // valid: checked above
-	return validateDHCP(n, p)         // dhcp.go
+	p, _ := netip.ParsePrefix(n.CIDR)          // valid: checked above
+	if err := validateDHCP(n, p); err != nil { // dhcp.go
+		return err
+	}
+	return validateExternal(n, p) // l3.go
 }
 
 // ValidateNetworkCIDR checks a network's IPv4 CIDR: no host bits, a prefix length
@@ -226,10 +229,25 @@ func ValidatePort(p *Port, n *Network, allocate bool) error {
 		if seen[a] {
 			return fieldErr("port.fixed_ips", s, "listed twice")
 		}
-		if a.String() == n.Gateway { // dhcp.go: the gateway is every port's router
+		if a.String() == n.Gateway && !p.IsRouterInterface() { // dhcp.go: the gateway is every port's router
 			return fieldErr("port.fixed_ips", s, "is the network's gateway")
 		}
 		seen[a] = true
+	}
+	switch p.DeviceOwner {
+	case "":
+		if p.DeviceID != "" {
+			return fieldErr("port.device_id", p.DeviceID, "set without a device owner")
+		}
+	case DeviceOwnerRouterInterface:
+		if p.DeviceID == "" {
+			return fieldErr("port.device_id", "", "a router interface names its router")
+		}
+	default:
+		return fieldErr("port.device_owner", p.DeviceOwner, "must be empty or %s", DeviceOwnerRouterInterface)
+	}
+	if n.External {
+		return fieldErr("port.network", n.Name, "is an external network: it has no VM or router interface ports (use router set-gateway and floating IPs)")
 	}
 	if len(p.AllowedAddressPairs) > MaxAddressPairs {
 		return fieldErr("port.allowed_address_pairs", "", "at most %d pairs per port", MaxAddressPairs)

@@ -49,6 +49,7 @@ type agent struct {
 	prune   *pruneStep
 	reports *statusStep
 	dhcp    *dhcpStep // dhcp.go
+	l3      *l3Step   // l3.go; nil unless --l3
 
 	started   time.Time
 	converged time.Time
@@ -174,6 +175,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	}()
 	ovs, ovsErr := a.ovs.Sync(ctx, v, vlans, wired.Wired, full)
 	fail("ovsdb", ovsErr)
+	fail("l3", a.l3.Sync(ctx, v, vlans, full)) // l3.go: routers served here
 	tOVSDB := time.Now()
 	fw := <-fwDone
 	fail("firewall", fw.err)
@@ -224,6 +226,9 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	a.last.Store(snap)
 
 	next := wired.Next
+	if n := a.l3.Next(); !n.IsZero() && (next.IsZero() || n.Before(next)) {
+		next = n // l3.go
+	}
 	if retrySoon || ovsErr != nil || fw.err != nil || flowErr != nil {
 		if soon := time.Now().Add(retryMin); next.IsZero() || soon.Before(next) {
 			next = soon

@@ -42,6 +42,10 @@ type Config struct {
 	// OnConverged is called once, after the first reconcile without errors (lanesd
 	// tells systemd READY=1 there).
 	OnConverged func() `json:"-"`
+	// L3 makes this host serve routers (a network host); BridgeMappings maps physical
+	// networks to the bridges of their NICs, "physnet1:br-ex[,...]" (l3.go).
+	L3             bool   `json:"l3"`
+	BridgeMappings string `json:"bridge-mapping"`
 
 	// The store client's TLS (its certificate's CN is this host's etcd user), and the
 	// embedded member's server certificate (it then requires client certificates

@@ -72,11 +72,17 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	addr, _ := cfg.TunnelAddr()
-	reg, err := registerHost(ctx, st, api.Host{Name: cfg.Host, TunnelIP: addr.String(), TunnelType: cfg.TunnelType, TunnelTypes: cfg.AcceptedTunnelTypes()}, log)
+	reg, err := registerHost(ctx, st, api.Host{Name: cfg.Host, TunnelIP: addr.String(), TunnelType: cfg.TunnelType,
+		TunnelTypes: cfg.AcceptedTunnelTypes(), L3: cfg.L3}, log)
 	if err != nil {
 		return err
 	}
 	// reg is never revoked: the key expires after HostLeaseTTL once lanesd is gone.
+	if cfg.L3 { // l3.go: routers are served only while reg holds the lease
+		if a.l3, err = newL3Step(log, db, cfg.Host, cfg.BridgeMappings, cfg.DatapathType, reg.SurelyHeld); err != nil {
+			return err
+		}
+	}
 	go func() { _ = a.mirror.Run(ctx) }()
 	h := &health{st: st, reg: reg, bridges: a.flows.bridges(), rundir: cfg.OVSRunDir, last: a.last.Load}
 

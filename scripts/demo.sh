@@ -24,8 +24,8 @@ if [ "${1:-up}" = down ]; then
 	exit 0
 fi
 
-section "Starting 3 hosts (namespaces $NAME-h1..h3: own ovsdb-server, ovs-vswitchd, lanesd; h1 runs etcd)"
-lab up --hosts 3
+section "Starting 3 hosts (namespaces $NAME-h1..h3: own ovsdb-server, ovs-vswitchd, lanesd; h1 runs etcd; h3 is also an L3 host)"
+lab up --hosts 3 --l3 h3
 for i in $(seq 1 100); do
 	[ "$(ctl host list 2>/dev/null | grep -c true)" = 3 ] && break
 	sleep 0.1
@@ -70,6 +70,30 @@ pingvm b1 h1 10.0.0.12 "b2, net-b, across hosts h1 -> h2"
 pingvm a2 h3 10.0.0.11 "a1 (not b1), net-a"
 pingvm a1 h1 10.0.0.12 "b2 is in net-b: isolated"
 pingvm a2 h3 10.0.0.12 "b2 is in net-b: isolated"
+
+section "A router: net-a reaches the outside ($NAME-out, 203.0.113.1) through SNAT, a1 is reached on its floating IP"
+run ctl network create public --external --provider flat --physnet physnet1 --cidr 203.0.113.0/24 --gateway 203.0.113.1 --allocation-pool 203.0.113.10-203.0.113.99 >/dev/null
+run ctl router create r1 >/dev/null
+run ctl router add-interface r1 net-a >/dev/null
+run ctl router set-gateway r1 public >/dev/null
+run ctl fip create public --port a1
+run ctl router show r1
+for v in "a1 h1" "a2 h3"; do vmexec $v ip route replace default via 10.0.0.1; done
+ROUTER=$(ctl -o json router show r1 | sed -n 's/^ *"id": "\(.*\)".*/\1/p' | head -1)
+FIP=$(ctl -o json fip list | sed -n 's/.*"ip": "\(.*\)".*/\1/p' | head -1)
+outping() { # from-namespace to what
+	for i in $(seq 1 50); do
+		if ip netns exec "$1" ping -c 1 -W 1 -q "$2" >/dev/null 2>&1; then echo "$3: reachable"; return; fi
+		sleep 0.2
+	done
+	echo "$3: unreachable"
+}
+outping "$NAME-h3-a2" 203.0.113.1 "a2 -> outside 203.0.113.1 (SNAT to the router's external IP)"
+outping "$NAME-out" "$FIP" "outside -> $FIP (a1's floating IP)"
+# The router's namespace is mounted in the L3 host's lanesd's mount namespace.
+inrouter() { nsenter -t "$(cat "$DIR/h3/lanesd.pid")" -m -n ip netns exec "qrouter-$ROUTER" "$@"; }
+echo; printf '\033[2m$ ip netns exec qrouter-%s iptables -t nat -S\033[0m\n' "$ROUTER"; inrouter iptables -t nat -S | grep -- '-A lanes'
+echo; printf '\033[2m$ ip netns exec qrouter-%s ip -br addr\033[0m\n' "$ROUTER"; inrouter ip -br addr
 
 for h in h1 h2 h3; do
 	section "Host $h: what an operator checks"

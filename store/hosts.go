@@ -91,6 +91,17 @@ func (r *HostRegistration) register(ctx context.Context) error {
 	return nil
 }
 
+// SurelyHeld reports whether the lease is surely still alive in etcd: etcd confirmed
+// it less than two thirds of the TTL ago. A host that serves something only one host
+// may serve (a router) stops when SurelyHeld turns false, which is before etcd expires
+// the lease and another host takes over: the third of the TTL left covers the delay
+// between etcd's renewal and the answer reaching this host.
+func (r *HostRegistration) SurelyHeld() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return time.Since(r.renewed) < time.Duration(r.ttl)*time.Second*2/3
+}
+
 func (r *HostRegistration) run(ctx context.Context) {
 	defer close(r.done)
 	for {

@@ -28,6 +28,11 @@ type State struct {
 	Groups   map[string]api.SecurityGroup // by ID
 	Hosts    map[string]api.Host          // by name; Alive while the host's lease is held
 	Statuses map[string]api.PortStatus    // by port ID
+	// Routers and FloatingIPs (by ID) are kept when valid on their own; the ports of
+	// router interfaces carry the router's current host (api.RouterHost), not the
+	// scheduled one, so every host's l2pop follows a router that moved.
+	Routers     map[string]api.Router
+	FloatingIPs map[string]api.FloatingIP
 	// Problems lists what was left out and why, sorted by key. A record appears at
 	// most once with an empty Part (left out), possibly several times with a Part
 	// (kept without that part).
@@ -41,6 +46,9 @@ func newState() State {
 		Groups:   map[string]api.SecurityGroup{},
 		Hosts:    map[string]api.Host{},
 		Statuses: map[string]api.PortStatus{},
+
+		Routers:     map[string]api.Router{},
+		FloatingIPs: map[string]api.FloatingIP{},
 	}
 }
 
@@ -55,6 +63,17 @@ func (st State) Clone() State {
 		Hosts:    maps.Clone(st.Hosts),
 		Statuses: maps.Clone(st.Statuses),
 		Problems: slices.Clone(st.Problems),
+
+		Routers:     make(map[string]api.Router, len(st.Routers)),
+		FloatingIPs: maps.Clone(st.FloatingIPs),
+	}
+	for k, r := range st.Routers {
+		r.Interfaces = slices.Clone(r.Interfaces)
+		if r.Gateway != nil {
+			g := *r.Gateway
+			r.Gateway = &g
+		}
+		c.Routers[k] = r
 	}
 	for k, p := range st.Ports {
 		c.Ports[k] = clonePort(p)
@@ -291,6 +310,10 @@ func (m *Mirror) apply(rs *records, typ mvccpb.Event_EventType, kv *mvccpb.KeyVa
 		return put(rs.groups, id, del, func() *record[api.SecurityGroup] { return readGroup(kv, id) })
 	case KindHosts:
 		return put(rs.hosts, id, del, func() *record[api.Host] { return readHost(kv, id) })
+	case KindRouters:
+		return put(rs.routers, id, del, func() *record[api.Router] { return readRouter(kv, id) })
+	case KindFloatingIPs:
+		return put(rs.fips, id, del, func() *record[api.FloatingIP] { return readFloatingIP(kv, id) })
 	case KindStatus:
 		if del {
 			return put(rs.statuses, id, true, nil)

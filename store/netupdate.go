@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"reflect"
 
 	"github.com/lanes-net/lanes/api"
 )
@@ -30,11 +31,21 @@ func (s *Store) UpdateNetwork(ctx context.Context, ref string, mutate func(*api.
 		}
 		fixed := want
 		fixed.Gateway, fixed.DHCP = old.Gateway, old.DHCP
-		if fixed.ID != old.ID || fixed.Name != old.Name || fixed.VNI != old.VNI || fixed.CIDR != old.CIDR || fixed.MTU != old.MTU {
+		if fixed.ID != old.ID || fixed.Name != old.Name || fixed.VNI != old.VNI || fixed.CIDR != old.CIDR || fixed.MTU != old.MTU ||
+			fixed.External != old.External || !reflect.DeepEqual(fixed.Provider, old.Provider) || !reflect.DeepEqual(fixed.AllocationPools, old.AllocationPools) {
 			return &api.FieldError{Field: "network", Value: old.Name, Reason: "only the gateway and the DHCP settings can change"}
 		}
 		if err := api.ValidateNetwork(&want, false); err != nil {
 			return err
+		}
+		if want.Gateway != old.Gateway {
+			// The router interface holds the old gateway address (routers.go).
+			if rs, err := p.keysUnder(pRefsRouter + id + "/"); err != nil {
+				return err
+			} else if len(rs) > 0 {
+				return &api.FieldError{Field: "network.gateway", Value: want.Gateway, Reason: "router " + rs[0] + " holds the gateway; remove its interface first"}
+			}
+			p.noneUnder(pRefsRouter + id + "/")
 		}
 		if want.Gateway != "" && want.Gateway != old.Gateway {
 			owner, err := p.get(pAllocIP + id + "/" + want.Gateway)

@@ -34,6 +34,11 @@ type NetworkSpec struct {
 	// Gateway and DHCP are handed out by the hosts' DHCP responders (api.DHCP).
 	Gateway string
 	DHCP    api.DHCP
+	// External makes a provider network for router gateways and floating IPs
+	// (api.Network.External): no VNI, no tunnel overhead.
+	External        bool
+	Provider        *api.Provider
+	AllocationPools []api.IPRange
 }
 
 // CreateNetwork creates a network, allocating its ID, VNI and MTU as needed, in one
@@ -57,14 +62,21 @@ func (s *Store) CreateNetwork(ctx context.Context, spec NetworkSpec) (api.Networ
 				low, api.MaxMTU, api.MinMTU, tt, api.TunnelOverhead(tt))}
 	}
 	maxMTU := underlay - api.TunnelOverhead(tt)
-	n := api.Network{ID: spec.ID, Name: spec.Name, CIDR: spec.CIDR, MTU: spec.MTU, NetworkType: tt, Gateway: spec.Gateway, DHCP: spec.DHCP}
+	if spec.External {
+		maxMTU = underlay
+		if spec.VNI != nil {
+			return api.Network{}, &api.FieldError{Field: "network.vni", Value: strconv.FormatUint(uint64(*spec.VNI), 10), Reason: "an external network has no VNI"}
+		}
+	}
+	n := api.Network{ID: spec.ID, Name: spec.Name, CIDR: spec.CIDR, MTU: spec.MTU, NetworkType: tt, Gateway: spec.Gateway, DHCP: spec.DHCP,
+		External: spec.External, Provider: spec.Provider, AllocationPools: spec.AllocationPools}
 	if n.MTU == 0 {
 		n.MTU = maxMTU
 	}
 	if spec.VNI != nil {
 		n.VNI = *spec.VNI
 	}
-	if err := api.ValidateNetwork(&n, spec.VNI == nil); err != nil {
+	if err := api.ValidateNetwork(&n, spec.VNI == nil && !spec.External); err != nil {
 		return api.Network{}, err
 	}
 	if n.MTU > maxMTU {
@@ -95,7 +107,7 @@ func (s *Store) CreateNetwork(ctx context.Context, spec NetworkSpec) (api.Networ
 			if owner != nil {
 				return &api.FieldError{Field: "network.vni", Value: strconv.FormatUint(uint64(n.VNI), 10), Reason: "already used by network " + string(owner)}
 			}
-		} else {
+		} else if !n.External {
 			used, err := p.keysUnder(pAllocVNI)
 			if err != nil {
 				return err
@@ -111,7 +123,9 @@ func (s *Store) CreateNetwork(ctx context.Context, spec NetworkSpec) (api.Networ
 			return err
 		}
 		p.put(nameKey("networks", n.Name), n.ID)
-		p.put(pAllocVNI+strconv.FormatUint(uint64(n.VNI), 10), n.ID)
+		if !n.External {
+			p.put(pAllocVNI+strconv.FormatUint(uint64(n.VNI), 10), n.ID)
+		}
 		_, err := p.ensureDefaultGroup()
 		return err
 	})
@@ -193,6 +207,9 @@ func (s *Store) DeleteNetwork(ctx context.Context, ref string) error {
 		if id == "" {
 			return fmt.Errorf("network %q: %w", ref, ErrNotFound)
 		}
+		if err := p.refuseL3Users(id, n); err != nil { // routers.go
+			return err
+		}
 		ports, err := p.keysUnder(pRefsNet + id + "/")
 		if err != nil {
 			return err
@@ -210,7 +227,9 @@ func (s *Store) DeleteNetwork(ctx context.Context, ref string) error {
 		p.noneUnder(pRefsNet + id + "/")
 		p.del(pNetworks + id)
 		p.del(nameKey("networks", n.Name))
-		p.del(pAllocVNI + strconv.FormatUint(uint64(n.VNI), 10))
+		if !n.External {
+			p.del(pAllocVNI + strconv.FormatUint(uint64(n.VNI), 10))
+		}
 		// Empty when no port is attached; deleted anyway so nothing can leak.
 		p.del(pAllocIP+id+"/", clientv3.WithPrefix())
 		p.del(pAllocMAC+id+"/", clientv3.WithPrefix())

@@ -40,6 +40,9 @@ func (s *Store) CreatePort(ctx context.Context, p api.Port, opts ...CreatePortOp
 	} else if !IsUUID(p.ID) {
 		return api.Port{}, &api.FieldError{Field: "port.id", Value: p.ID, Reason: "not a lower-case UUID"}
 	}
+	if p.DeviceOwner != "" || p.DeviceID != "" {
+		return api.Port{}, &api.FieldError{Field: "port.device_owner", Value: p.DeviceOwner, Reason: "router interfaces are made by router add-interface"}
+	}
 	noGroups := slices.Contains(opts, NoSecurityGroups)
 	if noGroups && len(p.SecurityGroups) > 0 {
 		return api.Port{}, &api.FieldError{Field: "port.security_groups", Value: p.SecurityGroups[0], Reason: "given together with no security groups"}
@@ -97,9 +100,15 @@ func (s *Store) UpdatePort(ctx context.Context, ref string, mutate func(*api.Por
 		if id == "" {
 			return fmt.Errorf("port %q: %w", ref, ErrNotFound)
 		}
+		if old.IsRouterInterface() {
+			return &api.FieldError{Field: "port", Value: old.Name, Reason: "is an interface of router " + old.DeviceID + "; it changes with its router only"}
+		}
 		want := clonePort(old)
 		if err := mutate(&want); err != nil {
 			return err
+		}
+		if want.DeviceOwner != "" || want.DeviceID != "" {
+			return &api.FieldError{Field: "port.device_owner", Value: want.DeviceOwner, Reason: "cannot change"}
 		}
 		if want.ID != old.ID {
 			return &api.FieldError{Field: "port.id", Value: want.ID, Reason: "cannot change"}
@@ -344,19 +353,31 @@ func (s *Store) DeletePort(ctx context.Context, ref string) error {
 		if id == "" {
 			return fmt.Errorf("port %q: %w", ref, ErrNotFound)
 		}
-		pl.del(pPorts + id)
-		pl.del(nameKey("ports", p.Name))
-		pl.del(pAllocDev + api.TapName(id)[3:])
-		pl.del(pRefsNet + p.NetworkID + "/" + id)
-		pl.del(pAllocMAC + p.NetworkID + "/" + p.MAC)
-		for _, a := range p.FixedIPs {
-			pl.del(pAllocIP + p.NetworkID + "/" + a)
+		if p.IsRouterInterface() {
+			return &api.FieldError{Field: "port", Value: p.Name, Reason: "is an interface of router " + p.DeviceID + ": use router remove-interface"}
 		}
-		for _, g := range p.SecurityGroups {
-			pl.del(pRefsSG + g + "/port/" + id)
+		if err := pl.releasePortFIPs(p); err != nil { // routers.go
+			return err
 		}
-		pl.del(statusKey(p.Host, id))
-		pl.del(pStatus + id) // the layout before per-host status keys
+		pl.planDeletePort(p)
 		return nil
 	})
+}
+
+// planDeletePort plans deleting a port and everything it holds.
+func (pl *plan) planDeletePort(p api.Port) {
+	id := p.ID
+	pl.del(pPorts + id)
+	pl.del(nameKey("ports", p.Name))
+	pl.del(pAllocDev + api.TapName(id)[3:])
+	pl.del(pRefsNet + p.NetworkID + "/" + id)
+	pl.del(pAllocMAC + p.NetworkID + "/" + p.MAC)
+	for _, a := range p.FixedIPs {
+		pl.del(pAllocIP + p.NetworkID + "/" + a)
+	}
+	for _, g := range p.SecurityGroups {
+		pl.del(pRefsSG + g + "/port/" + id)
+	}
+	pl.del(statusKey(p.Host, id))
+	pl.del(pStatus + id) // the layout before per-host status keys
 }

@@ -13,11 +13,13 @@ import (
 
 // Record kinds: the folders under Prefix that hold records, as Problem.Kind names them.
 const (
-	KindNetworks = "networks"
-	KindPorts    = "ports"
-	KindGroups   = "secgroups"
-	KindHosts    = "hosts"
-	KindStatus   = "status"
+	KindNetworks    = "networks"
+	KindPorts       = "ports"
+	KindGroups      = "secgroups"
+	KindHosts       = "hosts"
+	KindStatus      = "status"
+	KindRouters     = "routers"
+	KindFloatingIPs = "floatingips"
 	// kindAlive holds the hosts' lease-bound alive keys: not records, no problems.
 	kindAlive = "alive"
 )
@@ -39,7 +41,7 @@ const (
 	ProblemDangling = "dangling"
 )
 
-var recordNames = map[string]string{KindNetworks: "network", KindPorts: "port", KindGroups: "security group", KindHosts: "host", KindStatus: "port status"}
+var recordNames = map[string]string{KindNetworks: "network", KindPorts: "port", KindGroups: "security group", KindHosts: "host", KindStatus: "port status", KindRouters: "router", KindFloatingIPs: "floating IP"}
 
 // MaxRecordBytes bounds a record the mirror decodes. The api limits keep every valid
 // record far below it (a group with api.MaxRules of the longest rules is about 300 KB);
@@ -286,6 +288,8 @@ type records struct {
 	hosts    map[string]*record[api.Host]
 	statuses map[string]*record[api.PortStatus]
 	alive    map[string]bool // hosts whose alive key (under their lease) exists
+	routers  map[string]*record[api.Router]
+	fips     map[string]*record[api.FloatingIP]
 }
 
 func newRecords() *records {
@@ -296,6 +300,8 @@ func newRecords() *records {
 		hosts:    map[string]*record[api.Host]{},
 		statuses: map[string]*record[api.PortStatus]{},
 		alive:    map[string]bool{},
+		routers:  map[string]*record[api.Router]{},
+		fips:     map[string]*record[api.FloatingIP]{},
 	}
 }
 
@@ -361,6 +367,9 @@ func (rs *records) build(rev int64) State {
 		Groups:   make(map[string]api.SecurityGroup, len(rs.groups)),
 		Hosts:    make(map[string]api.Host, len(rs.hosts)),
 		Statuses: make(map[string]api.PortStatus, len(rs.statuses)),
+
+		Routers:     make(map[string]api.Router, len(rs.routers)),
+		FloatingIPs: make(map[string]api.FloatingIP, len(rs.fips)),
 	}
 	var probs []Problem
 	addBad := func(p *Problem, parts []Problem) {
@@ -391,6 +400,10 @@ func (rs *records) build(rev int64) State {
 	vnis := make(claims, len(rs.networks))
 	for _, id := range byAge(rs.networks) {
 		r := rs.networks[id]
+		if r.v.External { // no VNI; its addresses are the routers' and floating IPs'
+			st.Networks[id] = r.v
+			continue
+		}
 		if holder, ok := vnis.take(claim{claimVNI, r.v.VNI, ""}, id); !ok {
 			err := fmt.Errorf("VNI %d is also network %s's, which is older and keeps it", r.v.VNI, holder)
 			probs = append(probs, r.problem(KindNetworks, id, "", ProblemConflict, "", err))
@@ -480,6 +493,7 @@ func (rs *records) build(rev int64) State {
 			st.Statuses[id] = r.v
 		}
 	}
+	probs = append(probs, rs.buildL3(&st)...) // l3records.go
 
 	slices.SortFunc(probs, func(a, b Problem) int {
 		return cmp.Or(strings.Compare(a.Key, b.Key), strings.Compare(a.Part, b.Part), strings.Compare(a.Err, b.Err))

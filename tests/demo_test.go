@@ -73,6 +73,10 @@ func TestDemo(t *testing.T) {
 		"table=22, priority=1,dl_vlan=1", "table=21, priority=1,arp,dl_vlan=1,arp_tpa=10.0.0.13",
 		"=> leaves through vxlan-ac1f0003 to host h3, VNI 100 (network net-a)",
 		"ip netns exec " + name + "-h1-a1 bash",
+		"a2 -> outside 203.0.113.1 (SNAT to the router's external IP): reachable",
+		"(a1's floating IP): reachable",
+		"-A lanes-l3-agent-snat -o qg-", "-A lanes-l3-agent-PREROUTING -d 203.0.113.11/32 -j DNAT --to-destination 10.0.0.11",
+		"qr-", // ip -br addr in the router's namespace
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q", want)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/lanes-net/lanes/internal/lab"
 	"github.com/lanes-net/lanes/internal/version"
@@ -63,6 +64,7 @@ func run(args []string) error {
 	hosts := fs.Int("hosts", 3, "number of hosts")
 	tunnel := fs.String("tunnel-type", "vxlan", "vxlan, gre or geneve")
 	self, _ := os.Executable()
+	l3 := fs.String("l3", "", "comma-separated hosts that run lanesd --l3, with br-ex on an outside namespace")
 	binDir := fs.String("bin", filepath.Dir(self), "directory of lanesd, lanesctl and lanes-vm")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -75,7 +77,11 @@ func run(args []string) error {
 				return fmt.Errorf("remove previous lab: %w", err)
 			}
 		}
-		l, err := lab.Up(lab.Config{Name: *name, Dir: *dir, BinDir: *binDir, Hosts: *hosts, TunnelType: *tunnel})
+		cfg := lab.Config{Name: *name, Dir: *dir, BinDir: *binDir, Hosts: *hosts, TunnelType: *tunnel}
+		if *l3 != "" {
+			cfg.L3 = strings.Split(*l3, ",")
+		}
+		l, err := lab.Up(cfg)
 		if err != nil {
 			return err
 		}

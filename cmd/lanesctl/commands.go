@@ -79,6 +79,25 @@ var commands = []command{
 	{path: "host delete", synopsis: "HOST [--force]", store: true, complete: []string{"host"},
 		summary: "Delete a host and its tunnels; refused while ports are bound to it unless --force.", run: (*cli).hostDelete},
 
+	{path: "router create", synopsis: "NAME [--host L3HOST]", store: true, summary: "Create a router, scheduled to an L3 host.", run: l3Run("router create")},
+	{path: "router list", store: true, summary: "List routers and where they run.", run: l3Run("router list")},
+	{path: "router show", synopsis: "ROUTER", store: true, summary: "Show a router.", run: l3Run("router show")},
+	{path: "router delete", synopsis: "ROUTER", store: true, summary: "Delete a router (its interfaces and gateway first).", run: l3Run("router delete")},
+	{path: "router add-interface", synopsis: "ROUTER NETWORK", store: true, complete: []string{"", "network"},
+		summary: "Attach a network to a router; the router takes the network's gateway address.", run: l3Run("router add-interface")},
+	{path: "router remove-interface", synopsis: "ROUTER NETWORK", store: true, complete: []string{"", "network"},
+		summary: "Detach a network from a router.", run: l3Run("router remove-interface")},
+	{path: "router set-gateway", synopsis: "ROUTER EXTERNAL-NETWORK [--no-snat]", store: true, complete: []string{"", "network"},
+		summary: "Give a router its external gateway (SNAT unless --no-snat).", run: l3Run("router set-gateway")},
+	{path: "router clear-gateway", synopsis: "ROUTER", store: true, summary: "Remove a router's external gateway.", run: l3Run("router clear-gateway")},
+	{path: "fip create", synopsis: "EXTERNAL-NETWORK [--port PORT [--fixed-ip IP]]", store: true, complete: []string{"network"},
+		summary: "Allocate a floating IP from an external network's pool, optionally for a port.", run: l3Run("fip create")},
+	{path: "fip list", store: true, summary: "List floating IPs.", run: l3Run("fip list")},
+	{path: "fip delete", synopsis: "FIP", store: true, summary: "Release a floating IP (ID or address).", run: l3Run("fip delete")},
+	{path: "fip associate", synopsis: "FIP PORT [--fixed-ip IP]", store: true, complete: []string{"", "port"},
+		summary: "Point a floating IP at a port's fixed IP.", run: l3Run("fip associate")},
+	{path: "fip disassociate", synopsis: "FIP", store: true, summary: "Detach a floating IP from its port.", run: l3Run("fip disassociate")},
+
 	{path: "store init", synopsis: "[--host NAME]... [--operator NAME]... [--reader NAME]...", store: true,
 		summary: "Create lanes' etcd roles and users and turn on etcd authentication (with the root certificate of pki init); safe to run again.",
 		run:     (*cli).storeInit},
@@ -295,3 +314,12 @@ func groupHelp(prefix string) string {
 }
 
 func newFlagSet(name string) *flag.FlagSet { return flag.NewFlagSet(name, flag.ContinueOnError) }
+
+// l3Run runs one of the router and fip commands of router.go.
+func l3Run(path string) func(c *cli, args []string) error {
+	noun, verb, _ := strings.Cut(path, " ")
+	return func(c *cli, args []string) error {
+		_, err := c.l3Command(noun, verb, args)
+		return err
+	}
+}

@@ -69,6 +69,7 @@ certificates (no store needed; --dir defaults to $LANES_PKI_DIR or /etc/lanes/pk
   pki issue-reader NAME [--dir DIR] [--days N] [--force]
   pki issue-server NAME --san ADDR... [--dir DIR] [--days N] [--force]
 
+` + usageL3 + `
 this host's lanesd (root, through --socket):
   status
   flows br-tun|br-int [--table NAME|NUMBER] [--port PORT] [--network NET]

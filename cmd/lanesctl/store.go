@@ -25,6 +25,7 @@ func networkSpec(args []string) (store.NetworkSpec, error) {
 	underlay := fs.Int("underlay-mtu", store.DefaultUnderlayMTU, "MTU of the hosts' underlay")
 	ntype := fs.String("type", api.TunnelVXLAN, "tunnel type carrying the network between hosts: vxlan, gre or geneve (Neutron's network_type)")
 	dhcp := newDHCPFlags(fs, false)
+	ext := newExternalFlags(fs) // router.go
 	pos, err := parse(fs, args, "NAME")
 	if err != nil {
 		return store.NetworkSpec{}, err
@@ -34,6 +35,9 @@ func networkSpec(args []string) (store.NetworkSpec, error) {
 		return store.NetworkSpec{}, err
 	}
 	spec := store.NetworkSpec{Name: pos[0], CIDR: *cidr, MTU: *mtu, UnderlayMTU: *underlay, TunnelType: *ntype, Gateway: dn.Gateway, DHCP: dn.DHCP}
+	if err := ext.apply(fs, &spec); err != nil {
+		return spec, err
+	}
 	if given(fs, "vni") {
 		// Checked before the conversion, which would wrap 4294967297 to 1.
 		if *vni < 0 || *vni > api.MaxVNI {

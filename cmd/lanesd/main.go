@@ -73,6 +73,8 @@ func run() error {
 	fs.StringVar(&cfg.Socket, "socket", cfg.Socket, "root-only unix socket for lanesctl status/flows/trace")
 	fs.StringVar(&cfg.IPTablesBackend, "iptables-backend", cfg.IPTablesBackend, "nft or legacy (default: the backend of iptables in $PATH); lanesd refuses to start while the other one holds lanes chains")
 	fs.StringVar(&cfg.MetricsAddr, "metrics", cfg.MetricsAddr, "address of the Prometheus /metrics listener; empty disables it")
+	fs.BoolVar(&cfg.L3, "l3", cfg.L3, "serve routers on this host (a network host): qrouter namespaces, qr- and qg- ports, NAT")
+	fs.StringVar(&cfg.BridgeMappings, "bridge-mapping", cfg.BridgeMappings, "physical networks' bridges on an L3 host, physnet:bridge[,physnet:bridge...] (default physnet1:br-ex)")
 	fs.SetOutput(io.Discard)
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

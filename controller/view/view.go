@@ -27,6 +27,10 @@ type View struct {
 	Networks map[string]api.Network // networks with at least one port on this host
 	Local    []Port                 // this host's ports on known networks, by ID
 	Remote   []RemotePort           // ports of other hosts on this host's networks, by ID
+	// RouterPorts are the router interfaces this host serves (it is their router's
+	// L3 host now): ports of their networks like Local ones, but realised by the L3
+	// step in the router's namespace instead of as a VM's tap, qbr and qvo.
+	RouterPorts []Port
 	// Peers are the hosts that share a network with this host, alive or not: one
 	// tunnel each.
 	Peers map[string]api.Host // by tunnel IP
@@ -130,6 +134,10 @@ func Compute(self string, st store.State) *View {
 				v.Problems[p.ID] = err
 			}
 			continue // a remote port that does not parse gets no flows
+		}
+		if p.Host == self && p.IsRouterInterface() {
+			v.RouterPorts = append(v.RouterPorts, pp)
+			continue
 		}
 		if p.Host == self {
 			v.Local = append(v.Local, pp)

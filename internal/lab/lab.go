@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/lanes-net/lanes/hostwire"
+	"github.com/lanes-net/lanes/internal/nsexec"
 	"github.com/lanes-net/lanes/internal/ovsproc"
 	"github.com/lanes-net/lanes/internal/pki"
 )
@@ -45,6 +47,33 @@ type Config struct {
 	// etcd authentication with lanes' roles. With external members Up runs
 	// InitStore; with the embedded member the caller does, once host 1's lanesd runs.
 	Secure bool `json:"secure"`
+	// L3 names the hosts whose lanesd runs with --l3 (h1, h2, ...). They get a br-ex
+	// with a NIC, ex0, on the external network: a bridge in the Outside namespace,
+	// which stands for the internet at OutsideIP.
+	L3 []string `json:"l3,omitempty"`
+}
+
+// The lab's external network, as seen from the Outside namespace.
+const (
+	ExternalCIDR = "203.0.113.0/24"
+	OutsideIP    = "203.0.113.1"
+)
+
+// Outside is the namespace behind the L3 hosts' br-ex ("" without L3 hosts).
+func (l *Lab) Outside() string {
+	if len(l.L3) == 0 {
+		return ""
+	}
+	return l.Name + "-out"
+}
+
+func (l *Lab) isL3(h *Host) bool {
+	for _, n := range l.L3 {
+		if n == h.Name {
+			return true
+		}
+	}
+	return false
 }
 
 // Host is one compute host of the lab.
@@ -142,6 +171,20 @@ func Up(cfg Config) (l *Lab, err error) {
 			return nil, err
 		}
 	}
+	if out := l.Outside(); out != "" {
+		if err := addNetns(out); err != nil {
+			return nil, err
+		}
+		if err := ipIn(out, "link", "add", "ext0", "type", "bridge", "stp_state", "0", "forward_delay", "0"); err != nil {
+			return nil, err
+		}
+		if err := ipIn(out, "addr", "add", OutsideIP+"/24", "dev", "ext0"); err != nil {
+			return nil, err
+		}
+		if err := ipIn(out, "link", "set", "ext0", "up"); err != nil {
+			return nil, err
+		}
+	}
 	for i := 1; i <= cfg.Hosts; i++ {
 		h := &Host{
 			Name:     fmt.Sprintf("h%d", i),
@@ -230,7 +273,29 @@ func (l *Lab) addHost(h *Host) error {
 	if _, err := (&ovsproc.Netns{Name: h.Netns}).Exec("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"); err != nil {
 		return err
 	}
-	_, err := ovsproc.Start(ovsproc.Options{Netns: &ovsproc.Netns{Name: h.Netns}, Dir: h.OVSDir, KeepDir: true})
+	o, err := ovsproc.Start(ovsproc.Options{Netns: &ovsproc.Netns{Name: h.Netns}, Dir: h.OVSDir, KeepDir: true})
+	if err != nil || !l.isL3(h) {
+		return err
+	}
+	// The L3 host's external NIC in br-ex, as an operator sets up a network host.
+	if err := ip("link", "add", "ex0", "netns", h.Netns, "type", "veth", "peer", "name", "ex-"+h.Name, "netns", l.Outside()); err != nil {
+		return err
+	}
+	if err := ipIn(l.Outside(), "link", "set", "ex-"+h.Name, "master", "ext0", "up"); err != nil {
+		return err
+	}
+	if err := ipIn(h.Netns, "link", "set", "ex0", "up"); err != nil {
+		return err
+	}
+	// The outside's packets cross OVS's userspace datapath: their checksums must be
+	// complete when they leave the kernel (see hostwire.DisableTxChecksum).
+	for _, c := range []struct{ ns, dev string }{{l.Outside(), "ext0"}, {l.Outside(), "ex-" + h.Name}, {h.Netns, "ex0"}} {
+		if err := nsexec.DoPath(nsexec.Path(c.ns), func() error { return hostwire.DisableTxChecksum(c.dev) }); err != nil {
+			return err
+		}
+	}
+	_, err = o.Vsctl("--may-exist", "add-br", "br-ex", "--", "set", "bridge", "br-ex", "datapath_type=netdev", "fail_mode=standalone",
+		"--", "--may-exist", "add-port", "br-ex", "ex0")
 	return err
 }
 
@@ -294,6 +359,9 @@ func (l *Lab) LanesdArgs(h *Host) []string {
 		"--ovs-rundir", h.OVSDir,
 		"--socket", h.Socket(),
 		"--metrics", h.MetricsAddr(),
+	}
+	if l.isL3(h) {
+		args = append(args, "--l3", "--bridge-mapping", "physnet1:br-ex")
 	}
 	if l.Secure {
 		c := l.CredsOf(pki.Host, h.Name)
@@ -431,6 +499,9 @@ func (l *Lab) Down() error {
 		errs = append(errs, l.KillEtcd(m), (&ovsproc.Netns{Name: m.Netns}).Delete())
 	}
 	errs = append(errs, (&ovsproc.Netns{Name: l.Underlay}).Delete())
+	if out := l.Outside(); out != "" {
+		errs = append(errs, (&ovsproc.Netns{Name: out}).Delete())
+	}
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}

@@ -1,0 +1,258 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/store"
+)
+
+// usageL3 is the part of usage for routers, external networks and floating IPs.
+const usageL3 = `routers (L3 hosts run lanesd --l3):
+  network create NAME --external --provider flat|vlan --physnet NAME [--vlan N]
+              --cidr CIDR --gateway IP [--allocation-pool START-END]...
+  router create NAME [--host L3HOST] | list | show ROUTER | delete ROUTER
+  router add-interface ROUTER NETWORK      (takes the network's gateway address)
+  router remove-interface ROUTER NETWORK
+  router set-gateway ROUTER EXTERNAL-NETWORK [--no-snat] | clear-gateway ROUTER
+  fip create EXTERNAL-NETWORK [--port PORT [--fixed-ip IP]] | list | delete FIP
+  fip associate FIP PORT [--fixed-ip IP] | disassociate FIP     (FIP: ID or address)
+`
+
+// externalFlags are network create's flags of external networks.
+type externalFlags struct {
+	external *bool
+	provider *string
+	physnet  *string
+	vlan     *int
+	pools    list
+}
+
+func newExternalFlags(fs *flag.FlagSet) *externalFlags {
+	e := &externalFlags{
+		external: fs.Bool("external", false, "an external (provider) network for router gateways and floating IPs"),
+		provider: fs.String("provider", "", "flat or vlan"),
+		physnet:  fs.String("physnet", "", "physical network, mapped to a bridge on the L3 hosts"),
+		vlan:     fs.Int("vlan", 0, "VLAN ID of a vlan provider network"),
+	}
+	fs.Var(&e.pools, "allocation-pool", "START-END of addresses for gateways and floating IPs (repeatable)")
+	return e
+}
+
+// apply puts the external network's settings into spec.
+func (e *externalFlags) apply(fs *flag.FlagSet, spec *store.NetworkSpec) error {
+	if !*e.external {
+		for _, f := range []string{"provider", "physnet", "vlan", "allocation-pool"} {
+			if given(fs, f) {
+				return &api.FieldError{Field: "network.external", Reason: "--" + f + " needs --external"}
+			}
+		}
+		return nil
+	}
+	spec.External = true
+	spec.Provider = &api.Provider{Type: *e.provider, Physnet: *e.physnet, VLAN: *e.vlan}
+	for _, p := range e.pools {
+		start, end, ok := strings.Cut(p, "-")
+		if !ok {
+			return &api.FieldError{Field: "network.allocation_pools", Value: p, Reason: "want START-END"}
+		}
+		spec.AllocationPools = append(spec.AllocationPools, api.IPRange{Start: start, End: end})
+	}
+	return nil
+}
+
+// l3Command runs the router and fip commands.
+func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
+	switch noun + " " + verb {
+	case "router create":
+		fs := flag.NewFlagSet("router create", flag.ContinueOnError)
+		host := fs.String("host", "", "L3 host (default: the alive one with the fewest routers)")
+		pos, err := parse(fs, args, "NAME")
+		if err != nil {
+			return true, err
+		}
+		r, err := c.st.CreateRouter(c.ctx, pos[0], *host)
+		if err != nil {
+			return true, err
+		}
+		return true, c.emitRouters([]api.Router{r})
+	case "router list":
+		if _, err := parse(flag.NewFlagSet("router list", flag.ContinueOnError), args); err != nil {
+			return true, err
+		}
+		rs, err := c.st.ListRouters(c.ctx)
+		if err != nil {
+			return true, err
+		}
+		return true, c.emitRouters(rs)
+	case "router show":
+		pos, err := parse(flag.NewFlagSet("router show", flag.ContinueOnError), args, "ROUTER")
+		if err != nil {
+			return true, err
+		}
+		r, err := c.st.GetRouter(c.ctx, pos[0])
+		if err != nil {
+			return true, err
+		}
+		return true, c.emitRouters([]api.Router{r})
+	case "router delete":
+		pos, err := parse(flag.NewFlagSet("router delete", flag.ContinueOnError), args, "ROUTER")
+		if err != nil {
+			return true, err
+		}
+		return true, c.st.DeleteRouter(c.ctx, pos[0])
+	case "router add-interface", "router remove-interface":
+		pos, err := parse(flag.NewFlagSet("router "+verb, flag.ContinueOnError), args, "ROUTER", "NETWORK")
+		if err != nil {
+			return true, err
+		}
+		op := c.st.AddRouterInterface
+		if verb == "remove-interface" {
+			op = c.st.RemoveRouterInterface
+		}
+		r, err := op(c.ctx, pos[0], pos[1])
+		if err != nil {
+			return true, err
+		}
+		return true, c.emitRouters([]api.Router{r})
+	case "router set-gateway":
+		fs := flag.NewFlagSet("router set-gateway", flag.ContinueOnError)
+		noSNAT := fs.Bool("no-snat", false, "route without translating the attached networks")
+		pos, err := parse(fs, args, "ROUTER", "EXTERNAL-NETWORK")
+		if err != nil {
+			return true, err
+		}
+		r, err := c.st.SetRouterGateway(c.ctx, pos[0], pos[1], !*noSNAT)
+		if err != nil {
+			return true, err
+		}
+		return true, c.emitRouters([]api.Router{r})
+	case "router clear-gateway":
+		pos, err := parse(flag.NewFlagSet("router clear-gateway", flag.ContinueOnError), args, "ROUTER")
+		if err != nil {
+			return true, err
+		}
+		r, err := c.st.ClearRouterGateway(c.ctx, pos[0])
+		if err != nil {
+			return true, err
+		}
+		return true, c.emitRouters([]api.Router{r})
+	case "fip create":
+		fs := flag.NewFlagSet("fip create", flag.ContinueOnError)
+		port := fs.String("port", "", "port to associate")
+		fixed := fs.String("fixed-ip", "", "fixed IP of the port (default: its first)")
+		pos, err := parse(fs, args, "EXTERNAL-NETWORK")
+		if err != nil {
+			return true, err
+		}
+		if *fixed != "" && *port == "" {
+			return true, &api.FieldError{Field: "floatingip.fixed_ip", Value: *fixed, Reason: "needs --port"}
+		}
+		f, err := c.st.CreateFloatingIP(c.ctx, pos[0], *port, *fixed)
+		if err != nil {
+			return true, err
+		}
+		return true, c.emitFIPs([]api.FloatingIP{f})
+	case "fip list":
+		if _, err := parse(flag.NewFlagSet("fip list", flag.ContinueOnError), args); err != nil {
+			return true, err
+		}
+		fs, err := c.st.ListFloatingIPs(c.ctx)
+		if err != nil {
+			return true, err
+		}
+		return true, c.emitFIPs(fs)
+	case "fip associate":
+		fs := flag.NewFlagSet("fip associate", flag.ContinueOnError)
+		fixed := fs.String("fixed-ip", "", "fixed IP of the port (default: its first)")
+		pos, err := parse(fs, args, "FIP", "PORT")
+		if err != nil {
+			return true, err
+		}
+		f, err := c.st.AssociateFloatingIP(c.ctx, pos[0], pos[1], *fixed)
+		if err != nil {
+			return true, err
+		}
+		return true, c.emitFIPs([]api.FloatingIP{f})
+	case "fip disassociate":
+		pos, err := parse(flag.NewFlagSet("fip disassociate", flag.ContinueOnError), args, "FIP")
+		if err != nil {
+			return true, err
+		}
+		f, err := c.st.DisassociateFloatingIP(c.ctx, pos[0])
+		if err != nil {
+			return true, err
+		}
+		return true, c.emitFIPs([]api.FloatingIP{f})
+	case "fip delete":
+		pos, err := parse(flag.NewFlagSet("fip delete", flag.ContinueOnError), args, "FIP")
+		if err != nil {
+			return true, err
+		}
+		return true, c.st.DeleteFloatingIP(c.ctx, pos[0])
+	}
+	return false, nil
+}
+
+// routerView is what router list and show print: the record plus where it runs now.
+type routerView struct {
+	api.Router
+	// ActiveHost is api.RouterHost over the registered hosts: where the router runs.
+	ActiveHost string `json:"active_host"`
+}
+
+func (c *cli) emitRouters(rs []api.Router) error {
+	hs, err := c.st.ListHosts(c.ctx)
+	if err != nil && !errors.Is(err, store.ErrPermissionDenied) {
+		return err
+	}
+	hosts := map[string]api.Host{}
+	for _, h := range hs {
+		hosts[h.Name] = h
+	}
+	vs := make([]routerView, len(rs))
+	for i := range rs {
+		vs[i] = routerView{Router: rs[i], ActiveHost: api.RouterHost(&rs[i], hosts)}
+	}
+	return c.emit(vs, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "NAME\tID\tHOST\tACTIVE ON\tGATEWAY\tINTERFACES")
+		for _, v := range vs {
+			gw := "-"
+			if g := v.Gateway; g != nil {
+				gw = g.IP
+				if !g.SNAT {
+					gw += " (no snat)"
+				}
+			}
+			var ifs []string
+			for _, in := range v.Interfaces {
+				ifs = append(ifs, in.IP+" on "+in.CIDR+" ("+api.QrName(in.PortID)+")")
+			}
+			active := v.ActiveHost
+			if active == "" {
+				active = "NONE (no alive L3 host)"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", v.Name, v.ID, v.Host, active, gw, orDash(strings.Join(ifs, ", ")))
+		}
+	})
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func (c *cli) emitFIPs(fs []api.FloatingIP) error {
+	return c.emit(fs, func(w *tabwriter.Writer) {
+		fmt.Fprintln(w, "IP\tID\tPORT\tFIXED IP\tROUTER")
+		for _, f := range fs {
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", f.IP, f.ID, orDash(f.PortID), orDash(f.FixedIP), orDash(f.RouterID))
+		}
+	})
+}
