@@ -57,15 +57,16 @@ func logChanges(log *slog.Logger, prev, next *diag.Snapshot) {
 			log.Info("network left", "network", n.Name, "network_id", id, "vni", n.VNI)
 		}
 	}
-	for _, ip := range sortedKeys(next.Tunnels) {
-		if _, ok := prev.Tunnels[ip]; !ok {
-			t := next.Tunnels[ip]
-			log.Info("tunnel added", "tunnel", t.Name, "remote_ip", ip, "peer", nv.Peers[ip].Name, "ofport", t.Ofport)
+	for _, name := range sortedKeys(next.Tunnels) {
+		if _, ok := prev.Tunnels[name]; !ok {
+			t := next.Tunnels[name]
+			log.Info("tunnel added", "tunnel", t.Name, "type", t.Type, "remote_ip", t.RemoteIP, "peer", nv.Peers[t.RemoteIP].Name, "ofport", t.Ofport)
 		}
 	}
-	for _, ip := range sortedKeys(prev.Tunnels) {
-		if _, ok := next.Tunnels[ip]; !ok {
-			log.Info("tunnel removed", "tunnel", prev.Tunnels[ip].Name, "remote_ip", ip, "peer", pv.Peers[ip].Name)
+	for _, name := range sortedKeys(prev.Tunnels) {
+		if _, ok := next.Tunnels[name]; !ok {
+			t := prev.Tunnels[name]
+			log.Info("tunnel removed", "tunnel", t.Name, "type", t.Type, "remote_ip", t.RemoteIP, "peer", pv.Peers[t.RemoteIP].Name)
 		}
 	}
 	// Groups in use by a local port: their rules are what this host enforces.
