@@ -33,7 +33,7 @@ func TestLogChanges(t *testing.T) {
 	empty := &diag.Snapshot{View: view.Compute("h1", st(nil, 1))}
 	one := &diag.Snapshot{View: view.Compute("h1", st(map[string]api.Port{"p1": p1, "p2": p2}, 1)),
 		Ofports: map[string]int{"p1": 7}, VLANs: map[string]uint16{"n1": 1},
-		Tunnels: map[string]diag.Tunnel{"172.31.0.2": {Name: "vxlan-ac1f0002", Ofport: 3}}}
+		Tunnels: map[string]diag.Tunnel{"vxlan-ac1f0002": {Name: "vxlan-ac1f0002", Type: "vxlan", RemoteIP: "172.31.0.2", Ofport: 3}}}
 	changed := &diag.Snapshot{View: view.Compute("h1", st(map[string]api.Port{"p1": p1, "p2": p2}, 2)),
 		Ofports: one.Ofports, VLANs: one.VLANs, Tunnels: one.Tunnels}
 
