@@ -62,7 +62,7 @@ func TestReadiness(t *testing.T) {
 	eventually(t, 10*time.Second, "status warns about MTU and tunnel type", func() error {
 		var r api.StatusReport
 		localCtl(t, l, "h1", &r, "status")
-		return wantWarnings(r, "network jumbo", "MTU 8950", "peer host gre1", "tunnel type gre")
+		return wantWarnings(r, "network jumbo", "MTU 8950", "peer host gre1", "peer host gre1 does not accept vxlan tunnels")
 	})
 	table := ctl(t, l, h1, "status")
 	if !strings.Contains(table, "WARNINGS") || strings.Contains(table, ": no errors\n") {
