@@ -495,41 +495,33 @@ func (s *Store) fipID(ctx context.Context, ref string) (string, error) {
 // AssociateFloatingIP points a floating IP (by ID or address) at a port's fixed IP
 // ("" means its first), replacing a previous association.
 func (s *Store) AssociateFloatingIP(ctx context.Context, ref, portRef, fixedIP string) (api.FloatingIP, error) {
-	id, err := s.fipID(ctx, ref)
-	if err != nil {
-		return api.FloatingIP{}, err
-	}
-	var out api.FloatingIP
-	err = s.update(ctx, "associate floating IP "+ref, func(p *plan) error {
-		f, err := p.floatingIP(id)
-		if err != nil {
-			return err
-		}
-		if err := p.disassociate(&f); err != nil {
-			return err
-		}
-		if err := p.associate(&f, portRef, fixedIP); err != nil {
-			return err
-		}
-		out = f
-		return p.put(pFIPs+f.ID, f)
+	return s.updateFloatingIP(ctx, "associate floating IP "+ref, ref, func(p *plan, f *api.FloatingIP) error {
+		return p.associate(f, portRef, fixedIP)
 	})
-	return out, err
 }
 
 // DisassociateFloatingIP drops a floating IP's association; the address stays allocated.
 func (s *Store) DisassociateFloatingIP(ctx context.Context, ref string) (api.FloatingIP, error) {
+	return s.updateFloatingIP(ctx, "disassociate floating IP "+ref, ref, func(*plan, *api.FloatingIP) error { return nil })
+}
+
+// updateFloatingIP drops a floating IP's association, lets then give it a new one,
+// and writes it back, in one transaction.
+func (s *Store) updateFloatingIP(ctx context.Context, what, ref string, then func(*plan, *api.FloatingIP) error) (api.FloatingIP, error) {
 	id, err := s.fipID(ctx, ref)
 	if err != nil {
 		return api.FloatingIP{}, err
 	}
 	var out api.FloatingIP
-	err = s.update(ctx, "disassociate floating IP "+ref, func(p *plan) error {
+	err = s.update(ctx, what, func(p *plan) error {
 		f, err := p.floatingIP(id)
 		if err != nil {
 			return err
 		}
 		if err := p.disassociate(&f); err != nil {
+			return err
+		}
+		if err := then(p, &f); err != nil {
 			return err
 		}
 		out = f
