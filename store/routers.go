@@ -116,6 +116,10 @@ func (p *plan) router(ref string) (api.Router, error) {
 	if id == "" {
 		return r, fmt.Errorf("router %q: %w", ref, ErrNotFound)
 	}
+	// A record written around lanesctl is checked before anything is computed from it.
+	if err := api.ValidateRouter(&r); err != nil {
+		return r, fmt.Errorf("stored router %s is invalid (fix or delete it with etcdctl): %w", id, err)
+	}
 	return r, nil
 }
 
@@ -127,6 +131,9 @@ func (p *plan) network(field, ref string) (api.Network, error) {
 	}
 	if id == "" {
 		return n, &api.FieldError{Field: field, Value: ref, Reason: "unknown network"}
+	}
+	if err := api.ValidateNetwork(&n, false); err != nil {
+		return n, fmt.Errorf("stored network %s is invalid (fix or delete it with etcdctl): %w", id, err)
 	}
 	return n, nil
 }

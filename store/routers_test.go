@@ -1,6 +1,7 @@
 package store
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -318,4 +319,43 @@ func TestRegistrationHeld(t *testing.T) {
 	if d := time.Since(cut); d > 2*time.Second {
 		t.Fatalf("Held stayed true %v after etcd stopped, longer than 2/3 of the 3 s TTL", d)
 	}
+}
+
+// TestRouterRecordsWrittenAroundCLI: a network or router record written straight into
+// etcd with a field that does not parse is refused with an error naming it, never
+// computed from (a bad CIDR used to panic lanesctl).
+func TestRouterRecordsWrittenAroundCLI(t *testing.T) {
+	s := newStore(t)
+	ctx := tctx(t)
+	registerL3(t, s, "net1", "192.0.2.10", 10*time.Second)
+	n := mustNet(t, s, "blue", "10.0.0.0/24")
+	r, err := s.CreateRouter(ctx, "r1", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := n
+	bad.CIDR = "not-a-cidr"
+	if _, err := s.Client().Put(ctx, pNetworks+n.ID, mustJSON(t, bad)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.AddRouterInterface(ctx, r.ID, n.ID); err == nil || !strings.Contains(err.Error(), "stored network "+n.ID+" is invalid") {
+		t.Fatalf("interface on a network with a bad CIDR: %v", err)
+	}
+	badR := r
+	badR.Interfaces = []api.RouterInterface{{NetworkID: n.ID, CIDR: "garbage", IP: "10.0.0.1"}}
+	if _, err := s.Client().Put(ctx, pRouters+r.ID, mustJSON(t, badR)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRouter(ctx, r.ID); err == nil || !strings.Contains(err.Error(), "stored router "+r.ID+" is invalid") {
+		t.Fatalf("delete of a router with a bad interface: %v", err)
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
