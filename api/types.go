@@ -18,8 +18,11 @@ type Network struct {
 	Name string `json:"name"`
 	// VNI is the tunnel ID (segmentation ID), 1..16777215. Zero at create time means
 	// "allocate one".
-	VNI  uint32 `json:"vni"`
+	VNI uint32 `json:"vni"`
+	// CIDR is the network's IPv4 subnet; "" when it has only an IPv6 one.
 	CIDR string `json:"cidr"`
+	// IPv6 is the network's IPv6 subnet (ipv6.go); nil means none.
+	IPv6 *Subnet6 `json:"ipv6,omitempty"`
 	// MTU of the VM-facing devices. Zero at create time means "underlay MTU minus the
 	// tunnel overhead".
 	MTU int `json:"mtu"`
@@ -53,8 +56,9 @@ type Port struct {
 	Host      string `json:"host"`
 	// MAC empty at create time means "allocate one" (fa:16:3e:xx:xx:xx).
 	MAC string `json:"mac"`
-	// FixedIPs are plain addresses inside the network's CIDR; empty at create time
-	// means "allocate one".
+	// FixedIPs are plain addresses: at most one inside the network's IPv4 CIDR and one
+	// inside its IPv6 subnet. Empty at create time means "allocate one per subnet"; on
+	// a slaac or dhcpv6-stateless subnet the IPv6 one is the EUI-64 of MAC.
 	FixedIPs            []string      `json:"fixed_ips"`
 	AllowedAddressPairs []AddressPair `json:"allowed_address_pairs,omitempty"`
 	SecurityGroups      []string      `json:"security_groups,omitempty"`
