@@ -41,16 +41,18 @@ func tun(table uint8, prio uint16, c Cookie, m Match, a ...Action) Flow {
 
 // SetupDefaultTable is br-tun's fixed skeleton: traffic from br-int goes to table 2,
 // anything else unknown is dropped; table 2 splits unicast, broadcast ARP and
-// flooding; packets from tunnels are learned in table 10 and handed to br-int. Every
+// multicast neighbour solicitations (to the responder, table 21) and flooding; packets from tunnels are learned in table 10 and handed to br-int. Every
 // table's catch-all comes from the registry (missFlows). Neutron's priority-2
 // GARP/RA/NA learn flows (2025) are left out: only the classic priority-1 learn flow.
 func (TunBridge) SetupDefaultTable(c Cookie, patchInt uint32) []Flow {
 	fs := []Flow{
 		tun(LocalSwitching, PrioTun0PatchInt, c, Match{InPort: patchInt}, GotoTable{PatchLVToTun}),
 		tun(PatchLVToTun, PrioTun2BroadcastARP, c, Match{EthType: EthARP, EthDst: macBroadcast}, GotoTable{ARPResponder}),
+		tun(PatchLVToTun, PrioTun2NS, c, solicitToGroup, GotoTable{ARPResponder}),
 		tun(PatchLVToTun, PrioTun2ByGroupBit, c, Match{EthDst: macZero, EthDstMask: macGroupBit}, GotoTable{UcastToTun}),
 		tun(PatchLVToTun, PrioTun2ByGroupBit, c, Match{EthDst: macGroupBit, EthDstMask: macGroupBit}, GotoTable{FloodToTun}),
 	}
+	fs = append(fs, ndResponderSetup(c)...)
 	return append(fs, missFlows(BrTun, c, patchInt)...)
 }
 

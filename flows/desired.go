@@ -75,8 +75,12 @@ type RemotePort struct {
 	ID        string
 	NetworkID string
 	MAC       net.HardwareAddr
-	IPs       []netip.Addr // only IPv4 ones get an ARP responder flow
+	IPs       []netip.Addr // IPv4 ones get an ARP responder flow, IPv6 ones an ND responder flow
 	HostIP    netip.Addr   // its host's tunnel address, the RemoteIP of a Tunnel
+	// Router marks a router's port (api.DeviceOwnerRouterInterface): the ND
+	// responder answers for it with the router flag, without which a guest would
+	// drop it from its default routers.
+	Router bool
 }
 
 // Set is a host's complete flow set: per bridge, per owner, each owner's flows in
@@ -241,6 +245,7 @@ func (d *Desired) Flows() (Set, error) {
 				s.add(o, tb.InstallARPResponder(o.Cookie(), n.LocalVLAN, ip, p.MAC))
 			}
 		}
+		s.add(o, tb.RemotePortND(o.Cookie(), n.LocalVLAN, p)...)
 		s.add(o, tb.InstallUnicastToTun(o.Cookie(), n.LocalVLAN, n.VNI, ofport, p.MAC))
 		if !slices.Contains(flood[n.ID], ofport) {
 			flood[n.ID] = append(flood[n.ID], ofport)

@@ -61,6 +61,9 @@ type Match struct {
 	TpDst      uint16       // UDP or TCP destination port; needs IPProto IPProtoUDP or IPProtoTCP
 	ICMPv6Type uint8        // needs IPProto IPProtoICMPv6 (type 0 is unassigned: 0 = any)
 	NDTarget   netip.Prefix // nd_target; needs ICMPv6Type 135 or 136
+	// IPv6Src is an exact ipv6_src; the unspecified address :: is a valid value (a
+	// duplicate address detection probe's source), the zero netip.Addr means any.
+	IPv6Src netip.Addr // needs EthType EthIPv6
 }
 
 // IP protocols lanes' flows match.
@@ -108,6 +111,14 @@ type (
 	SetARPSha    struct{ MAC net.HardwareAddr }
 	SetARPSpa    struct{ IP netip.Addr }
 	Move         struct{ Src, Dst Field } // copy a whole field (OF1.5 copy_field)
+	// The neighbour-advertisement rewrite of br-tun's ND responder (ndresponder.go).
+	SetIPv6Src       struct{ IP netip.Addr }
+	SetICMPv6Type    struct{ Type uint8 }
+	SetNDReserved    struct{ Flags uint32 } // the R, S, O bits and the reserved rest
+	SetNDOptionsType struct{ Type uint8 }   // the type of the first ND option
+	// Resubmit runs the packet, as rewritten so far, through Table again and comes
+	// back (Nicira's resubmit): a flow later in the same table sees the new headers.
+	Resubmit struct{ Table uint8 }
 	// Controller sends the packet to the OpenFlow connections with controller ID ID,
 	// through meter MeterID (0: none): Nicira's controller2 action, which carries the
 	// whole packet.
@@ -133,21 +144,26 @@ type Field string
 
 // Fields for Move.
 const (
-	FieldEthSrc Field = "NXM_OF_ETH_SRC"
-	FieldEthDst Field = "NXM_OF_ETH_DST"
-	FieldARPSha Field = "NXM_NX_ARP_SHA"
-	FieldARPTha Field = "NXM_NX_ARP_THA"
-	FieldARPSpa Field = "NXM_OF_ARP_SPA"
-	FieldARPTpa Field = "NXM_OF_ARP_TPA"
+	FieldEthSrc  Field = "NXM_OF_ETH_SRC"
+	FieldEthDst  Field = "NXM_OF_ETH_DST"
+	FieldARPSha  Field = "NXM_NX_ARP_SHA"
+	FieldARPTha  Field = "NXM_NX_ARP_THA"
+	FieldARPSpa  Field = "NXM_OF_ARP_SPA"
+	FieldARPTpa  Field = "NXM_OF_ARP_TPA"
+	FieldIPv6Src Field = "NXM_NX_IPV6_SRC"
+	FieldIPv6Dst Field = "NXM_NX_IPV6_DST"
+	FieldNDTll   Field = "NXM_NX_ND_TLL"
 )
 
 // Bits is the field's width.
 func (f Field) Bits() uint16 {
 	switch f {
-	case FieldEthSrc, FieldEthDst, FieldARPSha, FieldARPTha:
+	case FieldEthSrc, FieldEthDst, FieldARPSha, FieldARPTha, FieldNDTll:
 		return 48
 	case FieldARPSpa, FieldARPTpa:
 		return 32
+	case FieldIPv6Src, FieldIPv6Dst:
+		return 128
 	}
 	return 0
 }
@@ -165,6 +181,19 @@ func (a SetARPOp) String() string   { return fmt.Sprintf("set_field:%d->arp_op",
 func (a SetARPSha) String() string  { return "set_field:" + a.MAC.String() + "->arp_sha" }
 func (a SetARPSpa) String() string  { return "set_field:" + a.IP.String() + "->arp_spa" }
 func (a Move) String() string       { return fmt.Sprintf("move:%s[]->%s[]", a.Src, a.Dst) }
+func (a SetIPv6Src) String() string { return "set_field:" + a.IP.String() + "->ipv6_src" }
+func (a SetICMPv6Type) String() string {
+	return "set_field:" + strconv.Itoa(int(a.Type)) + "->icmpv6_type"
+}
+
+// String prints the flags in decimal, as ovs-ofctl dumps nd_reserved.
+func (a SetNDReserved) String() string {
+	return "set_field:" + strconv.FormatUint(uint64(a.Flags), 10) + "->nd_reserved"
+}
+func (a SetNDOptionsType) String() string {
+	return "set_field:" + strconv.Itoa(int(a.Type)) + "->nd_options_type"
+}
+func (a Resubmit) String() string { return "resubmit(," + strconv.Itoa(int(a.Table)) + ")" }
 func (a Controller) String() string {
 	var p []string
 	if a.ID != 0 {
@@ -185,21 +214,26 @@ func (a Learn) String() string {
 		a.Table, a.HardTimeout, a.Priority, uint64(a.Cookie))
 }
 
-func (PushVLAN) action()     {}
-func (SetVLANVID) action()   {}
-func (PopVLAN) action()      {}
-func (SetTunID) action()     {}
-func (Output) action()       {}
-func (OutputInPort) action() {}
-func (Normal) action()       {}
-func (GotoTable) action()    {}
-func (SetEthSrc) action()    {}
-func (SetARPOp) action()     {}
-func (SetARPSha) action()    {}
-func (SetARPSpa) action()    {}
-func (Move) action()         {}
-func (Controller) action()   {}
-func (Learn) action()        {}
+func (PushVLAN) action()         {}
+func (SetVLANVID) action()       {}
+func (PopVLAN) action()          {}
+func (SetTunID) action()         {}
+func (Output) action()           {}
+func (OutputInPort) action()     {}
+func (Normal) action()           {}
+func (GotoTable) action()        {}
+func (SetEthSrc) action()        {}
+func (SetARPOp) action()         {}
+func (SetARPSha) action()        {}
+func (SetARPSpa) action()        {}
+func (Move) action()             {}
+func (SetIPv6Src) action()       {}
+func (SetICMPv6Type) action()    {}
+func (SetNDReserved) action()    {}
+func (SetNDOptionsType) action() {}
+func (Resubmit) action()         {}
+func (Controller) action()       {}
+func (Learn) action()            {}
 
 // String renders the match in ovs-ofctl's order (lib/match.c match_format):
 // priority, protocol shorthand, tun_id, in_port, VLAN, dl_src, dl_dst, other
@@ -252,6 +286,9 @@ func (m Match) String(priority uint16) string {
 	}
 	if m.ARPOp != 0 {
 		add("arp_op=%d", m.ARPOp)
+	}
+	if m.IPv6Src.IsValid() {
+		add("ipv6_src=%s", m.IPv6Src)
 	}
 	if m.ICMPv6Type != 0 {
 		add("icmp_type=%d", m.ICMPv6Type)
@@ -357,6 +394,7 @@ func (m Match) Fields() MatchFields {
 	set(MatchTpDst, m.TpDst != 0)
 	set(MatchICMPType, m.ICMPv6Type != 0)
 	set(MatchNDTarget, m.NDTarget.IsValid())
+	set(MatchIPv6Src, m.IPv6Src.IsValid())
 	return fs
 }
 
@@ -420,6 +458,28 @@ func (f Flow) Validate() error {
 			if !a.IP.Is4() {
 				return bad("set arp_spa to %v: not an IPv4 address", a.IP)
 			}
+		case SetIPv6Src:
+			if !a.IP.Is6() || a.IP.Is4In6() || a.IP.Zone() != "" {
+				return bad("set ipv6_src to %v: not an IPv6 address", a.IP)
+			}
+		case SetICMPv6Type:
+			if m.ICMPv6Type == 0 {
+				return bad("set icmpv6_type needs an icmp_type match")
+			}
+		case SetNDReserved, SetNDOptionsType:
+			// OVS checks a set_field's prerequisites against the match alone.
+			if m.ICMPv6Type != 135 && m.ICMPv6Type != 136 {
+				return bad("%s needs icmp_type 135 or 136", a)
+			}
+		case Resubmit:
+			// The one use is a second pass through the same table; anything else
+			// would be a jump the registry does not know.
+			if a.Table != f.Table {
+				return bad("resubmit to table %d: only the flow's own table", a.Table)
+			}
+		}
+		if mv, ok := a.(Move); ok && (mv.Dst == FieldNDTll || mv.Src == FieldNDTll) && m.ICMPv6Type != 136 {
+			return bad("nd_tll needs icmp_type 136")
 		}
 	}
 	if m.InPort > ofppMax {
@@ -439,6 +499,9 @@ func (f Flow) Validate() error {
 	}
 	if m.ARPTpa.IsValid() && !m.ARPTpa.Is4() {
 		return bad("arp_tpa %s: not an IPv4 address", m.ARPTpa)
+	}
+	if m.IPv6Src.IsValid() && (m.EthType != EthIPv6 || m.IPv6Src.Zone() != "" || !m.IPv6Src.Is6()) {
+		return bad("ipv6_src needs eth_type ipv6 and an IPv6 address")
 	}
 	if m.ICMPv6Type != 0 && (m.EthType != EthIPv6 || m.IPProto != IPProtoICMPv6) {
 		return bad("icmp_type needs icmp6")

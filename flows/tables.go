@@ -57,12 +57,15 @@ const (
 	PrioTun0PatchInt     = 1 // br-tun 0: in_port=patch-int -> 2
 	PrioTun0Tunnel       = 1 // br-tun 0: in_port=<tunnel port> -> the tunnel type's table
 	PrioTun2BroadcastARP = 1 // br-tun 2: broadcast ARP -> 21
+	PrioTun2NS           = 1 // br-tun 2: neighbour solicitation to a solicited-node group -> 21
 	PrioTun2ByGroupBit   = 0 // br-tun 2: unicast -> 20, multicast and broadcast -> 22
 	PrioTunToLV          = 1 // br-tun 3, 4, 6: tun_id=<VNI> -> push the local VLAN, 10
 	PrioTun10Learn       = 1 // br-tun 10: learn(), output to patch-int
 	PrioTun20L2pop       = 2 // br-tun 20: a remote port the store knows
 	PrioTun20Learned     = 1 // br-tun 20: made by table 10's learn(); l2pop wins
-	PrioTun21Responder   = 1 // br-tun 21: ARP for a remote port's IP, answered here
+	PrioTun21DAD         = 2 // br-tun 21: a duplicate address probe (from ::) is never answered -> 22
+	PrioTun21Responder   = 1 // br-tun 21: ARP or a solicitation for a remote port's address, answered here
+	PrioTun21NDAdvert    = 1 // br-tun 21: the advertisement a solicitation became: its link-layer option, out
 	PrioTun22Flood       = 1 // br-tun 22: a network's flood list
 
 	PrioInt0DeadVLAN = 65535 // br-int 0: frames tagged 4095 die
@@ -96,10 +99,11 @@ const (
 	MatchTpDst                            // tp_dst
 	MatchICMPType                         // icmp_type (ICMPv6)
 	MatchNDTarget                         // nd_target
+	MatchIPv6Src                          // ipv6_src
 )
 
 var matchFieldNames = []string{"in_port", "dl_type", "tun_id", "vlan_tci", "dl_src", "dl_dst", "arp_spa", "arp_tpa", "arp_op",
-	"nw_proto", "tp_src", "tp_dst", "icmp_type", "nd_target"}
+	"nw_proto", "tp_src", "tp_dst", "icmp_type", "nd_target", "ipv6_src"}
 
 // String lists the fields by their ovs-ofctl names, comma separated; "none" for the
 // empty set.
@@ -202,9 +206,9 @@ var brTun = []Table{
 		Miss:       drop(PrioMiss),
 		GoesTo:     []uint8{PatchLVToTun, GRETunToLV, VXLANTunToLV, GeneveTunToLV}},
 	{ID: PatchLVToTun, Name: "PATCH_LV_TO_TUN",
-		Purpose:    "from br-int, tagged with the local VLAN: broadcast ARP to the responder, unicast to table 20, multicast and broadcast to flooding",
-		Match:      MatchEthType | MatchEthDst,
-		Priorities: []uint16{PrioTun2BroadcastARP, PrioTun2ByGroupBit},
+		Purpose:    "from br-int, tagged with the local VLAN: broadcast ARP and multicast neighbour solicitations to the responder, unicast to table 20, other multicast and broadcast to flooding",
+		Match:      MatchEthType | MatchEthDst | MatchIPProto | MatchICMPType,
+		Priorities: []uint16{PrioTun2BroadcastARP, PrioTun2NS, PrioTun2ByGroupBit},
 		Miss:       Miss{Kind: MissNoFlow}, // the two group-bit flows match every frame
 		GoesTo:     []uint8{UcastToTun, ARPResponder, FloodToTun}},
 	{ID: GRETunToLV, Name: "GRE_TUN_TO_LV",
@@ -235,9 +239,9 @@ var brTun = []Table{
 		Miss:       missGoto(PrioMiss, FloodToTun),
 		GoesTo:     []uint8{FloodToTun}},
 	{ID: ARPResponder, Name: "ARP_RESPONDER",
-		Purpose:    "answer ARP requests for remote ports' IPv4 addresses on the spot, back out of patch-int",
-		Match:      MatchEthType | MatchVLAN | MatchARPTpa,
-		Priorities: []uint16{PrioTun21Responder},
+		Purpose:    "answer ARP requests and neighbour solicitations for remote ports' addresses on the spot, back out of patch-int",
+		Match:      MatchEthType | MatchVLAN | MatchARPTpa | MatchIPProto | MatchICMPType | MatchNDTarget | MatchIPv6Src,
+		Priorities: []uint16{PrioTun21DAD, PrioTun21Responder, PrioTun21NDAdvert},
 		Miss:       missGoto(PrioMiss, FloodToTun),
 		GoesTo:     []uint8{FloodToTun}},
 	{ID: FloodToTun, Name: "FLOOD_TO_TUN",

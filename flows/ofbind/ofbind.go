@@ -14,6 +14,7 @@ import (
 	"net"
 
 	"antrea.io/libOpenflow/openflow15"
+	"antrea.io/libOpenflow/util"
 	"antrea.io/ofnet/ofctrl"
 
 	"github.com/lanes-net/lanes/flows"
@@ -130,6 +131,13 @@ func match(f flows.Flow) ofctrl.FlowMatch {
 		typ := m.ICMPv6Type
 		om.Icmp6Type = &typ
 	}
+	if m.IPv6Src.IsValid() {
+		// ofctrl picks the IPv6 field for an address that has no IPv4 form; As16
+		// keeps :: (whose net.IP.To4 is nil) a 16-byte address.
+		b := m.IPv6Src.As16()
+		ip := net.IP(b[:])
+		om.IpSa = &ip
+	}
 	if p := m.NDTarget; p.IsValid() {
 		ip := net.IP(p.Addr().AsSlice())
 		om.NdTarget = &ip
@@ -165,6 +173,17 @@ func action(a flows.Action) (ofctrl.OFAction, error) {
 		return &ofctrl.SetARPShaAction{MAC: a.MAC}, nil
 	case flows.SetARPSpa:
 		return &ofctrl.SetARPSpaAction{IP: a.IP.AsSlice()}, nil
+	case flows.SetIPv6Src:
+		b := a.IP.As16()
+		return setField("NXM_NX_IPV6_SRC", &openflow15.Ipv6SrcField{Ipv6Src: net.IP(b[:])})
+	case flows.SetICMPv6Type:
+		return &ofctrl.SetICMPv6TypeAction{Type: a.Type}, nil
+	case flows.SetNDReserved:
+		return ericSetField(ericNDReserved, 4, &openflow15.Uint32Message{Data: a.Flags}), nil
+	case flows.SetNDOptionsType:
+		return ericSetField(ericNDOptionsType, 1, &openflow15.IcmpTypeField{Type: a.Type}), nil
+	case flows.Resubmit:
+		return resubmit{a.Table}, nil
 	case flows.Move:
 		src, err := openflow15.FindOxmIdByName(string(a.Src), false)
 		if err != nil {
@@ -183,6 +202,42 @@ func action(a flows.Action) (ofctrl.OFAction, error) {
 	}
 	return nil, fmt.Errorf("action %s has no OpenFlow 1.5 encoding", a)
 }
+
+// OVS's nd_reserved and nd_options_type live in the ERICOXM_OF class of
+// meta-flow (fields 1 and 2, "ERICOXM_OF_ICMPV6_ND_RESERVED" and
+// "..._OPTIONS_TYPE" in ovs-fields(7)), which libOpenflow has no names for.
+const (
+	ericOXMClass      = 0x1000
+	ericNDReserved    = 1
+	ericNDOptionsType = 2
+)
+
+// ofAction wraps a ready libOpenflow action for FlowMod's ApplyAction.
+type ofAction struct{ a openflow15.Action }
+
+func (a ofAction) GetActionMessage() openflow15.Action { return a.a }
+func (a ofAction) GetActionType() string               { return "lanesSetField" }
+
+func setField(name string, v util.Message) (ofctrl.OFAction, error) {
+	field, err := openflow15.FindFieldHeaderByName(name, false)
+	if err != nil {
+		return nil, err
+	}
+	field.Value = v
+	return ofAction{openflow15.NewActionSetField(*field)}, nil
+}
+
+func ericSetField(field uint8, length uint8, v util.Message) ofctrl.OFAction {
+	return ofAction{openflow15.NewActionSetField(openflow15.MatchField{Class: ericOXMClass, Field: field, Length: length, Value: v})}
+}
+
+// resubmit is Nicira's resubmit(,table): the packet's in_port stays.
+type resubmit struct{ table uint8 }
+
+func (r resubmit) GetActionMessage() openflow15.Action {
+	return openflow15.NewNXActionResubmitTableAction(openflow15.OFPP_IN_PORT, r.table)
+}
+func (resubmit) GetActionType() string { return "lanesResubmit" }
 
 // learn encodes Neutron's table-10 learn spec. ofnet's gotchas: the "same field"
 // shorthand FIELD[0..11] needs the field passed as its own source, and an immediate

@@ -28,6 +28,7 @@ var setupTun = []string{
 	" cookie=$setup, priority=1,in_port=1 actions=goto_table:2",
 	" cookie=$setup, priority=0 actions=drop",
 	" cookie=$setup, table=2, priority=1,arp,dl_dst=ff:ff:ff:ff:ff:ff actions=goto_table:21",
+	" cookie=$setup, table=2, priority=1,icmp6,dl_dst=33:33:ff:00:00:00/ff:ff:ff:00:00:00,icmp_type=135 actions=goto_table:21",
 	" cookie=$setup, table=2, priority=0,dl_dst=00:00:00:00:00:00/01:00:00:00:00:00 actions=goto_table:20",
 	" cookie=$setup, table=2, priority=0,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00 actions=goto_table:22",
 	" cookie=$setup, table=3, priority=0 actions=drop",
@@ -35,6 +36,8 @@ var setupTun = []string{
 	" cookie=$setup, table=6, priority=0 actions=drop",
 	" cookie=$setup, table=10, priority=1 actions=learn(table=20,hard_timeout=300,priority=1,cookie=$learned,NXM_OF_VLAN_TCI[0..11],NXM_OF_ETH_DST[]=NXM_OF_ETH_SRC[],load:0->NXM_OF_VLAN_TCI[],load:NXM_NX_TUN_ID[]->NXM_NX_TUN_ID[],output:OXM_OF_IN_PORT[]),output:1",
 	" cookie=$setup, table=20, priority=0 actions=goto_table:22",
+	" cookie=$setup, table=21, priority=2,icmp6,ipv6_src=::,icmp_type=135 actions=goto_table:22",
+	" cookie=$setup, table=21, priority=1,icmp6,icmp_type=136 actions=move:NXM_OF_ETH_SRC[]->NXM_NX_ND_TLL[],IN_PORT",
 	" cookie=$setup, table=21, priority=0 actions=goto_table:22",
 	" cookie=$setup, table=22, priority=0 actions=drop",
 }
@@ -127,7 +130,26 @@ func remoteTwoHostsTun(table int) []string {
 		" cookie=$rport:rb1, table=21, priority=1,arp,dl_vlan=1,arp_tpa=10.0.0.21 actions=set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:00:00:b1->arp_sha,set_field:10.0.0.21->arp_spa,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:b1->eth_src,IN_PORT",
 		" cookie=$rport:rc1, table=21, priority=1,arp,dl_vlan=1,arp_tpa=10.0.0.31 actions=set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:00:00:c1->arp_sha,set_field:10.0.0.31->arp_spa,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:c1->eth_src,IN_PORT",
 		" cookie=$rport:rc2, table=21, priority=1,arp,dl_vlan=1,arp_tpa=10.0.0.32 actions=set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:00:00:c2->arp_sha,set_field:10.0.0.32->arp_spa,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:c2->eth_src,IN_PORT",
+		// Every remote port has a link-local address to answer for.
+		ndResponder("rb1", 1, "fe80::f816:3eff:fe00:b1", "fa:16:3e:00:00:b1", naVM),
+		ndResponder("rc1", 1, "fe80::f816:3eff:fe00:c1", "fa:16:3e:00:00:c1", naVM),
+		ndResponder("rc2", 1, "fe80::f816:3eff:fe00:c2", "fa:16:3e:00:00:c2", naVM),
 	}
+}
+
+// The nd_reserved words of the ND responder's advertisements: solicited and override,
+// and a router's with the router flag too.
+const (
+	naVM     = 0x60000000
+	naRouter = 0xe0000000
+)
+
+// ndResponder is a remote port's ND responder flow for target (flows/ndresponder.go).
+func ndResponder(owner string, lvid int, target, mac string, flags uint32) string {
+	return fmt.Sprintf(" cookie=$rport:%s, table=21, priority=1,icmp6,dl_vlan=%d,icmp_type=135,nd_target=%s "+
+		"actions=move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:%s->eth_src,move:NXM_NX_IPV6_SRC[]->NXM_NX_IPV6_DST[],"+
+		"set_field:%s->ipv6_src,set_field:136->icmpv6_type,set_field:%d->nd_reserved,set_field:2->nd_options_type,resubmit(,21)",
+		owner, lvid, target, mac, target, flags)
 }
 
 // portGuard is the isolation and NA anti-spoofing of a local port with port security
@@ -194,6 +216,8 @@ var Scenarios = []Scenario{
 			" cookie=$rport:rb, table=20, priority=2,dl_vlan=2,dl_dst=fa:16:3e:00:00:b2 actions=pop_vlan,set_field:0xc8->tun_id,output:2",
 			" cookie=$rport:ra, table=21, priority=1,arp,dl_vlan=1,arp_tpa=10.0.0.2 actions=set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:00:00:a2->arp_sha,set_field:10.0.0.2->arp_spa,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:a2->eth_src,IN_PORT",
 			" cookie=$rport:rb, table=21, priority=1,arp,dl_vlan=2,arp_tpa=10.0.0.2 actions=set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:00:00:b2->arp_sha,set_field:10.0.0.2->arp_spa,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:b2->eth_src,IN_PORT",
+			ndResponder("ra", 1, "fe80::f816:3eff:fe00:a2", "fa:16:3e:00:00:a2", naVM),
+			ndResponder("rb", 2, "fe80::f816:3eff:fe00:b2", "fa:16:3e:00:00:b2", naVM),
 		},
 		Int: append(append(p1Int[:len(p1Int):len(p1Int)],
 			" cookie=$lport:p2, priority=10,arp,in_port=6 actions=goto_table:24",
@@ -221,6 +245,7 @@ var Scenarios = []Scenario{
 			" cookie=$net:net-b, table=4, priority=1,tun_id=0xc8 actions=push_vlan:0x8100,set_field:4098->vlan_vid,goto_table:10",
 			" cookie=$net:net-a, table=22, priority=1,dl_vlan=1 actions=pop_vlan,set_field:0x64->tun_id,output:2",
 			" cookie=$rport:ra, table=20, priority=2,dl_vlan=1,dl_dst=fa:16:3e:00:00:a2 actions=pop_vlan,set_field:0x64->tun_id,output:2",
+			ndResponder("ra", 1, "fe80::f816:3eff:fe00:a2", "fa:16:3e:00:00:a2", naVM),
 		},
 	},
 	{
@@ -285,6 +310,8 @@ var Scenarios = []Scenario{
 			" cookie=$net:net-a, table=22, priority=1,dl_vlan=1 actions=pop_vlan,set_field:0x64->tun_id,output:2",
 			" cookie=$rport:ra, table=20, priority=2,dl_vlan=1,dl_dst=fa:16:3e:00:00:a2 actions=pop_vlan,set_field:0x64->tun_id,output:2",
 			" cookie=$rport:ra, table=21, priority=1,arp,dl_vlan=1,arp_tpa=10.0.0.2 actions=set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:00:00:a2->arp_sha,set_field:10.0.0.2->arp_spa,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:a2->eth_src,IN_PORT",
+			ndResponder("ra", 1, "fe80::f816:3eff:fe00:a2", "fa:16:3e:00:00:a2", naVM),
+			ndResponder("ra", 1, "fd00::a2", "fa:16:3e:00:00:a2", naVM),
 		},
 		// p1's ::/0 pair turns its neighbour-advertisement check off (as in Neutron):
 		// its drops stay, its NA jump and targets go. p2 may announce its link-local
@@ -319,6 +346,33 @@ var Scenarios = []Scenario{
 			" cookie=$lport:p2, table=60, priority=101,udp,in_port=6,tp_src=68,tp_dst=67 actions=goto_table:77",
 			" cookie=$lport:p2, table=77, priority=100,in_port=6 actions=controller(id=19521,meter_id=6)",
 		),
+	},
+	{
+		// The ND responder answers for every IPv6 address of a remote port and for the
+		// link-local address of its MAC, each once; a router's port answers with the
+		// router flag. IPv4 addresses keep their ARP flows.
+		Name: "ND responder for remote ports",
+		Desired: with(host("vxlan"), func(d *flows.Desired) {
+			d.Networks = []flows.Network{netA}
+			d.Tunnels = []flows.Tunnel{tunB}
+			vm := rport("rv", "net-a", "172.31.0.2", "fa:16:3e:00:00:a3", "fd00:1::a3", "fd00:1::a3", "fe80::f816:3eff:fe00:a3", "2001:db8::5")
+			router := rport("rr", "net-a", "172.31.0.2", "fa:16:3e:00:00:a1", "10.0.0.1", "fd00:1::1")
+			router.Router = true
+			d.RemotePorts = []flows.RemotePort{vm, router}
+		}),
+		Tun: []string{
+			" cookie=$tun:172.31.0.2, priority=1,in_port=2 actions=goto_table:4",
+			" cookie=$net:net-a, table=4, priority=1,tun_id=0x64 actions=push_vlan:0x8100,set_field:4097->vlan_vid,goto_table:10",
+			" cookie=$net:net-a, table=22, priority=1,dl_vlan=1 actions=pop_vlan,set_field:0x64->tun_id,output:2",
+			" cookie=$rport:rv, table=20, priority=2,dl_vlan=1,dl_dst=fa:16:3e:00:00:a3 actions=pop_vlan,set_field:0x64->tun_id,output:2",
+			" cookie=$rport:rr, table=20, priority=2,dl_vlan=1,dl_dst=fa:16:3e:00:00:a1 actions=pop_vlan,set_field:0x64->tun_id,output:2",
+			" cookie=$rport:rr, table=21, priority=1,arp,dl_vlan=1,arp_tpa=10.0.0.1 actions=set_field:2->arp_op,move:NXM_NX_ARP_SHA[]->NXM_NX_ARP_THA[],move:NXM_OF_ARP_SPA[]->NXM_OF_ARP_TPA[],set_field:fa:16:3e:00:00:a1->arp_sha,set_field:10.0.0.1->arp_spa,move:NXM_OF_ETH_SRC[]->NXM_OF_ETH_DST[],set_field:fa:16:3e:00:00:a1->eth_src,IN_PORT",
+			ndResponder("rv", 1, "fe80::f816:3eff:fe00:a3", "fa:16:3e:00:00:a3", naVM),
+			ndResponder("rv", 1, "fd00:1::a3", "fa:16:3e:00:00:a3", naVM),
+			ndResponder("rv", 1, "2001:db8::5", "fa:16:3e:00:00:a3", naVM),
+			ndResponder("rr", 1, "fe80::f816:3eff:fe00:a1", "fa:16:3e:00:00:a1", naRouter),
+			ndResponder("rr", 1, "fd00:1::1", "fa:16:3e:00:00:a1", naRouter),
+		},
 	},
 	{Name: "GRE", Desired: remoteTwoHosts("gre"), Tun: remoteTwoHostsTun(3), Int: p1Int},
 	{Name: "Geneve", Desired: remoteTwoHosts("geneve"), Tun: remoteTwoHostsTun(6), Int: p1Int},
