@@ -28,7 +28,8 @@ func (m Match) Equal(n Match) bool {
 		bytes.Equal(m.EthSrc, n.EthSrc) && bytes.Equal(m.EthDst, n.EthDst) && bytes.Equal(m.EthDstMask, n.EthDstMask) &&
 		m.ARPSpa == n.ARPSpa && m.ARPTpa == n.ARPTpa && m.ARPOp == n.ARPOp &&
 		m.IPProto == n.IPProto && m.TpSrc == n.TpSrc && m.TpDst == n.TpDst &&
-		m.ICMPv6Type == n.ICMPv6Type && m.NDTarget == n.NDTarget && m.IPv6Src == n.IPv6Src
+		m.ICMPv6Type == n.ICMPv6Type && m.NDTarget == n.NDTarget && m.IPv6Src == n.IPv6Src &&
+		bytes.Equal(m.NDSll, n.NDSll) && bytes.Equal(m.NDTll, n.NDTll)
 }
 
 func actionEqual(a, b Action) bool {

@@ -64,6 +64,10 @@ type Match struct {
 	// IPv6Src is an exact ipv6_src; the unspecified address :: is a valid value (a
 	// duplicate address detection probe's source), the zero netip.Addr means any.
 	IPv6Src netip.Addr // needs EthType EthIPv6
+	// The link-layer address options of neighbour discovery; all zeros matches a
+	// message without the option.
+	NDSll net.HardwareAddr // nd_sll; needs ICMPv6Type 135
+	NDTll net.HardwareAddr // nd_tll; needs ICMPv6Type 136
 }
 
 // IP protocols lanes' flows match.
@@ -300,6 +304,12 @@ func (m Match) String(priority uint16) string {
 			add("nd_target=%s", m.NDTarget)
 		}
 	}
+	if m.NDSll != nil {
+		add("nd_sll=%s", m.NDSll)
+	}
+	if m.NDTll != nil {
+		add("nd_tll=%s", m.NDTll)
+	}
 	if m.IPProto != 0 && shorthand == "" {
 		add("nw_proto=%d", m.IPProto)
 	}
@@ -395,6 +405,8 @@ func (m Match) Fields() MatchFields {
 	set(MatchICMPType, m.ICMPv6Type != 0)
 	set(MatchNDTarget, m.NDTarget.IsValid())
 	set(MatchIPv6Src, m.IPv6Src.IsValid())
+	set(MatchNDSll, m.NDSll != nil)
+	set(MatchNDTll, m.NDTll != nil)
 	return fs
 }
 
@@ -510,10 +522,13 @@ func (f Flow) Validate() error {
 		!m.NDTarget.Addr().Is6() || m.NDTarget.Bits() == 0 || m.NDTarget != m.NDTarget.Masked()) {
 		return bad("nd_target needs icmp_type 135 or 136 and a masked IPv6 prefix longer than /0")
 	}
+	if m.NDSll != nil && m.ICMPv6Type != icmp6NeighborSolicit || m.NDTll != nil && m.ICMPv6Type != icmp6NeighborAdvert {
+		return bad("nd_sll needs icmp_type 135, nd_tll icmp_type 136")
+	}
 	if m.VLAN.TCI&^m.VLAN.Mask != 0 || m.VLAN.Mask&^(VLANPresent|0x0fff) != 0 {
 		return bad("vlan_tci value outside its mask, or mask beyond VID and present bit")
 	}
-	for _, mac := range []net.HardwareAddr{m.EthSrc, m.EthDst, m.EthDstMask} {
+	for _, mac := range []net.HardwareAddr{m.EthSrc, m.EthDst, m.EthDstMask, m.NDSll, m.NDTll} {
 		if mac != nil && len(mac) != 6 {
 			return bad("MAC %s is not 6 bytes", mac)
 		}

@@ -1,6 +1,7 @@
 package flows
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"slices"
@@ -35,13 +36,20 @@ const (
 	icmp6NeighborAdvert = 136
 )
 
-// SetupNDSpoofingProtection is Neutron's install_icmpv6_na_spoofing_protection: a
-// neighbour advertisement from ofport must be about one of the port's IPv6
-// addresses, the EUI-64 link-local address of each of macs plus v6 (addresses or
-// prefixes), or it is dropped by ARP_SPOOF's default. Otherwise a VM could announce
-// a neighbour's address as its own and take that neighbour's traffic. Unlike
-// Neutron, a valid advertisement goes on to MAC_SPOOF, so its source MAC is checked
-// as an ARP packet's is. As in Neutron, a ::/0 among v6 turns the check off.
+// SetupNDSpoofingProtection is Neutron's install_icmpv6_na_spoofing_protection plus
+// the link-layer checks of OVN's port security: from ofport,
+//   - a neighbour advertisement must be about one of the port's IPv6 addresses, the
+//     EUI-64 link-local address of each of macs plus v6 (addresses or prefixes).
+//     Otherwise a VM could announce a neighbour's address as its own and take that
+//     neighbour's traffic. As in Neutron, a ::/0 among v6 turns this check off;
+//   - the link-layer address an advertisement (target option) or a solicitation
+//     (source option) gives must be one of macs, or absent (all zeros: duplicate
+//     address probes and unicast solicitations may omit it). Otherwise a VM with an
+//     honest Ethernet source could still make its neighbours cache a foreign MAC for
+//     its own address and aim their traffic at another VM.
+//
+// Everything else is dropped by ARP_SPOOF's default. Unlike Neutron, a valid message
+// goes on to MAC_SPOOF, so its Ethernet source is checked as an ARP packet's is.
 func (IntBridge) SetupNDSpoofingProtection(c Cookie, ofport uint32, macs []net.HardwareAddr, v6 []netip.Prefix) []Flow {
 	var targets []netip.Prefix
 	add := func(p netip.Prefix) {
@@ -54,18 +62,35 @@ func (IntBridge) SetupNDSpoofingProtection(c Cookie, ofport uint32, macs []net.H
 	}
 	for _, p := range v6 {
 		if p.Bits() == 0 {
-			return nil
+			targets = []netip.Prefix{{}} // no nd_target match
+			break
 		}
 		add(p.Masked())
 	}
+	lladdrs := []net.HardwareAddr{}
+	for _, m := range append(slices.Clone(macs), macZero) {
+		if !slices.ContainsFunc(lladdrs, func(x net.HardwareAddr) bool { return bytes.Equal(x, m) }) {
+			lladdrs = append(lladdrs, m)
+		}
+	}
 	na := Match{InPort: ofport, EthType: EthIPv6, IPProto: IPProtoICMPv6, ICMPv6Type: icmp6NeighborAdvert}
+	ns := Match{InPort: ofport, EthType: EthIPv6, IPProto: IPProtoICMPv6, ICMPv6Type: icmp6NeighborSolicit}
 	var fs []Flow
 	for _, t := range targets {
-		m := na
-		m.NDTarget = t
+		for _, ll := range lladdrs {
+			m := na
+			m.NDTarget, m.NDTll = t, ll
+			fs = append(fs, brint(ARPSpoof, PrioInt24Allowed, c, m, GotoTable{MACSpoof}))
+		}
+	}
+	for _, ll := range lladdrs {
+		m := ns
+		m.NDSll = ll
 		fs = append(fs, brint(ARPSpoof, PrioInt24Allowed, c, m, GotoTable{MACSpoof}))
 	}
-	return append(fs, brint(LocalSwitching, PrioInt0ARP, c, na, GotoTable{ARPSpoof}))
+	return append(fs,
+		brint(LocalSwitching, PrioInt0ARP, c, na, GotoTable{ARPSpoof}),
+		brint(LocalSwitching, PrioInt0ARP, c, ns, GotoTable{ARPSpoof}))
 }
 
 // EUI64LinkLocal is the link-local address a guest derives from its MAC (RFC 4291

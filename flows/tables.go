@@ -71,7 +71,7 @@ const (
 	PrioInt0DeadVLAN = 65535 // br-int 0: frames tagged 4095 die
 	PrioInt0Tagged   = 12    // br-int 0: any VLAN-tagged frame from a port with port security dies
 	PrioInt0Server   = 11    // br-int 0: DHCP server replies and router advertisements from a port die
-	PrioInt0ARP      = 10    // br-int 0: ARP (and IPv6 NA) from a port with port security -> 24
+	PrioInt0ARP      = 10    // br-int 0: ARP (and IPv6 NS and NA) from a port with port security -> 24
 	PrioInt0Port     = 9     // br-int 0: anything else from such a port -> 25
 	PrioInt24Allowed = 2     // br-int 24: an address the port may claim -> 25
 	PrioInt25Allowed = 2     // br-int 25: a MAC the port may send from -> 60
@@ -81,7 +81,7 @@ const (
 )
 
 // MatchFields is a set of the Match fields a flow uses, or a table allows.
-type MatchFields uint16
+type MatchFields uint32
 
 // The fields of Match. Names are ovs-ofctl's.
 const (
@@ -100,10 +100,12 @@ const (
 	MatchICMPType                         // icmp_type (ICMPv6)
 	MatchNDTarget                         // nd_target
 	MatchIPv6Src                          // ipv6_src
+	MatchNDSll                            // nd_sll
+	MatchNDTll                            // nd_tll
 )
 
 var matchFieldNames = []string{"in_port", "dl_type", "tun_id", "vlan_tci", "dl_src", "dl_dst", "arp_spa", "arp_tpa", "arp_op",
-	"nw_proto", "tp_src", "tp_dst", "icmp_type", "nd_target", "ipv6_src"}
+	"nw_proto", "tp_src", "tp_dst", "icmp_type", "nd_target", "ipv6_src", "nd_sll", "nd_tll"}
 
 // String lists the fields by their ovs-ofctl names, comma separated; "none" for the
 // empty set.
@@ -115,7 +117,7 @@ func (fs MatchFields) String() string {
 		}
 	}
 	if rest := fs &^ (1<<len(matchFieldNames) - 1); rest != 0 {
-		names = append(names, fmt.Sprintf("%#x", uint16(rest)))
+		names = append(names, fmt.Sprintf("%#x", uint32(rest)))
 	}
 	if len(names) == 0 {
 		return "none"
@@ -266,8 +268,8 @@ var brInt = []Table{
 		Purpose: "one drop flow no packet reaches, kept from Neutron (its agent's OVS-restart check); lanesd counts its own flows instead",
 		Miss:    drop(PrioMiss)},
 	{ID: ARPSpoof, Name: "ARP_SPOOF",
-		Purpose:    "ARP from a port must claim one of its IPv4 addresses (arp_spa), a neighbour advertisement one of its IPv6 ones (nd_target)",
-		Match:      MatchInPort | MatchEthType | MatchARPSpa | MatchIPProto | MatchICMPType | MatchNDTarget,
+		Purpose:    "ARP from a port must claim one of its IPv4 addresses (arp_spa), a neighbour advertisement one of its IPv6 ones (nd_target), and neighbour discovery may name only its own MACs (nd_sll, nd_tll)",
+		Match:      MatchInPort | MatchEthType | MatchARPSpa | MatchIPProto | MatchICMPType | MatchNDTarget | MatchNDSll | MatchNDTll,
 		Priorities: []uint16{PrioInt24Allowed},
 		Miss:       drop(PrioMiss),
 		GoesTo:     []uint8{MACSpoof}},

@@ -1,7 +1,12 @@
 package ofbind_test
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lanes-net/lanes/controller/ofsync"
 	"github.com/lanes-net/lanes/flows"
 	"github.com/lanes-net/lanes/flows/internal/golden"
 	"github.com/lanes-net/lanes/internal/ovsproc"
@@ -69,9 +75,10 @@ func (h *ndHost) ofport(iface string) uint32 {
 func newNDHost(t *testing.T) *ndHost {
 	o := ovsproc.ForTest(t)
 	h := &ndHost{t: t, o: o, vm: ovsproc.NetnsForTest(t)}
+	// ofnet keys its switches by datapath ID in one process-wide map: random ones.
 	for _, br := range []flows.Bridge{flows.BrInt, flows.BrTun} {
 		h.vsctl("add-br", string(br), "--", "set", "bridge", string(br), "datapath_type=netdev", "fail_mode=secure",
-			"protocols=OpenFlow10,OpenFlow13,OpenFlow15")
+			"protocols=OpenFlow10,OpenFlow13,OpenFlow15", fmt.Sprintf("other_config:datapath-id=%016x", rand.Uint64()>>8))
 	}
 	h.vsctl("add-port", "br-int", "patch-tun", "--", "set", "interface", "patch-tun", "type=patch", "options:peer=patch-int",
 		"--", "add-port", "br-tun", "patch-int", "--", "set", "interface", "patch-int", "type=patch", "options:peer=patch-tun", "ofport_request=1",
@@ -92,30 +99,49 @@ func newNDHost(t *testing.T) *ndHost {
 	return h
 }
 
-// install puts d's flows on both bridges with ovs-ofctl, from the text Flow.String
-// renders; TestBindingAgreesWithRenderer holds the OpenFlow encoding lanesd sends to
-// that same text.
+// install puts d's flows on both bridges: br-tun's as lanesd sends them, in an
+// OpenFlow 1.5 bundle encoded by this package (through controller/ofsync), br-int's
+// with ovs-ofctl from the text Flow.String renders (TestBindingAgreesWithRenderer
+// holds the encoding to that text). extraTun are test probes added to br-tun after.
 func (h *ndHost) install(d flows.Desired, extraTun ...string) {
 	h.t.Helper()
 	s, err := d.Flows()
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	for _, b := range []flows.Bridge{flows.BrInt, flows.BrTun} {
-		var lines []string
-		for _, f := range s.Flows(b) {
-			lines = append(lines, strings.TrimSpace(f.String()))
+	ctx, cancel := context.WithCancel(context.Background())
+	tun := ofsync.Open(ctx, string(flows.BrTun), h.o.MgmtSocket(string(flows.BrTun)), 1, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	h.t.Cleanup(func() { cancel(); tun.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := tun.Sync(s.Flows(flows.BrTun))
+		if err == nil {
+			break
 		}
-		if b == flows.BrTun {
-			lines = append(lines, extraTun...)
+		if !errors.Is(err, ofsync.ErrNotConnected) || time.Now().After(deadline) {
+			h.t.Fatalf("sync br-tun: %v", err)
 		}
-		file := filepath.Join(h.t.TempDir(), string(b)+".flows")
-		if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
-			h.t.Fatal(err)
-		}
-		if out, err := h.o.Ofctl15("--bundle", "add-flows", string(b), file); err != nil {
-			h.t.Fatalf("add-flows %s: %v: %s", b, err, out)
-		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var lines []string
+	for _, f := range s.Flows(flows.BrInt) {
+		lines = append(lines, strings.TrimSpace(f.String()))
+	}
+	h.addFlows(flows.BrInt, lines)
+	h.addFlows(flows.BrTun, extraTun)
+}
+
+func (h *ndHost) addFlows(b flows.Bridge, lines []string) {
+	h.t.Helper()
+	if len(lines) == 0 {
+		return
+	}
+	file := filepath.Join(h.t.TempDir(), string(b)+".flows")
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o600); err != nil {
+		h.t.Fatal(err)
+	}
+	if out, err := h.o.Ofctl15("--bundle", "add-flows", string(b), file); err != nil {
+		h.t.Fatalf("add-flows %s: %v: %s", b, err, out)
 	}
 }
 
@@ -262,5 +288,65 @@ func TestNDResponderOnRealOVS(t *testing.T) {
 			t.Fatalf("DAD did not finish: %s", addr)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestNDAntiSpoofingOnRealOVS traces neighbour discovery and IPv6 frames a VM port
+// might forge through br-int's installed pipeline: only its own addresses and MACs
+// (fixed, link-local, allowed address pair) pass.
+func TestNDAntiSpoofingOnRealOVS(t *testing.T) {
+	h := newNDHost(t)
+	const pairMAC, foreign = "fa:16:3e:00:00:99", "fa:16:3e:00:00:66"
+	ofport := h.ofport("qvo-nd")
+	vmPort := flows.LocalPort{ID: "vm", NetworkID: "net-a", Ofport: ofport, MAC: golden.MAC(ndVMMAC),
+		IPs:                 golden.Addrs("fd00:1::1"),
+		AllowedAddressPairs: []flows.AddressPair{{Prefix: netip.MustParsePrefix("fd00:1::50/128"), MAC: golden.MAC(pairMAC)}}}
+	h.install(flows.Desired{
+		TunnelType:     "vxlan",
+		PatchIntOfport: h.ofport("patch-int"),
+		Networks:       []flows.Network{{ID: "net-a", VNI: 100, LocalVLAN: ndLocalVLAN}},
+		LocalPorts:     []flows.LocalPort{vmPort},
+	})
+	nd := func(typ int, src, target, lladdr string) string {
+		opt := "nd_sll"
+		if typ == 136 {
+			opt = "nd_tll"
+		}
+		return fmt.Sprintf("in_port=%d,dl_src=%s,dl_dst=33:33:ff:00:00:02,ipv6,nw_proto=58,ipv6_src=fe80::1,ipv6_dst=ff02::1:ff00:2,nw_ttl=255,"+
+			"icmpv6_type=%d,icmpv6_code=0,nd_target=%s,%s=%s", ofport, src, typ, target, opt, lladdr)
+	}
+	const zero = "00:00:00:00:00:00"
+	for _, c := range []struct {
+		name, flow string
+		pass       bool
+	}{
+		{"solicitation", nd(135, ndVMMAC, "fd00:1::2", ndVMMAC), true},
+		{"solicitation without source option", nd(135, ndVMMAC, "fd00:1::2", zero), true},
+		{"solicitation naming the pair's MAC", nd(135, ndVMMAC, "fd00:1::2", pairMAC), true},
+		{"solicitation naming a foreign MAC", nd(135, ndVMMAC, "fd00:1::2", foreign), false},
+		{"solicitation from a foreign MAC", nd(135, foreign, "fd00:1::2", ndVMMAC), false},
+		{"advertisement of its address", nd(136, ndVMMAC, "fd00:1::1", ndVMMAC), true},
+		{"advertisement of its link-local address", nd(136, ndVMMAC, "fe80::f816:3eff:fe00:1", ndVMMAC), true},
+		{"advertisement without target option", nd(136, ndVMMAC, "fd00:1::1", zero), true},
+		{"advertisement of the pair", nd(136, pairMAC, "fd00:1::50", pairMAC), true},
+		{"advertisement of a neighbour's address", nd(136, ndVMMAC, "fd00:1::2", ndVMMAC), false},
+		{"advertisement naming a foreign MAC", nd(136, ndVMMAC, "fd00:1::1", foreign), false},
+		{"advertisement from a foreign MAC", nd(136, foreign, "fd00:1::1", ndVMMAC), false},
+		{"UDP from its MAC", fmt.Sprintf("in_port=%d,udp6,dl_src=%s,dl_dst=%s,ipv6_src=fd00:1::1,ipv6_dst=fd00:1::2", ofport, ndVMMAC, ndRemoteMAC), true},
+		{"UDP from a foreign MAC", fmt.Sprintf("in_port=%d,udp6,dl_src=%s,dl_dst=%s,ipv6_src=fd00:1::1,ipv6_dst=fd00:1::2", ofport, foreign, ndRemoteMAC), false},
+	} {
+		out, err := h.o.Trace("br-int", c.flow, false)
+		if err != nil {
+			t.Fatalf("%s: %v: %s", c.name, err, out)
+		}
+		var dp string
+		for _, l := range strings.Split(out, "\n") {
+			if after, ok := strings.CutPrefix(l, "Datapath actions: "); ok {
+				dp = after
+			}
+		}
+		if passed := dp != "" && dp != "drop"; passed != c.pass {
+			t.Errorf("%s: datapath actions %q, want pass=%v\n%s", c.name, dp, c.pass, out)
+		}
 	}
 }

@@ -131,6 +131,12 @@ func match(f flows.Flow) ofctrl.FlowMatch {
 		typ := m.ICMPv6Type
 		om.Icmp6Type = &typ
 	}
+	if m.NDSll != nil {
+		om.NdSll = &m.NDSll
+	}
+	if m.NDTll != nil {
+		om.NdTll = &m.NDTll
+	}
 	if m.IPv6Src.IsValid() {
 		// ofctrl picks the IPv6 field for an address that has no IPv4 form; As16
 		// keeps :: (whose net.IP.To4 is nil) a 16-byte address.

@@ -152,10 +152,12 @@ func ndResponder(owner string, lvid int, target, mac string, flags uint32) strin
 		owner, lvid, target, mac, target, flags)
 }
 
-// portGuard is the isolation and NA anti-spoofing of a local port with port security
-// (flows/ndspoof.go): tagged frames and server traffic dropped, neighbour
-// advertisements only for the link-local addresses of its MACs.
-func portGuard(owner string, ofport int, linkLocals ...string) []string {
+// portGuard is the isolation and ND anti-spoofing of a local port with port
+// security (flows/ndspoof.go): tagged frames and server traffic dropped; neighbour
+// advertisements only for targets (the link-local addresses of its MACs and its
+// IPv6 addresses; "" is no target check, a ::/0 pair), and advertisements and
+// solicitations only with one of macs, or none, as their link-layer address.
+func portGuard(owner string, ofport int, macs []string, targets ...string) []string {
 	c := " cookie=$lport:" + owner + ", "
 	out := []string{
 		fmt.Sprintf("%spriority=12,in_port=%d,vlan_tci=0x1000/0x1000 actions=drop", c, ofport),
@@ -163,9 +165,19 @@ func portGuard(owner string, ofport int, linkLocals ...string) []string {
 		fmt.Sprintf("%spriority=11,udp6,in_port=%d,tp_src=547,tp_dst=546 actions=drop", c, ofport),
 		fmt.Sprintf("%spriority=11,icmp6,in_port=%d,icmp_type=134 actions=drop", c, ofport),
 		fmt.Sprintf("%spriority=10,icmp6,in_port=%d,icmp_type=136 actions=goto_table:24", c, ofport),
+		fmt.Sprintf("%spriority=10,icmp6,in_port=%d,icmp_type=135 actions=goto_table:24", c, ofport),
 	}
-	for _, ll := range linkLocals {
-		out = append(out, fmt.Sprintf("%stable=24, priority=2,icmp6,in_port=%d,icmp_type=136,nd_target=%s actions=goto_table:25", c, ofport, ll))
+	lladdrs := append(slices.Clone(macs), "00:00:00:00:00:00")
+	for _, t := range targets {
+		if t != "" {
+			t = ",nd_target=" + t
+		}
+		for _, ll := range lladdrs {
+			out = append(out, fmt.Sprintf("%stable=24, priority=2,icmp6,in_port=%d,icmp_type=136%s,nd_tll=%s actions=goto_table:25", c, ofport, t, ll))
+		}
+	}
+	for _, ll := range lladdrs {
+		out = append(out, fmt.Sprintf("%stable=24, priority=2,icmp6,in_port=%d,icmp_type=135,nd_sll=%s actions=goto_table:25", c, ofport, ll))
 	}
 	return out
 }
@@ -176,7 +188,7 @@ var p1Int = append([]string{
 	" cookie=$lport:p1, priority=9,in_port=5 actions=goto_table:25",
 	" cookie=$lport:p1, table=24, priority=2,arp,in_port=5,arp_spa=10.0.0.1 actions=goto_table:25",
 	" cookie=$lport:p1, table=25, priority=2,in_port=5,dl_src=fa:16:3e:00:00:01 actions=goto_table:60",
-}, portGuard("p1", 5, "fe80::f816:3eff:fe00:1")...)
+}, portGuard("p1", 5, []string{"fa:16:3e:00:00:01"}, "fe80::f816:3eff:fe00:1")...)
 
 // Scenarios are the golden cases.
 var Scenarios = []Scenario{
@@ -224,7 +236,7 @@ var Scenarios = []Scenario{
 			" cookie=$lport:p2, priority=9,in_port=6 actions=goto_table:25",
 			" cookie=$lport:p2, table=24, priority=2,arp,in_port=6,arp_spa=10.0.0.1 actions=goto_table:25",
 			" cookie=$lport:p2, table=25, priority=2,in_port=6,dl_src=fa:16:3e:00:00:02 actions=goto_table:60",
-		), portGuard("p2", 6, "fe80::f816:3eff:fe00:2")...),
+		), portGuard("p2", 6, []string{"fa:16:3e:00:00:02"}, "fe80::f816:3eff:fe00:2")...),
 	},
 	{
 		Name:    "remote ports on two hosts",
@@ -277,8 +289,8 @@ var Scenarios = []Scenario{
 			" cookie=$lport:p1, table=25, priority=2,in_port=5,dl_src=fa:16:3e:00:00:99 actions=goto_table:60",
 			" cookie=$lport:p2, priority=9,in_port=6 actions=goto_table:25",
 			" cookie=$lport:p2, table=25, priority=2,in_port=6,dl_src=fa:16:3e:00:00:02 actions=goto_table:60",
-		}, append(portGuard("p1", 5, "fe80::f816:3eff:fe00:1", "fe80::f816:3eff:fe00:99"),
-			portGuard("p2", 6, "fe80::f816:3eff:fe00:2")...)...),
+		}, append(portGuard("p1", 5, []string{"fa:16:3e:00:00:01", "fa:16:3e:00:00:99"}, "fe80::f816:3eff:fe00:1", "fe80::f816:3eff:fe00:99"),
+			portGuard("p2", 6, []string{"fa:16:3e:00:00:02"}, "fe80::f816:3eff:fe00:2")...)...),
 	},
 	{
 		Name: "port security off",
@@ -316,11 +328,11 @@ var Scenarios = []Scenario{
 		// p1's ::/0 pair turns its neighbour-advertisement check off (as in Neutron):
 		// its drops stay, its NA jump and targets go. p2 may announce its link-local
 		// address and fd00::2.
-		Int: slices.Concat(p1Int[:4], portGuard("p1", 5)[:4], []string{
+		Int: slices.Concat(p1Int[:4], portGuard("p1", 5, []string{"fa:16:3e:00:00:01"}, ""), []string{
 			" cookie=$lport:p2, priority=10,arp,in_port=6 actions=goto_table:24",
 			" cookie=$lport:p2, priority=9,in_port=6 actions=goto_table:25",
 			" cookie=$lport:p2, table=25, priority=2,in_port=6,dl_src=fa:16:3e:00:00:02 actions=goto_table:60",
-		}, portGuard("p2", 6, "fe80::f816:3eff:fe00:2", "fd00::2")),
+		}, portGuard("p2", 6, []string{"fa:16:3e:00:00:02"}, "fe80::f816:3eff:fe00:2", "fd00::2")),
 	},
 	{
 		// DHCP: a port with port security, one without (its DHCP still goes to
