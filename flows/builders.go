@@ -134,8 +134,8 @@ func (IntBridge) SetupDefaultTable(c Cookie) []Flow {
 // come from one of macs, and its ARP must claim one of the IPv4 prefixes among ips (a
 // /32 is one address). As in Neutron, a 0.0.0.0/0 turns the ARP check off, and no
 // IPv4 prefix at all still installs the ARP jump, so all its ARP is dropped. IPv6
-// prefixes take no part in ARP; Neutron's ICMPv6 NA flows for them are not built
-// (yet): IPv6 neighbour discovery from the port is then only MAC-checked.
+// prefixes take no part in ARP; SetupNDSpoofingProtection checks the port's
+// neighbour discovery against them.
 func (IntBridge) SetupSpoofingProtection(c Cookie, ofport uint32, macs []net.HardwareAddr, ips []netip.Prefix) []Flow {
 	var fs []Flow
 	for _, mac := range macs {
