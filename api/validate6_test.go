@@ -148,12 +148,27 @@ func TestIPv6Validation(t *testing.T) {
 		{"dual v4 rules", ips(dual(func(*Network) {}), "10.0.0.0", slaacIP), "port.fixed_ips", "network or broadcast address"},
 
 		// Address pairs: IPv6 addresses and CIDRs /0../128.
-		{"pair v6", port(v4net, func(p *Port) { p.FixedIPs = []string{"10.0.0.5"}; p.AllowedAddressPairs = []AddressPair{{IP: "fd00::9"}} }), "", ""},
+		{"pair v6", port(v4net, func(p *Port) {
+			p.FixedIPs = []string{"10.0.0.5"}
+			p.AllowedAddressPairs = []AddressPair{{IP: "fd00::9"}}
+		}), "", ""},
 		{"pair v6 /0", port(v4net, func(p *Port) { p.FixedIPs = []string{"10.0.0.5"}; p.AllowedAddressPairs = []AddressPair{{IP: "::/0"}} }), "", ""},
-		{"pair v6 /128", port(v4net, func(p *Port) { p.FixedIPs = []string{"10.0.0.5"}; p.AllowedAddressPairs = []AddressPair{{IP: "fd00::9/128"}} }), "", ""},
-		{"pair v6 /129", port(v4net, func(p *Port) { p.FixedIPs = []string{"10.0.0.5"}; p.AllowedAddressPairs = []AddressPair{{IP: "fd00::/129"}} }), "port.allowed_address_pairs.ip", "0..128 for IPv6"},
-		{"pair zone", port(v4net, func(p *Port) { p.FixedIPs = []string{"10.0.0.5"}; p.AllowedAddressPairs = []AddressPair{{IP: "fe80::1%eth0"}} }), "port.allowed_address_pairs.ip", "not an IP address"},
-		{"pair mapped", port(v4net, func(p *Port) { p.FixedIPs = []string{"10.0.0.5"}; p.AllowedAddressPairs = []AddressPair{{IP: "::ffff:10.0.0.9"}} }), "port.allowed_address_pairs.ip", "not an IP address"},
+		{"pair v6 /128", port(v4net, func(p *Port) {
+			p.FixedIPs = []string{"10.0.0.5"}
+			p.AllowedAddressPairs = []AddressPair{{IP: "fd00::9/128"}}
+		}), "", ""},
+		{"pair v6 /129", port(v4net, func(p *Port) {
+			p.FixedIPs = []string{"10.0.0.5"}
+			p.AllowedAddressPairs = []AddressPair{{IP: "fd00::/129"}}
+		}), "port.allowed_address_pairs.ip", "0..128 for IPv6"},
+		{"pair zone", port(v4net, func(p *Port) {
+			p.FixedIPs = []string{"10.0.0.5"}
+			p.AllowedAddressPairs = []AddressPair{{IP: "fe80::1%eth0"}}
+		}), "port.allowed_address_pairs.ip", "not an IP address"},
+		{"pair mapped", port(v4net, func(p *Port) {
+			p.FixedIPs = []string{"10.0.0.5"}
+			p.AllowedAddressPairs = []AddressPair{{IP: "::ffff:10.0.0.9"}}
+		}), "port.allowed_address_pairs.ip", "not an IP address"},
 
 		// Rules.
 		{"icmpv6 remote v6", rule(func(r *Rule) { r.Protocol = "icmpv6"; r.RemoteCIDR = "fd00::/8" }), "", ""},
