@@ -291,7 +291,10 @@ func TestAddIPv6Subnet(t *testing.T) {
 	// A slaac subnet added later gives each port its EUI-64; without ports the
 	// subnet may change as a whole.
 	m := mustNet(t, s, "other", "10.1.0.0/24")
-	if _, err := s.UpdateNetwork(ctx, "other", func(n *api.Network) error { n.IPv6 = &api.Subnet6{CIDR: "fd00:7::/120", AddressMode: api.IPv6DHCPStateful}; return nil }); err != nil {
+	if _, err := s.UpdateNetwork(ctx, "other", func(n *api.Network) error {
+		n.IPv6 = &api.Subnet6{CIDR: "fd00:7::/120", AddressMode: api.IPv6DHCPStateful}
+		return nil
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.UpdateNetwork(ctx, "other", func(n *api.Network) error { n.IPv6.CIDR, n.IPv6.AddressMode = "fd00:7::/64", api.IPv6SLAAC; return nil }); err != nil {
