@@ -319,6 +319,29 @@ func TestAddIPv6Subnet(t *testing.T) {
 	if _, err := s.AddRouterInterface(ctx, "r1", "v6only"); fieldOf(err) != "router.interfaces.network" || !strings.Contains(err.Error(), "IPv6 routing is not built yet") {
 		t.Errorf("router interface on an IPv6-only network: %v", err)
 	}
+
+	// External networks and floating IPs stay IPv4: a floating IP of a dual-stack port
+	// translates to its IPv4 address.
+	ext := NetworkSpec{Name: "public", CIDR: "203.0.113.0/24", Gateway: "203.0.113.1", External: true,
+		Provider: &api.Provider{Type: api.ProviderFlat, Physnet: "physnet1"}}
+	bad := ext
+	bad.IPv6 = &api.Subnet6{CIDR: "fd00:e::/64"}
+	if _, err := s.CreateNetwork(ctx, bad); fieldOf(err) != "network.ipv6" {
+		t.Errorf("external network with an IPv6 subnet: %v", err)
+	}
+	if _, err := s.CreateNetwork(ctx, ext); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetRouterGateway(ctx, "r1", "public", true); err != nil {
+		t.Fatal(err)
+	}
+	fip, err := s.CreateFloatingIP(ctx, "public", "p1", "")
+	if err != nil || fip.FixedIP != q1.FixedIPs[0] {
+		t.Fatalf("floating IP of p1: %+v %v, want its IPv4 address %s", fip, err, q1.FixedIPs[0])
+	}
+	if _, err := s.CreateFloatingIP(ctx, "public", "p2", q2.FixedIPs[1]); fieldOf(err) != "floatingip.fixed_ip" || !strings.Contains(err.Error(), "floating IPs are IPv4") {
+		t.Errorf("floating IP onto an IPv6 address: %v", err)
+	}
 }
 
 // A network record written around the CLI with a bad IPv6 subnet is left out (with
