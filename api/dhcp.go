@@ -63,8 +63,8 @@ func (d DHCP) Search() []string {
 }
 
 // validateNoIPv4 refuses the IPv4-only settings on a network without an IPv4 subnet:
-// they would be stored and never used. The domain and search list are not IPv4's and
-// may stay; so may Disabled, which then has nothing to turn off.
+// they would be stored and never used. All of DHCP is DHCPv4's (the IPv6 subnet
+// carries its own DNS servers), so only its zero value passes.
 func validateNoIPv4(n *Network) error {
 	const why = "needs an IPv4 subnet (network.cidr); this network has only an IPv6 one"
 	d := &n.DHCP
@@ -77,11 +77,14 @@ func validateNoIPv4(n *Network) error {
 		return fieldErr("network.dhcp.host_routes", d.HostRoutes[0].String(), "DHCPv4 %s", why)
 	case d.LeaseSeconds != 0:
 		return fieldErr("network.dhcp.lease_seconds", strconv.Itoa(d.LeaseSeconds), "DHCPv4 %s", why)
+	case d.Domain != "":
+		return fieldErr("network.dhcp.domain", d.Domain, "DHCPv4 %s", why)
+	case len(d.SearchDomains) > 0:
+		return fieldErr("network.dhcp.search_domains", strings.Join(d.SearchDomains, ","), "DHCPv4 %s", why)
+	case d.Disabled:
+		return fieldErr("network.dhcp.disabled", "true", "DHCPv4 %s: there is no DHCPv4 to turn off", why)
 	case len(n.AllocationPools) > 0:
 		return fieldErr("network.allocation_pools", n.AllocationPools[0].Start, "%s", why)
-	}
-	if err := validateDomains(d); err != nil {
-		return err
 	}
 	return validateExternal(n, netip.Prefix{}) // l3.go: refuses a provider
 }

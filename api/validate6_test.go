@@ -111,8 +111,9 @@ func TestIPv6Validation(t *testing.T) {
 		{"lease alone", netErr(func(n *Network) { n.DHCP.LeaseSeconds = 600 }), "network.dhcp.lease_seconds", "DHCPv4 needs an IPv4 subnet"},
 		{"pools alone", netErr(func(n *Network) { n.AllocationPools = []IPRange{{Start: "10.0.0.5", End: "10.0.0.9"}} }), "network.allocation_pools", "needs an IPv4 subnet"},
 		{"provider alone", netErr(func(n *Network) { n.Provider = &Provider{Type: ProviderFlat, Physnet: "p"} }), "network.provider", "only external networks"},
-		{"domain alone", netErr(func(n *Network) { n.DHCP.Domain = "example.org"; n.DHCP.Disabled = true }), "", ""},
-		{"bad domain alone", netErr(func(n *Network) { n.DHCP.Domain = "-x" }), "network.dhcp.domain", "may not start or end"},
+		{"domain alone", netErr(func(n *Network) { n.DHCP.Domain = "example.org" }), "network.dhcp.domain", "DHCPv4 needs an IPv4 subnet"},
+		{"search alone", netErr(func(n *Network) { n.DHCP.SearchDomains = []string{"example.org"} }), "network.dhcp.search_domains", "DHCPv4 needs an IPv4 subnet"},
+		{"no-dhcp alone", netErr(func(n *Network) { n.DHCP.Disabled = true }), "network.dhcp.disabled", "no DHCPv4 to turn off"},
 		{"v4 settings dual", ValidateNetwork(dual(func(n *Network) { n.Gateway = "10.0.0.1"; n.DHCP.DNSServers = []string{"10.0.0.53"} }), false), "", ""},
 
 		// External networks stay IPv4.
