@@ -185,10 +185,22 @@ func TestIPv6StatefulAllocation(t *testing.T) {
 	if _, err := s.UpdatePort(ctx, "p1", func(p *api.Port) error { p.FixedIPs = []string{"10.0.0.77", "fd00:3::4"}; return nil }); fieldOf(err) != "port.fixed_ips" {
 		t.Errorf("update onto p2's address: %v", err)
 	}
+	// The IPv6 address alone keeps the IPv4 one.
+	up, err = s.UpdatePort(ctx, "p1", func(p *api.Port) error { p.FixedIPs = []string{"fd00:3::21"}; return nil })
+	if err != nil || !slices.Equal(up.FixedIPs, []string{"10.0.0.77", "fd00:3::21"}) {
+		t.Fatalf("update with the IPv6 address alone: %+v %v", up, err)
+	}
 	// The released address is the lowest free one again.
 	if p4 := mustPort(t, s, api.Port{Name: "p4", NetworkID: "st", Host: "h1"}); p4.FixedIPs[1] != "fd00:3::3" {
 		t.Fatalf("p4 %v, want the released fd00:3::3", p4.FixedIPs)
 	}
+	// Clearing all addresses allocates new ones of both families, releasing the old.
+	up, err = s.UpdatePort(ctx, "p1", func(p *api.Port) error { p.FixedIPs = nil; return nil })
+	if err != nil || !slices.Equal(up.FixedIPs, []string{"10.0.0.5", "fd00:3::5"}) {
+		t.Fatalf("update with cleared addresses: %+v %v", up, err)
+	}
+	holds(t, s, n.ID, "fd00:3::21", "")
+	holds(t, s, n.ID, "10.0.0.77", "")
 
 	// A full subnet says so. /120 leaves ::3..::ff but for the gateway: fill it.
 	if _, err := s.CreateNetwork(ctx, NetworkSpec{Name: "tiny", IPv6: &api.Subnet6{CIDR: "fd00:4::/120", AddressMode: api.IPv6DHCPStateful}}); err != nil {

@@ -7,9 +7,8 @@ import (
 	"slices"
 	"strings"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/lanes-net/lanes/api"
+	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
 // UpdateNetwork changes a network's gateway, DHCP settings and IPv6 subnet (by ID or
@@ -83,7 +82,7 @@ func (s *Store) UpdateNetwork(ctx context.Context, ref string, mutate func(*api.
 	return out, nil
 }
 
-// planSubnet6 plans a change of network n's IPv6 subnet from old.IPv6 to want.IPv6
+// planSubnet6 plans the change of a network's IPv6 subnet from old.IPv6 to want.IPv6
 // (validated, different): with no port attached anything goes; otherwise a new subnet
 // gives each port (but router interfaces) its address, and an existing one may change
 // only its DNS servers.

@@ -37,9 +37,9 @@ const NoSecurityGroups CreatePortOption = 1
 // address (see FirstAllocatable), the EUI-64 of the MAC on a slaac or
 // dhcpv6-stateless subnet, the lowest free address from prefix::2 on a
 // dhcpv6-stateful one. Explicit addresses must not be used by another port of the
-// network. A port with port security and no
-// groups gets the group named DefaultGroupName (created if missing), unless opts
-// holds NoSecurityGroups. Everything is written in one transaction.
+// network. A port with port security and no groups gets the group named
+// DefaultGroupName (created if missing), unless opts holds NoSecurityGroups.
+// Everything is written in one transaction.
 func (s *Store) CreatePort(ctx context.Context, p api.Port, opts ...CreatePortOption) (api.Port, error) {
 	if p.ID == "" {
 		p.ID = NewUUID()
@@ -91,11 +91,12 @@ func (s *Store) CreatePort(ctx context.Context, p api.Port, opts ...CreatePortOp
 
 // UpdatePort applies mutate to the current port (by ID or name) and stores the result:
 // host (the new host must be alive; the old host's status is dropped), security
-// groups, allowed address pairs, port security, name, MAC and fixed IPs (cleared IPs
-// or MAC are allocated again, but a dhcpv6-stateful address is kept unless another
-// one is given; a new MAC moves a slaac or dhcpv6-stateless address to the new
-// MAC's EUI-64; addresses given up are released in the same transaction). The network and ID cannot change. mutate may run more than once when
-// concurrent writers interfere, so it must only change the port it is given.
+// groups, allowed address pairs, port security, name, MAC and fixed IPs (addresses of
+// one family given alone keep those of the other; cleared IPs or MAC are allocated
+// again; a new MAC moves a slaac or dhcpv6-stateless address to the new MAC's EUI-64;
+// addresses given up are released in the same transaction). The network and ID
+// cannot change. mutate may run more than once when concurrent writers interfere, so
+// it must only change the port it is given.
 func (s *Store) UpdatePort(ctx context.Context, ref string, mutate func(*api.Port) error) (api.Port, error) {
 	var out api.Port
 	err := s.update(ctx, "update port "+ref, func(pl *plan) error {
@@ -157,6 +158,12 @@ func (pl *plan) planPort(old *api.Port, want api.Port) (api.Port, error) {
 		if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" && !a.Is4In6() {
 			want.FixedIPs[i] = a.String()
 		}
+	}
+	// An update that gives the addresses of one family keeps those of the other;
+	// one that clears them all gets new ones.
+	keep := old
+	if len(want.FixedIPs) == 0 {
+		keep = nil
 	}
 	// The SLAAC address follows the MAC: the guest forms it from the MAC it has.
 	auto6, pfx6 := autoPrefix(n)
@@ -228,7 +235,7 @@ func (pl *plan) planPort(old *api.Port, want api.Port) (api.Port, error) {
 
 	// IPs: explicit ones must be free in the network; a subnet the port has no
 	// address of gets one (see allocIPs).
-	if err := pl.allocIPs(old, &want, n); err != nil {
+	if err := pl.allocIPs(keep, &want, n); err != nil {
 		return want, err
 	}
 	if err := api.ValidatePort(&want, &n, false); err != nil {
@@ -283,11 +290,12 @@ func autoPrefix(n api.Network) (bool, netip.Prefix) {
 }
 
 // allocIPs checks that want's explicit addresses are free in network n and gives want
-// one address of each subnet it has none of: the lowest free IPv4 address (see
-// FirstAllocatable); on an IPv6 subnet the EUI-64 of the MAC (slaac,
-// dhcpv6-stateless) or, for dhcpv6-stateful, the address old held or else the lowest
-// free one from prefix::2. Router interfaces take only their IPv4 gateway address:
-// routers do not route IPv6. IPv4 addresses come first in the result.
+// one address of each subnet it has none of: the address of that subnet that old
+// (when not nil) held, or else the lowest free IPv4 address (see FirstAllocatable),
+// on an IPv6 subnet the EUI-64 of the MAC (slaac, dhcpv6-stateless; never old's, which
+// may be another MAC's) or the lowest free address from prefix::2 (dhcpv6-stateful).
+// Router interfaces take only their IPv4 gateway address: routers do not route IPv6.
+// IPv4 addresses come first in the result.
 func (pl *plan) allocIPs(old *api.Port, want *api.Port, n api.Network) error {
 	netID := n.ID
 	var has4, has6 bool
@@ -325,12 +333,16 @@ func (pl *plan) allocIPs(old *api.Port, want *api.Port, n api.Network) error {
 	}
 	if n.CIDR != "" && !has4 {
 		cidr := netip.MustParsePrefix(n.CIDR)
-		a, err := lowest(FirstAllocatable(cidr), cidr, n.Gateway)
-		if err != nil {
-			return err
+		if a := oldAddr(old, cidr); a.IsValid() {
+			want.FixedIPs = append(want.FixedIPs, a.String())
+		} else {
+			a, err := lowest(FirstAllocatable(cidr), cidr, n.Gateway)
+			if err != nil {
+				return err
+			}
+			want.FixedIPs = append(want.FixedIPs, a.String())
+			pl.absent(pAllocIP + netID + "/" + a.String())
 		}
-		want.FixedIPs = append(want.FixedIPs, a.String())
-		pl.absent(pAllocIP + netID + "/" + a.String())
 	}
 	if n.IPv6 != nil && !has6 && !want.IsRouterInterface() {
 		pfx := netip.MustParsePrefix(n.IPv6.CIDR)
@@ -347,9 +359,8 @@ func (pl *plan) allocIPs(old *api.Port, want *api.Port, n api.Network) error {
 			if owner != nil && string(owner) != want.ID {
 				return &api.FieldError{Field: "port.fixed_ips", Value: a.String(), Reason: "the EUI-64 address of MAC " + want.MAC + " is already used by port " + string(owner) + " on this network"}
 			}
-		case old != nil && oldAddr6(old, pfx).IsValid():
-			// A port update that gives only an IPv4 address keeps the IPv6 one.
-			a = oldAddr6(old, pfx)
+		case oldAddr(old, pfx).IsValid():
+			a = oldAddr(old, pfx)
 		default:
 			var err error
 			if a, err = lowest(pfx.Addr().Next().Next(), pfx, n.IPv6.Gateway); err != nil {
@@ -365,10 +376,13 @@ func (pl *plan) allocIPs(old *api.Port, want *api.Port, n api.Network) error {
 	return nil
 }
 
-// oldAddr6 is old's IPv6 fixed IP inside pfx, if it has one.
-func oldAddr6(old *api.Port, pfx netip.Prefix) netip.Addr {
+// oldAddr is old's fixed IP inside pfx, if old is not nil and has one.
+func oldAddr(old *api.Port, pfx netip.Prefix) netip.Addr {
+	if old == nil {
+		return netip.Addr{}
+	}
 	for _, s := range old.FixedIPs {
-		if a, err := netip.ParseAddr(s); err == nil && a.Is6() && pfx.Contains(a) {
+		if a, err := netip.ParseAddr(s); err == nil && pfx.Contains(a) {
 			return a
 		}
 	}
