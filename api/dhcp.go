@@ -62,6 +62,33 @@ func (d DHCP) Search() []string {
 	return []string{d.Domain}
 }
 
+// validateNoIPv4 refuses the IPv4-only settings on a network without an IPv4 subnet:
+// they would be stored and never used. All of DHCP is DHCPv4's (the IPv6 subnet
+// carries its own DNS servers), so only its zero value passes.
+func validateNoIPv4(n *Network) error {
+	const why = "needs an IPv4 subnet (network.cidr); this network has only an IPv6 one"
+	d := &n.DHCP
+	switch {
+	case n.Gateway != "":
+		return fieldErr("network.gateway", n.Gateway, "%s (its IPv6 gateway is network.ipv6.gateway)", why)
+	case len(d.DNSServers) > 0:
+		return fieldErr("network.dhcp.dns_servers", strings.Join(d.DNSServers, ","), "DHCPv4 %s (IPv6 DNS servers are network.ipv6.dns_servers)", why)
+	case len(d.HostRoutes) > 0:
+		return fieldErr("network.dhcp.host_routes", d.HostRoutes[0].String(), "DHCPv4 %s", why)
+	case d.LeaseSeconds != 0:
+		return fieldErr("network.dhcp.lease_seconds", strconv.Itoa(d.LeaseSeconds), "DHCPv4 %s", why)
+	case d.Domain != "":
+		return fieldErr("network.dhcp.domain", d.Domain, "DHCPv4 %s", why)
+	case len(d.SearchDomains) > 0:
+		return fieldErr("network.dhcp.search_domains", strings.Join(d.SearchDomains, ","), "DHCPv4 %s", why)
+	case d.Disabled:
+		return fieldErr("network.dhcp.disabled", "true", "DHCPv4 %s: there is no DHCPv4 to turn off", why)
+	case len(n.AllocationPools) > 0:
+		return fieldErr("network.allocation_pools", n.AllocationPools[0].Start, "%s", why)
+	}
+	return validateExternal(n, netip.Prefix{}) // l3.go: refuses a provider
+}
+
 // validateDHCP checks a network's gateway and DHCP settings against its CIDR (cidr is
 // the parsed, valid network.cidr).
 func validateDHCP(n *Network, cidr netip.Prefix) error {
@@ -101,23 +128,8 @@ func validateDHCP(n *Network, cidr netip.Prefix) error {
 		}
 		seen[a.String()] = true
 	}
-	if d.Domain != "" {
-		if err := ValidateDomain("network.dhcp.domain", d.Domain); err != nil {
-			return err
-		}
-	}
-	if len(d.SearchDomains) > MaxSearchDomains {
-		return fieldErr("network.dhcp.search_domains", strings.Join(d.SearchDomains, ","), "at most %d domains", MaxSearchDomains)
-	}
-	seen = map[string]bool{}
-	for _, s := range d.SearchDomains {
-		if err := ValidateDomain("network.dhcp.search_domains", s); err != nil {
-			return err
-		}
-		if seen[s] {
-			return fieldErr("network.dhcp.search_domains", s, "listed twice")
-		}
-		seen[s] = true
+	if err := validateDomains(d); err != nil {
+		return err
 	}
 	if len(d.HostRoutes) > MaxHostRoutes {
 		return fieldErr("network.dhcp.host_routes", strconv.Itoa(len(d.HostRoutes)), "at most %d routes", MaxHostRoutes)
@@ -144,6 +156,29 @@ func validateDHCP(n *Network, cidr netip.Prefix) error {
 	}
 	if l := d.LeaseSeconds; l != 0 && (l < MinLeaseSeconds || l > MaxLeaseSeconds) {
 		return fieldErr("network.dhcp.lease_seconds", strconv.Itoa(l), "must be within %d..%d (0: %d)", MinLeaseSeconds, MaxLeaseSeconds, DefaultLeaseSeconds)
+	}
+	return nil
+}
+
+// validateDomains checks the DNS domain and search list.
+func validateDomains(d *DHCP) error {
+	if d.Domain != "" {
+		if err := ValidateDomain("network.dhcp.domain", d.Domain); err != nil {
+			return err
+		}
+	}
+	if len(d.SearchDomains) > MaxSearchDomains {
+		return fieldErr("network.dhcp.search_domains", strings.Join(d.SearchDomains, ","), "at most %d domains", MaxSearchDomains)
+	}
+	seen := map[string]bool{}
+	for _, s := range d.SearchDomains {
+		if err := ValidateDomain("network.dhcp.search_domains", s); err != nil {
+			return err
+		}
+		if seen[s] {
+			return fieldErr("network.dhcp.search_domains", s, "listed twice")
+		}
+		seen[s] = true
 	}
 	return nil
 }

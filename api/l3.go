@@ -165,7 +165,10 @@ func (n *Network) Pools() []IPRange {
 	if len(n.AllocationPools) > 0 {
 		return n.AllocationPools
 	}
-	c := netip.MustParsePrefix(n.CIDR)
+	c, err := netip.ParsePrefix(n.CIDR)
+	if err != nil || !c.Addr().Is4() { // no IPv4 subnet: nothing to hand out
+		return nil
+	}
 	return []IPRange{{Start: c.Addr().Next().Next().String(), End: LastAddr(c).Prev().String()}}
 }
 

@@ -57,6 +57,8 @@ const MaxNameLen = 64
 const (
 	MinMTU = 576
 	MaxMTU = 65535
+	// MinMTU6 is the smallest MTU of a link that carries IPv6 (RFC 8200).
+	MinMTU6 = 1280
 )
 
 // Prefix lengths of a network's CIDR. /30 leaves two usable addresses; /8 is as many
@@ -144,14 +146,33 @@ func ValidateNetwork(n *Network, allocate bool) error {
 	if n.VNI > MaxVNI || (n.VNI == 0 && !allocate && !n.External) {
 		return fieldErr("network.vni", strconv.FormatUint(uint64(n.VNI), 10), "must be within 1..%d", MaxVNI)
 	}
-	if err := ValidateNetworkCIDR("network.cidr", n.CIDR); err != nil {
-		return err
+	if n.CIDR == "" && n.IPv6 == nil {
+		return fieldErr("network.cidr", "", "a network needs an IPv4 subnet (cidr), an IPv6 subnet (ipv6.cidr) or both")
+	}
+	if n.External && n.IPv6 != nil {
+		return fieldErr("network.ipv6", n.IPv6.CIDR, "external networks are IPv4 only: routers do not route IPv6 yet")
+	}
+	if n.CIDR != "" {
+		if err := ValidateNetworkCIDR("network.cidr", n.CIDR); err != nil {
+			return err
+		}
+	}
+	if n.IPv6 != nil {
+		if err := ValidateSubnet6(n.IPv6); err != nil { // validate6.go
+			return err
+		}
 	}
 	if n.MTU != 0 && (n.MTU < MinMTU || n.MTU > MaxMTU) {
 		return fieldErr("network.mtu", strconv.Itoa(n.MTU), "must be within %d..%d", MinMTU, MaxMTU)
 	}
 	if n.MTU == 0 && !allocate {
 		return fieldErr("network.mtu", "0", "must be set")
+	}
+	if n.IPv6 != nil && n.MTU != 0 && n.MTU < MinMTU6 {
+		return fieldErr("network.mtu", strconv.Itoa(n.MTU), "a network with an IPv6 subnet needs at least %d, the IPv6 minimum link MTU", MinMTU6)
+	}
+	if n.CIDR == "" {
+		return validateNoIPv4(n) // dhcp.go
 	}
 	p, _ := netip.ParsePrefix(n.CIDR)          // valid: checked above
 	if err := validateDHCP(n, p); err != nil { // dhcp.go
@@ -210,29 +231,56 @@ func ValidatePort(p *Port, n *Network, allocate bool) error {
 	if len(p.FixedIPs) > MaxFixedIPs {
 		return fieldErr("port.fixed_ips", "", "at most %d addresses per port", MaxFixedIPs)
 	}
-	cidr, err := netip.ParsePrefix(n.CIDR)
-	if err != nil {
-		return fieldErr("network.cidr", n.CIDR, "not a CIDR")
+	var cidr netip.Prefix
+	if n.CIDR != "" {
+		var err error
+		if cidr, err = netip.ParsePrefix(n.CIDR); err != nil {
+			return fieldErr("network.cidr", n.CIDR, "not a CIDR")
+		}
 	}
+	var have4, have6 bool
 	seen := map[netip.Addr]bool{}
 	for _, s := range p.FixedIPs {
 		a, err := netip.ParseAddr(s)
-		if err != nil || !a.Is4() {
-			return fieldErr("port.fixed_ips", s, "not an IPv4 address")
+		if err != nil || a.Zone() != "" {
+			return fieldErr("port.fixed_ips", s, "not an IPv4 or IPv6 address")
 		}
+		if a.Is4In6() {
+			return fieldErr("port.fixed_ips", s, "is an IPv4-mapped address; write it as %s", a.Unmap())
+		}
+		if a.String() != s {
+			return fieldErr("port.fixed_ips", s, "write it as %s", a)
+		}
+		if seen[a] {
+			return fieldErr("port.fixed_ips", s, "listed twice")
+		}
+		seen[a] = true
+		if a.Is6() {
+			if have6 {
+				return fieldErr("port.fixed_ips", s, "a port has at most one IPv6 address")
+			}
+			have6 = true
+			if err := validateFixedIP6(p, n, s, a); err != nil { // validate6.go
+				return err
+			}
+			continue
+		}
+		if n.CIDR == "" {
+			return fieldErr("port.fixed_ips", s, "network %s has no IPv4 subnet", n.Name)
+		}
+		if have4 {
+			return fieldErr("port.fixed_ips", s, "a port has at most one IPv4 address")
+		}
+		have4 = true
 		if !cidr.Contains(a) {
 			return fieldErr("port.fixed_ips", s, "outside the network's CIDR %s", n.CIDR)
 		}
 		if a == cidr.Addr() || a == LastAddr(cidr) {
 			return fieldErr("port.fixed_ips", s, "is the network or broadcast address of %s", n.CIDR)
 		}
-		if seen[a] {
-			return fieldErr("port.fixed_ips", s, "listed twice")
-		}
 		if a.String() == n.Gateway && !p.IsRouterInterface() { // dhcp.go: the gateway is every port's router
 			return fieldErr("port.fixed_ips", s, "is the network's gateway")
 		}
-		seen[a] = true
 	}
 	switch p.DeviceOwner {
 	case "":
@@ -254,7 +302,7 @@ func ValidatePort(p *Port, n *Network, allocate bool) error {
 	}
 	for _, ap := range p.AllowedAddressPairs {
 		if _, err := ParseIPOrCIDR(ap.IP); err != nil {
-			return fieldErr("port.allowed_address_pairs.ip", ap.IP, "not an IPv4 address or CIDR (prefix length 0..32)")
+			return fieldErr("port.allowed_address_pairs.ip", ap.IP, "not an IP address or CIDR (prefix length 0..32 for IPv4, 0..128 for IPv6)")
 		}
 		if ap.MAC != "" {
 			if err := ValidateMAC("port.allowed_address_pairs.mac", ap.MAC); err != nil {
@@ -276,20 +324,27 @@ func ValidatePort(p *Port, n *Network, allocate bool) error {
 	return nil
 }
 
-// ParseIPOrCIDR accepts "10.0.0.5" (as /32) or "10.0.0.0/24" and returns the masked prefix.
+// ParseIPOrCIDR accepts an address ("10.0.0.5" as a /32, "fd00::5" as a /128) or a
+// CIDR ("10.0.0.0/24", "fd00::/64") and returns the masked prefix. Zones and
+// IPv4-mapped IPv6 addresses are refused: the data path matches neither.
 func ParseIPOrCIDR(s string) (netip.Prefix, error) {
+	var p netip.Prefix
 	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil || !p.Addr().Is4() {
-			return netip.Prefix{}, fmt.Errorf("%q: not an IPv4 CIDR", s)
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q: not a CIDR", s)
 		}
-		return p.Masked(), nil
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("%q: not an IP address", s)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
 	}
-	a, err := netip.ParseAddr(s)
-	if err != nil || !a.Is4() {
-		return netip.Prefix{}, fmt.Errorf("%q: not an IPv4 address", s)
+	if p.Addr().Is4In6() {
+		return netip.Prefix{}, fmt.Errorf("%q: an IPv4-mapped address; write it as IPv4", s)
 	}
-	return netip.PrefixFrom(a, 32), nil
+	return p.Masked(), nil
 }
 
 // LastAddr is the broadcast address of an IPv4 prefix.
@@ -469,6 +524,10 @@ func ValidateRule(r *Rule) error {
 		p, err := netip.ParsePrefix(r.RemoteCIDR)
 		if err != nil || p.Addr().Zone() != "" {
 			return fieldErr("rule.remote_cidr", r.RemoteCIDR, "not a CIDR (prefix length 0..32 for IPv4, 0..128 for IPv6)")
+		}
+		if p.Addr().Is4In6() {
+			// ip6tables would match it against IPv6 sources, which never carry it.
+			return fieldErr("rule.remote_cidr", r.RemoteCIDR, "is IPv4-mapped; write IPv4 CIDRs as such, with ethertype IPv4")
 		}
 		if p.Addr().Is4() != (r.Ethertype == IPv4) {
 			return fieldErr("rule.remote_cidr", r.RemoteCIDR, "does not match ethertype %s", r.Ethertype)

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,7 +20,9 @@ type NetworkSpec struct {
 	// ID is optional; when set it must be a canonical UUID not used yet.
 	ID   string
 	Name string
+	// CIDR is the IPv4 subnet, IPv6 the IPv6 one; a network has one of them or both.
 	CIDR string
+	IPv6 *api.Subnet6
 	// VNI nil means "allocate the lowest free VNI"; a given VNI must be within
 	// 1..api.MaxVNI and free (so an explicit 0 is refused).
 	VNI *uint32
@@ -70,6 +73,11 @@ func (s *Store) CreateNetwork(ctx context.Context, spec NetworkSpec) (api.Networ
 	}
 	n := api.Network{ID: spec.ID, Name: spec.Name, CIDR: spec.CIDR, MTU: spec.MTU, NetworkType: tt, Gateway: spec.Gateway, DHCP: spec.DHCP,
 		External: spec.External, Provider: spec.Provider, AllocationPools: spec.AllocationPools}
+	if spec.IPv6 != nil {
+		s6 := *spec.IPv6
+		s6.DNSServers = slices.Clone(s6.DNSServers)
+		n.IPv6 = &s6
+	}
 	if n.MTU == 0 {
 		n.MTU = maxMTU
 	}

@@ -1,12 +1,15 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"sort"
+	"strings"
 
 	"github.com/lanes-net/lanes/api"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -29,11 +32,14 @@ const NoSecurityGroups CreatePortOption = 1
 
 // CreatePort creates a port. p.NetworkID and p.SecurityGroups may hold IDs or names
 // (the stored port holds IDs); p.Host must be a registered, alive host. An empty MAC
-// is allocated (fa:16:3e:xx:xx:xx, unique in the network) and empty FixedIPs get the
-// lowest free address of the network (see FirstAllocatable). Explicit addresses must
-// not be used by another port of the network. A port with port security and no
-// groups gets the group named DefaultGroupName (created if missing), unless opts
-// holds NoSecurityGroups. Everything is written in one transaction.
+// is allocated (fa:16:3e:xx:xx:xx, unique in the network) and each subnet of the
+// network the port gives no address of gets one (see allocIPs): the lowest free IPv4
+// address (see FirstAllocatable), the EUI-64 of the MAC on a slaac or
+// dhcpv6-stateless subnet, the lowest free address from prefix::2 on a
+// dhcpv6-stateful one. Explicit addresses must not be used by another port of the
+// network. A port with port security and no groups gets the group named
+// DefaultGroupName (created if missing), unless opts holds NoSecurityGroups.
+// Everything is written in one transaction.
 func (s *Store) CreatePort(ctx context.Context, p api.Port, opts ...CreatePortOption) (api.Port, error) {
 	if p.ID == "" {
 		p.ID = NewUUID()
@@ -85,10 +91,12 @@ func (s *Store) CreatePort(ctx context.Context, p api.Port, opts ...CreatePortOp
 
 // UpdatePort applies mutate to the current port (by ID or name) and stores the result:
 // host (the new host must be alive; the old host's status is dropped), security
-// groups, allowed address pairs, port security, name, MAC and fixed IPs (cleared IPs
-// or MAC are allocated again; addresses given up are released in the same
-// transaction). The network and ID cannot change. mutate may run more than once when
-// concurrent writers interfere, so it must only change the port it is given.
+// groups, allowed address pairs, port security, name, MAC and fixed IPs (addresses of
+// one family given alone keep those of the other; cleared IPs or MAC are allocated
+// again; a new MAC moves a slaac or dhcpv6-stateless address to the new MAC's EUI-64;
+// addresses given up are released in the same transaction). The network and ID
+// cannot change. mutate may run more than once when concurrent writers interfere, so
+// it must only change the port it is given.
 func (s *Store) UpdatePort(ctx context.Context, ref string, mutate func(*api.Port) error) (api.Port, error) {
 	var out api.Port
 	err := s.update(ctx, "update port "+ref, func(pl *plan) error {
@@ -144,6 +152,27 @@ func (pl *plan) planPort(old *api.Port, want api.Port) (api.Port, error) {
 		return want, &api.FieldError{Field: "port.network", Value: want.NetworkID, Reason: "cannot change; delete the port and create a new one"}
 	}
 	want.NetworkID = netID
+	// Addresses in another spelling ("FD00::5") are stored as lanes writes them, so
+	// that each has one key in the network's address index.
+	for i, s := range want.FixedIPs {
+		if a, err := netip.ParseAddr(s); err == nil && a.Zone() == "" && !a.Is4In6() {
+			want.FixedIPs[i] = a.String()
+		}
+	}
+	// An update that gives the addresses of one family keeps those of the other;
+	// one that clears them all gets new ones.
+	keep := old
+	if len(want.FixedIPs) == 0 {
+		keep = nil
+	}
+	// The SLAAC address follows the MAC: the guest forms it from the MAC it has.
+	auto6, pfx6 := autoPrefix(n)
+	if old != nil && auto6 && api.NormalizeMAC(old.MAC) != api.NormalizeMAC(want.MAC) {
+		if hw, err := net.ParseMAC(old.MAC); err == nil && len(hw) == 6 {
+			was := api.EUI64(pfx6, hw).String()
+			want.FixedIPs = slices.DeleteFunc(want.FixedIPs, func(s string) bool { return s == was })
+		}
+	}
 	if err := api.ValidatePort(&want, &n, true); err != nil {
 		return want, err
 	}
@@ -204,31 +233,13 @@ func (pl *plan) planPort(old *api.Port, want api.Port) (api.Port, error) {
 		pl.absent(pAllocMAC + netID + "/" + want.MAC)
 	}
 
-	// IPs: explicit ones must be free in the network, none means the lowest free one.
-	cidr := netip.MustParsePrefix(n.CIDR)
-	if len(want.FixedIPs) > 0 {
-		for i, s := range want.FixedIPs {
-			a := netip.MustParseAddr(s)
-			want.FixedIPs[i] = a.String()
-			owner, err := pl.get(pAllocIP + netID + "/" + a.String())
-			if err != nil {
-				return want, err
-			}
-			if owner != nil && string(owner) != want.ID {
-				return want, &api.FieldError{Field: "port.fixed_ips", Value: s, Reason: "already used by port " + string(owner) + " on this network"}
-			}
-		}
-	} else {
-		used, err := pl.keysUnder(pAllocIP + netID + "/")
-		if err != nil {
-			return want, err
-		}
-		a, ok := lowestFreeIP(cidr, append(used, n.Gateway)) // the gateway is no port's
-		if !ok {
-			return want, &api.FieldError{Field: "port.fixed_ips", Reason: "no free address left in " + n.CIDR}
-		}
-		want.FixedIPs = []string{a.String()}
-		pl.absent(pAllocIP + netID + "/" + a.String())
+	// IPs: explicit ones must be free in the network; a subnet the port has no
+	// address of gets one (see allocIPs).
+	if err := pl.allocIPs(keep, &want, n); err != nil {
+		return want, err
+	}
+	if err := api.ValidatePort(&want, &n, false); err != nil {
+		return want, fmt.Errorf("store: allocated a port the api refuses: %w", err)
 	}
 
 	// Writes. Keys the old port held and the new one does not are released.
@@ -269,6 +280,123 @@ func (pl *plan) planPort(old *api.Port, want api.Port) (api.Port, error) {
 	return want, nil
 }
 
+// autoPrefix reports whether n's IPv6 subnet derives addresses from MACs, and its prefix.
+func autoPrefix(n api.Network) (bool, netip.Prefix) {
+	if n.IPv6 == nil || !n.IPv6.AutoAddress() {
+		return false, netip.Prefix{}
+	}
+	p, err := netip.ParsePrefix(n.IPv6.CIDR)
+	return err == nil, p
+}
+
+// allocIPs checks that want's explicit addresses are free in network n and gives want
+// one address of each subnet it has none of: the address of that subnet that old
+// (when not nil) held, or else the lowest free IPv4 address (see FirstAllocatable),
+// on an IPv6 subnet the EUI-64 of the MAC (slaac, dhcpv6-stateless; never old's, which
+// may be another MAC's) or the lowest free address from prefix::2 (dhcpv6-stateful).
+// Router interfaces take only their IPv4 gateway address: routers do not route IPv6.
+// IPv4 addresses come first in the result.
+func (pl *plan) allocIPs(old *api.Port, want *api.Port, n api.Network) error {
+	netID := n.ID
+	var has4, has6 bool
+	for _, s := range want.FixedIPs {
+		a := netip.MustParseAddr(s) // validated
+		has4, has6 = has4 || a.Is4(), has6 || a.Is6()
+		owner, err := pl.get(pAllocIP + netID + "/" + s)
+		if err != nil {
+			return err
+		}
+		if owner != nil && string(owner) != want.ID {
+			return &api.FieldError{Field: "port.fixed_ips", Value: s, Reason: "already used by port " + string(owner) + " on this network"}
+		}
+	}
+	var used []string
+	lowest := func(first netip.Addr, within netip.Prefix, skip string) (netip.Addr, error) {
+		if used == nil {
+			var err error
+			if used, err = pl.keysUnder(pAllocIP + netID + "/"); err != nil {
+				return netip.Addr{}, err
+			}
+			for _, k := range pl.allocated {
+				if a, ok := strings.CutPrefix(k, pAllocIP+netID+"/"); ok {
+					used = append(used, a)
+				}
+			}
+		}
+		a, ok := lowestFree(first, within, append(used, skip)) // the gateway is no port's
+		if !ok {
+			return a, &api.FieldError{Field: "port.fixed_ips", Reason: "no free address left in " + within.String()}
+		}
+		used = append(used, a.String())
+		pl.allocated = append(pl.allocated, pAllocIP+netID+"/"+a.String())
+		return a, nil
+	}
+	if n.CIDR != "" && !has4 {
+		cidr := netip.MustParsePrefix(n.CIDR)
+		if a := oldAddr(old, cidr); a.IsValid() {
+			want.FixedIPs = append(want.FixedIPs, a.String())
+		} else {
+			a, err := lowest(FirstAllocatable(cidr), cidr, n.Gateway)
+			if err != nil {
+				return err
+			}
+			want.FixedIPs = append(want.FixedIPs, a.String())
+			pl.absent(pAllocIP + netID + "/" + a.String())
+		}
+	}
+	if n.IPv6 != nil && !has6 && !want.IsRouterInterface() {
+		pfx := netip.MustParsePrefix(n.IPv6.CIDR)
+		var a netip.Addr
+		switch {
+		case n.IPv6.AutoAddress():
+			a = api.EUI64(pfx, mustMAC(want.MAC))
+			// MACs are unique in the network, so is their EUI-64; a record written
+			// around the store could still hold it.
+			owner, err := pl.get(pAllocIP + netID + "/" + a.String())
+			if err != nil {
+				return err
+			}
+			if owner != nil && string(owner) != want.ID {
+				return &api.FieldError{Field: "port.fixed_ips", Value: a.String(), Reason: "the EUI-64 address of MAC " + want.MAC + " is already used by port " + string(owner) + " on this network"}
+			}
+		case oldAddr(old, pfx).IsValid():
+			a = oldAddr(old, pfx)
+		default:
+			var err error
+			if a, err = lowest(pfx.Addr().Next().Next(), pfx, n.IPv6.Gateway); err != nil {
+				return err
+			}
+			pl.absent(pAllocIP + netID + "/" + a.String())
+		}
+		want.FixedIPs = append(want.FixedIPs, a.String())
+	}
+	slices.SortStableFunc(want.FixedIPs, func(x, y string) int {
+		return cmp.Compare(netip.MustParseAddr(x).BitLen(), netip.MustParseAddr(y).BitLen())
+	})
+	return nil
+}
+
+// oldAddr is old's fixed IP inside pfx, if old is not nil and has one.
+func oldAddr(old *api.Port, pfx netip.Prefix) netip.Addr {
+	if old == nil {
+		return netip.Addr{}
+	}
+	for _, s := range old.FixedIPs {
+		if a, err := netip.ParseAddr(s); err == nil && pfx.Contains(a) {
+			return a
+		}
+	}
+	return netip.Addr{}
+}
+
+func mustMAC(s string) net.HardwareAddr {
+	hw, err := net.ParseMAC(s)
+	if err != nil {
+		panic(fmt.Sprintf("store: MAC %q passed validation: %v", s, err))
+	}
+	return hw
+}
+
 // FirstAllocatable is the first address handed out automatically in a network: the
 // second usable address (10.0.0.2 in 10.0.0.0/24). The first usable address stays
 // free for a gateway, as in Neutron; it can still be given to a port explicitly.
@@ -276,15 +404,20 @@ func FirstAllocatable(cidr netip.Prefix) netip.Addr {
 	return cidr.Masked().Addr().Next().Next()
 }
 
-func lowestFreeIP(cidr netip.Prefix, used []string) (netip.Addr, bool) {
+// lowestFree is the lowest address from first on inside within that used does not
+// hold, short of an IPv4 subnet's broadcast address.
+func lowestFree(first netip.Addr, within netip.Prefix, used []string) (netip.Addr, bool) {
 	taken := make(map[netip.Addr]bool, len(used))
 	for _, u := range used {
 		if a, err := netip.ParseAddr(u); err == nil {
 			taken[a] = true
 		}
 	}
-	last := api.LastAddr(cidr)
-	for a := FirstAllocatable(cidr); a.Less(last); a = a.Next() {
+	var last netip.Addr // IPv6 has no broadcast address: the last one is usable
+	if within.Addr().Is4() {
+		last = api.LastAddr(within)
+	}
+	for a := first; a.IsValid() && within.Contains(a) && a != last; a = a.Next() {
 		if !taken[a] {
 			return a, true
 		}

@@ -531,7 +531,7 @@ func (rs *records) checkPort(r *record[api.Port], nets map[string]api.Network, l
 // claimPort takes the port's MAC and IPs in its network (vni) and its device names, or
 // says which older port holds one of them. It takes nothing when it fails.
 func claimPort(cs claims, p *api.Port, vni uint32) error {
-	// Validated: the MAC is six two-digit octets, the IPs are canonical IPv4.
+	// Validated: the MAC is six two-digit octets, the IPs are canonical IPv4 or IPv6.
 	var buf [2 + api.MaxFixedIPs]claim
 	want := append(buf[:0], claim{claimDevice, 0, p.ID[:api.DeviceIDLen]}, claim{claimMAC, vni, strings.ToLower(p.MAC)})
 	for _, a := range p.FixedIPs {

@@ -126,7 +126,7 @@ func TestMirrorLeavesPoisonOut(t *testing.T) {
 			key: pPorts + "vm1", class: ProblemInvalid, err: "not a lower-case UUID"},
 		{name: "port with a taken MAC", puts: []put{{pPorts + onTwin.ID, jsonOf(t, f.port(func(p *api.Port) { p.ID = onTwin.ID; p.MAC = strings.ToUpper(p1.MAC) }))}},
 			key: pPorts + onTwin.ID, class: ProblemConflict, err: "MAC " + p1.MAC + " is also port " + p1.ID + "'s, which is older"},
-		{name: "port with a taken IP", puts: []put{{pPorts + onTwin.ID, jsonOf(t, f.port(func(p *api.Port) { p.ID = onTwin.ID; p.FixedIPs = []string{"10.0.0.9", p1.FixedIPs[0]} }))}},
+		{name: "port with a taken IP", puts: []put{{pPorts + onTwin.ID, jsonOf(t, f.port(func(p *api.Port) { p.ID = onTwin.ID; p.FixedIPs = []string{p1.FixedIPs[0]} }))}},
 			key: pPorts + onTwin.ID, class: ProblemConflict, err: "IP " + p1.FixedIPs[0] + " is also port " + p1.ID},
 		{name: "port with a taken device name", puts: []put{{pPorts + p1.ID[:11] + onTwin.ID[11:], jsonOf(t, f.port(func(p *api.Port) { p.ID = p1.ID[:11] + onTwin.ID[11:] }))}},
 			key: pPorts + p1.ID[:11] + onTwin.ID[11:], class: ProblemConflict, err: "device name " + api.TapName(p1.ID) + " is also port " + p1.ID},

@@ -185,6 +185,10 @@ func (s *Store) AddRouterInterface(ctx context.Context, routerRef, netRef string
 		if n.External {
 			return &api.FieldError{Field: "router.interfaces.network", Value: n.Name, Reason: "is external: use router set-gateway"}
 		}
+		if n.CIDR == "" {
+			return &api.FieldError{Field: "router.interfaces.network", Value: n.Name,
+				Reason: "has only an IPv6 subnet: IPv6 routing is not built yet, routers attach IPv4 subnets only"}
+		}
 		cidr := netip.MustParsePrefix(n.CIDR)
 		for _, in := range r.Interfaces {
 			if in.NetworkID == n.ID {
@@ -419,9 +423,16 @@ func (p *plan) associate(f *api.FloatingIP, portRef, fixedIP string) error {
 		return &api.FieldError{Field: "floatingip.port", Value: port.Name, Reason: "is a router interface"}
 	}
 	if fixedIP == "" {
-		fixedIP = port.FixedIPs[0]
+		// Floating IPs are IPv4: they translate to the port's IPv4 address.
+		i := slices.IndexFunc(port.FixedIPs, func(s string) bool { a, err := netip.ParseAddr(s); return err == nil && a.Is4() })
+		if i < 0 {
+			return &api.FieldError{Field: "floatingip.port", Value: port.Name, Reason: "has no IPv4 address (floating IPs are IPv4)"}
+		}
+		fixedIP = port.FixedIPs[i]
 	} else if !slices.Contains(port.FixedIPs, fixedIP) {
 		return &api.FieldError{Field: "floatingip.fixed_ip", Value: fixedIP, Reason: "not a fixed IP of port " + port.Name}
+	} else if a, err := netip.ParseAddr(fixedIP); err != nil || !a.Is4() {
+		return &api.FieldError{Field: "floatingip.fixed_ip", Value: fixedIP, Reason: "not an IPv4 address (floating IPs are IPv4)"}
 	}
 	if owner, err := p.get(pRefsFIP + pid + "/" + fixedIP); err != nil {
 		return err

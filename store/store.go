@@ -255,6 +255,9 @@ type plan struct {
 	// newGroups are security groups this transaction creates, which reads (from
 	// etcd) cannot find yet.
 	newGroups []string
+	// allocated are the address keys (pAllocIP...) this transaction hands out, which
+	// a listing (from etcd) cannot show yet.
+	allocated []string
 }
 
 func (p *plan) guardRev(key string, modRev int64) {

@@ -87,7 +87,7 @@ func TestValidationLeavesStoreUnchanged(t *testing.T) {
 		{"multicast mac", port(func(p *api.Port) { p.MAC = "01:00:5e:00:00:01" }), "port.mac", "multicast"},
 		{"ip outside cidr", port(func(p *api.Port) { p.FixedIPs = []string{"10.0.1.5"} }), "port.fixed_ips", `port.fixed_ips "10.0.1.5": outside the network's CIDR 10.0.0.0/24`},
 		{"broadcast ip", port(func(p *api.Port) { p.FixedIPs = []string{"10.0.0.255"} }), "port.fixed_ips", "broadcast"},
-		{"not an ip", port(func(p *api.Port) { p.FixedIPs = []string{"ten"} }), "port.fixed_ips", "not an IPv4 address"},
+		{"not an ip", port(func(p *api.Port) { p.FixedIPs = []string{"ten"} }), "port.fixed_ips", "not an IPv4 or IPv6 address"},
 		{"unknown network", port(func(p *api.Port) { p.NetworkID = "nope" }), "port.network", `port.network "nope": unknown network`},
 		{"no network", port(func(p *api.Port) { p.NetworkID = "" }), "port.network", "must be set"},
 		{"unknown group", port(func(p *api.Port) { p.SecurityGroups = []string{"web", "nope"} }), "port.security_groups", `port.security_groups "nope": unknown security group`},
@@ -104,14 +104,14 @@ func TestValidationLeavesStoreUnchanged(t *testing.T) {
 				p.FixedIPs = append(p.FixedIPs, fmt.Sprintf("10.0.0.%d", 100+i))
 			}
 		}), "port.fixed_ips", "at most 16"},
-		{"bad pair", port(func(p *api.Port) { p.AllowedAddressPairs = []api.AddressPair{{IP: "x"}} }), "port.allowed_address_pairs.ip", "not an IPv4"},
+		{"bad pair", port(func(p *api.Port) { p.AllowedAddressPairs = []api.AddressPair{{IP: "x"}} }), "port.allowed_address_pairs.ip", "not an IP address or CIDR"},
 		{"groups without port security", port(func(p *api.Port) { p.PortSecurity = &off; p.SecurityGroups = []string{"web"} }), "port.security_groups", "port security is disabled"},
 		{"port id not uuid", port(func(p *api.Port) { p.ID = "x" }), "port.id", "UUID"},
 		{"port id taken", port(func(p *api.Port) { p.ID = p1.ID }), "port.id", "already used"},
 		{"port id prefix taken", port(func(p *api.Port) { p.ID = p1.ID[:11] + NewUUID()[11:] }), "port.id", "device names"},
 
 		// Also renames: the name must not change either.
-		{"update duplicate ip", update(func(p *api.Port) { p.FixedIPs = []string{"10.0.0.11", "10.0.0.99"}; p.Name = "renamed" }), "port.fixed_ips", `"10.0.0.11": already used by port ` + holder.ID},
+		{"update duplicate ip", update(func(p *api.Port) { p.FixedIPs = []string{"10.0.0.11"}; p.Name = "renamed" }), "port.fixed_ips", `"10.0.0.11": already used by port ` + holder.ID},
 		{"update ip outside", update(func(p *api.Port) { p.FixedIPs = []string{"10.5.0.9"} }), "port.fixed_ips", "outside"},
 		{"update unknown host", update(func(p *api.Port) { p.Host = "h9" }), "port.host", "unknown host"},
 		{"update network", update(func(p *api.Port) { p.NetworkID = "other" }), "port.network", "cannot change"},
