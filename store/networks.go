@@ -39,6 +39,8 @@ type NetworkSpec struct {
 	External        bool
 	Provider        *api.Provider
 	AllocationPools []api.IPRange
+	// IPv6 is the network's IPv6 subnet (nil: none); CIDR may be "" with one.
+	IPv6 *api.Subnet6
 }
 
 // CreateNetwork creates a network, allocating its ID, VNI and MTU as needed, in one
@@ -69,7 +71,7 @@ func (s *Store) CreateNetwork(ctx context.Context, spec NetworkSpec) (api.Networ
 		}
 	}
 	n := api.Network{ID: spec.ID, Name: spec.Name, CIDR: spec.CIDR, MTU: spec.MTU, NetworkType: tt, Gateway: spec.Gateway, DHCP: spec.DHCP,
-		External: spec.External, Provider: spec.Provider, AllocationPools: spec.AllocationPools}
+		External: spec.External, Provider: spec.Provider, AllocationPools: spec.AllocationPools, IPv6: spec.IPv6}
 	if n.MTU == 0 {
 		n.MTU = maxMTU
 	}

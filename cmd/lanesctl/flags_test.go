@@ -12,11 +12,11 @@ import (
 // negative value is refused with the field's name, never mapped to "any" or "default".
 func TestFlagsRefuseBadNumbers(t *testing.T) {
 	rule := func(args ...string) error {
-		_, _, err := ruleFromArgs(append([]string{"G", "--direction", "ingress"}, args...))
+		_, _, err := (&globals{}).ruleFromArgs(append([]string{"G", "--direction", "ingress"}, args...))
 		return err
 	}
 	network := func(args ...string) error {
-		_, err := networkSpec(append([]string{"n", "--cidr", "10.0.0.0/24"}, args...))
+		_, err := (&globals{}).networkSpec(append([]string{"n", "--cidr", "10.0.0.0/24"}, args...))
 		return err
 	}
 	for _, c := range []struct {
@@ -69,19 +69,19 @@ func TestFlagsRefuseBadNumbers(t *testing.T) {
 	}
 
 	// What the parsers hand on for values that must reach the store's validation.
-	spec, err := networkSpec([]string{"n", "--cidr", "10.0.0.0/24", "--vni", "0", "--mtu", "-1", "--underlay-mtu", "-1"})
+	spec, err := (&globals{}).networkSpec([]string{"n", "--cidr", "10.0.0.0/24", "--vni", "0", "--mtu", "-1", "--underlay-mtu", "-1"})
 	if err != nil || spec.VNI == nil || *spec.VNI != 0 || spec.MTU != -1 || spec.UnderlayMTU != -1 {
 		t.Errorf("network create hands on %+v, %v", spec, err)
 	}
-	spec, err = networkSpec([]string{"n", "--cidr", "10.0.0.0/24"})
+	spec, err = (&globals{}).networkSpec([]string{"n", "--cidr", "10.0.0.0/24"})
 	if err != nil || spec.VNI != nil || spec.MTU != 0 || spec.UnderlayMTU != 1500 {
 		t.Errorf("network create defaults: %+v, %v", spec, err)
 	}
-	_, r, err := ruleFromArgs([]string{"G", "--direction", "ingress", "--protocol", "icmp", "--icmp-type", "0"})
+	_, r, err := (&globals{}).ruleFromArgs([]string{"G", "--direction", "ingress", "--protocol", "icmp", "--icmp-type", "0"})
 	if err != nil || r.ICMPType == nil || *r.ICMPType != 0 || r.ICMPCode != nil {
 		t.Errorf("icmp type 0 parsed as %+v, %v", r, err)
 	}
-	g, r, err := ruleFromArgs([]string{"G", "--direction", "ingress", "--protocol", "tcp", "--port", "8000-8080"})
+	g, r, err := (&globals{}).ruleFromArgs([]string{"G", "--direction", "ingress", "--protocol", "tcp", "--port", "8000-8080"})
 	if err != nil || g != "G" || r.PortMin != 8000 || r.PortMax != 8080 {
 		t.Errorf("port range parsed as %q %+v, %v", g, r, err)
 	}

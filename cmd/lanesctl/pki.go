@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,22 +12,18 @@ import (
 )
 
 // pki runs the certificate commands; they work on files only.
-func (g *globals) pki(args []string) error {
-	if len(args) == 0 {
-		return errors.New("pki: want init, issue-host, issue-operator, issue-reader or issue-server")
-	}
+func (g *globals) pki(verb string, rest []string) error {
 	dirDefault := os.Getenv("LANES_PKI_DIR")
 	if dirDefault == "" {
 		dirDefault = "/etc/lanes/pki"
 	}
-	verb, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("pki "+verb, flag.ContinueOnError)
+	fs := newFlagSet("pki " + verb)
 	dir := fs.String("dir", dirDefault, "directory of the CA and the certificates")
 	var sans list
 	fs.Var(&sans, "san", "IP address or DNS name clients use to reach etcd (repeatable)")
 	switch verb {
 	case "init":
-		if _, err := parse(fs, rest); err != nil {
+		if _, err := g.parse(fs, rest); err != nil {
 			return err
 		}
 		if err := checkSANs(sans); err != nil {
@@ -59,7 +53,7 @@ func (g *globals) pki(args []string) error {
 	}
 	days := fs.Int("days", int(pki.LeafValidity/(24*time.Hour)), "validity in days")
 	force := fs.Bool("force", false, "replace an existing certificate and key (rotation)")
-	pos, err := parse(fs, rest, "NAME")
+	pos, err := g.parse(fs, rest, "NAME")
 	if err != nil {
 		return err
 	}

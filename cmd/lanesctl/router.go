@@ -2,13 +2,13 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/store"
+	"github.com/spf13/pflag"
 )
 
 // usageL3 is the part of usage for routers, external networks and floating IPs.
@@ -32,7 +32,7 @@ type externalFlags struct {
 	pools    list
 }
 
-func newExternalFlags(fs *flag.FlagSet) *externalFlags {
+func newExternalFlags(fs *pflag.FlagSet) *externalFlags {
 	e := &externalFlags{
 		external: fs.Bool("external", false, "an external (provider) network for router gateways and floating IPs"),
 		provider: fs.String("provider", "", "flat or vlan"),
@@ -44,7 +44,7 @@ func newExternalFlags(fs *flag.FlagSet) *externalFlags {
 }
 
 // apply puts the external network's settings into spec.
-func (e *externalFlags) apply(fs *flag.FlagSet, spec *store.NetworkSpec) error {
+func (e *externalFlags) apply(fs *pflag.FlagSet, spec *store.NetworkSpec) error {
 	if !*e.external {
 		for _, f := range []string{"provider", "physnet", "vlan", "allocation-pool"} {
 			if given(fs, f) {
@@ -69,9 +69,9 @@ func (e *externalFlags) apply(fs *flag.FlagSet, spec *store.NetworkSpec) error {
 func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 	switch noun + " " + verb {
 	case "router create":
-		fs := flag.NewFlagSet("router create", flag.ContinueOnError)
+		fs := newFlagSet("router create")
 		host := fs.String("host", "", "L3 host (default: the alive one with the fewest routers)")
-		pos, err := parse(fs, args, "NAME")
+		pos, err := c.parse(fs, args, "NAME")
 		if err != nil {
 			return true, err
 		}
@@ -81,7 +81,7 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitRouters([]api.Router{r})
 	case "router list":
-		if _, err := parse(flag.NewFlagSet("router list", flag.ContinueOnError), args); err != nil {
+		if _, err := c.parse(newFlagSet("router list"), args); err != nil {
 			return true, err
 		}
 		rs, err := c.st.ListRouters(c.ctx)
@@ -90,7 +90,7 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitRouters(rs)
 	case "router show":
-		pos, err := parse(flag.NewFlagSet("router show", flag.ContinueOnError), args, "ROUTER")
+		pos, err := c.parse(newFlagSet("router show"), args, "ROUTER")
 		if err != nil {
 			return true, err
 		}
@@ -100,13 +100,13 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitRouters([]api.Router{r})
 	case "router delete":
-		pos, err := parse(flag.NewFlagSet("router delete", flag.ContinueOnError), args, "ROUTER")
+		pos, err := c.parse(newFlagSet("router delete"), args, "ROUTER")
 		if err != nil {
 			return true, err
 		}
 		return true, c.st.DeleteRouter(c.ctx, pos[0])
 	case "router add-interface", "router remove-interface":
-		pos, err := parse(flag.NewFlagSet("router "+verb, flag.ContinueOnError), args, "ROUTER", "NETWORK")
+		pos, err := c.parse(newFlagSet("router "+verb), args, "ROUTER", "NETWORK")
 		if err != nil {
 			return true, err
 		}
@@ -120,9 +120,9 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitRouters([]api.Router{r})
 	case "router set-gateway":
-		fs := flag.NewFlagSet("router set-gateway", flag.ContinueOnError)
+		fs := newFlagSet("router set-gateway")
 		noSNAT := fs.Bool("no-snat", false, "route without translating the attached networks")
-		pos, err := parse(fs, args, "ROUTER", "EXTERNAL-NETWORK")
+		pos, err := c.parse(fs, args, "ROUTER", "EXTERNAL-NETWORK")
 		if err != nil {
 			return true, err
 		}
@@ -132,7 +132,7 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitRouters([]api.Router{r})
 	case "router clear-gateway":
-		pos, err := parse(flag.NewFlagSet("router clear-gateway", flag.ContinueOnError), args, "ROUTER")
+		pos, err := c.parse(newFlagSet("router clear-gateway"), args, "ROUTER")
 		if err != nil {
 			return true, err
 		}
@@ -142,10 +142,10 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitRouters([]api.Router{r})
 	case "fip create":
-		fs := flag.NewFlagSet("fip create", flag.ContinueOnError)
+		fs := newFlagSet("fip create")
 		port := fs.String("port", "", "port to associate")
 		fixed := fs.String("fixed-ip", "", "fixed IP of the port (default: its first)")
-		pos, err := parse(fs, args, "EXTERNAL-NETWORK")
+		pos, err := c.parse(fs, args, "EXTERNAL-NETWORK")
 		if err != nil {
 			return true, err
 		}
@@ -158,7 +158,7 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitFIPs([]api.FloatingIP{f})
 	case "fip list":
-		if _, err := parse(flag.NewFlagSet("fip list", flag.ContinueOnError), args); err != nil {
+		if _, err := c.parse(newFlagSet("fip list"), args); err != nil {
 			return true, err
 		}
 		fs, err := c.st.ListFloatingIPs(c.ctx)
@@ -167,9 +167,9 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitFIPs(fs)
 	case "fip associate":
-		fs := flag.NewFlagSet("fip associate", flag.ContinueOnError)
+		fs := newFlagSet("fip associate")
 		fixed := fs.String("fixed-ip", "", "fixed IP of the port (default: its first)")
-		pos, err := parse(fs, args, "FIP", "PORT")
+		pos, err := c.parse(fs, args, "FIP", "PORT")
 		if err != nil {
 			return true, err
 		}
@@ -179,7 +179,7 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitFIPs([]api.FloatingIP{f})
 	case "fip disassociate":
-		pos, err := parse(flag.NewFlagSet("fip disassociate", flag.ContinueOnError), args, "FIP")
+		pos, err := c.parse(newFlagSet("fip disassociate"), args, "FIP")
 		if err != nil {
 			return true, err
 		}
@@ -189,7 +189,7 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitFIPs([]api.FloatingIP{f})
 	case "fip delete":
-		pos, err := parse(flag.NewFlagSet("fip delete", flag.ContinueOnError), args, "FIP")
+		pos, err := c.parse(newFlagSet("fip delete"), args, "FIP")
 		if err != nil {
 			return true, err
 		}
