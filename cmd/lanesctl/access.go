@@ -18,6 +18,11 @@ func (c *cli) storeInit(args []string) error {
 		return err
 	}
 	changes, err := c.st.SetupAccess(c.ctx, a)
+	if c.structured() && err == nil {
+		return c.emit(struct {
+			Changes []string `json:"changes"`
+		}{append([]string{}, changes...)}, nil)
+	}
 	for _, ch := range changes {
 		fmt.Fprintln(c.out, ch)
 	}

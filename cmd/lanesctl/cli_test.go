@@ -325,6 +325,21 @@ func TestOutputFormats(t *testing.T) {
 	if len(ps[0].AllowedAddressPairs) != 0 {
 		t.Errorf("--allowed-address '' kept %+v", ps[0].AllowedAddressPairs)
 	}
+	// Every mutating command answers -o json with what it changed.
+	out, _, err = call("--etcd", etcd, "-o", "json", "sg", "rule", "add", "web", "--direction", "egress")
+	var rule api.Rule
+	if err != nil || json.Unmarshal([]byte(out), &rule) != nil || rule.ID == "" || rule.Direction != "egress" {
+		t.Errorf("sg rule add -o json: %q, %v", out, err)
+	}
+	out, _, err = call("--etcd", etcd, "sg", "rule", "add", "web", "--direction", "ingress", "--protocol", "udp", "--port", "53")
+	if err != nil || !strings.Contains(out, "added to security group web (") {
+		t.Errorf("sg rule add: %q, %v", out, err)
+	}
+	out, _, err = call("-o", "json", "pki", "init", "--dir", filepath.Join(t.TempDir(), "pki"))
+	var pk pkiResult
+	if err != nil || json.Unmarshal([]byte(out), &pk) != nil || len(pk.Wrote) != 6 || pk.CAValidUntil == "" {
+		t.Errorf("pki init -o json: %q, %v", out, err)
+	}
 	// Deletes say what they deleted.
 	out, _, err = call("--etcd", etcd, "port", "delete", "vm1", "-o", "json")
 	var del map[string]string

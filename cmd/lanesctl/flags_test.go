@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -93,4 +95,59 @@ func fieldOf(err error) string {
 		return fe.Field
 	}
 	return ""
+}
+
+// The IPv6 flags reach the network record as typed; the store validates them.
+func TestIPv6Flags(t *testing.T) {
+	g := &globals{}
+	spec, err := g.networkSpec([]string{"v6", "--ipv6-cidr", "2001:db8:1::/64", "--ipv6-address-mode", "dhcpv6-stateful",
+		"--ipv6-gateway", "2001:db8:1::1", "--ipv6-dns", "2001:db8::53", "--ipv6-dns", "2001:db8::54,2001:db8::55"})
+	want := api.Subnet6{CIDR: "2001:db8:1::/64", AddressMode: api.IPv6DHCPStateful, Gateway: "2001:db8:1::1",
+		DNSServers: []string{"2001:db8::53", "2001:db8::54", "2001:db8::55"}}
+	if err != nil || spec.CIDR != "" || spec.IPv6 == nil || !reflect.DeepEqual(*spec.IPv6, want) {
+		t.Errorf("network create --ipv6-*: %+v %+v, %v", spec, spec.IPv6, err)
+	}
+	if spec, err := g.networkSpec([]string{"v4", "--cidr", "10.0.0.0/24"}); err != nil || spec.IPv6 != nil {
+		t.Errorf("no IPv6 flags: %+v, %v", spec.IPv6, err)
+	}
+	if _, err := g.networkSpec([]string{"x", "--cidr", "10.0.0.0/24", "--ipv6-gateway", "2001:db8::1"}); fieldOf(err) != "network.ipv6.cidr" ||
+		!strings.Contains(err.Error(), "--ipv6-gateway needs --ipv6-cidr") {
+		t.Errorf("--ipv6-gateway alone: %v", err)
+	}
+
+	// Through the store: the records carry the subnet, network update adds one and
+	// changes only what is given, list and show print it.
+	etcd := startEtcd(t)
+	var ns []api.Network
+	run := func(args ...string) {
+		t.Helper()
+		out, _, err := call(append([]string{"--etcd", etcd, "-o", "json"}, args...)...)
+		if err != nil {
+			t.Fatalf("lanesctl %v: %v", args, err)
+		}
+		ns = nil
+		if err := json.Unmarshal([]byte(out), &ns); err != nil || len(ns) != 1 {
+			t.Fatalf("lanesctl %v: %v in %s", args, err, out)
+		}
+	}
+	run("network", "create", "dual", "--cidr", "10.9.0.0/24", "--ipv6-cidr", "2001:db8:9::/64", "--ipv6-gateway", "2001:db8:9::1")
+	if s := ns[0].IPv6; s == nil || s.CIDR != "2001:db8:9::/64" || s.Gateway != "2001:db8:9::1" || s.Mode() != api.IPv6SLAAC || ns[0].CIDR != "10.9.0.0/24" {
+		t.Errorf("network create dual: %+v", ns[0])
+	}
+	run("network", "create", "blue", "--cidr", "10.8.0.0/24")
+	run("network", "update", "blue", "--ipv6-cidr", "2001:db8:8::/64", "--ipv6-address-mode", "dhcpv6-stateless")
+	if s := ns[0].IPv6; s == nil || s.CIDR != "2001:db8:8::/64" || s.AddressMode != api.IPv6DHCPStateless {
+		t.Errorf("network update --ipv6-cidr: %+v", s)
+	}
+	run("network", "update", "blue", "--ipv6-dns", "2001:db8::53")
+	if s := ns[0].IPv6; s == nil || s.CIDR != "2001:db8:8::/64" || s.AddressMode != api.IPv6DHCPStateless || !reflect.DeepEqual(s.DNSServers, []string{"2001:db8::53"}) {
+		t.Errorf("network update --ipv6-dns: %+v", s)
+	}
+	out, _, err := call("--etcd", etcd, "network", "show", "blue")
+	if err != nil || !strings.Contains(out, "2001:db8:8::/64 dhcpv6-stateless dns 2001:db8::53") {
+		t.Errorf("network show: %q, %v", out, err)
+	}
+	if _, code, err := call("--etcd", etcd, "network", "update", "dual", "--ipv6-dns", "x", "--ipv6-cidr"); code != exitUsage {
+		t.Errorf("--ipv6-cidr without a value: exit %d, %v", code, err)
+	}
 }

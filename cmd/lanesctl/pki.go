@@ -42,6 +42,9 @@ func (g *globals) pki(verb string, rest []string) error {
 			}
 			written = append(written, p.Cert, p.Key)
 		}
+		if g.structured() {
+			return g.emit(pkiResult{Wrote: written, CAValidUntil: ca.Cert.NotAfter.UTC().Format(time.RFC3339)}, nil)
+		}
 		for _, f := range written {
 			fmt.Fprintln(g.out, "wrote", f)
 		}
@@ -91,11 +94,26 @@ func (g *globals) pki(verb string, rest []string) error {
 	if err != nil {
 		return err
 	}
+	if g.structured() {
+		r := pkiResult{Wrote: []string{p.Cert, p.Key}}
+		if kind != pki.Server {
+			r.User = name
+		}
+		return g.emit(r, nil)
+	}
 	fmt.Fprintf(g.out, "wrote %s\nwrote %s\n", p.Cert, p.Key)
 	if kind != pki.Server {
 		fmt.Fprintf(g.out, "etcd user %s; use --etcd-cacert %s --etcd-cert %s --etcd-key %s\n", name, filepath.Join(*dir, pki.CACert), p.Cert, p.Key)
 	}
 	return nil
+}
+
+// pkiResult is what the pki commands print with -o json|yaml.
+type pkiResult struct {
+	Wrote []string `json:"wrote"`
+	// User is the etcd user a client certificate authenticates as (its CN).
+	User         string `json:"user,omitempty"`
+	CAValidUntil string `json:"ca_valid_until,omitempty"`
 }
 
 // loopbackSANs go into every server certificate: the embedded member's own lanesd,

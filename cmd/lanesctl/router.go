@@ -104,7 +104,14 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		if err != nil {
 			return true, err
 		}
-		return true, c.st.DeleteRouter(c.ctx, pos[0])
+		r, err := c.st.GetRouter(c.ctx, pos[0])
+		if err != nil {
+			return true, err
+		}
+		if err := c.st.DeleteRouter(c.ctx, r.ID); err != nil {
+			return true, err
+		}
+		return true, c.deleted("router", r.Name, r.ID)
 	case "router add-interface", "router remove-interface":
 		pos, err := c.parse(newFlagSet("router "+verb), args, "ROUTER", "NETWORK")
 		if err != nil {
@@ -193,9 +200,30 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		if err != nil {
 			return true, err
 		}
-		return true, c.st.DeleteFloatingIP(c.ctx, pos[0])
+		f, err := c.fip(pos[0])
+		if err != nil {
+			return true, err
+		}
+		if err := c.st.DeleteFloatingIP(c.ctx, f.ID); err != nil {
+			return true, err
+		}
+		return true, c.deleted("floating IP", f.IP, f.ID)
 	}
 	return false, nil
+}
+
+// fip finds a floating IP by ID or address.
+func (c *cli) fip(ref string) (api.FloatingIP, error) {
+	fs, err := c.st.ListFloatingIPs(c.ctx)
+	if err != nil {
+		return api.FloatingIP{}, err
+	}
+	for _, f := range fs {
+		if f.ID == ref || f.IP == ref {
+			return f, nil
+		}
+	}
+	return api.FloatingIP{}, fmt.Errorf("floating IP %q: %w", ref, store.ErrNotFound)
 }
 
 // routerView is what router list and show print: the record plus where it runs now.

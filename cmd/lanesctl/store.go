@@ -539,7 +539,11 @@ func (c *cli) sgRuleAdd(args []string) error {
 	if c.structured() {
 		return c.emit(rule, nil)
 	}
-	fmt.Fprintf(c.out, "rule %s added to security group %s\n", rule.ID, group)
+	name := group
+	if g, err := c.st.GetSecurityGroup(c.ctx, group); err == nil {
+		name = g.Name + " (" + g.ID + ")"
+	}
+	fmt.Fprintf(c.out, "rule %s added to security group %s\n", rule.ID, name)
 	return nil
 }
 
