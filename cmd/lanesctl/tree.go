@@ -124,6 +124,7 @@ func newRoot(g *globals) *cobra.Command {
 	root.SetErr(os.Stderr)
 	// Made now rather than in Execute, so that tests and the docs check see them.
 	root.InitDefaultHelpCmd()
+	root.InitDefaultVersionFlag()
 	root.InitDefaultCompletionCmd()
 	return root
 }
