@@ -11,18 +11,6 @@ import (
 	"github.com/spf13/pflag"
 )
 
-// usageL3 is the part of usage for routers, external networks and floating IPs.
-const usageL3 = `routers (L3 hosts run lanesd --l3):
-  network create NAME --external --provider flat|vlan --physnet NAME [--vlan N]
-              --cidr CIDR --gateway IP [--allocation-pool START-END]...
-  router create NAME [--host L3HOST] | list | show ROUTER | delete ROUTER
-  router add-interface ROUTER NETWORK      (takes the network's gateway address)
-  router remove-interface ROUTER NETWORK
-  router set-gateway ROUTER EXTERNAL-NETWORK [--no-snat] | clear-gateway ROUTER
-  fip create EXTERNAL-NETWORK [--port PORT [--fixed-ip IP]] | list | delete FIP
-  fip associate FIP PORT [--fixed-ip IP] | disassociate FIP     (FIP: ID or address)
-`
-
 // externalFlags are network create's flags of external networks.
 type externalFlags struct {
 	external *bool
