@@ -11,9 +11,9 @@ import (
 func (c *cli) storeInit(args []string) error {
 	fs := newFlagSet("store init")
 	var a store.Access
-	fs.Var((*list)(&a.Hosts), "host", "host name: etcd user and role lanes-host-NAME (repeatable)")
-	fs.Var((*list)(&a.Operators), "operator", "operator: etcd user with role lanes-operator (repeatable)")
-	fs.Var((*list)(&a.Readers), "reader", "read-only user with role lanes-reader (repeatable)")
+	fs.Var((*list)(&a.Hosts), "host", "host `NAME`: etcd user and role lanes-host-NAME (repeatable)")
+	fs.Var((*list)(&a.Operators), "operator", "operator `NAME`: etcd user with role lanes-operator (repeatable)")
+	fs.Var((*list)(&a.Readers), "reader", "read-only user `NAME` with role lanes-reader (repeatable)")
 	if _, err := c.parse(fs, args); err != nil {
 		return err
 	}

@@ -335,6 +335,11 @@ func TestOutputFormats(t *testing.T) {
 	if err != nil || !strings.Contains(out, "added to security group web (") {
 		t.Errorf("sg rule add: %q, %v", out, err)
 	}
+	out, _, err = call("--etcd", etcd, "-o", "json", "sg", "rule", "delete", "web", rule.ID)
+	var rd map[string]string
+	if err != nil || json.Unmarshal([]byte(out), &rd) != nil || rd["deleted"] != "rule" || rd["id"] != rule.ID || rd["security_group"] != "web" {
+		t.Errorf("sg rule delete -o json: %q, %v", out, err)
+	}
 	out, _, err = call("-o", "json", "pki", "init", "--dir", filepath.Join(t.TempDir(), "pki"))
 	var pk pkiResult
 	if err != nil || json.Unmarshal([]byte(out), &pk) != nil || len(pk.Wrote) != 6 || pk.CAValidUntil == "" {

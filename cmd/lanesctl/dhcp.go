@@ -22,11 +22,11 @@ type dhcpFlags struct {
 
 func newDHCPFlags(fs *pflag.FlagSet, update bool) *dhcpFlags {
 	d := &dhcpFlags{fs: fs, update: update}
-	fs.StringVar(&d.gateway, "gateway", "", "router address handed out by DHCP (\"\": none)")
-	fs.Var(&d.dns, "dns", "DNS server handed out by DHCP (repeatable or comma-separated)")
-	fs.StringVar(&d.domain, "domain", "", "DNS domain handed out by DHCP")
-	fs.Var(&d.search, "search", "DNS search domain (repeatable or comma-separated; default: --domain)")
-	fs.Var(&d.routes, "route", "extra route DESTINATION_CIDR,NEXTHOP handed out as a classless static route (repeatable)")
+	fs.StringVar(&d.gateway, "gateway", "", "router address `IP` handed out by DHCP (\"\": none)")
+	fs.Var(&d.dns, "dns", "DNS server `IP` handed out by DHCP (repeatable or comma-separated)")
+	fs.StringVar(&d.domain, "domain", "", "DNS domain `NAME` handed out by DHCP")
+	fs.Var(&d.search, "search", "DNS search domain `NAME` (repeatable or comma-separated; default: --domain)")
+	fs.Var(&d.routes, "route", "extra route `CIDR,NEXTHOP` handed out as a classless static route (repeatable)")
 	fs.DurationVar(&d.lease, "lease", 0, "DHCP lease time (default 24h)")
 	fs.BoolVar(&d.noDHCP, "no-dhcp", false, "lanesd does not answer DHCP on this network")
 	if update {

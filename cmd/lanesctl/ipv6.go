@@ -18,10 +18,10 @@ type ipv6Flags struct {
 
 func newIPv6Flags(fs *pflag.FlagSet) *ipv6Flags {
 	f := &ipv6Flags{fs: fs}
-	fs.StringVar(&f.cidr, "ipv6-cidr", "", "IPv6 subnet of the network, e.g. 2001:db8:1::/64 (slaac and dhcpv6-stateless need a /64)")
-	fs.StringVar(&f.mode, "ipv6-address-mode", "", "how guests get their IPv6 address: slaac, dhcpv6-stateful or dhcpv6-stateless (default slaac)")
-	fs.StringVar(&f.gateway, "ipv6-gateway", "", "router address on the IPv6 subnet, announced in router advertisements (\"\": none, no default route)")
-	fs.Var(&f.dns, "ipv6-dns", "IPv6 DNS server handed out by DHCPv6 and in router advertisements (repeatable or comma-separated)")
+	fs.StringVar(&f.cidr, "ipv6-cidr", "", "IPv6 subnet `CIDR` of the network, e.g. 2001:db8:1::/64 (slaac and dhcpv6-stateless need a /64)")
+	fs.StringVar(&f.mode, "ipv6-address-mode", "", "`MODE` in which guests get their IPv6 address: slaac, dhcpv6-stateful or dhcpv6-stateless (default slaac)")
+	fs.StringVar(&f.gateway, "ipv6-gateway", "", "router address `IP` on the IPv6 subnet, announced in router advertisements (\"\": none, no default route)")
+	fs.Var(&f.dns, "ipv6-dns", "IPv6 DNS server `IP` handed out by DHCPv6 and in router advertisements (repeatable or comma-separated)")
 	return f
 }
 

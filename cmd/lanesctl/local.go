@@ -150,9 +150,9 @@ func orNone(s string) string {
 
 func (g *globals) flows(args []string) error {
 	fs := newFlagSet("flows")
-	table := fs.String("table", "", "table number or name (e.g. 22 or FLOOD_TO_TUN)")
-	port := fs.String("port", "", "only flows owned by this port (name or ID)")
-	network := fs.String("network", "", "only flows owned by this network (name or ID)")
+	table := fs.String("table", "", "`TABLE` number or name (e.g. 22 or FLOOD_TO_TUN)")
+	port := fs.String("port", "", "only flows owned by this `PORT` (name or ID)")
+	network := fs.String("network", "", "only flows owned by this `NETWORK` (name or ID)")
 	pos, err := g.parse(fs, args, "BRIDGE")
 	if err != nil {
 		return err
@@ -178,9 +178,9 @@ func (g *globals) flows(args []string) error {
 
 func (g *globals) trace(args []string) error {
 	fs := newFlagSet("trace")
-	from := fs.String("from-port", "", "local port (name or ID) the packet leaves from")
-	dst := fs.String("dst-ip", "", "destination IP")
-	proto := fs.String("proto", "icmp", "icmp, tcp or udp")
+	from := fs.String("from-port", "", "local `PORT` (name or ID) the packet leaves from")
+	dst := fs.String("dst-ip", "", "destination `IP`")
+	proto := fs.String("proto", "icmp", "`PROTO`: icmp, tcp or udp")
 	dport := fs.Int("dst-port", 0, "destination port (tcp, udp)")
 	dhcp := fs.Bool("dhcp", false, "trace a DHCPDISCOVER from the port instead")
 	if _, err := g.parse(fs, args); err != nil {

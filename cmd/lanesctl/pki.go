@@ -18,9 +18,9 @@ func (g *globals) pki(verb string, rest []string) error {
 		dirDefault = "/etc/lanes/pki"
 	}
 	fs := newFlagSet("pki " + verb)
-	dir := fs.String("dir", dirDefault, "directory of the CA and the certificates")
+	dir := fs.String("dir", dirDefault, "`DIR`: directory of the CA and the certificates")
 	var sans list
-	fs.Var(&sans, "san", "IP address or DNS name clients use to reach etcd (repeatable)")
+	fs.Var(&sans, "san", "`ADDR`: IP address or DNS name clients use to reach etcd (repeatable)")
 	switch verb {
 	case "init":
 		if _, err := g.parse(fs, rest); err != nil {

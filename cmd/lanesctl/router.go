@@ -23,11 +23,11 @@ type externalFlags struct {
 func newExternalFlags(fs *pflag.FlagSet) *externalFlags {
 	e := &externalFlags{
 		external: fs.Bool("external", false, "an external (provider) network for router gateways and floating IPs"),
-		provider: fs.String("provider", "", "flat or vlan"),
-		physnet:  fs.String("physnet", "", "physical network, mapped to a bridge on the L3 hosts"),
+		provider: fs.String("provider", "", "`TYPE` of the provider network: flat or vlan"),
+		physnet:  fs.String("physnet", "", "physical network `NAME`, mapped to a bridge on the L3 hosts"),
 		vlan:     fs.Int("vlan", 0, "VLAN ID of a vlan provider network"),
 	}
-	fs.Var(&e.pools, "allocation-pool", "START-END of addresses for gateways and floating IPs (repeatable)")
+	fs.Var(&e.pools, "allocation-pool", "`START-END` of addresses for gateways and floating IPs (repeatable)")
 	return e
 }
 
@@ -58,7 +58,7 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 	switch noun + " " + verb {
 	case "router create":
 		fs := newFlagSet("router create")
-		host := fs.String("host", "", "L3 host (default: the alive one with the fewest routers)")
+		host := fs.String("host", "", "L3 `HOST` (default: the alive one with the fewest routers)")
 		pos, err := c.parse(fs, args, "NAME")
 		if err != nil {
 			return true, err
@@ -138,8 +138,8 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		return true, c.emitRouters([]api.Router{r})
 	case "fip create":
 		fs := newFlagSet("fip create")
-		port := fs.String("port", "", "port to associate")
-		fixed := fs.String("fixed-ip", "", "fixed IP of the port (default: its first)")
+		port := fs.String("port", "", "`PORT` to associate (name or ID)")
+		fixed := fs.String("fixed-ip", "", "fixed `IP` of the port (default: its first)")
 		pos, err := c.parse(fs, args, "EXTERNAL-NETWORK")
 		if err != nil {
 			return true, err
@@ -163,7 +163,7 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		return true, c.emitFIPs(fs)
 	case "fip associate":
 		fs := newFlagSet("fip associate")
-		fixed := fs.String("fixed-ip", "", "fixed IP of the port (default: its first)")
+		fixed := fs.String("fixed-ip", "", "fixed `IP` of the port (default: its first)")
 		pos, err := c.parse(fs, args, "FIP", "PORT")
 		if err != nil {
 			return true, err

@@ -21,9 +21,9 @@ type seedFlags struct {
 
 func newSeedFlags(fs *pflag.FlagSet) *seedFlags {
 	s := &seedFlags{}
-	fs.StringVar(&s.userData, "user-data", "", "cloud-init user-data file for the guest (NoCloud seed)")
-	fs.Var(&s.sshKeys, "ssh-key", "OpenSSH public key file for the guest (repeatable; NoCloud seed)")
-	fs.StringVar(&s.out, "seed", "", "where to write the NoCloud seed image (default PORT-seed.img with --user-data or --ssh-key)")
+	fs.StringVar(&s.userData, "user-data", "", "cloud-init user-data `FILE` for the guest (NoCloud seed)")
+	fs.Var(&s.sshKeys, "ssh-key", "OpenSSH public key `FILE` for the guest (repeatable; NoCloud seed)")
+	fs.StringVar(&s.out, "seed", "", "`FILE` to write the NoCloud seed image to (default PORT-seed.img with --user-data or --ssh-key)")
 	return s
 }
 

@@ -19,11 +19,11 @@ import (
 // "the default".
 func (g *globals) networkSpec(args []string) (store.NetworkSpec, error) {
 	fs := newFlagSet("network create")
-	cidr := fs.String("cidr", "", "IPv4 subnet of the network (may be omitted with --ipv6-cidr)")
+	cidr := fs.String("cidr", "", "IPv4 subnet `CIDR` of the network (may be omitted with --ipv6-cidr)")
 	vni := fs.Int("vni", 0, "tunnel ID 1..16777215 (default: the lowest free)")
 	mtu := fs.Int("mtu", 0, "MTU of the VMs' devices (default: underlay MTU minus the tunnel overhead)")
 	underlay := fs.Int("underlay-mtu", store.DefaultUnderlayMTU, "MTU of the hosts' underlay")
-	ntype := fs.String("type", api.TunnelVXLAN, "tunnel type carrying the network between hosts: vxlan, gre or geneve (Neutron's network_type)")
+	ntype := fs.String("type", api.TunnelVXLAN, "tunnel `TYPE` carrying the network between hosts: vxlan, gre or geneve (Neutron's network_type)")
 	dhcp := newDHCPFlags(fs, false)
 	v6 := newIPv6Flags(fs)
 	ext := newExternalFlags(fs) // router.go
@@ -126,13 +126,13 @@ func addressPairs(vals []string) []api.AddressPair {
 
 func (c *cli) portCreate(args []string) error {
 	fs := newFlagSet("port create")
-	network := fs.String("network", "", "network name or ID")
-	host := fs.String("host", "", "host the VM runs on")
-	mac := fs.String("mac", "", "MAC (default: allocated, fa:16:3e:xx:xx:xx)")
+	network := fs.String("network", "", "`NETWORK` name or ID")
+	host := fs.String("host", "", "`HOST` the VM runs on")
+	mac := fs.String("mac", "", "`MAC` (default: allocated, fa:16:3e:xx:xx:xx)")
 	var ips, sgs, pairs list
-	fs.Var(&ips, "ip", "fixed IP: at most one IPv4 and one IPv6 address (repeatable; default: one per subnet of the network)")
-	fs.Var(&sgs, "sg", "security group name or ID (repeatable)")
-	fs.Var(&pairs, "allowed-address", "extra IP or CIDR the VM may send from, optionally ,MAC (repeatable)")
+	fs.Var(&ips, "ip", "fixed `IP`: at most one IPv4 and one IPv6 address (repeatable; default: one per subnet of the network)")
+	fs.Var(&sgs, "sg", "security group `SG`, name or ID (repeatable)")
+	fs.Var(&pairs, "allowed-address", "extra `IP[,MAC]` or CIDR the VM may send from (repeatable)")
 	noSec := fs.Bool("no-port-security", false, "no anti-spoofing and no security groups")
 	noSG := fs.Bool("no-sg", false, "no security group (default: the group named default)")
 	wait := fs.Bool("wait", false, "return once the host reports the port ACTIVE")
@@ -246,8 +246,8 @@ func (c *cli) emitPorts(ps []api.Port) error {
 
 func (c *cli) portList(args []string) error {
 	fs := newFlagSet("port list")
-	network := fs.String("network", "", "only ports of this network (name or ID)")
-	host := fs.String("host", "", "only ports of this host")
+	network := fs.String("network", "", "only ports of this `NETWORK` (name or ID)")
+	host := fs.String("host", "", "only ports of this `HOST`")
 	if _, err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -286,16 +286,16 @@ func (c *cli) portShow(args []string) error {
 
 func (c *cli) portUpdate(args []string) error {
 	fs := newFlagSet("port update")
-	host := fs.String("host", "", "move the port to this host")
+	host := fs.String("host", "", "move the port to this `HOST`")
 	var sgs, pairs list
-	fs.Var(&sgs, "sg", "replace the security groups (repeatable)")
+	fs.Var(&sgs, "sg", "replace the security groups with `SG` (repeatable)")
 	noSG := fs.Bool("no-sg", false, "remove every security group")
-	fs.Var(&pairs, "allowed-address", "replace the allowed address pairs (repeatable; \"\" clears them)")
+	fs.Var(&pairs, "allowed-address", "replace the allowed address pairs with `IP[,MAC]` (repeatable; \"\" clears them)")
 	clearPairs := fs.Bool("clear-allowed-address", false, "remove every allowed address pair")
 	var ips list
-	fs.Var(&ips, "ip", "replace the fixed IPs: at most one IPv4 and one IPv6 address (repeatable; \"\" allocates them again)")
-	mac := fs.String("mac", "", "change the MAC")
-	portSec := fs.String("port-security", "", "true or false")
+	fs.Var(&ips, "ip", "replace the fixed IPs with `IP`: at most one IPv4 and one IPv6 address (repeatable; \"\" allocates them again)")
+	mac := fs.String("mac", "", "change the `MAC`")
+	portSec := fs.String("port-security", "", "`BOOL`: true or false")
 	pos, err := c.parse(fs, args, "PORT")
 	if err != nil {
 		return err
@@ -479,7 +479,11 @@ func (c *cli) sgRuleDelete(args []string) error {
 	if err := c.st.DeleteRule(c.ctx, g.ID, pos[1]); err != nil {
 		return err
 	}
-	return c.deleted("rule", "of security group "+g.Name, pos[1])
+	if c.structured() {
+		return c.emit(map[string]string{"deleted": "rule", "id": pos[1], "security_group": g.Name, "security_group_id": g.ID}, nil)
+	}
+	fmt.Fprintf(c.out, "deleted rule %s of security group %s (%s)\n", pos[1], g.Name, g.ID)
+	return nil
 }
 
 // deleted reports a delete: one line, or with -o json|yaml {kind, name, id}, so that
@@ -498,14 +502,14 @@ func (c *cli) deleted(kind, name, id string) error {
 func (g *globals) ruleFromArgs(args []string) (string, api.Rule, error) {
 	fs := newFlagSet("sg rule add")
 	r := api.Rule{}
-	fs.StringVar(&r.Direction, "direction", "", "ingress or egress")
-	fs.StringVar(&r.Ethertype, "ethertype", api.IPv4, "IPv4 or IPv6")
-	fs.StringVar(&r.Protocol, "protocol", "", "tcp, udp, sctp, icmp, icmpv6, any or a number 1..255")
-	ports := fs.String("port", "", "destination port or range N-M (tcp, udp, sctp)")
+	fs.StringVar(&r.Direction, "direction", "", "`DIRECTION`: ingress or egress")
+	fs.StringVar(&r.Ethertype, "ethertype", api.IPv4, "`ETHERTYPE`: IPv4 or IPv6")
+	fs.StringVar(&r.Protocol, "protocol", "", "`PROTOCOL`: tcp, udp, sctp, icmp, icmpv6, any or a number 1..255")
+	ports := fs.String("port", "", "destination port `N` or range N-M (tcp, udp, sctp)")
 	icmpType := fs.Int("icmp-type", 0, "ICMP type 0..255")
 	icmpCode := fs.Int("icmp-code", 0, "ICMP code 0..255 (needs --icmp-type)")
-	fs.StringVar(&r.RemoteCIDR, "remote-cidr", "", "allowed remote addresses")
-	fs.StringVar(&r.RemoteGroupID, "remote-group", "", "allowed remote group (name or ID)")
+	fs.StringVar(&r.RemoteCIDR, "remote-cidr", "", "allowed remote addresses, a `CIDR`")
+	fs.StringVar(&r.RemoteGroupID, "remote-group", "", "allowed remote group `SG` (name or ID)")
 	pos, err := g.parse(fs, args, "SG")
 	if err != nil {
 		return "", r, err

@@ -55,6 +55,7 @@ func newRoot(g *globals) *cobra.Command {
 		SilenceUsage:               true,
 		Args:                       noSubcommand,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.SetOut(cmd.ErrOrStderr())
 			_ = cmd.Help()
 			return usagef("no command (see lanesctl --help)")
 		},
@@ -93,6 +94,8 @@ func newRoot(g *globals) *cobra.Command {
 			Long:  groups[path] + ".",
 			Args:  noSubcommand,
 			RunE: func(cmd *cobra.Command, _ []string) error {
+				// The list of subcommands, on stderr: stdout stays for what was asked.
+				cmd.SetOut(cmd.ErrOrStderr())
 				_ = cmd.Help()
 				return usagef("%s: missing subcommand (see %s --help)", words(cmd), cmd.CommandPath())
 			},
