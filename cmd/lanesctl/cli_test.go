@@ -110,7 +110,7 @@ func TestHelpOnEveryCommand(t *testing.T) {
 		if e.example == "" || !strings.HasPrefix(e.example, "lanesctl "+e.path) && !strings.Contains(e.example, "lanesctl "+e.path) {
 			t.Errorf("%s: example %q does not show the command", e.path, e.example)
 		}
-		if _, err := flagsOf(e); err != nil {
+		if _, err := define(e); err != nil {
 			t.Error(err)
 		}
 	}
@@ -225,6 +225,11 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"netwrok", "list"}, exitUsage, `did you mean "network list"`},
 		{[]string{"network", "list", "--bogus"}, exitUsage, "unknown flag: --bogus"},
 		{[]string{"network"}, exitUsage, "missing subcommand"},
+		{[]string{"help", "nosuch"}, exitUsage, "unknown command"},
+		{[]string{"help", "port", "delte"}, exitUsage, `did you mean "port delete"`},
+		{[]string{"completion", "tcsh"}, exitUsage, "unknown command"},
+		{[]string{"completion"}, exitUsage, "want bash"},
+		{[]string{"-x"}, exitUsage, "unknown shorthand flag"},
 		{[]string{"network", "delete", "blue"}, exitError, "port vm1 ("},
 		{[]string{"sg", "delete", "web"}, exitError, "port vm1 ("},
 		{[]string{"network", "create", "blue", "--cidr", "10.2.0.0/24"}, exitError, "already used"},
@@ -243,6 +248,12 @@ func TestExitCodes(t *testing.T) {
 	_, stderr, code := lanesctl(t, "--etcd", dead, "--etcd-dial-timeout", "1s", "network", "list")
 	if code != exitUnreachable {
 		t.Errorf("no etcd: exit %d, %s", code, stderr)
+	}
+	// Usage is checked before the store is dialled: a dead store does not hide it.
+	for _, args := range [][]string{{"network", "create"}, {"network", "list", "extra"}, {"port", "create", "vm9", "--network"}} {
+		if _, stderr, code := lanesctl(t, append([]string{"--etcd", dead, "--etcd-dial-timeout", "1s"}, args...)...); code != exitUsage {
+			t.Errorf("lanesctl %v against no store: exit %d, %s", args, code, stderr)
+		}
 	}
 	// A store that was there and stopped.
 	e := startEtcdServer(t)

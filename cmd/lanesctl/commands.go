@@ -247,11 +247,14 @@ func exitCode(err error) int {
 	return exitError
 }
 
-// helpRequested is what parse returns while the tree is built: the command's flag
-// set, so that its help lists exactly the flags it parses.
-type helpRequested struct{ fs *pflag.FlagSet }
+// definition is what parse returns while the tree is built: the command's flag set
+// and positional arguments, so that cobra shows, parses and checks exactly those.
+type definition struct {
+	fs         *pflag.FlagSet
+	positional []string
+}
 
-func (h *helpRequested) Error() string { return "flags of " + h.fs.Name() }
+func (d *definition) Error() string { return "the definition of " + d.fs.Name() }
 
 // l3Run runs one of the router and fip commands of router.go.
 func l3Run(path string) func(c *cli, args []string) error {

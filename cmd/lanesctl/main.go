@@ -102,7 +102,7 @@ type cli struct {
 
 // parse gives a command its flags and checks the number of positional arguments.
 // A command defines its flags on its own fs and then calls parse: when the tree is
-// built, args is defineArgs and parse hands fs back (helpRequested), so that the
+// built, args is defineArgs and parse hands fs back (a *definition), so that the
 // cobra command shows, parses and completes exactly those flags; when the command
 // runs, parse copies the values cobra parsed into fs. Without cobra (unit tests)
 // parse parses args itself.
@@ -112,7 +112,7 @@ func (g *globals) parse(fs *pflag.FlagSet, args []string, positional ...string) 
 	var pos []string
 	switch {
 	case slices.Equal(args, defineArgs):
-		return nil, &helpRequested{fs}
+		return nil, &definition{fs, positional}
 	case g != nil && g.parsed != nil:
 		var err error
 		fs.VisitAll(func(f *pflag.Flag) {
@@ -134,7 +134,7 @@ func (g *globals) parse(fs *pflag.FlagSet, args []string, positional ...string) 
 		if err != nil {
 			return nil, err
 		}
-		pos = args
+		pos = args // cobra checked their number (positionalArgs)
 	default:
 		if err := fs.Parse(args); err != nil {
 			return nil, &usageError{fmt.Errorf("%s: %w", fs.Name(), err)}

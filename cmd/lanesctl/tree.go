@@ -13,7 +13,6 @@ import (
 
 	"github.com/lanes-net/lanes/internal/version"
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 )
 
 const rootLong = `lanesctl manages lanes' networks, ports, security groups, hosts, routers and floating
@@ -70,7 +69,10 @@ func newRoot(g *globals) *cobra.Command {
 	root.SetVersionTemplate("lanesctl {{.Version}}\n")
 	addGlobalFlags(g, root.PersistentFlags())
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return &usageError{fmt.Errorf("%s: %w (see %s --help)", words(c), err, c.CommandPath())}
+		if w := words(c); w != "" {
+			err = fmt.Errorf("%s: %w", w, err)
+		}
+		return &usageError{fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
 	_ = root.RegisterFlagCompletionFunc("output", fixed("table", "json", "yaml"))
 	root.AddGroup(
@@ -125,10 +127,51 @@ func newRoot(g *globals) *cobra.Command {
 	// The completion command takes its output when it is made.
 	root.SetOut(g.out)
 	root.SetErr(os.Stderr)
+	root.SetHelpCommand(&cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		Long:  "Help about any command: its flags and examples, the same as lanesctl COMMAND --help.",
+		Example: "  lanesctl help network create\n" +
+			"  lanesctl help sg rule",
+		GroupID: groupLocal,
+		RunE: func(c *cobra.Command, args []string) error {
+			cmd, rest, err := c.Root().Find(args)
+			if err != nil {
+				return usagef("help: %w", err)
+			}
+			if len(rest) > 0 && cmd.HasSubCommands() {
+				return noSubcommand(cmd, rest)
+			}
+			return cmd.Help()
+		},
+		ValidArgsFunction: func(c *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			cmd, _, err := c.Root().Find(args)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var names []string
+			for _, sub := range cmd.Commands() {
+				if sub.IsAvailableCommand() {
+					names = append(names, sub.Name())
+				}
+			}
+			return matching(names, toComplete), cobra.ShellCompDirectiveNoFileComp
+		},
+	})
 	// Made now rather than in Execute, so that tests and the docs check see them.
 	root.InitDefaultHelpCmd()
 	root.InitDefaultVersionFlag()
 	root.InitDefaultCompletionCmd()
+	// completion without a shell, or with one cobra does not know, is a usage error.
+	if c, _, err := root.Find([]string{"completion"}); err == nil && c != root {
+		c.Args = noSubcommand
+		c.RunE = func(cmd *cobra.Command, _ []string) error {
+			cmd.SetOut(cmd.ErrOrStderr())
+			_ = cmd.Help()
+			return usagef("completion: want bash, zsh, fish or powershell")
+		}
+		c.Example = "  source <(lanesctl completion bash)\n  lanesctl completion fish | source"
+	}
 	return root
 }
 
@@ -183,8 +226,9 @@ func newLeaf(g *globals, e *command, word string) *cobra.Command {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		},
 	}
-	if fs, err := flagsOf(e); err == nil {
-		leaf.Flags().AddFlagSet(fs)
+	if d, err := define(e); err == nil {
+		leaf.Flags().AddFlagSet(d.fs)
+		leaf.Args = positionalArgs(d.positional)
 	}
 	for name, kind := range valueKinds {
 		if name == "port" && e.path == "sg rule add" {
@@ -205,14 +249,29 @@ func newLeaf(g *globals, e *command, word string) *cobra.Command {
 	return leaf
 }
 
-// flagsOf runs e with defineArgs: it defines its flags and parse hands them back.
-func flagsOf(e *command) (*pflag.FlagSet, error) {
+// define runs e with defineArgs: it defines its flags and parse hands them back
+// with the names of its positional arguments.
+func define(e *command) (*definition, error) {
 	err := e.run(&cli{globals: &globals{out: io.Discard}}, defineArgs)
-	var h *helpRequested
-	if errors.As(err, &h) {
-		return h.fs, nil
+	var d *definition
+	if errors.As(err, &d) {
+		return d, nil
 	}
 	return nil, fmt.Errorf("%s: its flags are not defined before it runs: %w", e.path, err)
+}
+
+// positionalArgs checks the number of positional arguments before the command runs
+// (and before it dials the store), with parse's message.
+func positionalArgs(want []string) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		switch {
+		case len(args) == len(want):
+			return nil
+		case len(want) == 0:
+			return usagef("%s: unexpected argument %q", words(cmd), args[0])
+		}
+		return usagef("%s: want %s", words(cmd), strings.Join(want, " "))
+	}
 }
 
 // valueKinds says which object a flag's value names, for completion.
