@@ -1,13 +1,16 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/store"
 )
 
 // Numbers typed on the command line must reach validation as they are: a zero or
@@ -97,6 +100,19 @@ func fieldOf(err error) string {
 	return ""
 }
 
+// st opens a store client on etcd, closed at the end of the test.
+func st(t *testing.T, etcd string) *store.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := store.Open(ctx, []string{etcd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
 // The IPv6 flags reach the network record as typed; the store validates them.
 func TestIPv6Flags(t *testing.T) {
 	g := &globals{}
@@ -146,6 +162,21 @@ func TestIPv6Flags(t *testing.T) {
 	out, _, err := call("--etcd", etcd, "network", "show", "blue")
 	if err != nil || !strings.Contains(out, "2001:db8:8::/64 dhcpv6-stateless dns 2001:db8::53") {
 		t.Errorf("network show: %q, %v", out, err)
+	}
+	// port create --ip takes an IPv4 and an IPv6 address and hands both to the store:
+	// the port carries both, or the store's refusal names the IPv6 one (the store
+	// decides which IPv6 addresses a port may hold).
+	if _, err := st(t, etcd).RegisterHost(context.Background(), api.Host{Name: "cmp1", TunnelIP: "192.0.2.1", TunnelType: "vxlan"}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	run("network", "create", "dual6", "--cidr", "10.7.0.0/24", "--ipv6-cidr", "2001:db8:7::/64", "--ipv6-address-mode", "dhcpv6-stateful")
+	out, _, err = call("--etcd", etcd, "-o", "json", "port", "create", "p6", "--network", "dual6", "--host", "cmp1", "--ip", "10.7.0.20", "--ip", "2001:db8:7::20")
+	var p api.Port
+	switch {
+	case err != nil && !strings.Contains(err.Error(), "2001:db8:7::20"):
+		t.Errorf("port create --ip v4 --ip v6: %v", err)
+	case err == nil && (json.Unmarshal([]byte(out), &p) != nil || !reflect.DeepEqual(p.FixedIPs, []string{"10.7.0.20", "2001:db8:7::20"})):
+		t.Errorf("port create --ip v4 --ip v6: %s", out)
 	}
 	if _, code, err := call("--etcd", etcd, "network", "update", "dual", "--ipv6-dns", "x", "--ipv6-cidr"); code != exitUsage {
 		t.Errorf("--ipv6-cidr without a value: exit %d, %v", code, err)
