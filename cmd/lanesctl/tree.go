@@ -36,6 +36,7 @@ const (
 	groupStore  = "store"
 	groupAccess = "access"
 	groupLocal  = "local"
+	groupOther  = "other"
 )
 
 // newRoot builds lanesctl's command tree from commands, its global flags bound to g.
@@ -79,9 +80,10 @@ func newRoot(g *globals) *cobra.Command {
 		&cobra.Group{ID: groupStore, Title: "Objects in the store (any host):"},
 		&cobra.Group{ID: groupAccess, Title: "Store access and certificates:"},
 		&cobra.Group{ID: groupLocal, Title: "This host's lanesd (root, through --socket):"},
+		&cobra.Group{ID: groupOther, Title: "Other:"},
 	)
-	root.SetHelpCommandGroupID(groupLocal)
-	root.SetCompletionCommandGroupID(groupLocal)
+	root.SetHelpCommandGroupID(groupOther)
+	root.SetCompletionCommandGroupID(groupOther)
 
 	parents := map[string]*cobra.Command{"": root}
 	var parent func(path string) *cobra.Command
@@ -118,8 +120,10 @@ func newRoot(g *globals) *cobra.Command {
 		switch c.Name() {
 		case "store", "pki":
 			c.GroupID = groupAccess
-		case "status", "flows", "trace", "version":
+		case "status", "flows", "trace":
 			c.GroupID = groupLocal
+		case "version":
+			c.GroupID = groupOther
 		default:
 			c.GroupID = groupStore
 		}
@@ -133,7 +137,7 @@ func newRoot(g *globals) *cobra.Command {
 		Long:  "Help about any command: its flags and examples, the same as lanesctl COMMAND --help.",
 		Example: "  lanesctl help network create\n" +
 			"  lanesctl help sg rule",
-		GroupID: groupLocal,
+		GroupID: groupOther,
 		RunE: func(c *cobra.Command, args []string) error {
 			cmd, rest, err := c.Root().Find(args)
 			if err != nil {
