@@ -27,7 +27,7 @@ fi
 section "Starting 3 hosts (namespaces $NAME-h1..h3: own ovsdb-server, ovs-vswitchd, lanesd; h1 runs etcd; h3 is also an L3 host)"
 lab up --hosts 3 --l3 h3
 for i in $(seq 1 100); do
-	[ "$(ctl host list 2>/dev/null | grep -c true)" = 3 ] && break
+	[ "$(ctl -o json host list 2>/dev/null | grep -c '"alive": true')" = 3 ] && break
 	sleep 0.1
 done
 run ctl host list

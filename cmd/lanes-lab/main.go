@@ -46,9 +46,6 @@ func run(args []string) error {
 		return errors.New("no command")
 	}
 	switch args[0] {
-	case "-h", "-help", "--help", "help":
-		fmt.Print(usage)
-		return nil
 	case "version", "--version":
 		fmt.Println("lanes-lab", version.Get())
 		return nil
@@ -66,6 +63,13 @@ func run(args []string) error {
 	self, _ := os.Executable()
 	l3 := fs.String("l3", "", "comma-separated hosts that run lanesd --l3, with br-ex on an outside namespace")
 	binDir := fs.String("bin", filepath.Dir(self), "directory of lanesd, lanesctl and lanes-vm")
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		fmt.Print(usage)
+		fmt.Print("\nflags (every command takes them):\n")
+		fs.PrintDefaults()
+		return nil
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -10,15 +9,20 @@ import (
 )
 
 func (c *cli) storeInit(args []string) error {
-	fs := flag.NewFlagSet("store init", flag.ContinueOnError)
+	fs := newFlagSet("store init")
 	var a store.Access
-	fs.Var((*list)(&a.Hosts), "host", "host name: etcd user and role lanes-host-NAME (repeatable)")
-	fs.Var((*list)(&a.Operators), "operator", "operator: etcd user with role lanes-operator (repeatable)")
-	fs.Var((*list)(&a.Readers), "reader", "read-only user with role lanes-reader (repeatable)")
-	if _, err := parse(fs, args); err != nil {
+	fs.Var((*list)(&a.Hosts), "host", "host `NAME`: etcd user and role lanes-host-NAME (repeatable)")
+	fs.Var((*list)(&a.Operators), "operator", "operator `NAME`: etcd user with role lanes-operator (repeatable)")
+	fs.Var((*list)(&a.Readers), "reader", "read-only user `NAME` with role lanes-reader (repeatable)")
+	if _, err := c.parse(fs, args); err != nil {
 		return err
 	}
 	changes, err := c.st.SetupAccess(c.ctx, a)
+	if c.structured() && err == nil {
+		return c.emit(struct {
+			Changes []string `json:"changes"`
+		}{append([]string{}, changes...)}, nil)
+	}
 	for _, ch := range changes {
 		fmt.Fprintln(c.out, ch)
 	}
@@ -32,7 +36,7 @@ func (c *cli) storeInit(args []string) error {
 }
 
 func (c *cli) storeUsers(args []string) error {
-	if _, err := parse(flag.NewFlagSet("store users", flag.ContinueOnError), args); err != nil {
+	if _, err := c.parse(newFlagSet("store users"), args); err != nil {
 		return err
 	}
 	us, err := c.st.ListUsers(c.ctx)
@@ -48,7 +52,7 @@ func (c *cli) storeUsers(args []string) error {
 }
 
 func (c *cli) storeRemoveUser(args []string) error {
-	pos, err := parse(flag.NewFlagSet("store remove-user", flag.ContinueOnError), args, "NAME")
+	pos, err := c.parse(newFlagSet("store remove-user"), args, "NAME")
 	if err != nil {
 		return err
 	}

@@ -5,13 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,8 @@ import (
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/etcdembed"
 	"github.com/lanes-net/lanes/store"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"sigs.k8s.io/yaml"
 )
 
@@ -57,42 +60,66 @@ func call(args ...string) (string, int, error) {
 	return out.String(), exitCode(err), err
 }
 
+// walk calls f for every command of lanesctl's tree, lanesctl itself included.
+func walk(c *cobra.Command, f func(*cobra.Command)) {
+	f(c)
+	for _, sub := range c.Commands() {
+		walk(sub, f)
+	}
+}
+
 func TestHelpOnEveryCommand(t *testing.T) {
-	for _, cmd := range commands {
-		words := strings.Fields(cmd.path)
-		for _, form := range [][]string{append(words, "--help"), append(words, "-h"), append([]string{"help"}, words...)} {
+	root := newRoot(&globals{out: io.Discard})
+	n := 0
+	walk(root, func(cmd *cobra.Command) {
+		n++
+		words := strings.Fields(strings.TrimPrefix(cmd.CommandPath(), "lanesctl"))
+		forms := [][]string{append(slices.Clone(words), "--help"), append(slices.Clone(words), "-h")}
+		if len(words) > 0 {
+			forms = append(forms, append([]string{"help"}, words...))
+		}
+		for _, form := range forms {
 			out, code, err := call(form...)
 			if code != 0 {
 				t.Errorf("lanesctl %s: exit %d (%v)", strings.Join(form, " "), code, err)
 				continue
 			}
-			if !strings.HasPrefix(out, "usage: lanesctl "+cmd.path) || !strings.Contains(out, cmd.summary) {
+			if !strings.Contains(out, "Usage:\n  "+cmd.CommandPath()) || !strings.Contains(out, cmd.Long) {
 				t.Errorf("lanesctl %s: help is\n%s", strings.Join(form, " "), out)
 			}
-		}
-		// Every flag the command parses is listed.
-		var h *helpRequested
-		if err := cmd.run(&cli{globals: &globals{}}, []string{"--help"}); !errors.As(err, &h) {
-			t.Errorf("%s: --help does not reach its flag parser: %v", cmd.path, err)
-			continue
-		}
-		out, _, _ := call(append(words, "--help")...)
-		h.fs.VisitAll(func(f *flag.Flag) {
-			if !strings.Contains(out, "  --"+f.Name+" ") && !strings.Contains(out, "  --"+f.Name+"\n") {
-				t.Errorf("lanesctl %s --help does not list --%s:\n%s", cmd.path, f.Name, out)
+			// Every flag the command parses is listed, and the global ones.
+			cmd.Flags().VisitAll(func(f *pflag.Flag) {
+				if !strings.Contains(out, "--"+f.Name+" ") {
+					t.Errorf("lanesctl %s does not list --%s:\n%s", strings.Join(form, " "), f.Name, out)
+				}
+			})
+			if !strings.Contains(out, "--etcd URLS") || !strings.Contains(out, "-o, --output FORMAT") {
+				t.Errorf("lanesctl %s does not list the global flags:\n%s", strings.Join(form, " "), out)
 			}
-		})
+		}
+		if cmd.Short == "" {
+			t.Errorf("lanesctl %s: no short description", strings.Join(words, " "))
+		}
+	})
+	if n < len(commands)+len(groups) {
+		t.Errorf("only %d commands in the tree, %d in the table", n, len(commands))
+	}
+	// Every command of the table has an example, and its flags reach cobra.
+	for i := range commands {
+		e := &commands[i]
+		if e.example == "" || !strings.HasPrefix(e.example, "lanesctl "+e.path) && !strings.Contains(e.example, "lanesctl "+e.path) {
+			t.Errorf("%s: example %q does not show the command", e.path, e.example)
+		}
+		if _, err := define(e); err != nil {
+			t.Error(err)
+		}
 	}
 	// The flags of network create, spelled out: the help is not only self-consistent.
 	out, _, _ := call("network", "create", "--help")
-	for _, f := range []string{"--cidr", "--vni", "--mtu", "--underlay-mtu", "--gateway", "--dns", "--no-dhcp", "example:"} {
+	for _, f := range []string{"--cidr", "--vni", "--mtu", "--underlay-mtu", "--gateway", "--dns", "--no-dhcp",
+		"--ipv6-cidr", "--ipv6-address-mode", "--ipv6-gateway", "--ipv6-dns", "Examples:"} {
 		if !strings.Contains(out, f) {
 			t.Errorf("network create --help lacks %s", f)
-		}
-	}
-	for _, g := range [][]string{{"network", "--help"}, {"sg", "rule", "--help"}, {"pki", "-h"}, {"--help"}, {"help"}} {
-		if out, code, err := call(g...); code != 0 || !strings.Contains(out, "usage: lanesctl") {
-			t.Errorf("lanesctl %v: exit %d (%v): %s", g, code, err, out)
 		}
 	}
 	// Through the real main: exit status 0 and the help on stdout.
@@ -125,13 +152,19 @@ func freePort(t *testing.T) int {
 // startEtcd runs an embedded etcd and returns its client URL.
 func startEtcd(t *testing.T) string {
 	t.Helper()
+	return startEtcdServer(t).Endpoints()[0]
+}
+
+// startEtcdServer runs an embedded etcd, stopped at the end of the test.
+func startEtcdServer(t *testing.T) *etcdembed.Server {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "etcd")
 	var lastErr error
 	for range 5 {
 		e, err := etcdembed.Start(dir, fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), fmt.Sprintf("http://127.0.0.1:%d", freePort(t)))
 		if err == nil {
 			t.Cleanup(e.Close)
-			return e.Endpoints()[0]
+			return e
 		}
 		lastErr = err
 		if !strings.Contains(err.Error(), "address already in use") {
@@ -139,7 +172,7 @@ func startEtcd(t *testing.T) string {
 		}
 	}
 	t.Fatalf("embedded etcd: %v", lastErr)
-	return ""
+	return nil
 }
 
 // lab is an etcd with a registered host, a network, a group and a port.
@@ -189,9 +222,18 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"network", "list", "-o", "xml"}, exitUsage, "must be table, json or yaml"},
 		{[]string{"network", "show", "nosuch"}, exitNotFound, "not found"},
 		{[]string{"port", "delete", "nosuch"}, exitNotFound, "not found"},
-		{[]string{"network", "delete", "blue"}, exitConflict, "port vm1 ("},
-		{[]string{"sg", "delete", "web"}, exitConflict, "port vm1 ("},
-		{[]string{"network", "create", "blue", "--cidr", "10.2.0.0/24"}, exitConflict, "already used"},
+		{[]string{"netwrok", "list"}, exitUsage, `did you mean "network list"`},
+		{[]string{"network", "list", "--bogus"}, exitUsage, "unknown flag: --bogus"},
+		{[]string{"network"}, exitUsage, "missing subcommand"},
+		{[]string{"help", "nosuch"}, exitUsage, "unknown command"},
+		{[]string{"help", "port", "delte"}, exitUsage, `did you mean "port delete"`},
+		{[]string{"completion", "tcsh"}, exitUsage, "unknown command"},
+		{[]string{"completion"}, exitUsage, "want bash"},
+		{[]string{"-x"}, exitUsage, "unknown shorthand flag"},
+		{[]string{"network", "delete", "blue"}, exitError, "port vm1 ("},
+		{[]string{"sg", "delete", "web"}, exitError, "port vm1 ("},
+		{[]string{"network", "create", "blue", "--cidr", "10.2.0.0/24"}, exitError, "already used"},
+		{[]string{"router", "delete", "nosuch"}, exitNotFound, "not found"},
 		{[]string{"port", "seed", "vm1", "--ssh-key", filepath.Join(t.TempDir(), "absent.pub")}, exitUsage, "absent.pub"},
 		{[]string{"pki", "init", "--dir", filepath.Join(notDir, "pki")}, exitError, "not a directory"},
 	} {
@@ -205,7 +247,27 @@ func TestExitCodes(t *testing.T) {
 	}
 	_, stderr, code := lanesctl(t, "--etcd", dead, "--etcd-dial-timeout", "1s", "network", "list")
 	if code != exitUnreachable {
-		t.Errorf("dead etcd: exit %d, %s", code, stderr)
+		t.Errorf("no etcd: exit %d, %s", code, stderr)
+	}
+	// Usage is checked before the store is dialled: a dead store does not hide it.
+	for _, args := range [][]string{{"network", "create"}, {"network", "list", "extra"}, {"port", "create", "vm9", "--network"}} {
+		if _, stderr, code := lanesctl(t, append([]string{"--etcd", dead, "--etcd-dial-timeout", "1s"}, args...)...); code != exitUsage {
+			t.Errorf("lanesctl %v against no store: exit %d, %s", args, code, stderr)
+		}
+	}
+	// A store that was there and stopped.
+	e := startEtcdServer(t)
+	url := e.Endpoints()[0]
+	if _, stderr, code := lanesctl(t, "--etcd", url, "network", "list"); code != exitOK {
+		t.Fatalf("before the stop: exit %d, %s", code, stderr)
+	}
+	e.Close()
+	_, stderr, code = lanesctl(t, "--etcd", url, "--etcd-dial-timeout", "1s", "network", "list")
+	if code != exitUnreachable || !strings.Contains(stderr, "etcd at") {
+		t.Errorf("stopped etcd: exit %d, %s", code, stderr)
+	}
+	if code := exitUnreachable; code != 4 || exitNotFound != 3 || exitUsage != 2 || exitError != 1 {
+		t.Errorf("the exit codes moved: %d %d %d %d", exitError, exitUsage, exitNotFound, exitUnreachable)
 	}
 	_, stderr, code = lanesctl(t, "status", "--socket", filepath.Join(t.TempDir(), "none.sock"))
 	if code != exitUnreachable || !strings.Contains(stderr, "is lanesd running") {
@@ -274,6 +336,26 @@ func TestOutputFormats(t *testing.T) {
 	if len(ps[0].AllowedAddressPairs) != 0 {
 		t.Errorf("--allowed-address '' kept %+v", ps[0].AllowedAddressPairs)
 	}
+	// Every mutating command answers -o json with what it changed.
+	out, _, err = call("--etcd", etcd, "-o", "json", "sg", "rule", "add", "web", "--direction", "egress")
+	var rule api.Rule
+	if err != nil || json.Unmarshal([]byte(out), &rule) != nil || rule.ID == "" || rule.Direction != "egress" {
+		t.Errorf("sg rule add -o json: %q, %v", out, err)
+	}
+	out, _, err = call("--etcd", etcd, "sg", "rule", "add", "web", "--direction", "ingress", "--protocol", "udp", "--port", "53")
+	if err != nil || !strings.Contains(out, "added to security group web (") {
+		t.Errorf("sg rule add: %q, %v", out, err)
+	}
+	out, _, err = call("--etcd", etcd, "-o", "json", "sg", "rule", "delete", "web", rule.ID)
+	var rd map[string]string
+	if err != nil || json.Unmarshal([]byte(out), &rd) != nil || rd["deleted"] != "rule" || rd["id"] != rule.ID || rd["security_group"] != "web" {
+		t.Errorf("sg rule delete -o json: %q, %v", out, err)
+	}
+	out, _, err = call("-o", "json", "pki", "init", "--dir", filepath.Join(t.TempDir(), "pki"))
+	var pk pkiResult
+	if err != nil || json.Unmarshal([]byte(out), &pk) != nil || len(pk.Wrote) != 6 || pk.CAValidUntil == "" {
+		t.Errorf("pki init -o json: %q, %v", out, err)
+	}
 	// Deletes say what they deleted.
 	out, _, err = call("--etcd", etcd, "port", "delete", "vm1", "-o", "json")
 	var del map[string]string
@@ -289,11 +371,18 @@ func TestOutputFormats(t *testing.T) {
 func TestCompletionLiveNames(t *testing.T) {
 	etcd, _ := lab(t)
 	complete := func(words ...string) []string {
-		out, _, err := call(append([]string{"__complete", "--etcd", etcd}, words...)...)
+		t.Helper()
+		out, _, err := call(append([]string{cobra.ShellCompNoDescRequestCmd, "--etcd", etcd}, words...)...)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return strings.Fields(out)
+		var got []string
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			if !strings.HasPrefix(l, ":") { // the directive
+				got = append(got, l)
+			}
+		}
+		return got
 	}
 	for _, c := range []struct {
 		words []string
@@ -311,7 +400,9 @@ func TestCompletionLiveNames(t *testing.T) {
 		{[]string{"trace", "--from-port", ""}, []string{"vm1"}},
 		{[]string{"flows", ""}, []string{"br-int", "br-tun"}},
 		{[]string{"network", "create", "x", "--ci"}, []string{"--cidr"}},
+		{[]string{"network", "create", "x", "--ipv6-address-mode", ""}, []string{"dhcpv6-stateful", "dhcpv6-stateless", "slaac"}},
 		{[]string{"network", "list", "-o", ""}, []string{"json", "table", "yaml"}},
+		{[]string{"completion", ""}, []string{"bash", "fish", "powershell", "zsh"}},
 	} {
 		if got := complete(c.words...); !reflect.DeepEqual(got, c.want) {
 			t.Errorf("complete %q: %q, want %q", c.words, got, c.want)
@@ -325,25 +416,36 @@ func TestCompletionLiveNames(t *testing.T) {
 		t.Errorf("after create: %q", got)
 	}
 	for _, sh := range []string{"bash", "zsh", "fish"} {
-		if out, _, err := call("completion", sh); err != nil || !strings.Contains(out, "__complete") {
+		if out, _, err := call("completion", sh); err != nil || !strings.Contains(out, cobra.ShellCompRequestCmd) {
 			t.Errorf("completion %s: %v", sh, err)
 		}
 	}
-	// The bash script itself, in bash.
-	if bash, err := exec.LookPath("bash"); err == nil {
-		script, _, _ := call("completion", "bash")
-		self, _ := os.Executable()
-		dir := t.TempDir()
-		wrapper := filepath.Join(dir, "lanesctl")
-		if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nLANESCTL_TEST_MAIN=1 exec "+self+" \"$@\"\n"), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(bash, "-c", script+`
-COMP_WORDS=(lanesctl --etcd `+etcd+` network show ""); COMP_CWORD=5; _lanesctl; echo "${COMPREPLY[@]}"`)
-		cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
-		out, err := cmd.CombinedOutput()
-		if err != nil || strings.TrimSpace(string(out)) != "blue green" {
-			t.Errorf("bash completion: %q, %v", out, err)
-		}
+	// The bash script itself, in bash: it runs lanesctl (this test binary, through a
+	// wrapper on PATH) for the candidates.
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash")
+	}
+	script, _, _ := call("completion", "bash")
+	self, _ := os.Executable()
+	dir := t.TempDir()
+	wrapper := filepath.Join(dir, "lanesctl")
+	if err := os.WriteFile(wrapper, []byte("#!/bin/sh\nLANESCTL_TEST_MAIN=1 exec "+self+" \"$@\"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	line := "lanesctl --etcd " + etcd + " network show "
+	// Without the bash-completion package, a stand-in for the one function of it that
+	// the script calls; compopt works only inside a completion bash started.
+	shim := `compopt() { :; }
+declare -F _get_comp_words_by_ref >/dev/null || _get_comp_words_by_ref() {
+  cur="${COMP_WORDS[COMP_CWORD]}"; prev="${COMP_WORDS[COMP_CWORD-1]}"; words=("${COMP_WORDS[@]}"); cword=$COMP_CWORD; }
+`
+	cmd := exec.Command(bash, "-c", shim+script+`
+COMP_LINE="`+line+`"; COMP_POINT=${#COMP_LINE}; COMP_WORDS=(lanesctl --etcd `+etcd+` network show ""); COMP_CWORD=5
+__start_lanesctl; echo "${COMPREPLY[@]}"`)
+	cmd.Env = append(os.Environ(), "PATH="+dir+":"+os.Getenv("PATH"))
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "blue green" {
+		t.Errorf("bash completion: %q, %v", out, err)
 	}
 }

@@ -1,32 +1,32 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/lanes-net/lanes/api"
+	"github.com/spf13/pflag"
 )
 
 // dhcpFlags are the gateway and DHCP flags of network create and update. Update
 // changes only what was given: an empty value clears a setting (--dns "").
 type dhcpFlags struct {
-	fs                   *flag.FlagSet
+	fs                   *pflag.FlagSet
 	gateway, domain      string
 	dns, search, routes  list
 	lease                time.Duration
 	noDHCP, dhcp, update bool
 }
 
-func newDHCPFlags(fs *flag.FlagSet, update bool) *dhcpFlags {
+func newDHCPFlags(fs *pflag.FlagSet, update bool) *dhcpFlags {
 	d := &dhcpFlags{fs: fs, update: update}
-	fs.StringVar(&d.gateway, "gateway", "", "router address handed out by DHCP (\"\": none)")
-	fs.Var(&d.dns, "dns", "DNS server handed out by DHCP (repeatable or comma-separated)")
-	fs.StringVar(&d.domain, "domain", "", "DNS domain handed out by DHCP")
-	fs.Var(&d.search, "search", "DNS search domain (repeatable or comma-separated; default: --domain)")
-	fs.Var(&d.routes, "route", "extra route DESTINATION_CIDR,NEXTHOP handed out as a classless static route (repeatable)")
+	fs.StringVar(&d.gateway, "gateway", "", "router address `IP` handed out by DHCP (\"\": none)")
+	fs.Var(&d.dns, "dns", "DNS server `IP` handed out by DHCP (repeatable or comma-separated)")
+	fs.StringVar(&d.domain, "domain", "", "DNS domain `NAME` handed out by DHCP")
+	fs.Var(&d.search, "search", "DNS search domain `NAME` (repeatable or comma-separated; default: --domain)")
+	fs.Var(&d.routes, "route", "extra route `CIDR,NEXTHOP` handed out as a classless static route (repeatable)")
 	fs.DurationVar(&d.lease, "lease", 0, "DHCP lease time (default 24h)")
 	fs.BoolVar(&d.noDHCP, "no-dhcp", false, "lanesd does not answer DHCP on this network")
 	if update {
@@ -38,18 +38,8 @@ func newDHCPFlags(fs *flag.FlagSet, update bool) *dhcpFlags {
 // apply writes the given flags into n.
 func (d *dhcpFlags) apply(n *api.Network) error {
 	set := map[string]bool{}
-	d.fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	split := func(l list) []string {
-		var out []string
-		for _, v := range l {
-			for _, s := range strings.Split(v, ",") {
-				if s = strings.TrimSpace(s); s != "" {
-					out = append(out, s)
-				}
-			}
-		}
-		return out
-	}
+	d.fs.Visit(func(f *pflag.Flag) { set[f.Name] = true })
+	split := splitList
 	if set["gateway"] {
 		n.Gateway = d.gateway
 	}
@@ -94,13 +84,19 @@ func (d *dhcpFlags) apply(n *api.Network) error {
 }
 
 func (c *cli) networkUpdate(args []string) error {
-	fs := flag.NewFlagSet("network update", flag.ContinueOnError)
+	fs := newFlagSet("network update")
 	d := newDHCPFlags(fs, true)
-	pos, err := parse(fs, args, "NETWORK")
+	v6 := newIPv6Flags(fs)
+	pos, err := c.parse(fs, args, "NETWORK")
 	if err != nil {
 		return err
 	}
-	n, err := c.st.UpdateNetwork(c.ctx, pos[0], d.apply)
+	n, err := c.st.UpdateNetwork(c.ctx, pos[0], func(n *api.Network) error {
+		if err := d.apply(n); err != nil {
+			return err
+		}
+		return v6.apply(n)
+	})
 	if err != nil {
 		return err
 	}
@@ -131,13 +127,13 @@ func dhcpSummary(n api.Network) string {
 
 func (c *cli) emitNetworks(ns []api.Network) error {
 	return c.emit(ns, func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "NAME\tID\tTYPE\tVNI\tCIDR\tMTU\tGATEWAY\tDHCP")
+		fmt.Fprintln(w, "NAME\tID\tTYPE\tVNI\tCIDR\tIPV6\tMTU\tGATEWAY\tDHCP")
 		for _, n := range ns {
 			gw := n.Gateway
 			if gw == "" {
 				gw = "-"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", n.Name, n.ID, n.Type(), n.VNI, n.CIDR, n.MTU, gw, dhcpSummary(n))
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\t%d\t%s\t%s\n", n.Name, n.ID, n.Type(), n.VNI, orDash(n.CIDR), ipv6Summary(n.IPv6), n.MTU, gw, dhcpSummary(n))
 		}
 	})
 }

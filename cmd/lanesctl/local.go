@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -51,7 +50,7 @@ func (g *globals) local(path string, q url.Values, v any) error {
 }
 
 func (g *globals) status(args []string) error {
-	if _, err := parse(flag.NewFlagSet("status", flag.ContinueOnError), args); err != nil {
+	if _, err := g.parse(newFlagSet("status"), args); err != nil {
 		return err
 	}
 	var r api.StatusReport
@@ -150,11 +149,11 @@ func orNone(s string) string {
 }
 
 func (g *globals) flows(args []string) error {
-	fs := flag.NewFlagSet("flows", flag.ContinueOnError)
-	table := fs.String("table", "", "table number or name (e.g. 22 or FLOOD_TO_TUN)")
-	port := fs.String("port", "", "only flows owned by this port (name or ID)")
-	network := fs.String("network", "", "only flows owned by this network (name or ID)")
-	pos, err := parse(fs, args, "BRIDGE")
+	fs := newFlagSet("flows")
+	table := fs.String("table", "", "`TABLE` number or name (e.g. 22 or FLOOD_TO_TUN)")
+	port := fs.String("port", "", "only flows owned by this `PORT` (name or ID)")
+	network := fs.String("network", "", "only flows owned by this `NETWORK` (name or ID)")
+	pos, err := g.parse(fs, args, "BRIDGE")
 	if err != nil {
 		return err
 	}
@@ -178,13 +177,13 @@ func (g *globals) flows(args []string) error {
 }
 
 func (g *globals) trace(args []string) error {
-	fs := flag.NewFlagSet("trace", flag.ContinueOnError)
-	from := fs.String("from-port", "", "local port (name or ID) the packet leaves from")
-	dst := fs.String("dst-ip", "", "destination IP")
-	proto := fs.String("proto", "icmp", "icmp, tcp or udp")
+	fs := newFlagSet("trace")
+	from := fs.String("from-port", "", "local `PORT` (name or ID) the packet leaves from")
+	dst := fs.String("dst-ip", "", "destination `IP`")
+	proto := fs.String("proto", "icmp", "`PROTO`: icmp, tcp or udp")
 	dport := fs.Int("dst-port", 0, "destination port (tcp, udp)")
 	dhcp := fs.Bool("dhcp", false, "trace a DHCPDISCOVER from the port instead")
-	if _, err := parse(fs, args); err != nil {
+	if _, err := g.parse(fs, args); err != nil {
 		return err
 	}
 	q := url.Values{"from_port": {*from}, "dst_ip": {*dst}, "proto": {*proto}, "dst_port": {strconv.Itoa(*dport)}, "dhcp": {strconv.FormatBool(*dhcp)}}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,22 +12,18 @@ import (
 )
 
 // pki runs the certificate commands; they work on files only.
-func (g *globals) pki(args []string) error {
-	if len(args) == 0 {
-		return errors.New("pki: want init, issue-host, issue-operator, issue-reader or issue-server")
-	}
+func (g *globals) pki(verb string, rest []string) error {
 	dirDefault := os.Getenv("LANES_PKI_DIR")
 	if dirDefault == "" {
 		dirDefault = "/etc/lanes/pki"
 	}
-	verb, rest := args[0], args[1:]
-	fs := flag.NewFlagSet("pki "+verb, flag.ContinueOnError)
-	dir := fs.String("dir", dirDefault, "directory of the CA and the certificates")
+	fs := newFlagSet("pki " + verb)
+	dir := fs.String("dir", dirDefault, "`DIR`: directory of the CA and the certificates")
 	var sans list
-	fs.Var(&sans, "san", "IP address or DNS name clients use to reach etcd (repeatable)")
+	fs.Var(&sans, "san", "`ADDR`: IP address or DNS name clients use to reach etcd (repeatable)")
 	switch verb {
 	case "init":
-		if _, err := parse(fs, rest); err != nil {
+		if _, err := g.parse(fs, rest); err != nil {
 			return err
 		}
 		if err := checkSANs(sans); err != nil {
@@ -48,6 +42,9 @@ func (g *globals) pki(args []string) error {
 			}
 			written = append(written, p.Cert, p.Key)
 		}
+		if g.structured() {
+			return g.emit(pkiResult{Wrote: written, CAValidUntil: ca.Cert.NotAfter.UTC().Format(time.RFC3339)}, nil)
+		}
 		for _, f := range written {
 			fmt.Fprintln(g.out, "wrote", f)
 		}
@@ -59,7 +56,7 @@ func (g *globals) pki(args []string) error {
 	}
 	days := fs.Int("days", int(pki.LeafValidity/(24*time.Hour)), "validity in days")
 	force := fs.Bool("force", false, "replace an existing certificate and key (rotation)")
-	pos, err := parse(fs, rest, "NAME")
+	pos, err := g.parse(fs, rest, "NAME")
 	if err != nil {
 		return err
 	}
@@ -97,11 +94,26 @@ func (g *globals) pki(args []string) error {
 	if err != nil {
 		return err
 	}
+	if g.structured() {
+		r := pkiResult{Wrote: []string{p.Cert, p.Key}}
+		if kind != pki.Server {
+			r.User = name
+		}
+		return g.emit(r, nil)
+	}
 	fmt.Fprintf(g.out, "wrote %s\nwrote %s\n", p.Cert, p.Key)
 	if kind != pki.Server {
 		fmt.Fprintf(g.out, "etcd user %s; use --etcd-cacert %s --etcd-cert %s --etcd-key %s\n", name, filepath.Join(*dir, pki.CACert), p.Cert, p.Key)
 	}
 	return nil
+}
+
+// pkiResult is what the pki commands print with -o json|yaml.
+type pkiResult struct {
+	Wrote []string `json:"wrote"`
+	// User is the etcd user a client certificate authenticates as (its CN).
+	User         string `json:"user,omitempty"`
+	CAValidUntil string `json:"ca_valid_until,omitempty"`
 }
 
 // loopbackSANs go into every server certificate: the embedded member's own lanesd,

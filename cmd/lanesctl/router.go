@@ -2,26 +2,14 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"strings"
 	"text/tabwriter"
 
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/store"
+	"github.com/spf13/pflag"
 )
-
-// usageL3 is the part of usage for routers, external networks and floating IPs.
-const usageL3 = `routers (L3 hosts run lanesd --l3):
-  network create NAME --external --provider flat|vlan --physnet NAME [--vlan N]
-              --cidr CIDR --gateway IP [--allocation-pool START-END]...
-  router create NAME [--host L3HOST] | list | show ROUTER | delete ROUTER
-  router add-interface ROUTER NETWORK      (takes the network's gateway address)
-  router remove-interface ROUTER NETWORK
-  router set-gateway ROUTER EXTERNAL-NETWORK [--no-snat] | clear-gateway ROUTER
-  fip create EXTERNAL-NETWORK [--port PORT [--fixed-ip IP]] | list | delete FIP
-  fip associate FIP PORT [--fixed-ip IP] | disassociate FIP     (FIP: ID or address)
-`
 
 // externalFlags are network create's flags of external networks.
 type externalFlags struct {
@@ -32,19 +20,19 @@ type externalFlags struct {
 	pools    list
 }
 
-func newExternalFlags(fs *flag.FlagSet) *externalFlags {
+func newExternalFlags(fs *pflag.FlagSet) *externalFlags {
 	e := &externalFlags{
 		external: fs.Bool("external", false, "an external (provider) network for router gateways and floating IPs"),
-		provider: fs.String("provider", "", "flat or vlan"),
-		physnet:  fs.String("physnet", "", "physical network, mapped to a bridge on the L3 hosts"),
+		provider: fs.String("provider", "", "`TYPE` of the provider network: flat or vlan"),
+		physnet:  fs.String("physnet", "", "physical network `NAME`, mapped to a bridge on the L3 hosts"),
 		vlan:     fs.Int("vlan", 0, "VLAN ID of a vlan provider network"),
 	}
-	fs.Var(&e.pools, "allocation-pool", "START-END of addresses for gateways and floating IPs (repeatable)")
+	fs.Var(&e.pools, "allocation-pool", "`START-END` of addresses for gateways and floating IPs (repeatable)")
 	return e
 }
 
 // apply puts the external network's settings into spec.
-func (e *externalFlags) apply(fs *flag.FlagSet, spec *store.NetworkSpec) error {
+func (e *externalFlags) apply(fs *pflag.FlagSet, spec *store.NetworkSpec) error {
 	if !*e.external {
 		for _, f := range []string{"provider", "physnet", "vlan", "allocation-pool"} {
 			if given(fs, f) {
@@ -69,9 +57,9 @@ func (e *externalFlags) apply(fs *flag.FlagSet, spec *store.NetworkSpec) error {
 func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 	switch noun + " " + verb {
 	case "router create":
-		fs := flag.NewFlagSet("router create", flag.ContinueOnError)
-		host := fs.String("host", "", "L3 host (default: the alive one with the fewest routers)")
-		pos, err := parse(fs, args, "NAME")
+		fs := newFlagSet("router create")
+		host := fs.String("host", "", "L3 `HOST` (default: the alive one with the fewest routers)")
+		pos, err := c.parse(fs, args, "NAME")
 		if err != nil {
 			return true, err
 		}
@@ -81,7 +69,7 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitRouters([]api.Router{r})
 	case "router list":
-		if _, err := parse(flag.NewFlagSet("router list", flag.ContinueOnError), args); err != nil {
+		if _, err := c.parse(newFlagSet("router list"), args); err != nil {
 			return true, err
 		}
 		rs, err := c.st.ListRouters(c.ctx)
@@ -90,7 +78,7 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitRouters(rs)
 	case "router show":
-		pos, err := parse(flag.NewFlagSet("router show", flag.ContinueOnError), args, "ROUTER")
+		pos, err := c.parse(newFlagSet("router show"), args, "ROUTER")
 		if err != nil {
 			return true, err
 		}
@@ -100,13 +88,20 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitRouters([]api.Router{r})
 	case "router delete":
-		pos, err := parse(flag.NewFlagSet("router delete", flag.ContinueOnError), args, "ROUTER")
+		pos, err := c.parse(newFlagSet("router delete"), args, "ROUTER")
 		if err != nil {
 			return true, err
 		}
-		return true, c.st.DeleteRouter(c.ctx, pos[0])
+		r, err := c.st.GetRouter(c.ctx, pos[0])
+		if err != nil {
+			return true, err
+		}
+		if err := c.st.DeleteRouter(c.ctx, r.ID); err != nil {
+			return true, err
+		}
+		return true, c.deleted("router", r.Name, r.ID)
 	case "router add-interface", "router remove-interface":
-		pos, err := parse(flag.NewFlagSet("router "+verb, flag.ContinueOnError), args, "ROUTER", "NETWORK")
+		pos, err := c.parse(newFlagSet("router "+verb), args, "ROUTER", "NETWORK")
 		if err != nil {
 			return true, err
 		}
@@ -120,9 +115,9 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitRouters([]api.Router{r})
 	case "router set-gateway":
-		fs := flag.NewFlagSet("router set-gateway", flag.ContinueOnError)
+		fs := newFlagSet("router set-gateway")
 		noSNAT := fs.Bool("no-snat", false, "route without translating the attached networks")
-		pos, err := parse(fs, args, "ROUTER", "EXTERNAL-NETWORK")
+		pos, err := c.parse(fs, args, "ROUTER", "EXTERNAL-NETWORK")
 		if err != nil {
 			return true, err
 		}
@@ -132,7 +127,7 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitRouters([]api.Router{r})
 	case "router clear-gateway":
-		pos, err := parse(flag.NewFlagSet("router clear-gateway", flag.ContinueOnError), args, "ROUTER")
+		pos, err := c.parse(newFlagSet("router clear-gateway"), args, "ROUTER")
 		if err != nil {
 			return true, err
 		}
@@ -142,10 +137,10 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitRouters([]api.Router{r})
 	case "fip create":
-		fs := flag.NewFlagSet("fip create", flag.ContinueOnError)
-		port := fs.String("port", "", "port to associate")
-		fixed := fs.String("fixed-ip", "", "fixed IP of the port (default: its first)")
-		pos, err := parse(fs, args, "EXTERNAL-NETWORK")
+		fs := newFlagSet("fip create")
+		port := fs.String("port", "", "`PORT` to associate (name or ID)")
+		fixed := fs.String("fixed-ip", "", "fixed `IP` of the port (default: its first)")
+		pos, err := c.parse(fs, args, "EXTERNAL-NETWORK")
 		if err != nil {
 			return true, err
 		}
@@ -158,7 +153,7 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitFIPs([]api.FloatingIP{f})
 	case "fip list":
-		if _, err := parse(flag.NewFlagSet("fip list", flag.ContinueOnError), args); err != nil {
+		if _, err := c.parse(newFlagSet("fip list"), args); err != nil {
 			return true, err
 		}
 		fs, err := c.st.ListFloatingIPs(c.ctx)
@@ -167,9 +162,9 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitFIPs(fs)
 	case "fip associate":
-		fs := flag.NewFlagSet("fip associate", flag.ContinueOnError)
-		fixed := fs.String("fixed-ip", "", "fixed IP of the port (default: its first)")
-		pos, err := parse(fs, args, "FIP", "PORT")
+		fs := newFlagSet("fip associate")
+		fixed := fs.String("fixed-ip", "", "fixed `IP` of the port (default: its first)")
+		pos, err := c.parse(fs, args, "FIP", "PORT")
 		if err != nil {
 			return true, err
 		}
@@ -179,7 +174,7 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitFIPs([]api.FloatingIP{f})
 	case "fip disassociate":
-		pos, err := parse(flag.NewFlagSet("fip disassociate", flag.ContinueOnError), args, "FIP")
+		pos, err := c.parse(newFlagSet("fip disassociate"), args, "FIP")
 		if err != nil {
 			return true, err
 		}
@@ -189,13 +184,34 @@ func (c *cli) l3Command(noun, verb string, args []string) (bool, error) {
 		}
 		return true, c.emitFIPs([]api.FloatingIP{f})
 	case "fip delete":
-		pos, err := parse(flag.NewFlagSet("fip delete", flag.ContinueOnError), args, "FIP")
+		pos, err := c.parse(newFlagSet("fip delete"), args, "FIP")
 		if err != nil {
 			return true, err
 		}
-		return true, c.st.DeleteFloatingIP(c.ctx, pos[0])
+		f, err := c.fip(pos[0])
+		if err != nil {
+			return true, err
+		}
+		if err := c.st.DeleteFloatingIP(c.ctx, f.ID); err != nil {
+			return true, err
+		}
+		return true, c.deleted("floating IP", f.IP, f.ID)
 	}
 	return false, nil
+}
+
+// fip finds a floating IP by ID or address.
+func (c *cli) fip(ref string) (api.FloatingIP, error) {
+	fs, err := c.st.ListFloatingIPs(c.ctx)
+	if err != nil {
+		return api.FloatingIP{}, err
+	}
+	for _, f := range fs {
+		if f.ID == ref || f.IP == ref {
+			return f, nil
+		}
+	}
+	return api.FloatingIP{}, fmt.Errorf("floating IP %q: %w", ref, store.ErrNotFound)
 }
 
 // routerView is what router list and show print: the record plus where it runs now.

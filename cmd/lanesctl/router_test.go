@@ -96,12 +96,20 @@ func TestRouterCommands(t *testing.T) {
 		t.Fatalf("--physnet without --external: %v", err)
 	}
 	must("fip", "disassociate", "203.0.113.101")
-	must("fip", "delete", "203.0.113.101")
+	deleted := func(kind, name string, args ...string) {
+		t.Helper()
+		out := must(append([]string{"-o", "json"}, args...)...)
+		var d map[string]string
+		if err := json.Unmarshal([]byte(out), &d); err != nil || d["deleted"] != kind || d["name"] != name || d["id"] == "" {
+			t.Fatalf("lanesctl %s -o json: %q, %v", strings.Join(args, " "), out, err)
+		}
+	}
+	deleted("floating IP", "203.0.113.101", "fip", "delete", "203.0.113.101")
 	if out := must("fip", "list"); strings.Contains(out, "203.0.113.101") {
 		t.Fatalf("fip list after delete: %s", out)
 	}
 	must("router", "remove-interface", "r1", "blue")
-	must("router", "delete", "r1")
+	deleted("router", "r1", "router", "delete", "r1")
 	must("port", "delete", "vm1")
 	must("network", "delete", "blue")
 	must("network", "delete", "public")

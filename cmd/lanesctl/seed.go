@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/internal/nocloud"
+	"github.com/spf13/pflag"
 )
 
 // seedFlags are the cloud-init flags of port create and port seed: what the guest's
@@ -19,11 +19,11 @@ type seedFlags struct {
 	sshKeys       list
 }
 
-func newSeedFlags(fs *flag.FlagSet) *seedFlags {
+func newSeedFlags(fs *pflag.FlagSet) *seedFlags {
 	s := &seedFlags{}
-	fs.StringVar(&s.userData, "user-data", "", "cloud-init user-data file for the guest (NoCloud seed)")
-	fs.Var(&s.sshKeys, "ssh-key", "OpenSSH public key file for the guest (repeatable; NoCloud seed)")
-	fs.StringVar(&s.out, "seed", "", "where to write the NoCloud seed image (default PORT-seed.img with --user-data or --ssh-key)")
+	fs.StringVar(&s.userData, "user-data", "", "cloud-init user-data `FILE` for the guest (NoCloud seed)")
+	fs.Var(&s.sshKeys, "ssh-key", "OpenSSH public key `FILE` for the guest (repeatable; NoCloud seed)")
+	fs.StringVar(&s.out, "seed", "", "`FILE` to write the NoCloud seed image to (default PORT-seed.img with --user-data or --ssh-key)")
 	return s
 }
 
@@ -86,9 +86,9 @@ func qemuLine(p api.Port, mtu int, seed string) string {
 }
 
 func (c *cli) portSeed(args []string) error {
-	fs := flag.NewFlagSet("port seed", flag.ContinueOnError)
+	fs := newFlagSet("port seed")
 	s := newSeedFlags(fs)
-	pos, err := parse(fs, args, "PORT")
+	pos, err := c.parse(fs, args, "PORT")
 	if err != nil {
 		return err
 	}

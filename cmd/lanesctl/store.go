@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"strconv"
 	"strings"
@@ -12,29 +11,35 @@ import (
 
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/store"
+	"github.com/spf13/pflag"
 )
 
 // networkSpec parses network create's arguments. A number given on the command line
 // reaches validation as it is: zero and negative values are refused, never taken as
 // "the default".
-func networkSpec(args []string) (store.NetworkSpec, error) {
-	fs := flag.NewFlagSet("network create", flag.ContinueOnError)
-	cidr := fs.String("cidr", "", "IPv4 CIDR of the network")
+func (g *globals) networkSpec(args []string) (store.NetworkSpec, error) {
+	fs := newFlagSet("network create")
+	cidr := fs.String("cidr", "", "IPv4 subnet `CIDR` of the network (may be omitted with --ipv6-cidr)")
 	vni := fs.Int("vni", 0, "tunnel ID 1..16777215 (default: the lowest free)")
 	mtu := fs.Int("mtu", 0, "MTU of the VMs' devices (default: underlay MTU minus the tunnel overhead)")
 	underlay := fs.Int("underlay-mtu", store.DefaultUnderlayMTU, "MTU of the hosts' underlay")
-	ntype := fs.String("type", api.TunnelVXLAN, "tunnel type carrying the network between hosts: vxlan, gre or geneve (Neutron's network_type)")
+	ntype := fs.String("type", api.TunnelVXLAN, "tunnel `TYPE` carrying the network between hosts: vxlan, gre or geneve (Neutron's network_type)")
 	dhcp := newDHCPFlags(fs, false)
+	v6 := newIPv6Flags(fs)
 	ext := newExternalFlags(fs) // router.go
-	pos, err := parse(fs, args, "NAME")
+	pos, err := g.parse(fs, args, "NAME")
 	if err != nil {
 		return store.NetworkSpec{}, err
 	}
-	var dn api.Network
+	dn := api.Network{Name: pos[0]}
 	if err := dhcp.apply(&dn); err != nil {
 		return store.NetworkSpec{}, err
 	}
-	spec := store.NetworkSpec{Name: pos[0], CIDR: *cidr, MTU: *mtu, UnderlayMTU: *underlay, TunnelType: *ntype, Gateway: dn.Gateway, DHCP: dn.DHCP}
+	if err := v6.apply(&dn); err != nil {
+		return store.NetworkSpec{}, err
+	}
+	spec := store.NetworkSpec{Name: pos[0], CIDR: *cidr, MTU: *mtu, UnderlayMTU: *underlay, TunnelType: *ntype, Gateway: dn.Gateway, DHCP: dn.DHCP,
+		IPv6: dn.IPv6}
 	if err := ext.apply(fs, &spec); err != nil {
 		return spec, err
 	}
@@ -57,18 +62,10 @@ func networkSpec(args []string) (store.NetworkSpec, error) {
 }
 
 // given reports whether the flag was set on the command line.
-func given(fs *flag.FlagSet, name string) bool {
-	set := false
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == name {
-			set = true
-		}
-	})
-	return set
-}
+func given(fs *pflag.FlagSet, name string) bool { return fs.Changed(name) }
 
 func (c *cli) networkCreate(args []string) error {
-	spec, err := networkSpec(args)
+	spec, err := c.networkSpec(args)
 	if err != nil {
 		return err
 	}
@@ -80,7 +77,7 @@ func (c *cli) networkCreate(args []string) error {
 }
 
 func (c *cli) networkList(args []string) error {
-	if _, err := parse(flag.NewFlagSet("network list", flag.ContinueOnError), args); err != nil {
+	if _, err := c.parse(newFlagSet("network list"), args); err != nil {
 		return err
 	}
 	ns, err := c.st.ListNetworks(c.ctx)
@@ -91,7 +88,7 @@ func (c *cli) networkList(args []string) error {
 }
 
 func (c *cli) networkShow(args []string) error {
-	pos, err := parse(flag.NewFlagSet("network show", flag.ContinueOnError), args, "NETWORK")
+	pos, err := c.parse(newFlagSet("network show"), args, "NETWORK")
 	if err != nil {
 		return err
 	}
@@ -103,7 +100,7 @@ func (c *cli) networkShow(args []string) error {
 }
 
 func (c *cli) networkDelete(args []string) error {
-	pos, err := parse(flag.NewFlagSet("network delete", flag.ContinueOnError), args, "NETWORK")
+	pos, err := c.parse(newFlagSet("network delete"), args, "NETWORK")
 	if err != nil {
 		return err
 	}
@@ -128,20 +125,20 @@ func addressPairs(vals []string) []api.AddressPair {
 }
 
 func (c *cli) portCreate(args []string) error {
-	fs := flag.NewFlagSet("port create", flag.ContinueOnError)
-	network := fs.String("network", "", "network name or ID")
-	host := fs.String("host", "", "host the VM runs on")
-	mac := fs.String("mac", "", "MAC (default: allocated, fa:16:3e:xx:xx:xx)")
+	fs := newFlagSet("port create")
+	network := fs.String("network", "", "`NETWORK` name or ID")
+	host := fs.String("host", "", "`HOST` the VM runs on")
+	mac := fs.String("mac", "", "`MAC` (default: allocated, fa:16:3e:xx:xx:xx)")
 	var ips, sgs, pairs list
-	fs.Var(&ips, "ip", "fixed IP (repeatable; default: the lowest free address)")
-	fs.Var(&sgs, "sg", "security group name or ID (repeatable)")
-	fs.Var(&pairs, "allowed-address", "extra IP or CIDR the VM may send from, optionally ,MAC (repeatable)")
+	fs.Var(&ips, "ip", "fixed `IP`: at most one IPv4 and one IPv6 address (repeatable; default: one per subnet of the network)")
+	fs.Var(&sgs, "sg", "security group `SG`, name or ID (repeatable)")
+	fs.Var(&pairs, "allowed-address", "extra `IP[,MAC]` or CIDR the VM may send from (repeatable)")
 	noSec := fs.Bool("no-port-security", false, "no anti-spoofing and no security groups")
 	noSG := fs.Bool("no-sg", false, "no security group (default: the group named default)")
 	wait := fs.Bool("wait", false, "return once the host reports the port ACTIVE")
 	timeout := fs.Duration("timeout", 30*time.Second, "how long --wait waits")
 	seed := newSeedFlags(fs)
-	pos, err := parse(fs, args, "NAME")
+	pos, err := c.parse(fs, args, "NAME")
 	if err != nil {
 		return err
 	}
@@ -248,10 +245,10 @@ func (c *cli) emitPorts(ps []api.Port) error {
 }
 
 func (c *cli) portList(args []string) error {
-	fs := flag.NewFlagSet("port list", flag.ContinueOnError)
-	network := fs.String("network", "", "only ports of this network (name or ID)")
-	host := fs.String("host", "", "only ports of this host")
-	if _, err := parse(fs, args); err != nil {
+	fs := newFlagSet("port list")
+	network := fs.String("network", "", "only ports of this `NETWORK` (name or ID)")
+	host := fs.String("host", "", "only ports of this `HOST`")
+	if _, err := c.parse(fs, args); err != nil {
 		return err
 	}
 	netID := ""
@@ -276,7 +273,7 @@ func (c *cli) portList(args []string) error {
 }
 
 func (c *cli) portShow(args []string) error {
-	pos, err := parse(flag.NewFlagSet("port show", flag.ContinueOnError), args, "PORT")
+	pos, err := c.parse(newFlagSet("port show"), args, "PORT")
 	if err != nil {
 		return err
 	}
@@ -288,18 +285,18 @@ func (c *cli) portShow(args []string) error {
 }
 
 func (c *cli) portUpdate(args []string) error {
-	fs := flag.NewFlagSet("port update", flag.ContinueOnError)
-	host := fs.String("host", "", "move the port to this host")
+	fs := newFlagSet("port update")
+	host := fs.String("host", "", "move the port to this `HOST`")
 	var sgs, pairs list
-	fs.Var(&sgs, "sg", "replace the security groups (repeatable)")
+	fs.Var(&sgs, "sg", "replace the security groups with `SG` (repeatable)")
 	noSG := fs.Bool("no-sg", false, "remove every security group")
-	fs.Var(&pairs, "allowed-address", "replace the allowed address pairs (repeatable; \"\" clears them)")
+	fs.Var(&pairs, "allowed-address", "replace the allowed address pairs with `IP[,MAC]` (repeatable; \"\" clears them)")
 	clearPairs := fs.Bool("clear-allowed-address", false, "remove every allowed address pair")
 	var ips list
-	fs.Var(&ips, "ip", "replace the fixed IPs (repeatable; \"\" allocates one again)")
-	mac := fs.String("mac", "", "change the MAC")
-	portSec := fs.String("port-security", "", "true or false")
-	pos, err := parse(fs, args, "PORT")
+	fs.Var(&ips, "ip", "replace the fixed IPs with `IP`: at most one IPv4 and one IPv6 address (repeatable; \"\" allocates them again)")
+	mac := fs.String("mac", "", "change the `MAC`")
+	portSec := fs.String("port-security", "", "`BOOL`: true or false")
+	pos, err := c.parse(fs, args, "PORT")
 	if err != nil {
 		return err
 	}
@@ -348,7 +345,7 @@ func (c *cli) portUpdate(args []string) error {
 }
 
 func (c *cli) portDelete(args []string) error {
-	pos, err := parse(flag.NewFlagSet("port delete", flag.ContinueOnError), args, "PORT")
+	pos, err := c.parse(newFlagSet("port delete"), args, "PORT")
 	if err != nil {
 		return err
 	}
@@ -363,9 +360,9 @@ func (c *cli) portDelete(args []string) error {
 }
 
 func (c *cli) sgCreate(args []string) error {
-	fs := flag.NewFlagSet("sg create", flag.ContinueOnError)
+	fs := newFlagSet("sg create")
 	def := fs.Bool("default-rules", false, "start with Neutron's default rules: egress any, ingress from members of this group")
-	pos, err := parse(fs, args, "NAME")
+	pos, err := c.parse(fs, args, "NAME")
 	if err != nil {
 		return err
 	}
@@ -433,7 +430,7 @@ func ruleRemote(r api.Rule, names map[string]string) string {
 }
 
 func (c *cli) sgList(args []string) error {
-	if _, err := parse(flag.NewFlagSet("sg list", flag.ContinueOnError), args); err != nil {
+	if _, err := c.parse(newFlagSet("sg list"), args); err != nil {
 		return err
 	}
 	gs, err := c.st.ListSecurityGroups(c.ctx)
@@ -444,7 +441,7 @@ func (c *cli) sgList(args []string) error {
 }
 
 func (c *cli) sgShow(args []string) error {
-	pos, err := parse(flag.NewFlagSet("sg show", flag.ContinueOnError), args, "SG")
+	pos, err := c.parse(newFlagSet("sg show"), args, "SG")
 	if err != nil {
 		return err
 	}
@@ -456,7 +453,7 @@ func (c *cli) sgShow(args []string) error {
 }
 
 func (c *cli) sgDelete(args []string) error {
-	pos, err := parse(flag.NewFlagSet("sg delete", flag.ContinueOnError), args, "SG")
+	pos, err := c.parse(newFlagSet("sg delete"), args, "SG")
 	if err != nil {
 		return err
 	}
@@ -471,7 +468,7 @@ func (c *cli) sgDelete(args []string) error {
 }
 
 func (c *cli) sgRuleDelete(args []string) error {
-	pos, err := parse(flag.NewFlagSet("sg rule delete", flag.ContinueOnError), args, "SG", "RULE_ID")
+	pos, err := c.parse(newFlagSet("sg rule delete"), args, "SG", "RULE_ID")
 	if err != nil {
 		return err
 	}
@@ -482,7 +479,11 @@ func (c *cli) sgRuleDelete(args []string) error {
 	if err := c.st.DeleteRule(c.ctx, g.ID, pos[1]); err != nil {
 		return err
 	}
-	return c.deleted("rule", "of security group "+g.Name, pos[1])
+	if c.structured() {
+		return c.emit(map[string]string{"deleted": "rule", "id": pos[1], "security_group": g.Name, "security_group_id": g.ID}, nil)
+	}
+	fmt.Fprintf(c.out, "deleted rule %s of security group %s (%s)\n", pos[1], g.Name, g.ID)
+	return nil
 }
 
 // deleted reports a delete: one line, or with -o json|yaml {kind, name, id}, so that
@@ -498,18 +499,18 @@ func (c *cli) deleted(kind, name, id string) error {
 // ruleFromArgs parses sg rule add's arguments into the group reference and the rule.
 // Numbers given reach validation as they are: --port 0 or --icmp-type -1 are refused,
 // not taken as "any".
-func ruleFromArgs(args []string) (string, api.Rule, error) {
-	fs := flag.NewFlagSet("sg rule add", flag.ContinueOnError)
+func (g *globals) ruleFromArgs(args []string) (string, api.Rule, error) {
+	fs := newFlagSet("sg rule add")
 	r := api.Rule{}
-	fs.StringVar(&r.Direction, "direction", "", "ingress or egress")
-	fs.StringVar(&r.Ethertype, "ethertype", api.IPv4, "IPv4 or IPv6")
-	fs.StringVar(&r.Protocol, "protocol", "", "tcp, udp, sctp, icmp, icmpv6, any or a number 1..255")
-	ports := fs.String("port", "", "destination port or range N-M (tcp, udp, sctp)")
+	fs.StringVar(&r.Direction, "direction", "", "`DIRECTION`: ingress or egress")
+	fs.StringVar(&r.Ethertype, "ethertype", api.IPv4, "`ETHERTYPE`: IPv4 or IPv6")
+	fs.StringVar(&r.Protocol, "protocol", "", "`PROTOCOL`: tcp, udp, sctp, icmp, icmpv6, any or a number 1..255")
+	ports := fs.String("port", "", "destination port `N` or range N-M (tcp, udp, sctp)")
 	icmpType := fs.Int("icmp-type", 0, "ICMP type 0..255")
 	icmpCode := fs.Int("icmp-code", 0, "ICMP code 0..255 (needs --icmp-type)")
-	fs.StringVar(&r.RemoteCIDR, "remote-cidr", "", "allowed remote addresses")
-	fs.StringVar(&r.RemoteGroupID, "remote-group", "", "allowed remote group (name or ID)")
-	pos, err := parse(fs, args, "SG")
+	fs.StringVar(&r.RemoteCIDR, "remote-cidr", "", "allowed remote addresses, a `CIDR`")
+	fs.StringVar(&r.RemoteGroupID, "remote-group", "", "allowed remote group `SG` (name or ID)")
+	pos, err := g.parse(fs, args, "SG")
 	if err != nil {
 		return "", r, err
 	}
@@ -531,7 +532,7 @@ func ruleFromArgs(args []string) (string, api.Rule, error) {
 }
 
 func (c *cli) sgRuleAdd(args []string) error {
-	group, r, err := ruleFromArgs(args)
+	group, r, err := c.ruleFromArgs(args)
 	if err != nil {
 		return err
 	}
@@ -542,12 +543,16 @@ func (c *cli) sgRuleAdd(args []string) error {
 	if c.structured() {
 		return c.emit(rule, nil)
 	}
-	fmt.Fprintf(c.out, "rule %s added to security group %s\n", rule.ID, group)
+	name := group
+	if g, err := c.st.GetSecurityGroup(c.ctx, group); err == nil {
+		name = g.Name + " (" + g.ID + ")"
+	}
+	fmt.Fprintf(c.out, "rule %s added to security group %s\n", rule.ID, name)
 	return nil
 }
 
 func (c *cli) hostList(args []string) error {
-	if _, err := parse(flag.NewFlagSet("host list", flag.ContinueOnError), args); err != nil {
+	if _, err := c.parse(newFlagSet("host list"), args); err != nil {
 		return err
 	}
 	hs, err := c.st.ListHosts(c.ctx)
@@ -571,9 +576,9 @@ func (c *cli) hostList(args []string) error {
 }
 
 func (c *cli) hostDelete(args []string) error {
-	fs := flag.NewFlagSet("host delete", flag.ContinueOnError)
+	fs := newFlagSet("host delete")
 	force := fs.Bool("force", false, "delete even while ports are bound to it (they stay in the store, realised nowhere)")
-	pos, err := parse(fs, args, "HOST")
+	pos, err := c.parse(fs, args, "HOST")
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,7 @@ import (
 )
 
 func (g *globals) version(args []string) error {
-	if _, err := parse(newFlagSet("version"), args); err != nil {
+	if _, err := g.parse(newFlagSet("version"), args); err != nil {
 		return err
 	}
 	v := struct {
