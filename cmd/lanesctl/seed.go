@@ -54,7 +54,8 @@ func (s *seedFlags) write(p api.Port, n api.Network) (string, error) {
 		}
 	}
 	// The guest's NIC: DHCP where lanesd serves it, the port's address otherwise.
-	if n.DHCP.Disabled && len(p.FixedIPs) > 0 {
+	// FixedIPs lists the IPv4 address first (the store keeps them so).
+	if n.DHCP.Disabled && n.CIDR != "" && len(p.FixedIPs) > 0 {
 		bits := strings.SplitN(n.CIDR, "/", 2)[1]
 		seed.NetworkConfig = nocloud.StaticNetworkConfig(p.MAC, p.FixedIPs[0]+"/"+bits, n.Gateway, n.MTU, n.DHCP.DNSServers)
 	} else {
