@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/netip"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -39,23 +40,35 @@ func vmMTU(t testing.TB, l *lab.Lab, host, name, network, ip string, mtu int, ex
 }
 
 // tenantAddr is one kind of address a VM is reached at across the IPv6 underlay:
-// addr gives it for a VM and its port ("" when the VM has none), ping the flags
-// that reach it. The tenant IPv6 addresses of a network's subnet go in as one more.
+// addr gives it for a VM and its port ("" when the VM has none), family is ping's and
+// nc's flag for it (-4 or -6). The global addresses of a network's IPv6 subnet join
+// the list as one more kind.
 type tenantAddr struct {
-	name string
-	addr func(v *lab.VM, p vmPort) string
-	ping []string
+	name   string
+	addr   func(v *lab.VM, p vmPort) string
+	family string
 }
 
 var underlay6Targets = []tenantAddr{
-	{"IPv4", func(_ *lab.VM, p vmPort) string { return p.FixedIPs[0] }, []string{"-4"}},
+	{"IPv4", func(_ *lab.VM, p vmPort) string { return fixedIP(p, true) }, "-4"},
 	{"IPv6 link-local", func(v *lab.VM, _ vmPort) string {
 		mac, err := net.ParseMAC(v.MAC)
 		if err != nil {
 			return ""
 		}
 		return api.LinkLocal(mac).String() + "%eth0"
-	}, []string{"-6"}},
+	}, "-6"},
+}
+
+// fixedIP is the port's fixed IP of one version ("" if none): IPv4 when v4, else the
+// global IPv6 one.
+func fixedIP(p vmPort, v4 bool) string {
+	for _, s := range p.FixedIPs {
+		if a, err := netip.ParseAddr(s); err == nil && a.Is4() == v4 {
+			return s
+		}
+	}
+	return ""
 }
 
 // TestUnderlayIPv6Only: three hosts whose underlay is IPv6 only (no IPv4 address on
@@ -166,11 +179,11 @@ func TestUnderlayIPv6Only(t *testing.T) {
 					// A link-local address is usable once DAD is done, about a second
 					// after the VM starts.
 					eventually(t, 15*time.Second, what+" ping", func() error {
-						_, err := l.VMExec(from.vm, "ping", append(tg.ping, "-c", "1", "-W", "1", dst)...)
+						_, err := l.VMExec(from.vm, "ping", tg.family, "-c", "1", "-W", "1", dst)
 						return err
 					})
 					eventually(t, 5*time.Second, what+" tcp", func() error {
-						_, err := l.VMExec(from.vm, "nc", tg.ping[0], "-z", "-w", "1", dst, "5001")
+						_, err := l.VMExec(from.vm, "nc", tg.family, "-z", "-w", "1", dst, "5001")
 						return err
 					})
 				}
