@@ -360,12 +360,8 @@ func ValidateHost(h *Host) error {
 	if err := ValidateName("host.name", h.Name); err != nil {
 		return err
 	}
-	a, err := netip.ParseAddr(h.TunnelIP)
-	if err != nil || !a.Is4() {
-		return fieldErr("host.tunnel_ip", h.TunnelIP, "not an IPv4 address")
-	}
-	if a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
-		return fieldErr("host.tunnel_ip", h.TunnelIP, "not a unicast address other hosts can reach")
+	if err := ValidateTunnelIP("host.tunnel_ip", h.TunnelIP); err != nil {
+		return err
 	}
 	if err := ValidateTunnelType("host.tunnel_type", h.TunnelType); err != nil {
 		return err
@@ -377,6 +373,34 @@ func ValidateHost(h *Host) error {
 	}
 	if len(h.TunnelTypes) > 0 && !h.Accepts(h.TunnelType) {
 		return fieldErr("host.tunnel_types", strings.Join(h.TunnelTypes, ","), "must include the host's tunnel type %s", h.TunnelType)
+	}
+	return nil
+}
+
+// ValidateTunnelIP accepts a tunnel endpoint address: a unicast IPv4 address, or a
+// global unicast or unique local IPv6 address in its canonical text form. Hosts
+// compare each other's tunnel IPs as text (and tunnel port names hash it), so one
+// address has one spelling. An IPv6 link-local address needs a zone and has no
+// route to hosts on other links, so it cannot be a tunnel endpoint.
+func ValidateTunnelIP(field, ip string) error {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || a.Zone() != "" {
+		return fieldErr(field, ip, "not an IPv4 or IPv6 address")
+	}
+	if a.Is4In6() {
+		return fieldErr(field, ip, "an IPv4-mapped IPv6 address: give the IPv4 address %s", a.Unmap())
+	}
+	if a.Is4() {
+		if a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+			return fieldErr(field, ip, "not a unicast address other hosts can reach")
+		}
+		return nil
+	}
+	if !a.IsGlobalUnicast() {
+		return fieldErr(field, ip, "not a global unicast or unique local IPv6 address other hosts can reach (link-local, loopback and multicast addresses cannot be tunnel endpoints)")
+	}
+	if s := a.String(); s != ip {
+		return fieldErr(field, ip, "not in canonical form: write %s", s)
 	}
 	return nil
 }

@@ -171,7 +171,7 @@ func TestNumericBounds(t *testing.T) {
 		{"host name", port(func(p *Port) { p.Host = "h 1" }), "port.host", "only letters"},
 		{"rules too many", ValidateSecurityGroup(&SecurityGroup{Name: "g", Rules: make([]Rule, MaxRules+1)}), "sg.rules", "at most 1000"},
 
-		// Host tunnel IPs: a unicast IPv4 address.
+		// Host tunnel IPs: a unicast IPv4 address (IPv6: TestTunnelIPv6).
 		{"tunnel ip", host("192.168.1.1"), "", ""},
 		{"tunnel ip 0", host("0.0.0.0"), "host.tunnel_ip", "not a unicast address"},
 		{"tunnel ip loopback", host("127.0.0.1"), "host.tunnel_ip", "not a unicast address"},

@@ -132,10 +132,13 @@ func (c *Config) Validate() error {
 		if !strings.Contains(c.TunnelIP, "/") {
 			return fmt.Errorf("tunnel-ip %q: the netdev datapath needs a prefix length (lanesd puts the address on br-phy)", c.TunnelIP)
 		}
+		if _, err := netip.ParsePrefix(c.TunnelIP); err != nil {
+			return &api.FieldError{Field: "tunnel-ip", Value: c.TunnelIP, Reason: "not an address with a prefix length, e.g. 172.31.0.1/24 or fd00:31::1/64"}
+		}
 	default:
 		return fmt.Errorf("datapath %q: must be system or netdev", c.DatapathType)
 	}
-	if c.UnderlayMTU < 576+api.TunnelOverhead(c.TunnelType) {
+	if c.UnderlayMTU < 576+c.TunnelOverhead() {
 		return fmt.Errorf("underlay-mtu %d: too small to carry tunnelled frames", c.UnderlayMTU)
 	}
 	if c.OVSDB == "" {
@@ -206,15 +209,26 @@ func (c *Config) AcceptedTunnelTypes() []string {
 	return out
 }
 
-// TunnelAddr is the tunnel endpoint address without prefix.
+// TunnelAddr is the tunnel endpoint address without prefix: IPv4, or IPv6 (global
+// unicast or unique local).
 func (c *Config) TunnelAddr() (netip.Addr, error) {
 	s, _, _ := strings.Cut(c.TunnelIP, "/")
-	a, err := netip.ParseAddr(s)
-	if err != nil || !a.Is4() {
-		return netip.Addr{}, fmt.Errorf("tunnel-ip %q: not an IPv4 address", c.TunnelIP)
+	if err := api.ValidateTunnelIP("tunnel-ip", s); err != nil {
+		return netip.Addr{}, err
 	}
-	return a, nil
+	return netip.ParseAddr(s)
 }
 
+// IPVersion is the IP version of this host's tunnel IP (api.IPv4Underlay or
+// api.IPv6Underlay): the outer header of every tunnel it makes, since a tunnel joins
+// two endpoints of one family.
+func (c *Config) IPVersion() int {
+	a, _ := c.TunnelAddr()
+	return api.IPVersion(a)
+}
+
+// TunnelOverhead is what this host's tunnels of its tunnel type add to each frame.
+func (c *Config) TunnelOverhead() int { return api.TunnelOverhead(c.TunnelType, c.IPVersion()) }
+
 // VMMTU is the MTU of VM-facing devices when the network does not set one.
-func (c *Config) VMMTU() int { return c.UnderlayMTU - api.TunnelOverhead(c.TunnelType) }
+func (c *Config) VMMTU() int { return c.UnderlayMTU - c.TunnelOverhead() }

@@ -2,7 +2,10 @@ package controller
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
+	"net/netip"
 	"strconv"
 
 	"github.com/lanes-net/lanes/api"
@@ -27,8 +30,7 @@ type hostStep struct {
 // with the next pass), sysctls and the underlay on a full pass, and returns
 // patch-int's ofport.
 func (s *hostStep) Sync(ctx context.Context, full bool) (int, error) {
-	addr, _ := s.cfg.TunnelAddr()
-	ip := addr.As4()
+	ip, _ := s.cfg.TunnelAddr()
 	if full || s.patchInt == 0 {
 		if err := s.host.EnsureSysctls(); err != nil {
 			return s.patchInt, fmt.Errorf("host sysctls: %w", err)
@@ -63,9 +65,20 @@ func (s *hostStep) Sync(ctx context.Context, full bool) (int, error) {
 
 // datapathID gives each bridge of a host a fixed, distinct datapath-id derived from the
 // host's tunnel IP, so the OpenFlow connection never resets when ports change the
-// bridge's MAC, and two hosts never share one.
-func datapathID(bridge int, ip [4]byte) string {
-	return fmt.Sprintf("%08x%02x%02x%02x%02x", bridge, ip[0], ip[1], ip[2], ip[3])
+// bridge's MAC, and two hosts never share one. An IPv4 address fills the low 32 bits
+// as it stands (readable); an IPv6 one is hashed into them (FNV-1a), since any part
+// of it may be what tells two hosts apart (::1 in two racks, two hosts of one /64).
+func datapathID(bridge int, ip netip.Addr) string {
+	var low uint32
+	if ip.Is4() {
+		low = binary.BigEndian.Uint32(ip.AsSlice())
+	} else {
+		h := fnv.New32a()
+		b := ip.As16()
+		h.Write(b[:])
+		low = h.Sum32()
+	}
+	return fmt.Sprintf("%08x%08x", bridge, low)
 }
 
 // roundKey is the Bridge external_ids key holding the controller's flow round.

@@ -91,6 +91,9 @@ func warnings(snap *Snapshot) []string {
 	for _, m := range v.Mismatches {
 		ws = append(ws, fmt.Sprintf("peer host %s does not accept %s tunnels: network %s is cut between it and this host", m.Host.Name, m.Network.Type(), m.Network.Name))
 	}
+	for _, m := range v.CrossFamily {
+		ws = append(ws, fmt.Sprintf("peer host %s: its tunnel IP %s is of the other IP version than this host's: network %s is cut between it and this host", m.Host.Name, m.Host.TunnelIP, m.Network.Name))
+	}
 	for _, why := range v.Unsupported {
 		ws = append(ws, why)
 	}

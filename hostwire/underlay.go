@@ -2,9 +2,11 @@ package hostwire
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -19,11 +21,20 @@ import (
 type UnderlaySpec struct {
 	// NIC is the underlay device, already a port of Bridge. It is set up with ARP off:
 	// it is still a kernel netdev, and the kernel would otherwise answer OVS's ARP
-	// requests with its own MAC. It loses CIDR's address if it carried it.
+	// requests with its own MAC. It loses CIDR's address if it carried it. With an
+	// IPv6 CIDR its IPv6 is also turned off, ND's counterpart of ARP off: the kernel
+	// would otherwise be a second IPv6 node behind the NIC's MAC (a link-local
+	// address, router and listener solicitations, router advertisements taken on a
+	// device whose traffic OVS owns).
 	NIC string
-	// Bridge's internal interface gets CIDR and is set up.
+	// Bridge's internal interface gets CIDR and is set up. An IPv6 address goes on
+	// without duplicate address detection: the tunnels need it at once, and a
+	// duplicate tunnel IP is an operator's error that DAD would only turn into an
+	// address the kernel never uses. IPv6 is turned on there if the namespace's
+	// default had it off.
 	Bridge string
-	// CIDR is the host's tunnel IP with its prefix, e.g. 172.31.0.1/24.
+	// CIDR is the host's tunnel IP with its prefix, e.g. 172.31.0.1/24 or
+	// fd00:31::1/64.
 	CIDR string
 }
 
@@ -40,10 +51,10 @@ func (h *Host) EnsureUnderlay(ctx context.Context, spec UnderlaySpec) error {
 		return fmt.Errorf("underlay: NIC %q and bridge %q must be set", spec.NIC, spec.Bridge)
 	}
 	pfx, err := netip.ParsePrefix(spec.CIDR)
-	if err != nil || !pfx.Addr().Is4() {
-		return fmt.Errorf("underlay: CIDR %q: want an IPv4 address with prefix, e.g. 172.31.0.1/24", spec.CIDR)
+	if err != nil || pfx.Addr().Is4In6() || pfx.Addr().IsLinkLocalUnicast() {
+		return fmt.Errorf("underlay: CIDR %q: want an IPv4 or IPv6 (not link-local) address with prefix, e.g. 172.31.0.1/24 or fd00:31::1/64", spec.CIDR)
 	}
-	ipnet := &net.IPNet{IP: pfx.Addr().AsSlice(), Mask: net.CIDRMask(pfx.Bits(), 32)}
+	ipnet := &net.IPNet{IP: pfx.Addr().AsSlice(), Mask: net.CIDRMask(pfx.Bits(), pfx.Addr().BitLen())}
 	if err := h.Do(func() error { return ensureUnderlayNIC(spec.NIC, ipnet) }); err != nil {
 		return fmt.Errorf("underlay: %w", err)
 	}
@@ -76,6 +87,14 @@ func (h *Host) EnsureUnderlay(ctx context.Context, spec UnderlaySpec) error {
 	}
 }
 
+// family is the netlink address family of ip.
+func family(ip net.IP) int {
+	if ip.To4() != nil {
+		return netlink.FAMILY_V4
+	}
+	return netlink.FAMILY_V6
+}
+
 // ensureUnderlayNIC runs on the namespace thread.
 func ensureUnderlayNIC(name string, ipnet *net.IPNet) error {
 	nic, err := linkByName(name)
@@ -95,7 +114,8 @@ func ensureUnderlayNIC(name string, ipnet *net.IPNet) error {
 			return fmt.Errorf("NIC %s arp off: %w", name, err)
 		}
 	}
-	addrs, err := netlink.AddrList(nic, netlink.FAMILY_V4)
+	fam := family(ipnet.IP)
+	addrs, err := netlink.AddrList(nic, fam)
 	if err != nil {
 		return fmt.Errorf("addresses of %s: %w", name, err)
 	}
@@ -106,13 +126,41 @@ func ensureUnderlayNIC(name string, ipnet *net.IPNet) error {
 			}
 		}
 	}
+	if fam == netlink.FAMILY_V6 {
+		if err := setIPv6(name, false); err != nil {
+			return fmt.Errorf("NIC %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// setIPv6 turns IPv6 on or off on a device (its disable_ipv6 sysctl); it runs on the
+// namespace thread.
+func setIPv6(dev string, on bool) error {
+	v := "1"
+	if on {
+		v = "0"
+	}
+	p := "/proc/sys/net/ipv6/conf/" + dev + "/disable_ipv6"
+	if err := writeSysctl(p, v); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("this namespace has no IPv6 (%s is missing): %w", p, err)
+		}
+		return fmt.Errorf("set %s=%s: %w", p, v, err)
+	}
 	return nil
 }
 
 // ensureAddressUp gives l the address ipnet (unless it has it with that prefix) and
 // sets it up; it runs on the namespace thread.
 func ensureAddressUp(l netlink.Link, ipnet *net.IPNet) error {
-	addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+	fam := family(ipnet.IP)
+	if fam == netlink.FAMILY_V6 {
+		if err := setIPv6(l.Attrs().Name, true); err != nil {
+			return fmt.Errorf("%s: %w", l.Attrs().Name, err)
+		}
+	}
+	addrs, err := netlink.AddrList(l, fam)
 	if err != nil {
 		return fmt.Errorf("addresses of %s: %w", l.Attrs().Name, err)
 	}
@@ -123,7 +171,11 @@ func ensureAddressUp(l netlink.Link, ipnet *net.IPNet) error {
 		}
 	}
 	if !have {
-		if err := netlink.AddrReplace(l, &netlink.Addr{IPNet: ipnet}); err != nil {
+		addr := &netlink.Addr{IPNet: ipnet}
+		if fam == netlink.FAMILY_V6 {
+			addr.Flags = unix.IFA_F_NODAD
+		}
+		if err := netlink.AddrReplace(l, addr); err != nil {
 			return err
 		}
 	}

@@ -83,7 +83,8 @@ func TestUnderlayErrors(t *testing.T) {
 		want string
 	}{
 		{UnderlaySpec{NIC: "eth1", Bridge: "br-phy", CIDR: "172.31.0.1"}, "CIDR"},
-		{UnderlaySpec{NIC: "eth1", Bridge: "br-phy", CIDR: "fd00::1/64"}, "CIDR"},
+		{UnderlaySpec{NIC: "eth1", Bridge: "br-phy", CIDR: "fe80::1/64"}, "CIDR"},
+		{UnderlaySpec{NIC: "eth1", Bridge: "br-phy", CIDR: "::ffff:172.31.0.1/120"}, "CIDR"},
 		{UnderlaySpec{Bridge: "br-phy", CIDR: "172.31.0.1/24"}, "NIC"},
 		{UnderlaySpec{NIC: "nosuchnic", Bridge: "br-phy", CIDR: "172.31.0.1/24"}, "nosuchnic"},
 	} {

@@ -39,9 +39,9 @@ func (c *Client) EnsurePatchPair(ctx context.Context, brInt, brTun, intPort, tun
 }
 
 // Tunnel ofport_request numbers. A tunnel port asks for TunnelOfportBase plus the
-// low 14 bits of its remote IPv4 address (vxlan-ac1f0002 -> 0x4002 = 16386), so the
-// number is stable across vswitchd restarts, unique for all remotes within one /18,
-// and readable from the port name. If that number is taken on the bridge (by any
+// low 14 bits of its remote address (vxlan-ac1f0002 -> 0x4002 = 16386; fd00:31::2 ->
+// 0x4002 too), so the number is stable across vswitchd restarts, unique for all
+// remotes within one IPv4 /18 (IPv6 /114), and for IPv4 readable from the port name. If that number is taken on the bridge (by any
 // interface's ofport or ofport_request, or by another port of the same batch), the
 // next free number upwards is used, wrapping within [TunnelOfportBase,
 // TunnelOfportMax]. An existing tunnel port keeps whatever number it already has.
@@ -86,13 +86,18 @@ func (b *Batch) EnsureTunnelPort(bridgeName, tunnelType, localIP, remoteIP strin
 		b.err = fmt.Errorf("tunnel port: %w", err)
 		return b
 	}
+	remote := netip.MustParseAddr(remoteIP) // validated by TunnelPortName
 	if localIP != "" {
-		if a, err := netip.ParseAddr(localIP); err != nil || !a.Is4() {
-			b.err = fmt.Errorf("tunnel port %s: local_ip %q: not an IPv4 address", name, localIP)
+		// A tunnel's outer header has one family: OVS would accept the row and never
+		// send a packet through it.
+		if a, err := netip.ParseAddr(localIP); err != nil || a.Zone() != "" || a.Is4In6() {
+			b.err = fmt.Errorf("tunnel port %s: local_ip %q: not an IPv4 or IPv6 address", name, localIP)
+			return b
+		} else if a.Is4() != remote.Is4() {
+			b.err = fmt.Errorf("tunnel port %s: local_ip %s and remote_ip %s are of different IP versions", name, localIP, remoteIP)
 			return b
 		}
 	}
-	remote := netip.MustParseAddr(remoteIP) // validated by TunnelPortName
 	return b.add(name, func(p *planner) error {
 		if !p.bridgeExists(bridgeName) {
 			return fmt.Errorf("tunnel port %s: bridge %s: %w", name, bridgeName, ErrNotFound)
@@ -127,8 +132,8 @@ func (p *planner) tunnelOfportRequest(bridgeName, name string, remote netip.Addr
 		res = map[int]bool{}
 		p.reserved[bridgeName] = res
 	}
-	a := remote.As4()
-	low := (int(a[2])<<8 | int(a[3])) & 0x3fff
+	a := remote.As16() // an IPv4 address's last 4 bytes are its own
+	low := (int(a[14])<<8 | int(a[15])) & 0x3fff
 	span := TunnelOfportMax - TunnelOfportBase + 1
 	for k := range span {
 		cand := TunnelOfportBase + (low+k)%span

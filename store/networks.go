@@ -59,12 +59,12 @@ func (s *Store) CreateNetwork(ctx context.Context, spec NetworkSpec) (api.Networ
 	if underlay == 0 {
 		underlay = DefaultUnderlayMTU
 	}
-	if low := api.MinMTU + api.TunnelOverhead(tt); underlay < low || underlay > api.MaxMTU {
+	if low := api.MinMTU + api.TunnelOverhead(tt, api.IPv4Underlay); underlay < low || underlay > api.MaxMTU {
 		return api.Network{}, &api.FieldError{Field: "network.underlay_mtu", Value: strconv.Itoa(underlay),
 			Reason: fmt.Sprintf("must be within %d..%d (the smallest network MTU %d plus the %s overhead %d, up to the largest IPv4 packet)",
-				low, api.MaxMTU, api.MinMTU, tt, api.TunnelOverhead(tt))}
+				low, api.MaxMTU, api.MinMTU, tt, api.TunnelOverhead(tt, api.IPv4Underlay))}
 	}
-	maxMTU := underlay - api.TunnelOverhead(tt)
+	maxMTU := underlay - api.TunnelOverhead(tt, api.IPv4Underlay)
 	if spec.External {
 		maxMTU = underlay
 		if spec.VNI != nil {
@@ -89,7 +89,7 @@ func (s *Store) CreateNetwork(ctx context.Context, spec NetworkSpec) (api.Networ
 	}
 	if n.MTU > maxMTU {
 		return api.Network{}, &api.FieldError{Field: "network.mtu", Value: strconv.Itoa(n.MTU),
-			Reason: fmt.Sprintf("larger than the underlay MTU %d minus the %s overhead %d (%d)", underlay, tt, api.TunnelOverhead(tt), maxMTU)}
+			Reason: fmt.Sprintf("larger than the underlay MTU %d minus the %s overhead %d (%d)", underlay, tt, api.TunnelOverhead(tt, api.IPv4Underlay), maxMTU)}
 	}
 	if n.ID == "" {
 		n.ID = NewUUID()

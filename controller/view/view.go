@@ -40,6 +40,13 @@ type View struct {
 	// Mismatches are the peers with ports on this host's networks that do not accept
 	// the network's tunnel type: no tunnel can carry the network between them.
 	Mismatches []Mismatch
+	// CrossFamily are the peers with ports on this host's networks whose tunnel IP is
+	// of the other IP version than this host's: no tunnel joins an IPv4 and an IPv6
+	// endpoint, so the network is cut between them (Neutron's agent likewise makes no
+	// such port). One entry per network and peer.
+	CrossFamily []Mismatch
+	// crossFamilyOn lists, per network, the peers of CrossFamily.
+	crossFamilyOn map[string]map[string]api.Host
 	// Unsupported are this host's networks whose tunnel type it does not accept, with
 	// why (by network ID): their ports cannot reach other hosts.
 	Unsupported map[string]string
@@ -95,7 +102,7 @@ type RemotePort struct {
 // a host that is not registered gets no flows.
 func Compute(self string, st store.State) *View {
 	v := &View{Host: self, Revision: st.Revision, State: st, Networks: map[string]api.Network{}, Peers: map[string]api.Host{}, Tunnels: map[TunnelKey]api.Host{}, Unsupported: map[string]string{}, mismatchedOn: map[string]map[string]api.Host{},
-		Groups: map[string]api.SecurityGroup{}, Members: map[string]map[string][]netip.Addr{}, Problems: map[string]error{}}
+		Groups: map[string]api.SecurityGroup{}, Members: map[string]map[string][]netip.Addr{}, Problems: map[string]error{}, crossFamilyOn: map[string]map[string]api.Host{}}
 	known := map[string]api.Host{}
 	for _, h := range st.Hosts {
 		if h.Name != self {
@@ -114,6 +121,9 @@ func Compute(self string, st store.State) *View {
 		}
 	}
 	me, registered := st.Hosts[self]
+	// selfIP is invalid while this host is not registered (or its record does not
+	// parse): then no peer is told apart by family.
+	selfIP, _ := netip.ParseAddr(me.TunnelIP)
 	for id, n := range v.Networks {
 		if registered && !me.Accepts(n.Type()) {
 			v.Unsupported[id] = fmt.Sprintf("network %s is carried by %s tunnels, which this host does not accept (lanesd --tunnel-types)", n.Name, n.Type())
@@ -149,6 +159,16 @@ func Compute(self string, st store.State) *View {
 		}
 		n := v.Networks[p.NetworkID]
 		if _, no := v.Unsupported[n.ID]; no {
+			continue
+		}
+		if selfIP.IsValid() && selfIP.Is4() != hostIP.Is4() {
+			if v.crossFamilyOn[n.ID] == nil {
+				v.crossFamilyOn[n.ID] = map[string]api.Host{}
+			}
+			if _, seen := v.crossFamilyOn[n.ID][h.Name]; !seen {
+				v.CrossFamily = append(v.CrossFamily, Mismatch{Network: n, Host: h})
+			}
+			v.crossFamilyOn[n.ID][h.Name] = h
 			continue
 		}
 		if !h.Accepts(n.Type()) {
@@ -229,22 +249,37 @@ func parsePort(p api.Port) (Port, error) {
 }
 
 // MismatchOf says why a local port's network cannot reach some or all of its ports:
-// this host or peers on it do not accept the network's tunnel type. Empty when none.
+// this host or peers on it do not accept the network's tunnel type, or peers on it
+// have a tunnel IP of the other IP version. Empty when none.
 func (v *View) MismatchOf(p Port) string {
 	if why, ok := v.Unsupported[p.NetworkID]; ok {
 		return why
 	}
-	var why []string
-	for _, h := range v.mismatchedOn[p.NetworkID] {
-		why = append(why, h.Name)
-	}
-	if len(why) == 0 {
-		return ""
-	}
-	sort.Strings(why)
 	n := v.Networks[p.NetworkID]
-	return fmt.Sprintf("network %s is carried by %s tunnels, which host %s does not accept: no traffic with its ports there",
-		n.Name, n.Type(), strings.Join(why, ", "))
+	var why []string
+	if hs := hostNames(v.mismatchedOn[p.NetworkID]); hs != "" {
+		why = append(why, fmt.Sprintf("network %s is carried by %s tunnels, which host %s does not accept: no traffic with its ports there",
+			n.Name, n.Type(), hs))
+	}
+	if hs := hostNames(v.crossFamilyOn[p.NetworkID]); hs != "" {
+		mine, theirs := "IPv4", "IPv6"
+		if self, err := netip.ParseAddr(v.State.Hosts[v.Host].TunnelIP); err == nil && !self.Is4() {
+			mine, theirs = theirs, mine
+		}
+		why = append(why, fmt.Sprintf("network %s is cut between this host (%s tunnel IP) and host %s (%s): no tunnel joins IPv4 and IPv6 endpoints, so no traffic with its ports there",
+			n.Name, mine, hs, theirs))
+	}
+	return strings.Join(why, "; ")
+}
+
+// hostNames lists the hosts' names, sorted and comma-separated.
+func hostNames(hosts map[string]api.Host) string {
+	var names []string
+	for _, h := range hosts {
+		names = append(names, h.Name)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
 }
 
 // LocalPort finds a local port by ID or name.

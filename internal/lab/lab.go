@@ -38,6 +38,11 @@ type Config struct {
 	TunnelTypes string `json:"tunnel_types,omitempty"`
 	// UnderlayMTU of the hosts' NICs; VMs get this minus the tunnel overhead.
 	UnderlayMTU int `json:"underlay_mtu"`
+	// UnderlayIPv6 makes the underlay IPv6 only: the hosts' tunnel IPs are
+	// fd00:31::<n>/64 and no IPv4 address is on the underlay at all, so every tunnel
+	// has an IPv6 outer header (the management network, which carries etcd and
+	// lanesctl, stays IPv4: it is not the underlay).
+	UnderlayIPv6 bool `json:"underlay_ipv6,omitempty"`
 	// EtcdMembers > 0 runs an external etcd cluster of that many members (BinDir/etcd),
 	// each in its own namespace on the management network, instead of the member
 	// host 1's lanesd embeds. Up starts it.
@@ -81,7 +86,7 @@ type Host struct {
 	Name     string `json:"name"`
 	Netns    string `json:"netns"`
 	OVSDir   string `json:"ovs_dir"`
-	TunnelIP string `json:"tunnel_ip"`
+	TunnelIP string `json:"tunnel_ip"` // without prefix (see tunnelCIDR)
 	MgmtIP   string `json:"mgmt_ip"`
 	// Dir holds lanesd's socket, pidfile and log.
 	Dir string `json:"dir"`
@@ -108,8 +113,9 @@ type VM struct {
 }
 
 const (
-	underlayNet = "172.31.0." // tunnel IPs: 172.31.0.<n>/24 on br-phy
-	mgmtNet     = "10.255.0." // management IPs: 10.255.0.<n>/24 on mgmt0
+	underlayNet  = "172.31.0." // tunnel IPs: 172.31.0.<n>/24 on br-phy
+	underlayNet6 = "fd00:31::" // with UnderlayIPv6: fd00:31::<n>/64 on br-phy
+	mgmtNet      = "10.255.0." // management IPs: 10.255.0.<n>/24 on mgmt0
 	// EtcdPort is where host 1's embedded etcd listens for clients.
 	EtcdPort = 2379
 )
@@ -193,6 +199,9 @@ func Up(cfg Config) (l *Lab, err error) {
 			MgmtIP:   fmt.Sprintf("%s%d", mgmtNet, i),
 			Dir:      filepath.Join(cfg.Dir, fmt.Sprintf("h%d", i)),
 		}
+		if cfg.UnderlayIPv6 {
+			h.TunnelIP = fmt.Sprintf("%s%x", underlayNet6, i)
+		}
 		h.OVSDir = filepath.Join(h.Dir, "ovs")
 		l.HostList = append(l.HostList, h)
 		if err := l.save(); err != nil {
@@ -268,8 +277,10 @@ func (l *Lab) addHost(h *Host) error {
 	if err := ipIn(h.Netns, "addr", "add", h.MgmtIP+"/24", "dev", "mgmt0"); err != nil {
 		return err
 	}
-	// The lab's hosts are IPv4 only; IPv6 would add DAD and router solicitations
-	// to every capture of the underlay.
+	// IPv6 is off in the hosts' namespaces, or it would add DAD and router
+	// solicitations to every capture of the underlay. With an IPv6 underlay lanesd
+	// turns it on where it is needed, on br-phy (hostwire.UnderlaySpec), as on a
+	// host whose other devices have no IPv6.
 	if _, err := (&ovsproc.Netns{Name: h.Netns}).Exec("sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"); err != nil {
 		return err
 	}
@@ -346,11 +357,20 @@ func (h *Host) LogFile() string { return filepath.Join(h.Dir, "lanesd.log") }
 // MetricsAddr is the host's lanesd metrics listener (inside the host namespace).
 func (h *Host) MetricsAddr() string { return h.MgmtIP + ":9477" }
 
+// tunnelCIDR is the host's tunnel IP with the underlay's prefix length, what lanesd
+// puts on br-phy.
+func (l *Lab) tunnelCIDR(h *Host) string {
+	if l.UnderlayIPv6 {
+		return h.TunnelIP + "/64"
+	}
+	return h.TunnelIP + "/24"
+}
+
 // LanesdArgs is the command line of the host's lanesd.
 func (l *Lab) LanesdArgs(h *Host) []string {
 	args := []string{
 		"--host", h.Name,
-		"--tunnel-ip", h.TunnelIP + "/24",
+		"--tunnel-ip", l.tunnelCIDR(h),
 		"--tunnel-type", l.TunnelType,
 		"--tunnel-types", l.TunnelTypes,
 		"--datapath", "netdev",
