@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sort"
 	"strconv"
@@ -31,6 +32,10 @@ type NetworkSpec struct {
 	// UnderlayMTU of the hosts' tunnel interfaces, api.MinMTU plus the tunnel overhead
 	// up to api.MaxMTU; 0 means DefaultUnderlayMTU.
 	UnderlayMTU int
+	// UnderlayIPVersion (api.IPv4Underlay or api.IPv6Underlay) decides the tunnel
+	// overhead; 0 means IPv6 when a registered host has an IPv6 tunnel IP (its
+	// tunnels are then IPv6 ones), IPv4 otherwise.
+	UnderlayIPVersion int
 	// TunnelType carries the network between hosts (its network_type) and decides the
 	// overhead; "" means vxlan.
 	TunnelType string
@@ -59,12 +64,20 @@ func (s *Store) CreateNetwork(ctx context.Context, spec NetworkSpec) (api.Networ
 	if underlay == 0 {
 		underlay = DefaultUnderlayMTU
 	}
-	if low := api.MinMTU + api.TunnelOverhead(tt, api.IPv4Underlay); underlay < low || underlay > api.MaxMTU {
+	ipv := spec.UnderlayIPVersion
+	if ipv == 0 {
+		var err error
+		if ipv, err = s.underlayIPVersion(ctx); err != nil {
+			return api.Network{}, err
+		}
+	}
+	overhead := api.TunnelOverhead(tt, ipv)
+	if low := api.MinMTU + overhead; underlay < low || underlay > api.MaxMTU {
 		return api.Network{}, &api.FieldError{Field: "network.underlay_mtu", Value: strconv.Itoa(underlay),
 			Reason: fmt.Sprintf("must be within %d..%d (the smallest network MTU %d plus the %s overhead %d, up to the largest IPv4 packet)",
-				low, api.MaxMTU, api.MinMTU, tt, api.TunnelOverhead(tt, api.IPv4Underlay))}
+				low, api.MaxMTU, api.MinMTU, tt, overhead)}
 	}
-	maxMTU := underlay - api.TunnelOverhead(tt, api.IPv4Underlay)
+	maxMTU := underlay - overhead
 	if spec.External {
 		maxMTU = underlay
 		if spec.VNI != nil {
@@ -89,7 +102,7 @@ func (s *Store) CreateNetwork(ctx context.Context, spec NetworkSpec) (api.Networ
 	}
 	if n.MTU > maxMTU {
 		return api.Network{}, &api.FieldError{Field: "network.mtu", Value: strconv.Itoa(n.MTU),
-			Reason: fmt.Sprintf("larger than the underlay MTU %d minus the %s overhead %d (%d)", underlay, tt, api.TunnelOverhead(tt, api.IPv4Underlay), maxMTU)}
+			Reason: fmt.Sprintf("larger than the underlay MTU %d minus the %s overhead %d (%d)", underlay, tt, overhead, maxMTU)}
 	}
 	if n.ID == "" {
 		n.ID = NewUUID()
@@ -263,4 +276,20 @@ func first(s []string, n int) []string {
 		return append(s[:n:n], "...")
 	}
 	return s
+}
+
+// underlayIPVersion is the IP version of the cluster's tunnels as the registered
+// hosts show it: IPv6 as soon as one host has an IPv6 tunnel IP, since the larger
+// overhead is the one a network's MTU must leave room for.
+func (s *Store) underlayIPVersion(ctx context.Context) (int, error) {
+	hosts, err := s.ListHosts(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("list hosts for the underlay's IP version: %w", err)
+	}
+	for _, h := range hosts {
+		if a, err := netip.ParseAddr(h.TunnelIP); err == nil && api.IPVersion(a) == api.IPv6Underlay {
+			return api.IPv6Underlay, nil
+		}
+	}
+	return api.IPv4Underlay, nil
 }

@@ -52,7 +52,7 @@ func run() error {
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	checkConfig := fs.Bool("check-config", false, "load and validate the configuration (flags and --config), then exit")
 	fs.StringVar(&cfg.Host, "host", cfg.Host, "this host's name in the store (default: the hostname)")
-	fs.StringVar(&cfg.TunnelIP, "tunnel-ip", cfg.TunnelIP, "this host's tunnel endpoint, an IPv4 address (with /prefix when lanesd configures the netdev underlay)")
+	fs.StringVar(&cfg.TunnelIP, "tunnel-ip", cfg.TunnelIP, "this host's tunnel endpoint, an IPv4 or IPv6 (global or ULA) address (with /prefix when lanesd configures the netdev underlay)")
 	fs.StringVar(&cfg.TunnelType, "tunnel-type", cfg.TunnelType, "vxlan, gre or geneve: this host's default tunnel type")
 	fs.StringVar(&cfg.TunnelTypes, "tunnel-types", cfg.TunnelTypes, "the tunnel types this host accepts, comma-separated (default: --tunnel-type only); networks carry their own type")
 	fs.StringVar(&cfg.EtcdEndpoints, "etcd", cfg.EtcdEndpoints, "comma-separated etcd client URLs (ignored with --etcd-embed-dir)")
