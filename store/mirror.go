@@ -108,6 +108,8 @@ type Mirror struct {
 	relists int
 	// reported remembers the problems already logged, so each is logged once.
 	reported map[Problem]bool
+	// received is when the oldest change not yet taken by TakeReceived arrived.
+	received time.Time
 
 	// afterList, set by tests, runs after each list, before the watch starts.
 	afterList func(rev int64)
@@ -173,6 +175,25 @@ func (m *Mirror) Relists() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.relists
+}
+
+// TakeReceived returns when the oldest change that arrived since the last call was
+// received from etcd (zero: none), and starts over. An agent calls it just before
+// Snapshot: a change that arrives between the two calls is in that snapshot and is
+// also counted for the next one, so a lag measured from here is never too short.
+func (m *Mirror) TakeReceived() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.received
+	m.received = time.Time{}
+	return t
+}
+
+// markReceived notes a change's arrival; m.mu is held.
+func (m *Mirror) markReceived() {
+	if m.received.IsZero() {
+		m.received = time.Now()
+	}
 }
 
 func (m *Mirror) notify() {
@@ -244,6 +265,7 @@ func (m *Mirror) list(ctx context.Context, again bool) (int64, error) {
 	}
 	m.mu.Lock()
 	m.recs, m.rev, m.stale = recs, resp.Header.Revision, true
+	m.markReceived()
 	if again {
 		m.relists++
 	}
@@ -282,6 +304,9 @@ func (m *Mirror) watch(ctx context.Context, rev int64) error {
 			m.rev = ev.Kv.ModRevision
 		}
 		m.stale = m.stale || changed
+		if changed {
+			m.markReceived()
+		}
 		m.mu.Unlock()
 		if changed {
 			m.notify()
