@@ -189,10 +189,10 @@ func (m *Mirror) TakeReceived() time.Time {
 	return t
 }
 
-// markReceived notes a change's arrival; m.mu is held.
-func (m *Mirror) markReceived() {
+// markReceived notes the arrival of a change at; m.mu is held.
+func (m *Mirror) markReceived(at time.Time) {
 	if m.received.IsZero() {
-		m.received = time.Now()
+		m.received = at
 	}
 }
 
@@ -265,7 +265,7 @@ func (m *Mirror) list(ctx context.Context, again bool) (int64, error) {
 	}
 	m.mu.Lock()
 	m.recs, m.rev, m.stale = recs, resp.Header.Revision, true
-	m.markReceived()
+	m.markReceived(time.Now())
 	if again {
 		m.relists++
 	}
@@ -280,6 +280,7 @@ func (m *Mirror) watch(ctx context.Context, rev int64) error {
 	defer cancel()
 	wch := m.s.cli.Watch(wctx, Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithProgressNotify())
 	for wr := range wch {
+		at := time.Now() // before applying: a big batch takes a while
 		if wr.CompactRevision != 0 {
 			return fmt.Errorf("watch from %d compacted (compact revision %d)", rev, wr.CompactRevision)
 		}
@@ -305,7 +306,7 @@ func (m *Mirror) watch(ctx context.Context, rev int64) error {
 		}
 		m.stale = m.stale || changed
 		if changed {
-			m.markReceived()
+			m.markReceived(at)
 		}
 		m.mu.Unlock()
 		if changed {
