@@ -94,10 +94,13 @@ func logChanges(log *slog.Logger, prev, next *diag.Snapshot) {
 		case !reflect.DeepEqual(old.Rules, g.Rules):
 			log.Info("security group changed", "group", g.Name, "group_id", id, "rules_before", len(old.Rules), "rules", len(g.Rules))
 		}
-		// Members are what remote-group rules referring to the group admit (its
-		// ipsets); a port joining or leaving it anywhere changes them here.
-		if usedBefore[id] && !reflect.DeepEqual(pv.Members[id], nv.Members[id]) {
-			log.Info("security group members changed", "group", g.Name, "group_id", id,
+	}
+	// A group that rules of the groups in use name as their remote group is an ipset
+	// here; a port joining or leaving it anywhere rewrites that set.
+	remote, remoteBefore := remoteGroupsOf(nv), remoteGroupsOf(pv)
+	for _, id := range sortedKeys(remote) {
+		if remoteBefore[id] && !reflect.DeepEqual(pv.Members[id], nv.Members[id]) {
+			log.Info("security group members changed", "group", nv.Groups[id].Name, "group_id", id,
 				"members_before", countMembers(pv.Members[id]), "members", countMembers(nv.Members[id]))
 		}
 	}
@@ -106,6 +109,19 @@ func logChanges(log *slog.Logger, prev, next *diag.Snapshot) {
 			log.Info("security group released", "group", pv.Groups[id].Name, "group_id", id)
 		}
 	}
+}
+
+// remoteGroupsOf is the set of groups that rules of the groups in use refer to.
+func remoteGroupsOf(v *view.View) map[string]bool {
+	out := map[string]bool{}
+	for id := range groupsOf(v) {
+		for _, r := range v.Groups[id].Rules {
+			if r.RemoteGroupID != "" {
+				out[r.RemoteGroupID] = true
+			}
+		}
+	}
+	return out
 }
 
 // portChanges names the fields of a wired port that changed in ways its flows or

@@ -21,6 +21,8 @@ func TestLogChanges(t *testing.T) {
 		for i := 0; i < rules; i++ {
 			g.Rules = append(g.Rules, api.Rule{ID: string(rune('a' + i)), Direction: api.Ingress, Ethertype: api.IPv4})
 		}
+		g.Rules[0].RemoteGroupID = "g1" // members of web admitted: an ipset of web's members
+
 		return store.State{Revision: 1,
 			Networks: map[string]api.Network{"n1": {ID: "n1", Name: "blue", VNI: 100, CIDR: "10.0.0.0/24", MTU: 1450}},
 			Hosts:    map[string]api.Host{"h2": {Name: "h2", TunnelIP: "172.31.0.2", TunnelType: "vxlan", Alive: true}},
