@@ -4,27 +4,30 @@ import (
 	"net"
 	"path/filepath"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/internal/sdnotify"
 	"github.com/lanes-net/lanes/store"
 )
 
-// TestWatchdogFollowsProgress runs the agent loop under a fake systemd (a unixgram
-// NOTIFY_SOCKET): WATCHDOG=1 arrives while the loop waits for changes, stops once a
-// pass has been stuck for a watchdog period (half of WatchdogSec), and comes back
-// when the pass ends.
-func TestWatchdogFollowsProgress(t *testing.T) {
-	r := newRig(t)
+// watchdogPeriod is the test's half WatchdogSec.
+const watchdogPeriod = 300 * time.Millisecond
+
+// fakeSystemd listens on a NOTIFY_SOCKET of its own and reports each WATCHDOG=1, then
+// starts the rig's agent loop and watchdog as lanesd does under systemd.
+func fakeSystemd(t *testing.T, r *rig) <-chan time.Time {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "notify")
 	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	t.Setenv("NOTIFY_SOCKET", path)
-	pings := make(chan time.Time, 100)
+	pings := make(chan time.Time, 1000)
 	go func() {
 		buf := make([]byte, 64)
 		for {
@@ -37,7 +40,40 @@ func TestWatchdogFollowsProgress(t *testing.T) {
 			}
 		}
 	}()
+	go func() { _ = r.a.loop(r.ctx) }()
+	go r.a.watchdog(r.ctx, watchdogPeriod, func() {
+		if _, err := sdnotify.Notify("WATCHDOG=1"); err != nil {
+			t.Errorf("notify: %v", err)
+		}
+	})
+	return pings
+}
 
+// nextPing waits for a ping, up to within.
+func nextPing(pings <-chan time.Time, within time.Duration) (time.Time, bool) {
+	select {
+	case at := <-pings:
+		return at, true
+	case <-time.After(within):
+		return time.Time{}, false
+	}
+}
+
+// expectPings fails unless n pings arrive, each within a few periods of the last.
+func expectPings(t *testing.T, pings <-chan time.Time, n int, what string) {
+	t.Helper()
+	for i := range n {
+		if _, ok := nextPing(pings, 5*watchdogPeriod); !ok {
+			t.Fatalf("%s: ping %d missing", what, i)
+		}
+	}
+}
+
+// TestWatchdogFollowsProgress runs the agent loop under a fake systemd: WATCHDOG=1
+// arrives while the loop waits for changes, stops once a pass has been stuck for a
+// watchdog period (half of WatchdogSec), and comes back when the pass ends.
+func TestWatchdogFollowsProgress(t *testing.T) {
+	r := newRig(t)
 	var block atomic.Bool
 	entered, release := make(chan time.Time, 1), make(chan struct{})
 	r.a.passHook = func() {
@@ -49,28 +85,8 @@ func TestWatchdogFollowsProgress(t *testing.T) {
 			}
 		}
 	}
-	const period = 300 * time.Millisecond
-	go func() { _ = r.a.loop(r.ctx) }()
-	go r.a.watchdog(r.ctx, period, func() {
-		if _, err := sdnotify.Notify("WATCHDOG=1"); err != nil {
-			t.Errorf("notify: %v", err)
-		}
-	})
-	next := func(within time.Duration) (time.Time, bool) {
-		select {
-		case at := <-pings:
-			return at, true
-		case <-time.After(within):
-			return time.Time{}, false
-		}
-	}
-
-	// Idle and responsive: pings at the period.
-	for i := range 3 {
-		if _, ok := next(10 * period); !ok {
-			t.Fatalf("ping %d of an idle loop missing", i)
-		}
-	}
+	pings := fakeSystemd(t, r)
+	expectPings(t, pings, 3, "idle loop")
 
 	// A store change starts a pass that blocks.
 	block.Store(true)
@@ -84,9 +100,9 @@ func TestWatchdogFollowsProgress(t *testing.T) {
 		t.Fatal("the store change started no pass")
 	}
 	// While the pass is younger than a period a ping may still come; after that none.
-	quiet := stuckAt.Add(period + period/2)
+	quiet := stuckAt.Add(watchdogPeriod + watchdogPeriod/2)
 	for {
-		at, ok := next(time.Until(quiet.Add(4 * period)))
+		at, ok := nextPing(pings, time.Until(quiet.Add(4*watchdogPeriod)))
 		if !ok {
 			break // four periods of silence after the grace: systemd would restart lanesd
 		}
@@ -98,13 +114,55 @@ func TestWatchdogFollowsProgress(t *testing.T) {
 	// The pass ends: pings resume.
 	block.Store(false)
 	close(release)
-	resumed := time.Now()
-	if _, ok := next(5 * period); !ok {
-		t.Fatalf("no ping within %s of the pass ending", 5*period)
+	expectPings(t, pings, 3, "after the pass ended")
+}
+
+// TestWatchdogStuckOnOVSDB: the same with nothing faked in lanesd: ovsdb-server
+// stops answering (SIGSTOP) while a new local port needs its qvo port, the pass
+// hangs in the OVSDB transaction, and the pings stop until ovsdb-server continues.
+func TestWatchdogStuckOnOVSDB(t *testing.T) {
+	r := newRig(t)
+	pid := r.ovs.PID("ovsdb-server")
+	if pid == 0 {
+		t.Fatal("no ovsdb-server pid")
 	}
-	for i := range 2 {
-		if _, ok := next(10 * period); !ok {
-			t.Fatalf("ping %d after resuming (at %s) missing", i, resumed)
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	n, err := r.st.CreateNetwork(r.ctx, store.NetworkSpec{Name: "blue", CIDR: "10.7.0.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.st.RegisterHost(r.ctx, api.Host{Name: "h1", TunnelIP: "172.31.77.1", TunnelType: api.TunnelVXLAN}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	pings := fakeSystemd(t, r)
+	expectPings(t, pings, 3, "idle loop")
+
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.st.CreatePort(r.ctx, api.Port{Name: "vm1", NetworkID: n.ID, Host: "h1"}); err != nil {
+		t.Fatal(err)
+	}
+	// Pings stop within a few periods and stay away while the pass hangs.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, ok := nextPing(pings, 4*watchdogPeriod); !ok {
+			break
 		}
+		if time.Now().After(deadline) {
+			t.Fatal("pings go on while ovsdb-server is stopped")
+		}
+	}
+	since := r.a.prog.busySince.Load()
+	if since == 0 || time.Since(time.Unix(0, since)) < watchdogPeriod {
+		t.Fatalf("pings stopped, yet the loop is not stuck in a pass (busy since %d)", since)
+	}
+
+	if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	expectPings(t, pings, 3, "after ovsdb-server continued")
+	if r.a.prog.busySince.Load() != 0 && time.Since(time.Unix(0, r.a.prog.busySince.Load())) > 5*time.Second {
+		t.Error("the pass is still stuck")
 	}
 }
