@@ -143,6 +143,7 @@ func TestMetricsScrape(t *testing.T) {
 	}
 	took := time.Since(before)
 	c2, sum2 := lagCount(scrape(t, srv))
+	t.Logf("change held %s, pass took %s, watch lag %.3fs", held, took.Round(time.Millisecond), sum2-sum1)
 	if c2 != 2 || sum2-sum1 < held.Seconds() || sum2-sum1 > (held+took+5*time.Second).Seconds() {
 		t.Errorf("lag of a change held %s before a %s pass: samples %d, lag %.3fs", held, took, c2, sum2-sum1)
 	}
