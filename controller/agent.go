@@ -38,6 +38,10 @@ type agent struct {
 	ovsChanges func() <-chan struct{}
 	// canaryEvery overrides the flow check's period (tests).
 	canaryEvery time.Duration
+	// prog tells the watchdog (watchdog.go) whether the loop moves; passHook, set
+	// by tests, runs at the start of each pass (a pass that blocks).
+	prog     *progress
+	passHook func()
 
 	guard   *recordGuard
 	host    *hostStep
@@ -79,13 +83,16 @@ func (a *agent) loop(ctx context.Context) error {
 	for {
 		a.drainLinks()
 		ovsChanged := a.ovsChanges()
-		seen := time.Now()
+		a.prog.busy(true)
+		if a.passHook != nil {
+			a.passHook()
+		}
 		next, err := a.reconcile(ctx, full)
+		a.prog.busy(false)
 		full = false
 		if err != nil && ctx.Err() == nil {
 			a.log.Warn("reconcile incomplete", "err", err)
 		}
-		a.m.WatchLagSeconds.Set(time.Since(seen).Seconds())
 		if !next.IsZero() {
 			retry.Reset(time.Until(next))
 		}
@@ -102,7 +109,10 @@ func (a *agent) loop(ctx context.Context) error {
 				full = true
 				break wait
 			case <-canary.C:
+				a.prog.busy(true)
 				a.flows.Check(ctx)
+				a.prog.busy(false)
+			case <-a.prog.poke: // the watchdog asks: waiting and responsive
 			case id, ok := <-a.links:
 				if !ok {
 					a.links = nil // subscription ended: the resync still repairs
@@ -140,6 +150,7 @@ func (a *agent) drainLinks() {
 // retried with backoff while the others go ahead.
 func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	start := time.Now()
+	received := a.mirror.TakeReceived() // before Snapshot: see there
 	v := view.Compute(a.cfg.Host, a.guard.Apply(a.mirror.Snapshot()))
 	a.countProblems(v)
 	var errs []error
@@ -224,6 +235,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	}
 	logChanges(a.log, a.last.Load(), snap) // changelog.go
 	a.last.Store(snap)
+	a.m.observeLag(received, len(errs) == 0)
 
 	next := wired.Next
 	if n := a.l3.Next(); !n.IsZero() && (next.IsZero() || n.Before(next)) {

@@ -70,11 +70,12 @@ func newRig(t *testing.T) *rig {
 	t.Cleanup(func() { host.Close() })
 	logrus.SetLevel(logrus.WarnLevel)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	fw, err := hostwire.NewFirewall(host, hostwire.FirewallOptions{Log: log})
+	m := NewMetrics()
+	fw, err := hostwire.NewFirewall(host, hostwire.FirewallOptions{Log: log, Observe: m.observeFirewall})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newAgent(ctx, cfg, log, NewMetrics(), st, db, host, fw)
+	a, err := newAgent(ctx, cfg, log, m, st, db, host, fw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,8 +3,11 @@ package controller
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"reflect"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/controller/view"
@@ -35,6 +38,10 @@ func logChanges(log *slog.Logger, prev, next *diag.Snapshot) {
 			before[p.ID] = true
 		}
 	}
+	prevPort := map[string]api.Port{}
+	for _, p := range pv.Local {
+		prevPort[p.ID] = p.Port
+	}
 	now := map[string]bool{}
 	for _, p := range nv.Local {
 		if next.Ofports[p.ID] <= 0 {
@@ -44,6 +51,10 @@ func logChanges(log *slog.Logger, prev, next *diag.Snapshot) {
 		if !before[p.ID] {
 			log.Info("port wired", "port", p.Name, "port_id", p.ID, "network", nv.Networks[p.NetworkID].Name,
 				"tap", api.TapName(p.ID), "ofport", next.Ofports[p.ID], "local_vlan", next.VLANs[p.NetworkID])
+		} else if what := portChanges(prevPort[p.ID], p.Port); len(what) > 0 {
+			// Its flows and firewall were rewritten for the new addresses or groups.
+			log.Info("port updated", "port", p.Name, "port_id", p.ID, "network", nv.Networks[p.NetworkID].Name,
+				"tap", api.TapName(p.ID), "changed", strings.Join(what, ","))
 		}
 	}
 	for _, p := range pv.Local {
@@ -84,6 +95,63 @@ func logChanges(log *slog.Logger, prev, next *diag.Snapshot) {
 			log.Info("security group changed", "group", g.Name, "group_id", id, "rules_before", len(old.Rules), "rules", len(g.Rules))
 		}
 	}
+	// A group that rules of the groups in use name as their remote group is an ipset
+	// here; a port joining or leaving it anywhere rewrites that set.
+	remote, remoteBefore := remoteGroupsOf(nv), remoteGroupsOf(pv)
+	for _, id := range sortedKeys(remote) {
+		if remoteBefore[id] && !reflect.DeepEqual(pv.Members[id], nv.Members[id]) {
+			log.Info("security group members changed", "group", nv.Groups[id].Name, "group_id", id,
+				"members_before", countMembers(pv.Members[id]), "members", countMembers(nv.Members[id]))
+		}
+	}
+	for _, id := range sortedKeys(usedBefore) {
+		if !used[id] {
+			log.Info("security group released", "group", pv.Groups[id].Name, "group_id", id)
+		}
+	}
+}
+
+// remoteGroupsOf is the set of groups that rules of the groups in use refer to.
+func remoteGroupsOf(v *view.View) map[string]bool {
+	out := map[string]bool{}
+	for id := range groupsOf(v) {
+		for _, r := range v.Groups[id].Rules {
+			if r.RemoteGroupID != "" {
+				out[r.RemoteGroupID] = true
+			}
+		}
+	}
+	return out
+}
+
+// portChanges names the fields of a wired port that changed in ways its flows or
+// firewall follow.
+func portChanges(old, cur api.Port) []string {
+	var what []string
+	if old.MAC != cur.MAC {
+		what = append(what, "mac")
+	}
+	if !slices.Equal(old.FixedIPs, cur.FixedIPs) {
+		what = append(what, "fixed_ips")
+	}
+	if !reflect.DeepEqual(old.AllowedAddressPairs, cur.AllowedAddressPairs) {
+		what = append(what, "allowed_address_pairs")
+	}
+	if !slices.Equal(old.SecurityGroups, cur.SecurityGroups) {
+		what = append(what, "security_groups")
+	}
+	if old.PortSecurityEnabled() != cur.PortSecurityEnabled() {
+		what = append(what, "port_security")
+	}
+	return what
+}
+
+func countMembers(byNet map[string][]netip.Addr) int {
+	n := 0
+	for _, addrs := range byNet {
+		n += len(addrs)
+	}
+	return n
 }
 
 // groupsOf is the set of groups the local ports use.

@@ -21,6 +21,8 @@ func TestLogChanges(t *testing.T) {
 		for i := 0; i < rules; i++ {
 			g.Rules = append(g.Rules, api.Rule{ID: string(rune('a' + i)), Direction: api.Ingress, Ethertype: api.IPv4})
 		}
+		g.Rules[0].RemoteGroupID = "g1" // members of web admitted: an ipset of web's members
+
 		return store.State{Revision: 1,
 			Networks: map[string]api.Network{"n1": {ID: "n1", Name: "blue", VNI: 100, CIDR: "10.0.0.0/24", MTU: 1450}},
 			Hosts:    map[string]api.Host{"h2": {Name: "h2", TunnelIP: "172.31.0.2", TunnelType: "vxlan", Alive: true}},
@@ -83,13 +85,36 @@ func TestLogChanges(t *testing.T) {
 	if got := lines(); len(got) != 1 || got[0]["msg"] != "security group changed" || got[0]["group"] != "web" || got[0]["rules"] != 2.0 {
 		t.Errorf("group change: %v", got)
 	}
+	msgs := func(got []map[string]any) string {
+		var out []string
+		for _, l := range got {
+			out = append(out, l["msg"].(string))
+		}
+		return strings.Join(out, ",")
+	}
+	// A new address of a wired port: the port and the group it is a member of.
+	readdressed := p1
+	readdressed.FixedIPs = []string{"10.0.0.5"}
+	moved := &diag.Snapshot{View: view.Compute("h1", st(map[string]api.Port{"p1": readdressed, "p2": p2}, 2)),
+		Ofports: one.Ofports, VLANs: one.VLANs, Tunnels: one.Tunnels}
+	logChanges(log, changed, moved)
+	got = lines()
+	if msgs(got) != "port updated,security group members changed" || got[0]["changed"] != "fixed_ips" || got[0]["port"] != "vm1" ||
+		got[1]["group"] != "web" || got[1]["members"] != 1.0 {
+		t.Errorf("readdressed port: %v", got)
+	}
+	ungrouped := readdressed
+	ungrouped.SecurityGroups = nil
+	bare := &diag.Snapshot{View: view.Compute("h1", st(map[string]api.Port{"p1": ungrouped, "p2": p2}, 2)),
+		Ofports: one.Ofports, VLANs: one.VLANs, Tunnels: one.Tunnels}
+	logChanges(log, moved, bare)
+	got = lines()
+	if msgs(got) != "port updated,security group released" || got[0]["changed"] != "security_groups" || got[1]["group_id"] != "g1" {
+		t.Errorf("group left: %v", got)
+	}
 	logChanges(log, changed, empty)
 	got = lines()
-	var msgs []string
-	for _, l := range got {
-		msgs = append(msgs, l["msg"].(string))
-	}
-	if strings.Join(msgs, ",") != "port unwired,network left,tunnel removed" {
+	if msgs(got) != "port unwired,network left,tunnel removed,security group released" {
 		t.Errorf("removal lines: %v", got)
 	}
 }

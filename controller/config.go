@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/etcdembed"
@@ -42,6 +43,10 @@ type Config struct {
 	// OnConverged is called once, after the first reconcile without errors (lanesd
 	// tells systemd READY=1 there).
 	OnConverged func() `json:"-"`
+	// OnWatchdog is called every WatchdogEvery while the agent loop makes progress
+	// (watchdog.go; lanesd sends systemd WATCHDOG=1 there). Zero: no watchdog.
+	OnWatchdog    func()        `json:"-"`
+	WatchdogEvery time.Duration `json:"-"`
 	// L3 makes this host serve routers (a network host); BridgeMappings maps physical
 	// networks to the bridges of their NICs, "physnet1:br-ex[,...]" (l3.go).
 	L3             bool   `json:"l3"`

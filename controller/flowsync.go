@@ -102,11 +102,12 @@ func (s *flowStep) Check(ctx context.Context) {
 		if !st.Connected || st.Installed == 0 {
 			continue
 		}
-		n, err := diag.FlowCount(ctx, s.tools, b.Name, st.Round)
+		n, learned, err := diag.FlowCounts(ctx, s.tools, b.Name, st.Round)
 		if err != nil {
 			s.log.Warn("flow count", "bridge", b.Name, "err", err)
 			continue
 		}
+		s.countLearned(b.Name, learned) // metrics.go
 		if n < st.Installed {
 			s.log.Warn("bridge lost flows: replaying", "bridge", b.Name, "in_switch", n, "installed", st.Installed)
 			if err := b.Replay(); err != nil {

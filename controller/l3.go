@@ -38,9 +38,11 @@ type l3Step struct {
 	// datapath is the type of the external bridges lanesd makes when missing.
 	datapath    string
 	bridgesMade bool
+	m           *Metrics // nil in unit tests
 }
 
 type routerApplied struct {
+	name  string // for the logs
 	spec  hostwire.RouterSpec
 	ports []ovsdb.VMPortSpec
 }
@@ -122,7 +124,7 @@ func (s *l3Step) desired(v *view.View, vlans map[string]uint16) (map[string]rout
 		if api.RouterHost(&r, v.State.Hosts) != s.self {
 			continue
 		}
-		ra := routerApplied{spec: hostwire.RouterSpec{Namespace: api.QRouterNamespace(id)}}
+		ra := routerApplied{name: r.Name, spec: hostwire.RouterSpec{Namespace: api.QRouterNamespace(id)}}
 		for _, in := range r.Interfaces {
 			p, ok := ports[in.PortID]
 			vlan, tagged := vlans[in.NetworkID]
@@ -208,10 +210,12 @@ func (s *l3Step) Sync(ctx context.Context, v *view.View, vlans map[string]uint16
 			continue
 		}
 		if err := s.teardown(ctx, old); err != nil {
+			s.count("remove", err)
 			errs = append(errs, fmt.Errorf("router %s: %w", id, err))
 			continue
 		}
-		s.log.Info("router removed", "router", id)
+		s.count("remove", nil)
+		s.log.Info("router removed", "router", old.name, "router_id", id, "namespace", old.spec.Namespace)
 		delete(s.realized, id)
 	}
 	for id, ra := range want {
@@ -220,6 +224,7 @@ func (s *l3Step) Sync(ctx context.Context, v *view.View, vlans map[string]uint16
 			continue
 		}
 		if err := hostwire.EnsureRouter(ra.spec); err != nil {
+			s.count("apply", err)
 			errs = append(errs, fmt.Errorf("router %s: %w", id, err))
 			continue
 		}
@@ -233,15 +238,37 @@ func (s *l3Step) Sync(ctx context.Context, v *view.View, vlans map[string]uint16
 			}
 		}
 		if _, err := b.Commit(ctx); err != nil {
+			s.count("apply", err)
 			errs = append(errs, fmt.Errorf("router %s: ovsdb: %w", id, err))
 			continue
 		}
-		if !had {
-			s.log.Info("router serving", "router", id, "interfaces", len(ra.spec.Interfaces), "floating_ips", len(ra.spec.FloatingIPs))
+		s.count("apply", nil)
+		switch {
+		case !had:
+			s.log.Info("router serving", "router", ra.name, "router_id", id, "namespace", ra.spec.Namespace,
+				"interfaces", len(ra.spec.Interfaces), "gateway", ra.spec.Gateway != nil, "floating_ips", len(ra.spec.FloatingIPs))
+		case !reflect.DeepEqual(old, ra):
+			s.log.Info("router changed", "router", ra.name, "router_id", id, "namespace", ra.spec.Namespace,
+				"interfaces", len(ra.spec.Interfaces), "gateway", ra.spec.Gateway != nil, "floating_ips", len(ra.spec.FloatingIPs))
 		}
 		s.realized[id] = ra
 	}
+	if s.m != nil {
+		s.m.Routers.Set(float64(len(s.realized)))
+	}
 	return errors.Join(errs...)
+}
+
+// count records one router set-up (apply) or teardown (remove).
+func (s *l3Step) count(action string, err error) {
+	if s.m == nil {
+		return
+	}
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	s.m.RouterApplies.WithLabelValues(action, result).Inc()
 }
 
 // Next is when the step must run again although nothing changed: while it serves

@@ -61,7 +61,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer host.Close()
-	fw, err := hostwire.NewFirewall(host, hostwire.FirewallOptions{Log: log, Backend: cfg.IPTablesBackend})
+	fw, err := hostwire.NewFirewall(host, hostwire.FirewallOptions{Log: log, Backend: cfg.IPTablesBackend, Observe: m.observeFirewall})
 	if err != nil {
 		return fmt.Errorf("firewall: %w", err)
 	}
@@ -82,6 +82,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		if a.l3, err = newL3Step(log, db, cfg.Host, cfg.BridgeMappings, cfg.DatapathType, reg.SurelyHeld); err != nil {
 			return err
 		}
+		a.l3.m = m
 	}
 	go func() { _ = a.mirror.Run(ctx) }()
 	h := &health{st: st, reg: reg, bridges: a.flows.bridges(), rundir: cfg.OVSRunDir, last: a.last.Load}
@@ -97,6 +98,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			return err
 		}
 	}
+	go sampleConntrack(ctx, log, m, host, fw, conntrackEvery)
+	if cfg.WatchdogEvery > 0 && cfg.OnWatchdog != nil {
+		go a.watchdog(ctx, cfg.WatchdogEvery, cfg.OnWatchdog)
+	}
 	log.Info("lanesd started", "host", cfg.Host, "tunnel_ip", addr, "round", a.flows.brTun.Round(), "datapath", cfg.DatapathType)
 	err = a.loop(ctx)
 	log.Info("stopping: leaving bridges, ports and flows in place")
@@ -109,7 +114,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // the previous lanesd, and a store mirror (not yet running).
 func newAgent(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics, st *store.Store, db *ovsdb.Client, host *hostwire.Host, fw *hostwire.Firewall) (*agent, error) {
 	addr, _ := cfg.TunnelAddr()
-	a := &agent{cfg: cfg, log: log, m: m, started: time.Now(),
+	a := &agent{cfg: cfg, log: log, m: m, started: time.Now(), prog: newProgress(),
 		guard:   newRecordGuard(cfg.Host),
 		host:    &hostStep{cfg: cfg, db: db, host: host},
 		nets:    newNetworkStep(log, cfg.VMMTU()),
@@ -265,11 +270,7 @@ func serveMetrics(ctx context.Context, addr string, m *Metrics, h *health, log *
 	if err != nil {
 		return fmt.Errorf("metrics listener: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", healthz)
-	mux.HandleFunc("/readyz", h.readyz)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: metricsMux(m, h), ReadHeaderTimeout: 5 * time.Second}
 	go func() { <-ctx.Done(); srv.Close() }()
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -277,4 +278,13 @@ func serveMetrics(ctx context.Context, addr string, m *Metrics, h *health, log *
 		}
 	}()
 	return nil
+}
+
+// metricsMux is the metrics listener's handler: /metrics, /healthz, /readyz.
+func metricsMux(m *Metrics, h *health) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", healthz)
+	mux.HandleFunc("/readyz", h.readyz)
+	return mux
 }

@@ -176,6 +176,13 @@ var flowCountRe = regexp.MustCompile(`flow_count=(\d+)`)
 // category): learned flows come and go with traffic and must not mask a lost flow.
 // Flows a human added with another cookie do not count either.
 func FlowCount(ctx context.Context, tools ovstool.Tools, bridge string, round uint16) (int, error) {
+	n, _, err := FlowCounts(ctx, tools, bridge, round)
+	return n, err
+}
+
+// FlowCounts is FlowCount and, from the same two aggregates, how many entries of the
+// round learn() made.
+func FlowCounts(ctx context.Context, tools ovstool.Tools, bridge string, round uint16) (installed, learned int, err error) {
 	count := func(cookie, mask flows.Cookie) (int, error) {
 		out, err := tools.Ofctl15(ctx, "dump-aggregate", bridge, fmt.Sprintf("cookie=%#x/%#x", uint64(cookie), uint64(mask)))
 		if err != nil {
@@ -189,11 +196,11 @@ func FlowCount(ctx context.Context, tools ovstool.Tools, bridge string, round ui
 	}
 	all, err := count(flows.Cookie(round)<<48, flows.RoundMask)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	learned, err := count(flows.Cookie(round)<<48|flows.Cookie(flows.CatLearned)<<40, flows.RoundMask|flows.CategoryMask)
+	learned, err = count(flows.Cookie(round)<<48|flows.Cookie(flows.CatLearned)<<40, flows.RoundMask|flows.CategoryMask)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return all - learned, nil
+	return all - learned, learned, nil
 }

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/lanes-net/lanes/api"
 	"github.com/vishvananda/netlink"
@@ -35,6 +36,10 @@ type FirewallOptions struct {
 	// Backend is BackendNFT or BackendLegacy: use iptables-nft or iptables-legacy
 	// (next to IPTables). Empty: whatever IPTables is, as `iptables --version` says.
 	Backend string
+	// Observe, when set, is told how long each bulk write took: one iptables-restore
+	// per table (what is TableID.String(), e.g. "IPv4/filter") or one ipset restore
+	// (what is "ipset"). It is called from Apply's goroutines, concurrently.
+	Observe func(what string, took time.Duration, err error)
 }
 
 // The two iptables backends. Rules written through one are invisible to the other, so
@@ -56,6 +61,7 @@ const xtablesWait = "5"
 type Firewall struct {
 	host    *Host
 	log     *slog.Logger
+	observe func(string, time.Duration, error)
 	bins    map[string]string
 	backend string // BackendNFT or BackendLegacy
 
@@ -93,9 +99,12 @@ func (s ApplyStats) Changed() bool {
 // host, so that zones stay stable across restarts and leftovers are removed by the
 // first Apply.
 func NewFirewall(h *Host, opts FirewallOptions) (*Firewall, error) {
-	f := &Firewall{host: h, log: opts.Log, bins: map[string]string{}, admitted: map[string]portAdmission{}}
+	f := &Firewall{host: h, log: opts.Log, observe: opts.Observe, bins: map[string]string{}, admitted: map[string]portAdmission{}}
 	if f.log == nil {
 		f.log = slog.Default()
+	}
+	if f.observe == nil {
+		f.observe = func(string, time.Duration, error) {}
 	}
 	ipt := opts.IPTables
 	if ipt == "" {
@@ -568,12 +577,20 @@ func (f *Firewall) writeTable(ctx context.Context, id TableID, t *Table) tableRe
 		fmt.Fprintf(&b, "-X %s\n", c)
 	}
 	b.WriteString("COMMIT\n")
-	if _, err := f.host.Exec(ctx, b.Bytes(), f.restoreBin(id.Family), "-w", xtablesWait, "--noflush"); err != nil {
+	if err := f.bulk(ctx, id.String(), b.Bytes(), f.restoreBin(id.Family), "-w", xtablesWait, "--noflush"); err != nil {
 		return tableResult{err: fmt.Errorf("apply %s: %w", id, err)}
 	}
 	r.wrote = true
 	f.log.Debug("firewall table written", "table", id.String(), "chains", len(r.changed), "deleted", len(r.gone), "hooks", len(fix))
 	return r
+}
+
+// bulk runs one bulk write (a restore fed on stdin) and tells the observer its time.
+func (f *Firewall) bulk(ctx context.Context, what string, stdin []byte, name string, args ...string) error {
+	start := time.Now()
+	_, err := f.host.Exec(ctx, stdin, name, args...)
+	f.observe(what, time.Since(start), err)
+	return err
 }
 
 // editChain returns restore lines that turn a chain holding old into one holding new
@@ -675,7 +692,7 @@ func (f *Firewall) writeSets(ctx context.Context, rs *Ruleset, stats *ApplyStats
 	if len(written) == 0 {
 		return nil
 	}
-	if _, err := f.host.Exec(ctx, []byte(b.String()), f.bins["ipset"], "restore"); err != nil {
+	if err := f.bulk(ctx, "ipset", []byte(b.String()), f.bins["ipset"], "restore"); err != nil {
 		// A failed restore may have done part of its lines: content unknown now.
 		for _, n := range written {
 			f.sets[n] = nil
@@ -703,7 +720,7 @@ func (f *Firewall) deleteSets(ctx context.Context, rs *Ruleset, stats *ApplyStat
 	for _, n := range gone {
 		fmt.Fprintf(&b, "destroy %s\n", n)
 	}
-	if _, err := f.host.Exec(ctx, []byte(b.String()), f.bins["ipset"], "restore"); err != nil {
+	if err := f.bulk(ctx, "ipset", []byte(b.String()), f.bins["ipset"], "restore"); err != nil {
 		return errors.Join(fmt.Errorf("destroy unused ipsets: %w", err), f.refreshSets(ctx))
 	}
 	for _, n := range gone {

@@ -108,6 +108,8 @@ type Mirror struct {
 	relists int
 	// reported remembers the problems already logged, so each is logged once.
 	reported map[Problem]bool
+	// received is when the oldest change not yet taken by TakeReceived arrived.
+	received time.Time
 
 	// afterList, set by tests, runs after each list, before the watch starts.
 	afterList func(rev int64)
@@ -173,6 +175,25 @@ func (m *Mirror) Relists() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.relists
+}
+
+// TakeReceived returns when the oldest change that arrived since the last call was
+// received from etcd (zero: none), and starts over. An agent calls it just before
+// Snapshot: a change that arrives between the two calls is in that snapshot and is
+// also counted for the next one, so a lag measured from here is never too short.
+func (m *Mirror) TakeReceived() time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.received
+	m.received = time.Time{}
+	return t
+}
+
+// markReceived notes the arrival of a change at; m.mu is held.
+func (m *Mirror) markReceived(at time.Time) {
+	if m.received.IsZero() {
+		m.received = at
+	}
 }
 
 func (m *Mirror) notify() {
@@ -244,6 +265,7 @@ func (m *Mirror) list(ctx context.Context, again bool) (int64, error) {
 	}
 	m.mu.Lock()
 	m.recs, m.rev, m.stale = recs, resp.Header.Revision, true
+	m.markReceived(time.Now())
 	if again {
 		m.relists++
 	}
@@ -258,6 +280,7 @@ func (m *Mirror) watch(ctx context.Context, rev int64) error {
 	defer cancel()
 	wch := m.s.cli.Watch(wctx, Prefix, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithProgressNotify())
 	for wr := range wch {
+		at := time.Now() // before applying: a big batch takes a while
 		if wr.CompactRevision != 0 {
 			return fmt.Errorf("watch from %d compacted (compact revision %d)", rev, wr.CompactRevision)
 		}
@@ -282,6 +305,9 @@ func (m *Mirror) watch(ctx context.Context, rev int64) error {
 			m.rev = ev.Kv.ModRevision
 		}
 		m.stale = m.stale || changed
+		if changed {
+			m.markReceived(at)
+		}
 		m.mu.Unlock()
 		if changed {
 			m.notify()

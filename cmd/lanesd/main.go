@@ -16,7 +16,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/lanes-net/lanes/controller"
 	"github.com/lanes-net/lanes/internal/sdnotify"
@@ -130,25 +129,20 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	// Under systemd (Type=notify): READY=1 once the host matches the store, WATCHDOG=1
-	// while the process runs, STOPPING=1 on the way out.
+	// while the agent loop makes progress (a reconcile stuck for half of WatchdogSec
+	// stops it, and systemd restarts lanesd), STOPPING=1 on the way out.
 	cfg.OnConverged = func() {
 		if _, err := sdnotify.Notify("READY=1"); err != nil {
 			log.Warn("sd_notify", "err", err)
 		}
 	}
-	if every := sdnotify.WatchdogInterval(); every > 0 {
-		go func() {
-			t := time.NewTicker(every)
-			defer t.Stop()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					_, _ = sdnotify.Notify("WATCHDOG=1")
-				}
+	if cfg.WatchdogEvery = sdnotify.WatchdogInterval(); cfg.WatchdogEvery > 0 {
+		log.Info("systemd watchdog", "ping_every", cfg.WatchdogEvery)
+		cfg.OnWatchdog = func() {
+			if _, err := sdnotify.Notify("WATCHDOG=1"); err != nil {
+				log.Warn("sd_notify", "err", err)
 			}
-		}()
+		}
 	}
 	defer func() { _, _ = sdnotify.Notify("STOPPING=1") }()
 	err = controller.Run(ctx, cfg, log)
