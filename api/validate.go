@@ -215,8 +215,21 @@ func ValidatePort(p *Port, n *Network, allocate bool) error {
 		return fieldErr("network.cidr", n.CIDR, "not a CIDR")
 	}
 	seen := map[netip.Addr]bool{}
+	var v6 *netip.Addr
 	for _, s := range p.FixedIPs {
 		a, err := netip.ParseAddr(s)
+		// Minimal IPv6 support until the full validation of IPv6 subnets lands: one
+		// address inside the network's IPv6 subnet.
+		if err == nil && a.Is6() && n.IPv6 != nil {
+			if pfx, perr := netip.ParsePrefix(n.IPv6.CIDR); perr == nil && pfx.Contains(a) && a.Zone() == "" {
+				if v6 != nil {
+					return fieldErr("port.fixed_ips", s, "a second IPv6 address (the port has %s)", *v6)
+				}
+				v6 = &a
+				continue
+			}
+			return fieldErr("port.fixed_ips", s, "outside the network's IPv6 subnet %s", n.IPv6.CIDR)
+		}
 		if err != nil || !a.Is4() {
 			return fieldErr("port.fixed_ips", s, "not an IPv4 address")
 		}

@@ -21,22 +21,24 @@ import (
 // does. As with DHCPv4, the packet-in callback only rate-limits and queues; one
 // worker answers and keeps the advertisement schedule.
 type dhcp6Server struct {
-	log   *slog.Logger
-	m     *dhcp6Metrics
-	out   func(ofport uint32, frame []byte) error
-	ports atomic.Pointer[map[uint32]*dhcp6Port]
-	queue chan ofsync.PacketIn
-	kick  chan struct{}
-	rate  float64
-	burst float64
-	// minGap and maxGap bound the periodic interval, initialGap the first few; tests
-	// shorten them before run starts.
-	minGap, maxGap, initialGap time.Duration
+	log    *slog.Logger
+	m      *dhcp6Metrics
+	out    func(ofport uint32, frame []byte) error
+	ports  atomic.Pointer[map[uint32]*dhcp6Port]
+	queue  chan ofsync.PacketIn
+	kick   chan struct{}
+	rate   float64
+	burst  float64
+	timing atomic.Pointer[raTiming]
 
 	mu      sync.Mutex
 	buckets map[uint32]*bucket
 	stats   map[string]*api.DHCPReport
 }
+
+// raTiming bounds the periodic interval (min, max) and the gaps of the first few
+// advertisements (initial): radvd's defaults, shortened by tests.
+type raTiming struct{ min, max, initial time.Duration }
 
 // raSchedule is one port's advertisement schedule, owned by run.
 type raSchedule struct {
@@ -47,11 +49,16 @@ type raSchedule struct {
 
 func newDHCP6Server(log *slog.Logger, m *dhcp6Metrics, out func(uint32, []byte) error) *dhcp6Server {
 	s := &dhcp6Server{log: log, m: m, out: out, queue: make(chan ofsync.PacketIn, dhcpQueueLen), kick: make(chan struct{}, 1),
-		rate: 2 * dhcpMeterRate, burst: 2 * dhcpMeterBurst, minGap: raMinInterval, maxGap: raMaxInterval, initialGap: raInitialGap,
-		buckets: map[uint32]*bucket{}, stats: map[string]*api.DHCPReport{}}
+		rate: 2 * dhcpMeterRate, burst: 2 * dhcpMeterBurst, buckets: map[uint32]*bucket{}, stats: map[string]*api.DHCPReport{}}
+	s.setTiming(raMinInterval, raMaxInterval, raInitialGap)
 	empty := map[uint32]*dhcp6Port{}
 	s.ports.Store(&empty)
 	return s
+}
+
+// setTiming changes the advertisement intervals; the next scheduled ones follow it.
+func (s *dhcp6Server) setTiming(minGap, maxGap, initialGap time.Duration) {
+	s.timing.Store(&raTiming{min: minGap, max: max(minGap, maxGap), initial: initialGap})
 }
 
 // setPorts replaces what is answered on which ofport; the worker then advertises to
@@ -169,20 +176,21 @@ func (s *dhcp6Server) advertise(sched map[uint32]*raSchedule, now time.Time) {
 			continue
 		}
 		s.m.Adverts.WithLabelValues("unsolicited").Inc()
+		tm := s.timing.Load()
 		if rs.initial--; rs.initial > 0 {
-			rs.next = now.Add(min(s.initialGap, s.jitter()))
+			rs.next = now.Add(min(tm.initial, tm.jitter()))
 		} else {
-			rs.next = now.Add(s.jitter())
+			rs.next = now.Add(tm.jitter())
 		}
 	}
 }
 
-// jitter is a periodic interval, uniform in [minGap, maxGap] (RFC 4861 6.2.4).
-func (s *dhcp6Server) jitter() time.Duration {
-	if s.maxGap <= s.minGap {
-		return s.minGap
+// jitter is a periodic interval, uniform in [min, max] (RFC 4861 6.2.4).
+func (tm *raTiming) jitter() time.Duration {
+	if tm.max <= tm.min {
+		return tm.min
 	}
-	return s.minGap + rand.N(s.maxGap-s.minGap)
+	return tm.min + rand.N(tm.max-tm.min)
 }
 
 func (s *dhcp6Server) handle(in ofsync.PacketIn) {

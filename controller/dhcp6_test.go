@@ -316,7 +316,7 @@ func TestRouterAdvertSchedule(t *testing.T) {
 		return len(sent[of])
 	}
 	s := newDHCP6Server(slog.New(slog.NewTextHandler(io.Discard, nil)), newDHCP6Metrics(prometheus.NewRegistry()), out)
-	s.minGap, s.maxGap, s.initialGap = 50*time.Millisecond, 100*time.Millisecond, 20*time.Millisecond
+	s.setTiming(50*time.Millisecond, 100*time.Millisecond, 20*time.Millisecond)
 	stop := make(chan struct{})
 	defer close(stop)
 	go s.run(stop)
