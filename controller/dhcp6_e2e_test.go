@@ -239,7 +239,9 @@ func (g *guest) run(t *testing.T, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func (g *guest) addrs(t *testing.T) string { return g.run(t, "ip", "-6", "addr", "show", "dev", "eth0") }
+func (g *guest) addrs(t *testing.T) string {
+	return g.run(t, "ip", "-6", "addr", "show", "dev", "eth0")
+}
 
 func (g *guest) sysctl(t *testing.T, key string) string { return g.run(t, "sysctl", "-n", key) }
 
