@@ -135,6 +135,15 @@ func TestIPv6AddressConfiguration(t *testing.T) {
 	if a := vmVictim.addrs(t); strings.Contains(a, "fd00:666:") {
 		t.Errorf("the victim took the rogue prefix:\n%s", a)
 	}
+
+	// A changed subnet is advertised at once, unsolicited, to all nodes: the new MTU
+	// reaches the guest without it asking.
+	slaac.MTU = 1400
+	r.putJSON(t, store.Prefix+"networks/"+slaac.ID, slaac)
+	r.sync(false)
+	waitUntil(t, 10*time.Second, "the victim's IPv6 MTU 1400 from an unsolicited RA", func() bool {
+		return vmVictim.sysctl(t, "net.ipv6.conf.eth0.mtu") == "1400"
+	})
 }
 
 // network6 creates a network through the store and then gives its record an IPv6
