@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -49,7 +50,18 @@ func TestIPv6AddressConfiguration(t *testing.T) {
 	rogue := r.port6(t, "rogue", slaac, "")
 	full := r.port6(t, "full", stateful, "fd00:62::5")
 	info := r.port6(t, "info", stateless, "")
+	// Ports of a peer on two of the networks, so that their broadcast and multicast
+	// floods to a tunnel: the capture below shows what leaves the host.
+	if _, err := r.st.RegisterHost(ctx, api.Host{Name: "h2", TunnelIP: "172.31.77.2", TunnelType: api.TunnelVXLAN}, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []api.Network{slaac, stateful} {
+		if _, err := r.st.CreatePort(ctx, api.Port{Name: "far-" + n.Name, NetworkID: n.ID, Host: "h2"}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r.sync(true)
+	stopCapture := r.captureUnderlay(t)
 
 	br := r.flows(api.BrInt)
 	for _, p := range []api.Port{victim, full, info} {
@@ -102,6 +114,23 @@ func TestIPv6AddressConfiguration(t *testing.T) {
 	waitUntil(t, 20*time.Second, "the stateless VM's SLAAC address", func() bool { return strings.Contains(vmInfo.addrs(t), euiInfo+"/64") })
 	if got := vmInfo.dhclient(t, true); got["reason"] != "RENEW6" || got["new_dhcp6_name_servers"] != "fd00:63::53" || got["new_ip6_address"] != "" {
 		t.Errorf("information-request answer %v", got)
+	}
+
+	// Neither the solicitations nor DHCPv6 left the host, while other multicast of the
+	// same VMs (DAD, MLD) was flooded to the peer as it should be.
+	var flooded, leaked []string
+	for _, line := range stopCapture() {
+		switch {
+		case strings.Contains(line, "router solicitation") || strings.Contains(line, "dhcp6"):
+			leaked = append(leaked, line)
+		case strings.Contains(line, "ICMP6"):
+			flooded = append(flooded, line)
+		}
+	}
+	t.Logf("underlay: %d ICMPv6 packets flooded to the peer, %d RS or DHCPv6", len(flooded), len(leaked))
+	if len(leaked) > 0 || len(flooded) == 0 {
+		t.Errorf("on the underlay: %d RS or DHCPv6 packets (want none), %d other ICMPv6 (want some):\n%s",
+			len(leaked), len(flooded), strings.Join(append(leaked, flooded...), "\n"))
 	}
 
 	// Rogue RAs: the rogue VM plays its own guest on the tap and advertises a prefix
@@ -186,6 +215,50 @@ func (r *rig) putJSON(t *testing.T, key string, v any) {
 	}
 	if _, err := r.st.Client().Put(r.ctx, key, string(b)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// captureUnderlay captures the VXLAN packets that leave the host (its underlay NIC's
+// peer sees them) and returns, when stopped, the capture as tcpdump decodes it, the
+// inner packets included.
+func (r *rig) captureUnderlay(t *testing.T) (stop func() []string) {
+	t.Helper()
+	// The netdev datapath resolves the peer's MAC itself; there is no peer to answer.
+	if _, err := r.ovs.Appctl("tnl/arp/set", "br-phy", "172.31.77.2", "aa:bb:cc:00:00:02"); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "underlay.pcap")
+	cmd := exec.Command("ip", "netns", "exec", r.ovs.Netns.Name, "tcpdump", "-i", "eth1p", "-n", "-U", "-w", file, "udp", "port", "4789")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() && !strings.Contains(sc.Text(), "listening") {
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	stopped := false
+	halt := func() {
+		if !stopped {
+			stopped = true
+			_ = cmd.Process.Signal(os.Interrupt) // our own child, by its pid
+			_ = cmd.Wait()
+		}
+	}
+	t.Cleanup(halt)
+	return func() []string {
+		halt()
+		out, err := exec.Command("tcpdump", "-n", "-v", "-r", file).CombinedOutput()
+		if err != nil {
+			t.Fatalf("read the capture: %v: %s", err, out)
+		}
+		return strings.Split(string(out), "\n")
 	}
 }
 
