@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/flows"
 )
 
 var portLL = api.LinkLocal(portMAC)
@@ -126,7 +127,7 @@ func TestRouterAdvertByMode(t *testing.T) {
 
 // rs is a router solicitation from src with hop limit hl.
 func rs(from net.HardwareAddr, src netip.Addr, hl uint8) []byte {
-	msg := []byte{icmp6RS, 0, 0, 0, 0, 0, 0, 0, ndOptSrcLLAddr, 1}
+	msg := []byte{flows.ICMPv6RouterSolicit, 0, 0, 0, 0, 0, 0, 0, ndOptSrcLLAddr, 1}
 	msg = append(msg, from...)
 	mac, _ := net.ParseMAC("33:33:00:00:00:02")
 	return buildIPv6Frame(from, mac, src, netip.MustParseAddr("ff02::2"), ipProtoICMPv6, hl, msg)

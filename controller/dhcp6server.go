@@ -13,6 +13,7 @@ import (
 	"github.com/insomniacslk/dhcp/iana"
 
 	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/flows"
 )
 
 // dhcpServerLinkLocal is the IPv6 source of lanesd's router advertisements and
@@ -24,7 +25,8 @@ var dhcpServerLinkLocal = api.LinkLocal(dhcpServerMAC)
 // port that moves keeps talking to "its" server.
 var dhcpServerDUID = &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: dhcpServerMAC}
 
-// Router advertisement constants (RFC 4861 6.2.1, 10; radvd's defaults).
+// Wire constants of router advertisements, DHCPv6 and their frames (RFC 4861, 8106,
+// 8415); the intervals and lifetimes are radvd's defaults.
 const (
 	raHopLimit      = 64                      // Cur Hop Limit the guests take for their own packets
 	raValidLifetime = 30 * 24 * time.Hour     // prefix valid lifetime (radvd: 30 days)
@@ -35,7 +37,6 @@ const (
 	raInitialCount  = 3                       // MAX_INITIAL_RTR_ADVERTISEMENTS
 	raInitialGap    = 16 * time.Second        // MAX_INITIAL_RTR_ADVERT_INTERVAL
 	raRetry         = 2 * time.Second         // after a failed packet-out (switch not connected)
-	icmp6RS         = 133                     // router solicitation
 	icmp6RA         = 134                     // router advertisement
 	ipProtoICMPv6   = 58                      // next header of ICMPv6
 	ipProtoUDP      = 17                      // next header of UDP
@@ -52,8 +53,6 @@ const (
 	pfxFlagAuto     = 0x40                    // A: form an address by SLAAC
 	allNodes        = "ff02::1"               // destination of unsolicited advertisements
 	allNodesMAC     = "33:33:00:00:00:01"     // its Ethernet multicast address (RFC 2464 7)
-	dhcp6ClientPort = 546                     // RFC 8415 7.2
-	dhcp6ServerPort = 547                     // RFC 8415 7.2
 	ipv6HeaderLen   = 40                      // fixed IPv6 header
 	ethHeaderLen    = 14                      // untagged Ethernet header
 	dhcp6NoIP       = "no IPv6 fixed address" // why a stateful port gets NoAddrsAvail
@@ -174,7 +173,7 @@ func (p *dhcp6Port) answer6(frame []byte) ([]byte, dhcpVerdict) {
 func (p *dhcp6Port) answerRS(pkt ipv6Packet) ([]byte, dhcpVerdict) {
 	const req = "RS"
 	switch {
-	case len(pkt.payload) < 8 || pkt.payload[0] != icmp6RS:
+	case len(pkt.payload) < 8 || pkt.payload[0] != flows.ICMPv6RouterSolicit:
 		return nil, refuse("", "not a router solicitation")
 	case pkt.hopLimit != 255:
 		return nil, refuse(req, "hop limit %d, not 255: not from the link", pkt.hopLimit)
@@ -190,8 +189,8 @@ func (p *dhcp6Port) answerRS(pkt ipv6Packet) ([]byte, dhcpVerdict) {
 // answerDHCPv6 answers a DHCPv6 client message (RFC 8415 18.3) from the port's own
 // settings: its fixed address in IA_NA on a stateful subnet, DNS servers always.
 func (p *dhcp6Port) answerDHCPv6(pkt ipv6Packet) ([]byte, dhcpVerdict) {
-	if pkt.sport != dhcp6ClientPort || pkt.dport != dhcp6ServerPort {
-		return nil, refuse("", "not from port %d to port %d", dhcp6ClientPort, dhcp6ServerPort)
+	if pkt.sport != flows.DHCPv6ClientPort || pkt.dport != flows.DHCPv6ServerPort {
+		return nil, refuse("", "not from port %d to port %d", flows.DHCPv6ClientPort, flows.DHCPv6ServerPort)
 	}
 	msg, err := dhcpv6.MessageFromBytes(pkt.payload)
 	if err != nil {
@@ -263,7 +262,7 @@ func (p *dhcp6Port) answerDHCPv6(pkt ipv6Packet) ([]byte, dhcpVerdict) {
 	if dst.IsUnspecified() { // clients send from their link-local (RFC 8415 13.1); never from ::
 		return nil, refuse(name, "from the unspecified address")
 	}
-	return buildUDP6Frame(dhcpServerMAC, dstMAC, dhcpServerLinkLocal, dst, dhcp6ServerPort, dhcp6ClientPort, reply.ToBytes()), v
+	return buildUDP6Frame(dhcpServerMAC, dstMAC, dhcpServerLinkLocal, dst, flows.DHCPv6ServerPort, flows.DHCPv6ClientPort, reply.ToBytes()), v
 }
 
 // addresses answers every IA_NA of msg: the port's fixed address on a stateful
