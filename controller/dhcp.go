@@ -75,3 +75,8 @@ func (s *dhcpStep) Sync(v *view.View, ofports map[string]int) error {
 
 // DHCPReport is the responder's record of a local port (diag.DHCPReporter).
 func (s *dhcpStep) DHCPReport(portID string) (api.DHCPReport, bool) { return s.srv.DHCPReport(portID) }
+
+// DHCPv6Report is the IPv6 responder's record of a local port (diag.DHCPv6Reporter).
+func (s *dhcpStep) DHCPv6Report(portID string) (api.DHCPReport, bool) {
+	return s.v6.DHCPv6Report(portID)
+}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/diag"
 	"github.com/lanes-net/lanes/hostwire"
 	"github.com/lanes-net/lanes/hostwire/fakevm"
 	"github.com/lanes-net/lanes/internal/ovsproc"
@@ -104,8 +105,21 @@ func TestIPv6AddressConfiguration(t *testing.T) {
 	if a := vmFull.addrs(t); strings.Contains(a, api.EUI64(netip.MustParsePrefix("fd00:62::/64"), hwFull).String()) || vmFull.snmp6(t, "Icmp6InRouterAdvertisements") == 0 {
 		t.Errorf("stateful VM: SLAAC address beside DHCPv6, or no RA received:\n%s", a)
 	}
-	if rep, ok := r.a.dhcp.v6.DHCPv6Report(full.ID); !ok || rep.Answered < 2 || !strings.Contains(rep.Last, "fd00:62::5") {
-		t.Errorf("responder's report of the stateful port: %+v %v", rep, ok)
+	// lanesctl status shows what the responder did for the port.
+	shown := 0
+	for _, pr := range (&diag.Server{}).Status(r.a.last.Load()).Ports {
+		if pr.DHCPv6 != nil {
+			shown++
+		}
+		if pr.ID == full.ID && (pr.DHCPv6 == nil || pr.DHCPv6.Answered < 2 || pr.DHCPv6.Address != "fd00:62::5" || !strings.Contains(pr.DHCPv6.Last, "REPLY fd00:62::5")) {
+			t.Errorf("status of the stateful port: DHCPv6 %+v", pr.DHCPv6)
+		}
+		if pr.ID == victim.ID && (pr.DHCPv6 == nil || !strings.Contains(pr.DHCPv6.Last, "RS -> RA")) {
+			t.Errorf("status of the SLAAC port: DHCPv6 %+v", pr.DHCPv6)
+		}
+	}
+	if shown != 4 {
+		t.Errorf("status shows a DHCPv6 record for %d ports, want the 4 on IPv6 networks", shown)
 	}
 
 	// dhcpv6-stateless: SLAAC address from the RA, DNS by information-request.
