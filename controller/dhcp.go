@@ -28,7 +28,7 @@ type dhcpStep struct {
 func newDHCPStep(ctx context.Context, log *slog.Logger, reg prometheus.Registerer, br *ofsync.Bridge) *dhcpStep {
 	s := &dhcpStep{log: log.With("step", "dhcp"), br: br}
 	s.srv = newDHCPServer(s.log, newDHCPMetrics(reg), br.PacketOut)
-	s.v6 = newDHCP6Server(s.log, newDHCP6Metrics(reg), br.PacketOut)
+	s.v6 = newDHCP6Server(s.log, newDHCP6Metrics(reg), s.srv, br.PacketOut)
 	br.HandlePackets(func(in ofsync.PacketIn) {
 		switch in.Table {
 		case flows.DHCPIPv4:

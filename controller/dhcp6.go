@@ -21,19 +21,20 @@ import (
 // does. As with DHCPv4, the packet-in callback only rate-limits and queues; one
 // worker answers and keeps the advertisement schedule.
 type dhcp6Server struct {
-	log    *slog.Logger
-	m      *dhcp6Metrics
-	out    func(ofport uint32, frame []byte) error
-	ports  atomic.Pointer[map[uint32]*dhcp6Port]
-	queue  chan ofsync.PacketIn
-	kick   chan struct{}
-	rate   float64
-	burst  float64
+	log   *slog.Logger
+	m     *dhcp6Metrics
+	out   func(ofport uint32, frame []byte) error
+	ports atomic.Pointer[map[uint32]*dhcp6Port]
+	queue chan ofsync.PacketIn
+	kick  chan struct{}
+	// take spends a token of the port's bucket: the DHCPv4 server's, since the switch
+	// meters a port's DHCPv4, DHCPv6 and router solicitations as one.
+	take   func(ofport uint32, now time.Time) bool
+	rate   int // take's rate, for the refusal's reason
 	timing atomic.Pointer[raTiming]
 
-	mu      sync.Mutex
-	buckets map[uint32]*bucket
-	stats   map[string]*api.DHCPReport
+	mu    sync.Mutex
+	stats map[string]*api.DHCPReport
 }
 
 // raTiming bounds the periodic interval (min, max) and the gaps of the first few
@@ -47,9 +48,10 @@ type raSchedule struct {
 	initial int // unsolicited advertisements still to send at initialGap
 }
 
-func newDHCP6Server(log *slog.Logger, m *dhcp6Metrics, out func(uint32, []byte) error) *dhcp6Server {
+// newDHCP6Server answers through out and limits each port with v4's buckets.
+func newDHCP6Server(log *slog.Logger, m *dhcp6Metrics, v4 *dhcpServer, out func(uint32, []byte) error) *dhcp6Server {
 	s := &dhcp6Server{log: log, m: m, out: out, queue: make(chan ofsync.PacketIn, dhcpQueueLen), kick: make(chan struct{}, 1),
-		rate: 2 * dhcpMeterRate, burst: 2 * dhcpMeterBurst, buckets: map[uint32]*bucket{}, stats: map[string]*api.DHCPReport{}}
+		take: v4.take, rate: int(v4.rate), stats: map[string]*api.DHCPReport{}}
 	s.setTiming(raMinInterval, raMaxInterval, raInitialGap)
 	empty := map[uint32]*dhcp6Port{}
 	s.ports.Store(&empty)
@@ -80,18 +82,13 @@ func (s *dhcp6Server) setPorts(ports map[uint32]*dhcp6Port) {
 			delete(s.stats, id)
 		}
 	}
-	for of := range s.buckets {
-		if ports[of] == nil {
-			delete(s.buckets, of)
-		}
-	}
 }
 
 // packetIn is the PacketHandler of table 78: it never blocks.
 func (s *dhcp6Server) packetIn(in ofsync.PacketIn) {
 	if !s.take(in.InPort, time.Now()) {
 		s.m.Dropped.WithLabelValues("rate").Inc()
-		s.note(in.InPort, refuse("", "over the rate limit of %d requests/s", int(s.rate)))
+		s.note(in.InPort, refuse("", "over the rate limit of %d requests/s", s.rate))
 		return
 	}
 	select {
@@ -99,23 +96,6 @@ func (s *dhcp6Server) packetIn(in ofsync.PacketIn) {
 	default:
 		s.m.Dropped.WithLabelValues("queue").Inc()
 	}
-}
-
-func (s *dhcp6Server) take(ofport uint32, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	b := s.buckets[ofport]
-	if b == nil {
-		b = &bucket{tokens: s.burst, at: now}
-		s.buckets[ofport] = b
-	}
-	b.tokens = min(s.burst, b.tokens+now.Sub(b.at).Seconds()*s.rate)
-	b.at = now
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
 }
 
 // run answers queued packet-ins and sends the scheduled advertisements until stop

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/lanes-net/lanes/api"
+	"github.com/lanes-net/lanes/controller/ofsync"
 	"github.com/lanes-net/lanes/flows"
 )
 
@@ -316,7 +317,8 @@ func TestRouterAdvertSchedule(t *testing.T) {
 		defer mu.Unlock()
 		return len(sent[of])
 	}
-	s := newDHCP6Server(slog.New(slog.NewTextHandler(io.Discard, nil)), newDHCP6Metrics(prometheus.NewRegistry()), out)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	s := newDHCP6Server(log, newDHCP6Metrics(prometheus.NewRegistry()), newDHCPServer(log, newDHCPMetrics(prometheus.NewRegistry()), out), out)
 	s.setTiming(50*time.Millisecond, 100*time.Millisecond, 20*time.Millisecond)
 	stop := make(chan struct{})
 	defer close(stop)
@@ -350,5 +352,27 @@ func TestRouterAdvertSchedule(t *testing.T) {
 			t.Fatalf("advertisements go on to a port that left: %d after %d", count(5), n)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDHCPv6SharesTheDHCPBudget: a port's router solicitations and DHCPv6 spend the
+// tokens of its DHCPv4 bucket, as the switch meters them as one.
+func TestDHCPv6SharesTheDHCPBudget(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	out := func(uint32, []byte) error { return nil }
+	v4 := newDHCPServer(log, newDHCPMetrics(prometheus.NewRegistry()), out)
+	v6 := newDHCP6Server(log, newDHCP6Metrics(prometheus.NewRegistry()), v4, out)
+	frame := rs(portMAC, portLL, 255)
+	for range 2 * dhcpMeterBurst {
+		v6.packetIn(ofsync.PacketIn{InPort: 5, Table: flows.DHCPIPv6, Frame: frame})
+	}
+	if v4.take(5, time.Now()) {
+		t.Error("DHCPv4 of a port still has tokens after a burst of router solicitations")
+	}
+	if !v4.take(6, time.Now()) {
+		t.Error("another port has no tokens")
+	}
+	if n := len(v6.queue); n != 2*dhcpMeterBurst {
+		t.Errorf("%d packet-ins queued, want the burst %d", n, 2*dhcpMeterBurst)
 	}
 }
