@@ -274,6 +274,20 @@ func TestDHCPv6Stateful(t *testing.T) {
 		t.Errorf("confirm off link: %v", v)
 	}
 
+	// Nothing for a client without an address to answer, or from another MAC.
+	group, _ := net.ParseMAC("33:33:00:01:00:02")
+	other := net.HardwareAddr{0xfa, 0x16, 0x3e, 0, 0, 9}
+	for name, f := range map[string][]byte{
+		"from ::":      buildUDP6Frame(portMAC, group, netip.IPv6Unspecified(), netip.MustParseAddr("ff02::1:2"), 546, 547, solicit(t).ToBytes()),
+		"foreign MAC":  buildUDP6Frame(other, group, api.LinkLocal(other), netip.MustParseAddr("ff02::1:2"), 546, 547, solicit(t).ToBytes()),
+		"server ports": buildUDP6Frame(portMAC, group, portLL, netip.MustParseAddr("ff02::1:2"), 547, 547, solicit(t).ToBytes()),
+		"not DHCPv6":   buildUDP6Frame(portMAC, group, portLL, netip.MustParseAddr("ff02::1:2"), 546, 547, []byte{1}),
+	} {
+		if reply, v := p.answer6(f); reply != nil || v.Kind != dhcpRefused {
+			t.Errorf("%s: %v", name, v)
+		}
+	}
+
 	// A stateful port without an IPv6 fixed IP gets NoAddrsAvail.
 	bare := testPort6(t, net6(api.IPv6DHCPStateful), "10.0.0.5")
 	if adv, v := client6(t, bare, solicit(t)); adv == nil || iaAddr(adv) != "NoAddrsAvail" || !strings.Contains(v.Reply, "NoAddrsAvail") {

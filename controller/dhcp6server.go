@@ -197,6 +197,9 @@ func (p *dhcp6Port) answerDHCPv6(pkt ipv6Packet) ([]byte, dhcpVerdict) {
 		return nil, refuse("", "not a DHCPv6 message: %v", err)
 	}
 	name := msg.Type().String()
+	if pkt.src.IsUnspecified() { // clients send from their link-local (RFC 8415 13.1): no address to answer
+		return nil, refuse(name, "from the unspecified address")
+	}
 	cid := msg.Options.ClientID()
 	if cid == nil {
 		return nil, refuse(name, "no client identifier")
@@ -258,11 +261,7 @@ func (p *dhcp6Port) answerDHCPv6(pkt ipv6Packet) ([]byte, dhcpVerdict) {
 	if st := noAddrs(reply); st != "" {
 		v.Reply += " " + st
 	}
-	dst, dstMAC := pkt.src, pkt.srcMAC
-	if dst.IsUnspecified() { // clients send from their link-local (RFC 8415 13.1); never from ::
-		return nil, refuse(name, "from the unspecified address")
-	}
-	return buildUDP6Frame(dhcpServerMAC, dstMAC, dhcpServerLinkLocal, dst, flows.DHCPv6ServerPort, flows.DHCPv6ClientPort, reply.ToBytes()), v
+	return buildUDP6Frame(dhcpServerMAC, pkt.srcMAC, dhcpServerLinkLocal, pkt.src, flows.DHCPv6ServerPort, flows.DHCPv6ClientPort, reply.ToBytes()), v
 }
 
 // addresses answers every IA_NA of msg: the port's fixed address on a stateful
