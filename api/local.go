@@ -86,6 +86,9 @@ type PortReport struct {
 	Reason  string `json:"reason,omitempty"`
 	// DHCP is the port's DHCP responder's record; nil when lanesd runs none.
 	DHCP *DHCPReport `json:"dhcp,omitempty"`
+	// DHCPv6 is the record of its router solicitations and DHCPv6, for a port on a
+	// network with an IPv6 subnet (Serving always true, Address its IPv6 fixed IP).
+	DHCPv6 *DHCPReport `json:"dhcpv6,omitempty"`
 }
 
 // TunnelReport is one tunnel port and the host behind it.

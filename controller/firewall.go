@@ -17,6 +17,7 @@ type firewallStep struct {
 // packets against it).
 func (s *firewallStep) Sync(ctx context.Context, v *view.View, wired map[string]bool) (hostwire.FirewallState, error) {
 	fs := hostwire.GroupState(v.Groups, v.Members)
+	fs.ServerLinkLocal = dhcpServerLinkLocal // dhcp6server.go: the source of RAs and DHCPv6 replies
 	for _, p := range v.Local {
 		if wired[p.ID] {
 			fs.Ports = append(fs.Ports, hostwire.NewFirewallPort(&p.Port))

@@ -80,7 +80,8 @@ func desired(v *view.View, in flowInput, tunnelType string) *flows.Desired {
 			continue
 		}
 		lp := flows.LocalPort{ID: p.ID, NetworkID: p.NetworkID, Ofport: uint32(in.OVS.Ofports[p.ID]), MAC: p.HW, IPs: p.Addrs,
-			PortSecurityDisabled: !p.PortSecurityEnabled(), DHCP: servesDHCP(v.Networks[p.NetworkID])}
+			PortSecurityDisabled: !p.PortSecurityEnabled(), DHCP: servesDHCP(v.Networks[p.NetworkID]),
+			DHCPv6: servesDHCPv6(v.Networks[p.NetworkID])}
 		for _, pair := range p.Pairs {
 			lp.AllowedAddressPairs = append(lp.AllowedAddressPairs, flows.AddressPair{Prefix: pair.Prefix, MAC: pair.HW})
 		}

@@ -15,6 +15,21 @@ type DHCPReporter interface {
 	DHCPReport(portID string) (api.DHCPReport, bool)
 }
 
+// DHCPv6Reporter is the IPv6 side of a DHCPReporter that has one: its record of a
+// port's router solicitations and DHCPv6.
+type DHCPv6Reporter interface {
+	DHCPv6Report(portID string) (api.DHCPReport, bool)
+}
+
+func dhcp6Report(snap *Snapshot, portID string) *api.DHCPReport {
+	if r6, ok := snap.DHCP.(DHCPv6Reporter); ok {
+		if r, ok := r6.DHCPv6Report(portID); ok {
+			return &r
+		}
+	}
+	return nil
+}
+
 func dhcpReport(snap *Snapshot, portID string) *api.DHCPReport {
 	if snap.DHCP == nil {
 		return nil

@@ -35,7 +35,7 @@ func (s *Server) Status(snap *Snapshot) api.StatusReport {
 		if st, ok := snap.Statuses[p.ID]; ok {
 			pr.State, pr.Reason = st.State, st.Reason
 		}
-		pr.DHCP = dhcpReport(snap, p.ID) // dhcp.go
+		pr.DHCP, pr.DHCPv6 = dhcpReport(snap, p.ID), dhcp6Report(snap, p.ID) // dhcp.go
 		r.Ports = append(r.Ports, pr)
 	}
 	// Ports left out of the view because their record is unusable are shown too: an

@@ -164,6 +164,14 @@ const (
 	DHCPServerPort = 67
 )
 
+// DHCPv6 client traffic: UDP from port 546 to port 547 (RFC 8415 7.2), and the
+// ICMPv6 type of a router solicitation.
+const (
+	DHCPv6ClientPort    = 546
+	DHCPv6ServerPort    = 547
+	ICMPv6RouterSolicit = 133
+)
+
 // ControllerID is the OpenFlow controller ID lanesd's connection to br-int takes, so
 // that the DHCP flows' packet-ins go to lanesd and to no other connection (an
 // ovs-ofctl monitor has ID 0).
@@ -183,5 +191,21 @@ func (IntBridge) SetupDHCP(c Cookie, ofport uint32) []Flow {
 		brint(Transient, PrioInt60DHCP, c, Match{InPort: ofport, EthType: EthIPv4, IPProto: IPProtoUDP, TpSrc: DHCPClientPort, TpDst: DHCPServerPort},
 			GotoTable{DHCPIPv4}),
 		brint(DHCPIPv4, PrioInt77Port, c, Match{InPort: ofport}, Controller{ID: ControllerID, MeterID: DHCPMeter(ofport)}),
+	}
+}
+
+// SetupDHCPv6 is SetupDHCP's IPv6 counterpart for a port whose network has an IPv6
+// subnet: its DHCPv6 client messages (Neutron's add_dhcp_ipv6_flow) and its router
+// solicitations go to table 78 and from there to lanesd, through the same meter as
+// its DHCPv4, so one VM cannot make lanesd answer more than one budget of requests.
+// They come after the port's anti-spoofing (tables 0, 24, 25), so a solicitation from
+// a MAC that is not the port's never reaches lanesd.
+func (IntBridge) SetupDHCPv6(c Cookie, ofport uint32) []Flow {
+	return []Flow{
+		brint(Transient, PrioInt60DHCP, c, Match{InPort: ofport, EthType: EthIPv6, IPProto: IPProtoUDP, TpSrc: DHCPv6ClientPort, TpDst: DHCPv6ServerPort},
+			GotoTable{DHCPIPv6}),
+		brint(Transient, PrioInt60DHCP, c, Match{InPort: ofport, EthType: EthIPv6, IPProto: IPProtoICMPv6, ICMPv6Type: ICMPv6RouterSolicit},
+			GotoTable{DHCPIPv6}),
+		brint(DHCPIPv6, PrioInt78Port, c, Match{InPort: ofport}, Controller{ID: ControllerID, MeterID: DHCPMeter(ofport)}),
 	}
 }

@@ -61,6 +61,9 @@ type LocalPort struct {
 	// DHCP sends the port's DHCP client traffic to lanesd (its network serves DHCP),
 	// through meter Ofport (see DHCPMeter).
 	DHCP bool
+	// DHCPv6 sends the port's DHCPv6 client traffic and router solicitations to lanesd
+	// (its network has an IPv6 subnet), through the same meter.
+	DHCPv6 bool
 }
 
 // AddressPair is an allowed address pair (Neutron's allowed_address_pairs): the port
@@ -272,6 +275,9 @@ func (d *Desired) Flows() (Set, error) {
 		o := Owner{CatLocalPort, p.ID}
 		if p.DHCP {
 			s.add(o, IntBridge{}.SetupDHCP(o.Cookie(), p.Ofport)...)
+		}
+		if p.DHCPv6 {
+			s.add(o, IntBridge{}.SetupDHCPv6(o.Cookie(), p.Ofport)...)
 		}
 		if p.PortSecurityDisabled {
 			continue

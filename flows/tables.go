@@ -45,6 +45,7 @@ const (
 	MACSpoof  = 25
 	Transient = 60
 	DHCPIPv4  = 77 // Neutron's DHCP_IPV4_TABLE
+	DHCPIPv6  = 78 // Neutron's DHCP_IPV6_TABLE
 )
 
 // Priorities are Neutron's, named Prio<bridge><table><what> after the flows that use
@@ -76,8 +77,9 @@ const (
 	PrioInt24Allowed = 2     // br-int 24: an address the port may claim -> 25
 	PrioInt25Allowed = 2     // br-int 25: a MAC the port may send from -> 60
 	PrioInt60Normal  = 3     // br-int 60: NORMAL (Neutron's pre-Yoga priority)
-	PrioInt60DHCP    = 101   // br-int 60: a DHCP port's client traffic -> 77 (Neutron's)
+	PrioInt60DHCP    = 101   // br-int 60: a DHCP port's client traffic -> 77, DHCPv6 and RS -> 78 (Neutron's)
 	PrioInt77Port    = 100   // br-int 77: a DHCP port's requests -> lanesd (Neutron's)
+	PrioInt78Port    = 100   // br-int 78: a port's DHCPv6 and router solicitations -> lanesd
 )
 
 // MatchFields is a set of the Match fields a flow uses, or a table allows.
@@ -280,15 +282,20 @@ var brInt = []Table{
 		Miss:       Miss{Kind: MissNoFlow},
 		GoesTo:     []uint8{Transient}},
 	{ID: Transient, Name: "TRANSIENT",
-		Purpose:    "DHCP client traffic of a port on a DHCP network to table 77; everything else NORMAL: the VLAN-aware MAC learning switch",
-		Match:      MatchInPort | MatchEthType | MatchIPProto | MatchTpSrc | MatchTpDst,
+		Purpose:    "DHCP client traffic of a port on a DHCP network to table 77, DHCPv6 and router solicitations of a port on an IPv6 network to table 78; everything else NORMAL: the VLAN-aware MAC learning switch",
+		Match:      MatchInPort | MatchEthType | MatchIPProto | MatchTpSrc | MatchTpDst | MatchICMPType,
 		Priorities: []uint16{PrioInt60DHCP},
 		Miss:       Miss{Kind: MissNormal, Priority: PrioInt60Normal},
-		GoesTo:     []uint8{DHCPIPv4}},
+		GoesTo:     []uint8{DHCPIPv4, DHCPIPv6}},
 	{ID: DHCPIPv4, Name: "DHCP_IPV4",
 		Purpose:    "a port's DHCP requests to lanesd (packet-in, metered per port), which answers with a packet-out to the port; nothing else passes",
 		Match:      MatchInPort,
 		Priorities: []uint16{PrioInt77Port},
+		Miss:       drop(PrioMiss)},
+	{ID: DHCPIPv6, Name: "DHCP_IPV6",
+		Purpose:    "a port's DHCPv6 requests and router solicitations to lanesd (packet-in, through the port's DHCP meter), which answers with a packet-out to the port; nothing else passes",
+		Match:      MatchInPort,
+		Priorities: []uint16{PrioInt78Port},
 		Miss:       drop(PrioMiss)},
 }
 

@@ -99,6 +99,10 @@ type FirewallState struct {
 	// of every port of that network in that group, on any host: the content of the
 	// remote-group ipsets.
 	Members map[string]map[string][]string
+	// ServerLinkLocal is the IPv6 link-local source of lanesd's router advertisements
+	// and DHCPv6 replies; every filtered port admits those from it (Neutron admits
+	// the RAs of the subnet's router link-local). Invalid: none admitted.
+	ServerLinkLocal netip.Addr
 }
 
 // TableID names one iptables table of one family.
@@ -296,7 +300,7 @@ func Render(st FirewallState) (*Ruleset, error) {
 				return nil, err
 			}
 			filter[spoof] = spoofRules
-			filter[in] = ingressChain(fam, p, ingress)
+			filter[in] = ingressChain(fam, p, ingress, st.ServerLinkLocal)
 			filter[out] = egressChain(fam, spoof, egress)
 		}
 		filter[ChainSG] = append(filter[ChainSG], "-j ACCEPT")
@@ -334,13 +338,21 @@ func routed(portID string) []string {
 	return out
 }
 
-func ingressChain(fam Family, p *FirewallPort, sgRules []string) []string {
+func ingressChain(fam Family, p *FirewallPort, sgRules []string, server netip.Addr) []string {
 	var r []string
 	if fam == V6 {
 		// MLD query, neighbour solicitation and advertisement must reach the VM before
 		// any connection exists.
 		for _, t := range []int{130, 135, 136} {
 			r = append(r, fmt.Sprintf("-p ipv6-icmp -m icmp6 --icmpv6-type %d -j RETURN", t))
+		}
+		// Provider rules: lanesd's router advertisements and DHCPv6 replies, which
+		// answer nothing conntrack knows (an RA is untracked, a DHCPv6 reply comes from
+		// the server's link-local, not the multicast group the client asked).
+		if server.Is6() {
+			r = append(r,
+				fmt.Sprintf("-s %s/128 -p ipv6-icmp -m icmp6 --icmpv6-type 134 -j RETURN", server),
+				fmt.Sprintf("-s %s/128 -p udp -m udp --sport 547 --dport 546 -j RETURN", server))
 		}
 	}
 	r = append(r, "-m state --state RELATED,ESTABLISHED "+cmtKnown+" -j RETURN")

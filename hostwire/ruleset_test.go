@@ -2,6 +2,7 @@ package hostwire
 
 import (
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,6 +49,7 @@ func goldenState() FirewallState {
 			// The same group on another network, with an address of net-a: not in net-a's set.
 			"9b000000-net-b": {"10.0.0.9"},
 		}},
+		ServerLinkLocal: netip.MustParseAddr(mServerLL),
 	}
 }
 

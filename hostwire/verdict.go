@@ -147,7 +147,7 @@ func (st FirewallState) Verdict(portID, dir string, pkt Packet) (Verdict, error)
 	// not make the question unanswerable.
 	p := *port
 	p.Zone = ZoneStart
-	rs, err := Render(FirewallState{Ports: []FirewallPort{p}, Groups: st.Groups, Members: st.Members})
+	rs, err := Render(FirewallState{Ports: []FirewallPort{p}, Groups: st.Groups, Members: st.Members, ServerLinkLocal: st.ServerLinkLocal})
 	if err != nil {
 		return Verdict{}, err
 	}

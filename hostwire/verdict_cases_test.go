@@ -36,6 +36,8 @@ const (
 	// address pair's MAC.
 	mP0LL   = "fe80::f816:3eff:fe4c:2e01"
 	mPairLL = "fe80::f816:3eff:fe00:99"
+	// mServerLL is the link-local address lanesd sends RAs and DHCPv6 replies from.
+	mServerLL = "fe80::4c:41ff:fe4e:4553"
 	// mForeignMAC belongs to no port.
 	mForeignMAC = "fa:16:3e:99:99:99"
 )
@@ -108,6 +110,12 @@ func verdictSuites() []verdictSuite {
 		{name: "tcp over IPv6", port: mP0, dir: api.Ingress, pkt: tcpPkt("fd00::1", "fd00::5", 22), want: droppedBy(ReasonNoRule)},
 		{name: "neighbour solicitation", port: mP0, dir: api.Ingress, pkt: icmpPkt("fe80::1", "ff02::1:ff4c:2e01", 135, 0), want: allowedBy(ReasonBuiltin)},
 		{name: "DHCP reply", port: mP0, dir: api.Ingress, pkt: udpPkt("10.0.0.2", "10.0.0.5", 67, 68), want: allowedBy(ReasonBuiltin)},
+		{name: "router advertisement from lanesd", port: mP0, dir: api.Ingress, pkt: icmpPkt(mServerLL, "ff02::1", 134, 0), want: allowedBy(ReasonBuiltin)},
+		{name: "solicited router advertisement from lanesd", port: mP0, dir: api.Ingress, pkt: icmpPkt(mServerLL, mP0LL, 134, 0), want: allowedBy(ReasonBuiltin)},
+		{name: "DHCPv6 reply from lanesd", port: mP0, dir: api.Ingress, pkt: udpPkt(mServerLL, mP0LL, 547, 546), want: allowedBy(ReasonBuiltin)},
+		{name: "router advertisement from another link-local", port: mP0, dir: api.Ingress, pkt: icmpPkt("fe80::2", "ff02::1", 134, 0), want: droppedBy(ReasonNoRule)},
+		{name: "DHCPv6 reply from another link-local", port: mP0, dir: api.Ingress, pkt: udpPkt("fe80::2", mP0LL, 547, 546), want: droppedBy(ReasonNoRule)},
+		{name: "udp from lanesd's address to another port", port: mP0, dir: api.Ingress, pkt: udpPkt(mServerLL, mP0LL, 547, 547), want: droppedBy(ReasonNoRule)},
 		{name: "egress udp", port: mP0, dir: api.Egress, pkt: udpPkt("10.0.0.5", "8.8.8.8", 0, 53), want: byRule(web, "r5")},
 		{name: "egress from an address pair", port: mP0, dir: api.Egress, pkt: tcpPkt("10.0.0.100", "10.0.0.9", 443), want: byRule(web, "r5")},
 		{name: "egress from a CIDR pair with its MAC", port: mP0, dir: api.Egress, pkt: withMAC(tcpPkt("10.0.1.7", "10.0.0.9", 443), "fa:16:3e:00:00:99"), want: byRule(web, "r5")},

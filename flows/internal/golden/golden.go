@@ -49,6 +49,7 @@ var setupInt = []string{
 	" cookie=$setup, table=24, priority=0 actions=drop",
 	" cookie=$setup, table=60, priority=3 actions=NORMAL",
 	" cookie=$setup, table=77, priority=0 actions=drop",
+	" cookie=$setup, table=78, priority=0 actions=drop",
 }
 
 // Hosts B and C have tunnel ports 2 and 3; host D has none yet.
@@ -385,6 +386,27 @@ var Scenarios = []Scenario{
 			ndResponder("rr", 1, "fe80::f816:3eff:fe00:a1", "fa:16:3e:00:00:a1", naRouter),
 			ndResponder("rr", 1, "fd00:1::1", "fa:16:3e:00:00:a1", naRouter),
 		},
+	},
+	{
+		// DHCPv6: a port on a network with an IPv6 subnet sends its DHCPv6 and router
+		// solicitations to table 78 and on to lanesd through its DHCP meter.
+		Name: "DHCPv6 port",
+		Desired: with(host("vxlan"), func(d *flows.Desired) {
+			d.Networks = []flows.Network{netA}
+			p1 := lport("p1", "net-a", 5, "fa:16:3e:00:00:01", "10.0.0.1")
+			p1.DHCP, p1.DHCPv6 = true, true
+			d.LocalPorts = []flows.LocalPort{p1}
+		}),
+		Tun: []string{
+			" cookie=$net:net-a, table=4, priority=1,tun_id=0x64 actions=push_vlan:0x8100,set_field:4097->vlan_vid,goto_table:10",
+		},
+		Int: append(p1Int[:len(p1Int):len(p1Int)],
+			" cookie=$lport:p1, table=60, priority=101,udp,in_port=5,tp_src=68,tp_dst=67 actions=goto_table:77",
+			" cookie=$lport:p1, table=77, priority=100,in_port=5 actions=controller(id=19521,meter_id=5)",
+			" cookie=$lport:p1, table=60, priority=101,udp6,in_port=5,tp_src=546,tp_dst=547 actions=goto_table:78",
+			" cookie=$lport:p1, table=60, priority=101,icmp6,in_port=5,icmp_type=133 actions=goto_table:78",
+			" cookie=$lport:p1, table=78, priority=100,in_port=5 actions=controller(id=19521,meter_id=5)",
+		),
 	},
 	{Name: "GRE", Desired: remoteTwoHosts("gre"), Tun: remoteTwoHostsTun(3), Int: p1Int},
 	{Name: "Geneve", Desired: remoteTwoHosts("geneve"), Tun: remoteTwoHostsTun(6), Int: p1Int},
