@@ -26,8 +26,9 @@ type Subnet6 struct {
 	CIDR string `json:"cidr"`
 	// AddressMode is one of the IPv6* modes; "" means slaac.
 	AddressMode string `json:"address_mode,omitempty"`
-	// Gateway is the router's address on the subnet ("" none). Without one, RAs
-	// announce the prefix with router lifetime 0: the guests get no default route.
+	// Gateway is the router's address on the subnet ("" none). lanes routers do not
+	// route IPv6 yet, so lanesd's RAs always carry router lifetime 0: the guests get
+	// the prefix and no default route.
 	Gateway string `json:"gateway,omitempty"`
 	// DNSServers are handed out by DHCPv6 (stateful and stateless) and in the RA's
 	// RDNSS option.

@@ -88,7 +88,7 @@ func desired(v *view.View, in flowInput, tunnelType string) *flows.Desired {
 		d.LocalPorts = append(d.LocalPorts, lp)
 	}
 	for _, r := range v.Remote {
-		d.RemotePorts = append(d.RemotePorts, flows.RemotePort{ID: r.ID, NetworkID: r.NetworkID, MAC: r.HW, IPs: r.Addrs, HostIP: r.HostIP})
+		d.RemotePorts = append(d.RemotePorts, flows.RemotePort{ID: r.ID, NetworkID: r.NetworkID, MAC: r.HW, IPs: r.Addrs, HostIP: r.HostIP, Router: r.IsRouterInterface()})
 	}
 	return d
 }
