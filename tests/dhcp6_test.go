@@ -1,8 +1,6 @@
 package tests
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,7 +11,6 @@ import (
 
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/internal/lab"
-	"github.com/lanes-net/lanes/store"
 )
 
 // TestDHCPv6 runs ISC dhclient -6 in fake VMs on two hosts of one dhcpv6-stateful
@@ -26,43 +23,15 @@ func TestDHCPv6(t *testing.T) {
 	}
 	l := newLab(t, 2)
 	h1 := l.Host("h1")
-	var created []api.Network
-	if err := json.Unmarshal([]byte(ctl(t, l, h1, "-o", "json", "network", "create", "v6net", "--cidr", "10.6.0.0/24")), &created); err != nil || len(created) != 1 {
-		t.Fatalf("network create: %v %+v", err, created)
-	}
-	n := created[0]
-	// The IPv6 subnet and the ports' IPv6 addresses go straight into the records, as
-	// the IPv6 contract (api.Subnet6) has them.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	st, err := l.OpenStore(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	put := func(key string, v any) {
-		t.Helper()
-		b, err := json.Marshal(v)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := st.Client().Put(ctx, key, string(b)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	n.IPv6 = &api.Subnet6{CIDR: "fd00:6::/64", AddressMode: api.IPv6DHCPStateful, DNSServers: []string{"fd00:6::53"}}
-	put(store.Prefix+"networks/"+n.ID, n)
-
+	ctl(t, l, h1, "network", "create", "v6net", "--cidr", "10.6.0.0/24", "--ipv6-cidr", "fd00:6::/64",
+		"--ipv6-address-mode", "dhcpv6-stateful", "--ipv6-dns", "fd00:6::53")
 	want := map[string]string{"a1": "fd00:6::11", "a2": "fd00:6::12"}
 	vms := map[string]*lab.VM{}
 	for name, host := range map[string]string{"a1": "h1", "a2": "h2"} {
-		vm, vp := bareVM(t, l, host, name, "v6net", strings.Replace(want[name], "fd00:6::", "10.6.0.", 1), "", "--sg", "default")
-		p, err := st.GetPort(ctx, vp.ID)
-		if err != nil {
-			t.Fatal(err)
+		vm, vp := bareVM(t, l, host, name, "v6net", strings.Replace(want[name], "fd00:6::", "10.6.0.", 1), "", "--ip", want[name], "--sg", "default")
+		if !contains(vp.FixedIPs, want[name]) {
+			t.Fatalf("port %s: fixed IPs %v, want %s among them", name, vp.FixedIPs, want[name])
 		}
-		p.FixedIPs = append(p.FixedIPs, want[name])
-		put(store.Prefix+"ports/"+p.ID, p)
 		vms[name] = vm
 	}
 	for _, h := range l.HostList {

@@ -58,6 +58,7 @@ var underlay6Targets = []tenantAddr{
 		}
 		return api.LinkLocal(mac).String() + "%eth0"
 	}, "-6"},
+	{"IPv6 global", func(_ *lab.VM, p vmPort) string { return fixedIP(p, false) }, "-6"},
 }
 
 // fixedIP is the port's fixed IP of one version ("" if none): IPv4 when v4, else the
@@ -106,7 +107,15 @@ func TestUnderlayIPv6Only(t *testing.T) {
 
 	mtu := 1500 - api.TunnelOverhead(api.TunnelVXLAN, api.IPv6Underlay)
 	for _, n := range []string{"blue", "red"} {
-		ctl(t, l, h1, "network", "create", n, "--cidr", "10.0.0.0/24", "--mtu", strconv.Itoa(mtu))
+		// No --mtu: the hosts registered IPv6 tunnel IPs, so the store leaves room
+		// for the 70 bytes of VXLAN over IPv6 by itself.
+		var nets []api.Network
+		if err := json.Unmarshal([]byte(ctl(t, l, h1, "-o", "json", "network", "create", n, "--cidr", "10.0.0.0/24", "--ipv6-cidr", "fd00:b::/64")), &nets); err != nil || len(nets) != 1 {
+			t.Fatalf("network create %s: %v", n, err)
+		}
+		if nets[0].MTU != mtu {
+			t.Errorf("network %s: MTU %d, want %d", n, nets[0].MTU, mtu)
+		}
 	}
 	ctl(t, l, h1, "sg", "create", "open")
 	for _, et := range []string{"IPv4", "IPv6"} {
@@ -126,6 +135,9 @@ func TestUnderlayIPv6Only(t *testing.T) {
 	}
 	// red's r2 has b1's address, on b2's host.
 	r2, pr2 := vmMTU(t, l, "h2", "r2", "red", "10.0.0.1", mtu, sg...)
+	for _, g := range append(blue, guest{r2, pr2}) {
+		waitSLAAC(t, l, g.vm, v6Of(t, g.port))
+	}
 
 	t.Run("tunnels", func(t *testing.T) {
 		var want []string
