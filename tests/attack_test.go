@@ -53,6 +53,16 @@ func (a *attackLab) ip(vm string) netip.Addr {
 
 func (a *attackLab) ll(vm string) netip.Addr { return linkLocal(a.mac(vm)) }
 
+// ip6 is a VM's global IPv6 address, the SLAAC one the store recorded for its port.
+func (a *attackLab) ip6(vm string) netip.Addr {
+	for _, s := range a.ports[vm].FixedIPs {
+		if ip, err := netip.ParseAddr(s); err == nil && ip.Is6() {
+			return ip
+		}
+	}
+	panic("port of " + vm + " has no IPv6 address")
+}
+
 // token is a fresh marker for one attack's payloads.
 func (a *attackLab) token(what string) string {
 	a.mu.Lock()
@@ -186,7 +196,7 @@ func TestAttacks(t *testing.T) {
 	h1 := a.h1
 	for _, n := range []struct{ name, vni string }{{"net-a", "100"}, {"net-b", "200"}} {
 		var out []api.Network
-		if err := json.Unmarshal([]byte(ctl(t, l, h1, "-o", "json", "network", "create", n.name, "--cidr", "10.0.0.0/24", "--vni", n.vni)), &out); err != nil {
+		if err := json.Unmarshal([]byte(ctl(t, l, h1, "-o", "json", "network", "create", n.name, "--cidr", "10.0.0.0/24", "--ipv6-cidr", "fd00:a::/64", "--vni", n.vni)), &out); err != nil {
 			t.Fatal(err)
 		}
 		if n.name == "net-b" {
@@ -263,6 +273,11 @@ func TestAttacks(t *testing.T) {
 	}
 	eventually(t, 15*time.Second, "va1 pings va2's link-local address", func() error {
 		_, err := l.VMExec(a.vms["va1"], "ping", "-6", "-c", "1", "-W", "1", a.ll("va2").String()+"%eth0")
+		return err
+	})
+	// and by its global address, once both configured it by SLAAC.
+	eventually(t, 20*time.Second, "va1 pings va2's global IPv6 address", func() error {
+		_, err := l.VMExec(a.vms["va1"], "ping", "-6", "-c", "1", "-W", "1", a.ip6("va2").String())
 		return err
 	})
 	a.settle(t)
@@ -563,19 +578,47 @@ func TestAttacks(t *testing.T) {
 	})
 
 	// 3. Neighbour discovery spoofing.
-	na := func(tags []tag) func() int {
+	naFor := func(tags []tag, target netip.Addr) func() int {
 		return func() int {
-			target := a.ll("va2")
 			sendOrFail(naFrame(atkMAC, allNodes, tags, atkLL, netip.MustParseAddr("ff02::1"), target, atkMAC),
 				naFrame(atkMAC, a.mac("va1"), tags, atkLL, a.ll("va1"), target, atkMAC))
 			return 0
 		}
 	}
+	na := func(tags []tag) func() int { return naFor(tags, a.ll("va2")) }
 	t.Run("forged neighbour advertisement", func(t *testing.T) {
 		a.attack(t, "forged NA for a neighbour's link-local", allA, []string{"va1"}, isICMP6(136, a.ll("va2")), na(nil))
 	})
 	t.Run("VID 0: forged neighbour advertisement", func(t *testing.T) {
 		a.attack(t, "VID 0: forged NA", allA, []string{"va1"}, isICMP6(136, a.ll("va2")), na(vid0))
+	})
+	t.Run("forged neighbour advertisement for a global address", func(t *testing.T) {
+		a.attack(t, "forged NA for a neighbour's global address", allA, []string{"va1"}, isICMP6(136, a.ip6("va2")), naFor(nil, a.ip6("va2")))
+	})
+	t.Run("foreign IPv6 source", func(t *testing.T) {
+		// Control: the attacker's own address gets through, so a drop below is the
+		// anti-spoofing's.
+		ctlTok, m := a.token("own-ip6"), a.snif["va1"].mark()
+		sendOrFail(udp6(atkMAC, a.mac("va1"), nil, a.ip6("atk"), a.ip6("va1"), 40002, 5000, []byte(ctlTok)))
+		eventually(t, 5*time.Second, "va1 receives UDP from the attacker's own IPv6 address", func() error {
+			if a.snif["va1"].count(m, hasToken(ctlTok)) == 0 {
+				return fmt.Errorf("not yet")
+			}
+			return nil
+		})
+		tok := a.token("ip6")
+		a.attack(t, "foreign IPv6 source", []string{"va1", "va2"}, nil, hasToken(tok), func() int {
+			for _, src := range []netip.Addr{a.ip6("va3"), netip.MustParseAddr("fd00:a::66"), a.ll("va3")} {
+				for _, v := range []string{"va1", "va2"} {
+					dst := a.ip6(v)
+					if src.IsLinkLocalUnicast() {
+						dst = a.ll(v)
+					}
+					sendOrFail(udp6(atkMAC, a.mac(v), nil, src, dst, 40002, 5000, []byte(tok)))
+				}
+			}
+			return 0
+		})
 	})
 
 	// 5. A remote group admits only its members on the same network: bx (network B,
