@@ -225,7 +225,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	snap := &diag.Snapshot{
 		Host: a.hostInfo(), View: v, VLANs: vlans, Ofports: ovs.Ofports, Tunnels: map[string]diag.Tunnel{},
 		Statuses: statuses, Firewall: fw.applied, Flows: set, DHCP: a.dhcp,
-		Started: a.started, Converged: a.converged, At: start, Took: took,
+		Started: a.started, Converged: a.converged, At: start, Took: took, Warnings: a.fw.Warnings(),
 	}
 	for _, t := range ovs.Tunnels {
 		snap.Tunnels[t.Name] = diag.Tunnel{Name: t.Name, Type: t.Type, RemoteIP: t.RemoteIP, Ofport: t.Ofport}

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"time"
 
 	"github.com/lanes-net/lanes/controller/view"
 	"github.com/lanes-net/lanes/hostwire"
@@ -11,7 +12,13 @@ import (
 // bulk; hostwire.Firewall keeps what it applied and changes only what differs.
 type firewallStep struct {
 	fw *hostwire.Firewall
+	// otherBackend is the last answer of fw.OtherBackendChains, asked at most every
+	// otherBackendEvery: it runs the other backend's iptables-save.
+	otherBackend error
+	otherAsked   time.Time
 }
+
+const otherBackendEvery = 30 * time.Second
 
 // Sync applies the firewall and returns the state it applied (trace evaluates
 // packets against it).
@@ -24,5 +31,18 @@ func (s *firewallStep) Sync(ctx context.Context, v *view.View, wired map[string]
 		}
 	}
 	_, err := s.fw.Apply(ctx, fs)
+	if time.Since(s.otherAsked) >= otherBackendEvery {
+		s.otherBackend, s.otherAsked = s.fw.OtherBackendChains(), time.Now()
+	}
 	return fs, err
+}
+
+// Warnings are what the firewall found wrong on the host that is no error of a pass:
+// lanes chains under the other iptables backend, which filter the same packets with
+// rules lanesd no longer updates.
+func (s *firewallStep) Warnings() []string {
+	if s.otherBackend != nil {
+		return []string{"iptables backend mismatch: " + s.otherBackend.Error()}
+	}
+	return nil
 }

@@ -35,6 +35,9 @@ type Snapshot struct {
 	At        time.Time // start of this reconcile
 	Took      time.Duration
 	Errors    []string
+	// Warnings are what the steps found wrong on the host without failing a pass
+	// (e.g. lanes chains under the other iptables backend).
+	Warnings []string
 }
 
 // Host is this host as lanesd is configured.

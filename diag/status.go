@@ -3,6 +3,7 @@ package diag
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/lanes-net/lanes/api"
@@ -87,7 +88,7 @@ func (s *Server) StatusWithHealth(ctx context.Context, snap *Snapshot) api.Statu
 // warnings lists what loses traffic without being anyone's error.
 func warnings(snap *Snapshot) []string {
 	v := snap.View
-	var ws []string
+	ws := slices.Clone(snap.Warnings)
 	for _, m := range v.Mismatches {
 		ws = append(ws, fmt.Sprintf("peer host %s does not accept %s tunnels: network %s is cut between it and this host", m.Host.Name, m.Network.Type(), m.Network.Name))
 	}

@@ -2,6 +2,7 @@ package diag
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -43,6 +44,12 @@ func TestStatusWarnings(t *testing.T) {
 	r = s.StatusWithHealth(context.Background(), snap)
 	if len(r.Warnings) != 3 || r.Warnings[2] != "not ready: lease: host lease lost: last renewed 12s ago" || r.Ready == nil || r.Ready.Ready {
 		t.Errorf("with a lost lease: %q, %+v", r.Warnings, r.Ready)
+	}
+	// A step's host warning (the firewall's, of lanes chains under the other
+	// iptables backend) is listed with the others.
+	snap.Warnings = []string{"iptables backend mismatch: iptables rules of the legacy backend hold lanes chains"}
+	if r := s.Status(snap); len(r.Warnings) != 3 || !slices.Contains(r.Warnings, snap.Warnings[0]) {
+		t.Errorf("with a host warning: %q", r.Warnings)
 	}
 	// Nothing wrong, nothing said.
 	delete(st.Networks, "j")

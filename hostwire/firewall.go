@@ -64,6 +64,7 @@ type Firewall struct {
 	observe func(string, time.Duration, error)
 	bins    map[string]string
 	backend string // BackendNFT or BackendLegacy
+	toolDir string // iptables' directory, where the other backend's tools are too
 
 	mu sync.Mutex
 	// applied is what lanes last wrote (or found) per table: chain -> rules. A chain
@@ -141,7 +142,8 @@ func NewFirewall(h *Host, opts FirewallOptions) (*Firewall, error) {
 	if f.bins["ipset"], err = exec.LookPath(ipset); err != nil {
 		return nil, fmt.Errorf("find ipset: %w", err)
 	}
-	if err := f.refuseOtherBackend(dir); err != nil {
+	f.toolDir = dir
+	if err := f.OtherBackendChains(); err != nil {
 		return nil, err
 	}
 	if err := f.Resync(context.Background()); err != nil {
@@ -175,10 +177,13 @@ func parseBackend(version string) (string, error) {
 	return "", fmt.Errorf("iptables --version %q: neither nf_tables nor legacy", strings.TrimSpace(version))
 }
 
-// refuseOtherBackend fails when the other backend already holds lanes chains: a
-// previous lanesd (or a host whose iptables alternative changed) wrote them, and
-// both sets would filter the same packets, the old one never updated again.
-func (f *Firewall) refuseOtherBackend(dir string) error {
+// OtherBackendChains fails when the other backend holds lanes chains: a previous
+// lanesd (or a host whose iptables alternative changed) wrote them, and both sets
+// would filter the same packets, the old one never updated again. NewFirewall
+// refuses to start on it; a running lanesd asks again now and then, since someone
+// may switch the alternative and restore old rules under it.
+func (f *Firewall) OtherBackendChains() error {
+	dir := f.toolDir
 	other := BackendLegacy
 	if f.backend == BackendLegacy {
 		other = BackendNFT

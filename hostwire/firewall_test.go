@@ -228,8 +228,15 @@ func TestFirewallBackend(t *testing.T) {
 	if err != nil || fw.Backend() != BackendNFT {
 		t.Fatalf("nft: %v, %v", fw, err)
 	}
-	// A leftover of a lanesd that ran on the legacy backend.
+	if err := fw.OtherBackendChains(); err != nil {
+		t.Errorf("running nft firewall, nothing under legacy: %v", err)
+	}
+	// A leftover of a lanesd that ran on the legacy backend; a running firewall
+	// sees it appear too (lanesctl status warns of it).
 	th.sh(t, "iptables-legacy", "-N", ChainPrefix+"leftover")
+	if err := fw.OtherBackendChains(); err == nil || !strings.Contains(err.Error(), ChainPrefix+"leftover") {
+		t.Errorf("running nft firewall, lanes chain under legacy: %v", err)
+	}
 	_, err = NewFirewall(th.h, FirewallOptions{Backend: BackendNFT})
 	if err == nil || !strings.Contains(err.Error(), "legacy backend hold lanes chains ("+ChainPrefix+"leftover)") || !strings.Contains(err.Error(), "--iptables-backend legacy") {
 		t.Errorf("nft start over legacy lanes chains: %v", err)
