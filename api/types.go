@@ -106,6 +106,9 @@ type Host struct {
 	L3 bool `json:"l3,omitempty"`
 	// Alive is true while the host's lease is held; it is derived, not stored.
 	Alive bool `json:"alive"`
+	// LastSeen is the host's last heartbeat (every minute while its agent runs, and
+	// when it stops); derived from a key of its own, not stored in the record.
+	LastSeen *time.Time `json:"last_seen,omitempty"`
 }
 
 // Rule directions and ethertypes.

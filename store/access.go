@@ -72,6 +72,8 @@ func RolePerms(role string) ([]Perm, bool) {
 			// Its liveness key, attached to its lease, where the store keeps liveness
 			// apart from the host record.
 			{Key: Prefix + "alive/" + h, Write: true},
+			// Its heartbeat, which outlives the lease to say when it was last seen.
+			{Key: pSeen + h, Write: true},
 			// The trailing slash keeps host h1 out of h10's statuses.
 			prefixPerm(pStatus+h+"/", true),
 		}, true

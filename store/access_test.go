@@ -145,11 +145,15 @@ func TestAccess(t *testing.T) {
 	}
 
 	raw := h1.Client()
+	if err := rawPut(ctx, raw, pSeen+"h1", time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
+		t.Errorf("h1 writes its heartbeat: %v", err)
+	}
 	for what, err := range map[string]error{
-		"h1 writes h2's status":   h1.SetPortStatus(ctx, api.PortStatus{PortID: p2.ID, Host: "h2", State: api.StatusError}),
-		"h1 puts h2's status key": rawPut(ctx, raw, statusKey("h2", p2.ID), `{}`),
-		"h1 puts a legacy status": rawPut(ctx, raw, pStatus+p2.ID, `{}`),
-		"h1 deletes h2's status":  del(ctx, raw, statusKey("h2", p2.ID)),
+		"h1 writes h2's heartbeat": rawPut(ctx, raw, pSeen+"h2", time.Now().UTC().Format(time.RFC3339Nano)),
+		"h1 writes h2's status":    h1.SetPortStatus(ctx, api.PortStatus{PortID: p2.ID, Host: "h2", State: api.StatusError}),
+		"h1 puts h2's status key":  rawPut(ctx, raw, statusKey("h2", p2.ID), `{}`),
+		"h1 puts a legacy status":  rawPut(ctx, raw, pStatus+p2.ID, `{}`),
+		"h1 deletes h2's status":   del(ctx, raw, statusKey("h2", p2.ID)),
 		"h1 registers as h2": func() error {
 			_, err := h1.RegisterHost(ctx, api.Host{Name: "h2", TunnelIP: "192.0.2.9", TunnelType: api.TunnelVXLAN}, time.Second)
 			return err

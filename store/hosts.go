@@ -64,6 +64,7 @@ func (s *Store) RegisterHost(ctx context.Context, h api.Host, ttl time.Duration)
 		}
 	}()
 	go r.run(rctx)
+	go r.heartbeat(rctx) // seen.go
 	return r, nil
 }
 
@@ -155,6 +156,7 @@ func (r *HostRegistration) Lease() clientv3.LeaseID {
 func (r *HostRegistration) Close() {
 	r.cancel()
 	<-r.done
+	r.seen(context.Background()) // seen.go: the last heartbeat says when it stopped
 }
 
 // Revoke stops the keep-alive and shows the host down at once.
@@ -180,8 +182,13 @@ func (s *Store) ListHosts(ctx context.Context) ([]api.Host, error) {
 	for _, kv := range alive.Kvs {
 		up[strings.TrimPrefix(string(kv.Key), pAlive)] = true
 	}
+	seen, err := s.lastSeen(ctx, "")
+	if err != nil {
+		return nil, err
+	}
 	for i := range hs {
 		hs[i].Alive = up[hs[i].Name]
+		hs[i].LastSeen = seen[hs[i].Name]
 	}
 	sort.Slice(hs, func(i, j int) bool { return hs[i].Name < hs[j].Name })
 	return hs, nil
@@ -204,6 +211,11 @@ func (s *Store) GetHost(ctx context.Context, name string) (api.Host, error) {
 		return api.Host{}, fmt.Errorf("get host %s: %w", name, err)
 	}
 	h.Alive = alive.Count > 0
+	seen, err := s.lastSeen(ctx, name)
+	if err != nil {
+		return api.Host{}, err
+	}
+	h.LastSeen = seen[name]
 	return h, nil
 }
 
@@ -230,7 +242,7 @@ func (s *Store) DeleteHost(ctx context.Context, name string, force bool) error {
 			return &api.FieldError{Field: "host", Value: name, Reason: fmt.Sprintf("%d ports are bound to it (%s): delete or move them first, or force", len(bound), strings.Join(bound, ", "))}
 		}
 	}
-	if _, err := s.cli.Txn(ctx).Then(clientv3.OpDelete(pHosts+name), clientv3.OpDelete(pAlive+name),
+	if _, err := s.cli.Txn(ctx).Then(clientv3.OpDelete(pHosts+name), clientv3.OpDelete(pAlive+name), clientv3.OpDelete(pSeen+name),
 		clientv3.OpDelete(pStatus+name+"/", clientv3.WithPrefix())).Commit(); err != nil {
 		return fmt.Errorf("delete host %s: %w", name, err)
 	}

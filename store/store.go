@@ -62,6 +62,9 @@ const (
 	pGroups   = Prefix + "secgroups/"
 	pHosts    = Prefix + "hosts/"
 	pAlive    = Prefix + "alive/"
+	// pSeen holds each host's last heartbeat (seen.go): no lease, so it outlives the
+	// agent; no mirror keeps it, so a heartbeat never costs a reconcile.
+	pSeen = Prefix + "seen/"
 	pStatus   = Prefix + "status/"
 	pNames    = Prefix + "names/"
 	pAllocVNI = Prefix + "alloc/vni/"

@@ -560,8 +560,12 @@ func (c *cli) hostList(args []string) error {
 		return err
 	}
 	return c.emit(hs, func(w *tabwriter.Writer) {
-		fmt.Fprintln(w, "NAME\tTUNNEL IP\tTUNNEL TYPES\tAGENT")
+		fmt.Fprintln(w, "NAME\tTUNNEL IP\tTUNNEL TYPES\tLAST SEEN\tAGENT")
 		for _, h := range hs {
+			seen := "never"
+			if h.LastSeen != nil {
+				seen = time.Since(*h.LastSeen).Round(time.Second).String() + " ago"
+			}
 			state := "up"
 			if !h.Alive {
 				state = "DOWN (lease expired; its ports and tunnels stay)"
@@ -570,7 +574,7 @@ func (c *cli) hostList(args []string) error {
 			if len(h.TunnelTypes) > 0 {
 				types = strings.Join(h.TunnelTypes, ",")
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", h.Name, h.TunnelIP, types, state)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", h.Name, h.TunnelIP, types, seen, state)
 		}
 	})
 }
