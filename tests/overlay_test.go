@@ -465,9 +465,19 @@ func TestOverlay(t *testing.T) {
 		if err := l.StopLanesd(h3); err != nil {
 			t.Fatal(err)
 		}
+		stopped := time.Now()
 		// Liveness is not placement: the lease expires, h3 is shown down, and its
 		// peers keep everything toward it (its VMs may be fine).
 		hostAlive(t, l, h1, "h3", false, 30*time.Second)
+		var hosts []api.Host
+		if err := json.Unmarshal([]byte(ctl(t, l, h1, "-o", "json", "host", "list")), &hosts); err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range hosts {
+			if h.Name == "h3" && (h.LastSeen == nil || h.LastSeen.Sub(stopped).Abs() > 5*time.Second) {
+				t.Errorf("h3 down: last seen %v, want about when it stopped (%s)", h.LastSeen, stopped.UTC())
+			}
+		}
 		eventually(t, 10*time.Second, "h1's status to show h3's agent down", func() error {
 			var st api.StatusReport
 			if err := json.Unmarshal([]byte(ctl(t, l, h1, "-o", "json", "status")), &st); err != nil {
