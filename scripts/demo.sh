@@ -32,13 +32,15 @@ for i in $(seq 1 100); do
 done
 run ctl host list
 
-section "Two tenant networks with the same CIDR, a security group"
-run ctl network create net-a --cidr 10.0.0.0/24 --vni 100
-run ctl network create net-b --cidr 10.0.0.0/24 --vni 200
+section "Two tenant networks with the same CIDRs (IPv4 and IPv6), a security group"
+run ctl network create net-a --cidr 10.0.0.0/24 --ipv6-cidr fd00:a::/64 --vni 100
+run ctl network create net-b --cidr 10.0.0.0/24 --ipv6-cidr fd00:a::/64 --vni 200
 ctl sg create demo >/dev/null
 ctl sg rule add demo --direction ingress --protocol icmp >/dev/null
 ctl sg rule add demo --direction ingress --protocol tcp --port 22 >/dev/null
 ctl sg rule add demo --direction egress >/dev/null
+ctl sg rule add demo --direction ingress --ethertype IPv6 --protocol icmpv6 >/dev/null
+ctl sg rule add demo --direction egress --ethertype IPv6 >/dev/null
 run ctl sg show demo
 
 section "Four VMs: a1 (h1), a2 (h3) on net-a; b1 (h1), b2 (h2) on net-b; a1 and b1 share 10.0.0.11"
@@ -70,6 +72,21 @@ pingvm b1 h1 10.0.0.12 "b2, net-b, across hosts h1 -> h2"
 pingvm a2 h3 10.0.0.11 "a1 (not b1), net-a"
 pingvm a1 h1 10.0.0.12 "b2 is in net-b: isolated"
 pingvm a2 h3 10.0.0.12 "b2 is in net-b: isolated"
+
+section "IPv6: the VMs took their addresses by SLAAC from their own host's router advertisements"
+v6() { ctl -o json port show "$1" | grep -o '"fd00:a::[0-9a-f:]*"' | tr -d '"'; }
+slaac() { # vm host: wait until the guest holds its port's IPv6 address
+	local a; a=$(v6 "$1")
+	for _ in $(seq 100); do
+		vmexec "$1" "$2" ip -6 -o addr show dev eth0 | grep -v tentative | grep -q " $a/64 " && { echo "$1: $a (SLAAC)"; return; }
+		sleep 0.1
+	done
+	echo "$1: no SLAAC address yet"
+}
+slaac a1 h1; slaac a2 h3; slaac b1 h1; slaac b2 h2
+pingvm a1 h1 "$(v6 a2)" "a2, net-a, across hosts h1 -> h3"
+pingvm b1 h1 "$(v6 b2)" "b2, net-b, across hosts h1 -> h2"
+pingvm a1 h1 "$(v6 b2)" "b2 is in net-b, same prefix: isolated"
 
 section "A router: net-a reaches the outside ($NAME-out, 203.0.113.1) through SNAT, a1 is reached on its floating IP"
 run ctl network create public --external --provider flat --physnet physnet1 --cidr 203.0.113.0/24 --gateway 203.0.113.1 --allocation-pool 203.0.113.10-203.0.113.99 >/dev/null

@@ -65,6 +65,8 @@ func TestDemo(t *testing.T) {
 		"b1 -> 10.0.0.12 (b2, net-b, across hosts h1 -> h2): reachable",
 		"a2 -> 10.0.0.11 (a1 (not b1), net-a): reachable",
 		"a1 -> 10.0.0.12 (b2 is in net-b: isolated): unreachable",
+		"(a2, net-a, across hosts h1 -> h3): reachable", "(b2 is in net-b, same prefix: isolated): unreachable",
+		"a2: fd00:a::", "(SLAAC)",
 		"Host h1: what an operator checks", "Host h2: what an operator checks", "Host h3: what an operator checks",
 		"lanes-vm start", // the VM processes
 		"qbr",            // brctl show
@@ -157,7 +159,9 @@ func testFlows(t *testing.T, l *lab.Lab) {
 		t.Errorf("table 22 owners: %v", owners)
 	}
 	localCtl(t, l, "h1", &lines, "flows", "br-tun", "--port", "a2")
-	if len(lines) != 2 { // table 20 unicast + table 21 ARP responder
+	// table 20 unicast; table 21 ARP responder, ND responder for its link-local and
+	// its SLAAC address.
+	if len(lines) != 4 {
 		t.Errorf("flows of remote port a2: %+v", lines)
 	}
 	for _, fl := range lines {
@@ -174,14 +178,14 @@ func testFlows(t *testing.T, l *lab.Lab) {
 		switch {
 		case fl.Owner != "local port a1":
 			t.Errorf("a1 flow %+v", fl)
-		case fl.TableName == "TRANSIENT" || fl.TableName == "DHCP_IPV4": // its DHCP to lanesd
+		case fl.TableName == "TRANSIENT" || fl.TableName == "DHCP_IPV4" || fl.TableName == "DHCP_IPV6": // its DHCP, DHCPv6 and RS to lanesd
 			dhcp++
 		case fl.TableName != "LOCAL_SWITCHING" && fl.TableName != "ARP_SPOOF" && fl.TableName != "MAC_SPOOF":
 			t.Errorf("a1 flow %+v", fl)
 		}
 	}
-	if dhcp != 2 {
-		t.Errorf("a1 has %d DHCP flows (tables 60 and 77), want 2", dhcp)
+	if dhcp != 5 {
+		t.Errorf("a1 has %d DHCP flows, want 5 (table 60: DHCP, DHCPv6, RS; table 77; table 78)", dhcp)
 	}
 	if out, err := l.Ctl(l.Host("h1"), "flows", "br-tun", "--table", "99"); err == nil || !strings.Contains(out, "table") {
 		t.Errorf("flows --table 99: want an error naming the table, got %q %v", out, err)
