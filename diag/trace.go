@@ -3,6 +3,7 @@ package diag
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -46,8 +47,9 @@ type traceCase struct {
 	src    view.Port
 	ofport int
 	net    api.Network
+	srcIP  netip.Addr // src's address of dst's family
 	dst    netip.Addr
-	proto  int // 1, 6 or 17
+	proto  int // 1 (icmp), 58 (icmpv6), 6 or 17
 	port   int // tcp/udp destination port
 	// dstPort is the port of src's network holding dst, nil if none; elsewhere lists
 	// ports of other networks holding it.
@@ -66,30 +68,49 @@ func resolve(snap *Snapshot, req api.TraceRequest) (traceCase, error) {
 	}
 	c.src = src
 	dst, err := netip.ParseAddr(req.DstIP)
-	if err != nil || !dst.Is4() {
-		return c, &api.FieldError{Field: "dst-ip", Value: req.DstIP, Reason: "not an IPv4 address"}
+	if err != nil || dst.Zone() != "" || dst.Is4In6() {
+		return c, &api.FieldError{Field: "dst-ip", Value: req.DstIP, Reason: "not an IPv4 or IPv6 address"}
 	}
 	c.dst = dst
 	proto, err := api.ProtocolNumber(req.Proto)
-	if err != nil || (proto != 1 && proto != 6 && proto != 17) {
-		return c, &api.FieldError{Field: "proto", Value: req.Proto, Reason: "must be icmp, tcp or udp"}
+	ping := api.ProtoICMP
+	if dst.Is6() {
+		ping = api.ProtoICMPv6
+		if proto == api.ProtoICMP {
+			proto = ping // "icmp" to an IPv6 address means ping
+		}
+	}
+	if err != nil || (proto != ping && proto != 6 && proto != 17) {
+		return c, &api.FieldError{Field: "proto", Value: req.Proto, Reason: "must be icmp, tcp or udp (icmpv6 is icmp to an IPv6 address)"}
 	}
 	c.proto = proto
-	if proto != 1 && (req.DstPort < 1 || req.DstPort > 65535) {
+	if proto != ping && (req.DstPort < 1 || req.DstPort > 65535) {
 		return c, &api.FieldError{Field: "dst-port", Value: strconv.Itoa(req.DstPort), Reason: "tcp and udp need a port 1..65535"}
 	}
 	c.port = req.DstPort
 	if c.ofport = snap.Ofports[src.ID]; c.ofport <= 0 {
 		return c, fmt.Errorf("port %s has no ofport on br-int yet", src.Name)
 	}
-	if len(src.Addrs) == 0 || !src.Addrs[0].Is4() {
-		return c, &api.FieldError{Field: "from-port", Value: req.FromPort, Reason: "the port has no IPv4 address"}
+	// The source address of dst's family: the port's fixed IP, or for a link-local
+	// destination the guest's own link-local address.
+	for _, a := range src.Addrs {
+		if a.Is4() == dst.Is4() {
+			c.srcIP = a
+			break
+		}
+	}
+	if dst.Is6() && dst.IsLinkLocalUnicast() {
+		c.srcIP = api.LinkLocal(src.HW)
+	}
+	if !c.srcIP.IsValid() {
+		fam := map[bool]string{true: "IPv4", false: "IPv6"}[dst.Is4()]
+		return c, &api.FieldError{Field: "from-port", Value: req.FromPort, Reason: "the port has no " + fam + " address"}
 	}
 	c.net = v.Networks[src.NetworkID]
 
 	// Where the store says dst lives: a port of the same network, or of another.
 	for _, p := range v.State.Ports {
-		if !slices.Contains(p.FixedIPs, dst.String()) {
+		if !slices.Contains(p.FixedIPs, dst.String()) && !isLinkLocalOf(dst, p.MAC) {
 			continue
 		}
 		if p.NetworkID == src.NetworkID {
@@ -111,11 +132,21 @@ func resolve(snap *Snapshot, req api.TraceRequest) (traceCase, error) {
 // packet is the traced packet as the firewall model sees it: the first packet of a
 // new connection, an echo request for icmp (what ofproto/trace is given).
 func (c traceCase) packet() hostwire.Packet {
-	pkt := hostwire.Packet{Src: c.src.Addrs[0], Dst: c.dst, Protocol: c.proto, DstPort: c.port}
-	if c.proto == 1 {
+	pkt := hostwire.Packet{Src: c.srcIP, Dst: c.dst, Protocol: c.proto, DstPort: c.port}
+	switch c.proto {
+	case api.ProtoICMP:
 		pkt.ICMPType = 8
+	case api.ProtoICMPv6:
+		pkt.ICMPType = 128
 	}
 	return pkt
+}
+
+// isLinkLocalOf reports whether a is the EUI-64 link-local address of mac, the one
+// every guest holds besides its fixed IPs.
+func isLinkLocalOf(a netip.Addr, mac string) bool {
+	hw, err := net.ParseMAC(mac)
+	return err == nil && len(hw) == 6 && a.Is6() && a == api.LinkLocal(hw)
 }
 
 // verdicts asks the firewall model what src's egress and dst's ingress do with pkt.
@@ -132,11 +163,16 @@ func verdicts(v *view.View, src, dst api.Port, pkt hostwire.Packet) (egress, ing
 	return egress, ingress, nil
 }
 
-// dstMAC is where the traced frame goes: the destination port's MAC, or broadcast
-// (the ARP request a VM sends for an address nobody has).
+// dstMAC is where the traced frame goes: the destination port's MAC, or where the VM
+// asks for an address nobody has: broadcast (ARP), or the solicited-node multicast
+// group of the address (IPv6 neighbour discovery).
 func (c traceCase) dstMAC() string {
-	if c.dstPort != nil {
+	switch {
+	case c.dstPort != nil:
 		return c.dstPort.MAC
+	case c.dst.Is6():
+		b := c.dst.As16()
+		return fmt.Sprintf("33:33:ff:%02x:%02x:%02x", b[13], b[14], b[15])
 	}
 	return "ff:ff:ff:ff:ff:ff"
 }
@@ -153,9 +189,19 @@ func (c traceCase) destination(self string) string {
 
 // spec is the ofproto/trace flow: the packet as the VM sends it into br-int.
 func (c traceCase) spec() string {
-	spec := fmt.Sprintf("in_port=%d,dl_src=%s,dl_dst=%s,nw_src=%s,nw_dst=%s", c.ofport, c.src.MAC, c.dstMAC(), c.src.Addrs[0], c.dst)
+	if c.dst.Is6() {
+		spec := fmt.Sprintf("in_port=%d,dl_src=%s,dl_dst=%s,ipv6_src=%s,ipv6_dst=%s", c.ofport, c.src.MAC, c.dstMAC(), c.srcIP, c.dst)
+		switch c.proto {
+		case api.ProtoICMPv6:
+			return "icmp6," + spec + ",icmpv6_type=128"
+		case 6:
+			return "tcp6," + spec + ",tp_dst=" + strconv.Itoa(c.port)
+		}
+		return "udp6," + spec + ",tp_dst=" + strconv.Itoa(c.port)
+	}
+	spec := fmt.Sprintf("in_port=%d,dl_src=%s,dl_dst=%s,nw_src=%s,nw_dst=%s", c.ofport, c.src.MAC, c.dstMAC(), c.srcIP, c.dst)
 	switch c.proto {
-	case 1:
+	case api.ProtoICMP:
 		return "icmp," + spec + ",icmp_type=8"
 	case 6:
 		return "tcp," + spec + ",tp_dst=" + strconv.Itoa(c.port)
@@ -171,6 +217,9 @@ func (c traceCase) preamble(snap *Snapshot) []string {
 		c.src.Name, c.src.MAC, strings.Join(c.src.FixedIPs, ","), n.Name, n.VNI, snap.VLANs[n.ID], api.QvoName(c.src.ID), c.ofport)}
 	if c.dstPort == nil {
 		msg := fmt.Sprintf("no port of network %s has %s: the VM's ARP request gets no answer (traced as a broadcast)", n.Name, c.dst)
+		if c.dst.Is6() {
+			msg = fmt.Sprintf("no port of network %s has %s: the VM's neighbour solicitation gets no answer (traced to its solicited-node group)", n.Name, c.dst)
+		}
 		if len(c.elsewhere) > 0 {
 			msg += "; " + c.dst.String() + " is " + strings.Join(c.elsewhere, ", ") + ": another tenant network, isolated by its own VNI"
 		}

@@ -193,6 +193,17 @@ func testFlows(t *testing.T, l *lab.Lab) {
 }
 
 func testTrace(t *testing.T, l *lab.Lab) {
+	port := func(name string) vmPort {
+		var ps []struct {
+			api.Port
+			Tap string `json:"tap"`
+		}
+		localCtl(t, l, "h1", &ps, "port", "show", name)
+		return vmPort{ID: ps[0].ID, Name: ps[0].Name, MAC: ps[0].MAC, FixedIPs: ps[0].FixedIPs}
+	}
+	a2, b2 := port("a2"), port("b2")
+	a2v6 := fixedIP(a2, false)
+	a2mac, _ := net.ParseMAC(a2.MAC)
 	for _, c := range []struct {
 		name, dst string
 		extra     []string
@@ -204,6 +215,11 @@ func testTrace(t *testing.T, l *lab.Lab) {
 		{"remote closed port", "10.0.0.13", []string{"--proto", "tcp", "--dst-port", "80"}, "dropped by the firewall, ingress of a2", "", "port a2 on host h3"},
 		{"unknown", "10.0.0.99", nil, "unreachable: 10.0.0.99 is not on network net-a", "", "unknown"},
 		{"cross-tenant", "10.0.0.12", nil, "unreachable: 10.0.0.12 is not on network net-a", "", "unknown"},
+		// The same over IPv6: the demo's group admits ICMPv6, not TCP/22 over IPv6.
+		{"remote IPv6", a2v6, nil, "leaves through vxlan-ac1f0003 to host h3, VNI 100 (network net-a)", "vxlan-ac1f0003", "port a2 on host h3"},
+		{"remote IPv6 link-local", api.LinkLocal(a2mac).String(), nil, "leaves through vxlan-ac1f0003", "vxlan-ac1f0003", "port a2 on host h3"},
+		{"remote IPv6 closed port", a2v6, []string{"--proto", "tcp", "--dst-port", "22"}, "dropped by the firewall, ingress of a2", "", "port a2 on host h3"},
+		{"cross-tenant IPv6", fixedIP(b2, false), nil, "unreachable: " + fixedIP(b2, false) + " is not on network net-a", "", "unknown"},
 	} {
 		var r api.TraceReport
 		localCtl(t, l, "h1", &r, append([]string{"trace", "--from-port", "a1", "--dst-ip", c.dst}, c.extra...)...)

@@ -164,6 +164,7 @@ var commands = []command{
 	{path: "trace", synopsis: "--from-port PORT (--dst-ip IP [--proto icmp|tcp|udp] [--dst-port N] | --dhcp)",
 		short: "Trace a packet from a local port through both bridges, explained",
 		example: "lanesctl trace --from-port vm1 --dst-ip 10.0.0.7 --proto tcp --dst-port 22\n" +
+			"lanesctl trace --from-port vm1 --dst-ip fd00:1::f816:3eff:fe00:7\n" +
 			"lanesctl trace --from-port vm1 --dhcp",
 		run: func(c *cli, args []string) error { return c.trace(args) }},
 

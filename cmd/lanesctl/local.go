@@ -179,7 +179,7 @@ func (g *globals) flows(args []string) error {
 func (g *globals) trace(args []string) error {
 	fs := newFlagSet("trace")
 	from := fs.String("from-port", "", "local `PORT` (name or ID) the packet leaves from")
-	dst := fs.String("dst-ip", "", "destination `IP`")
+	dst := fs.String("dst-ip", "", "destination `IP`, IPv4 or IPv6 (global or link-local)")
 	proto := fs.String("proto", "icmp", "`PROTO`: icmp, tcp or udp")
 	dport := fs.Int("dst-port", 0, "destination port (tcp, udp)")
 	dhcp := fs.Bool("dhcp", false, "trace a DHCPDISCOVER from the port instead")
