@@ -193,30 +193,24 @@ func TestIPv6AddressConfiguration(t *testing.T) {
 // subnet, as the IPv6 contract has it, straight in etcd.
 func (r *rig) network6(t *testing.T, name, cidr string, sub api.Subnet6) api.Network {
 	t.Helper()
-	n, err := r.st.CreateNetwork(r.ctx, store.NetworkSpec{Name: name, CIDR: cidr})
+	n, err := r.st.CreateNetwork(r.ctx, store.NetworkSpec{Name: name, CIDR: cidr, IPv6: &sub})
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.IPv6 = &sub
-	r.putJSON(t, store.Prefix+"networks/"+n.ID, n)
 	return n
 }
 
-// port6 creates a port on h1 and adds v6 (if set) to its fixed IPs; a slaac or
-// dhcpv6-stateless port gets its EUI-64 address, as the store records it.
+// port6 creates a port on h1, with v6 as its IPv6 address if set; otherwise the
+// store gives it one (the EUI-64 one on slaac and dhcpv6-stateless subnets).
 func (r *rig) port6(t *testing.T, name string, n api.Network, v6 string) api.Port {
 	t.Helper()
-	p, err := r.st.CreatePort(r.ctx, api.Port{Name: name, NetworkID: n.ID, Host: "h1"})
+	p := api.Port{Name: name, NetworkID: n.ID, Host: "h1"}
+	if v6 != "" {
+		p.FixedIPs = []string{v6}
+	}
+	p, err := r.st.CreatePort(r.ctx, p)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if v6 == "" && n.IPv6.AutoAddress() {
-		hw, _ := net.ParseMAC(p.MAC)
-		v6 = api.EUI64(netip.MustParsePrefix(n.IPv6.CIDR), hw).String()
-	}
-	if v6 != "" {
-		p.FixedIPs = append(p.FixedIPs, v6)
-		r.putJSON(t, store.Prefix+"ports/"+p.ID, p)
 	}
 	return p
 }
