@@ -43,8 +43,10 @@ func newRandomHost(seed uint64) *randomHost {
 
 func (h *randomHost) id() int { h.next++; return h.next }
 
-func mac(i int) net.HardwareAddr { return net.HardwareAddr{0xfa, 0x16, 0x3e, byte(i >> 16), byte(i >> 8), byte(i)} }
-func ip4(i int) netip.Addr       { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
+func mac(i int) net.HardwareAddr {
+	return net.HardwareAddr{0xfa, 0x16, 0x3e, byte(i >> 16), byte(i >> 8), byte(i)}
+}
+func ip4(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}) }
 
 func (h *randomHost) remotePort() flows.RemotePort {
 	i := h.id()
