@@ -185,7 +185,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	if err := a.dhcp.Sync(v, ovs.Ofports); !errors.Is(err, ofsync.ErrNotConnected) {
 		fail("dhcp", err)
 	}
-	set, flowErr := a.flows.Sync(v, flowInput{PatchInt: patchInt, VLANs: vlans, OVS: ovs})
+	set, flowErr := a.flows.Sync(v, flowInput{PatchInt: patchInt, VLANs: vlans, OVS: ovs, Full: full})
 	disconnected := errors.Is(flowErr, ofsync.ErrNotConnected)
 	if !disconnected {
 		fail("flows", flowErr)

@@ -44,6 +44,7 @@ type Bridge struct {
 	installed Flows
 	// needFull is set by a new connection: the next push re-adds everything.
 	needFull bool
+	connects int
 	lastErr  error
 
 	connected chan *ofctrl.OFSwitch
@@ -151,6 +152,7 @@ func (b *Bridge) loop(ctx context.Context) {
 			}
 			b.mu.Lock()
 			b.sw = sw
+			b.connects++
 			b.needFull = true
 			err := b.pushLocked()
 			n := b.installed.Len()
@@ -286,6 +288,14 @@ type Status struct {
 	FlowsPerTable map[uint8]int
 	Installed     int
 	LastError     string
+}
+
+// Connects counts the connections made so far: a caller that sees it change knows
+// the switch was replayed and may recompute what it gives Sync from scratch.
+func (b *Bridge) Connects() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.connects
 }
 
 // Status reports the connection and the installed flows.
