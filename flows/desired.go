@@ -263,8 +263,8 @@ func (b *Builder) Build(d *Desired) (Set, error) {
 		}
 		return t
 	}
-	next := newOwnerMap(len(b.owners))
-	if err := take(b, next, Owner{CatSetup, ""}, setupIn{d.TunnelType, d.PatchIntOfport}, setupFlows); err != nil {
+	ps := b.newPass()
+	if err := take(b, ps, Owner{CatSetup, ""}, setupIn{d.TunnelType, d.PatchIntOfport}, setupFlows); err != nil {
 		return Set{}, err
 	}
 
@@ -298,7 +298,7 @@ func (b *Builder) Build(d *Desired) (Set, error) {
 		}
 		tunnels[k] = t.Ofport
 		o := Owner{CatTunnel, TunnelOwnerKey(ip, k.t, d.TunnelType)}
-		if err := take(b, next, o, tunnelIn{o, ip, k.t, t.Ofport}, tunnelFlows); err != nil {
+		if err := take(b, ps, o, tunnelIn{o, ip, k.t, t.Ofport}, tunnelFlows); err != nil {
 			return Set{}, err
 		}
 	}
@@ -311,7 +311,7 @@ func (b *Builder) Build(d *Desired) (Set, error) {
 			continue
 		}
 		o := Owner{CatRemotePort, p.ID}
-		if err := take(b, next, o, remoteIn{o, n.LocalVLAN, n.VNI, ofport, p.MAC, p.IPs}, remotePortFlows); err != nil {
+		if err := take(b, ps, o, remoteIn{o, n.LocalVLAN, n.VNI, ofport, p.MAC, p.IPs}, remotePortFlows); err != nil {
 			return Set{}, err
 		}
 		if !slices.Contains(flood[n.ID], ofport) {
@@ -323,7 +323,7 @@ func (b *Builder) Build(d *Desired) (Set, error) {
 		o := Owner{CatNetwork, n.ID}
 		ports := flood[n.ID]
 		slices.Sort(ports)
-		if err := take(b, next, o, networkIn{o, n, typeOf(n.TunnelType), ports}, networkFlows); err != nil {
+		if err := take(b, ps, o, networkIn{o, n, typeOf(n.TunnelType), ports}, networkFlows); err != nil {
 			return Set{}, err
 		}
 	}
@@ -336,11 +336,11 @@ func (b *Builder) Build(d *Desired) (Set, error) {
 			continue
 		}
 		o := Owner{CatLocalPort, p.ID}
-		if err := take(b, next, o, localIn{o, p}, localPortFlows); err != nil {
+		if err := take(b, ps, o, localIn{o, p}, localPortFlows); err != nil {
 			return Set{}, err
 		}
 	}
-	return b.commit(next)
+	return b.commit(ps)
 }
 
 // checkAddrs refuses what would make a port's flows wrong: a MAC that is not an

@@ -16,8 +16,8 @@ type Set struct {
 }
 
 type bridgeSet struct {
-	owners map[Owner][]Flow
-	sorted []Owner
+	sorted []Owner  // by category and key
+	flows  [][]Flow // flows[i] are sorted[i]'s, never empty
 	// byCookie maps every round-0 cookie the bridge's flows carry or give learned
 	// entries to its owner. Only diagnostics ask, so it is built on first use rather
 	// than on every change.
@@ -40,8 +40,8 @@ func (s Set) Flows(b Bridge) []Flow {
 		return nil
 	}
 	var fs []Flow
-	for _, o := range bs.sorted {
-		fs = append(fs, bs.owners[o]...)
+	for _, ofs := range bs.flows {
+		fs = append(fs, ofs...)
 	}
 	return fs
 }
@@ -49,7 +49,14 @@ func (s Set) Flows(b Bridge) []Flow {
 // OwnerFlows lists owner o's flows on bridge b in install order.
 func (s Set) OwnerFlows(b Bridge, o Owner) []Flow {
 	if bs := s.bridges[b]; bs != nil {
-		return slices.Clone(bs.owners[o])
+		return slices.Clone(bs.owned(o))
+	}
+	return nil
+}
+
+func (bs *bridgeSet) owned(o Owner) []Flow {
+	if i, ok := slices.BinarySearchFunc(bs.sorted, o, compareOwner); ok {
+		return bs.flows[i]
 	}
 	return nil
 }
@@ -65,8 +72,8 @@ func (s Set) Owner(b Bridge, c Cookie) (Owner, bool) {
 	}
 	bs.cookieOnce.Do(func() {
 		bs.byCookie = map[Cookie]Owner{}
-		for o, fs := range bs.owners {
-			for _, f := range fs {
+		for i, o := range bs.sorted {
+			for _, f := range bs.flows[i] {
 				for c, claimant := range cookiesOf(o, f) {
 					bs.byCookie[c] = claimant
 				}
@@ -134,20 +141,28 @@ type cookieClaim struct {
 	n     int // flows (and learn actions) carrying the cookie
 }
 
-func newOwnerMap(n int) map[Owner]*built { return make(map[Owner]*built, n) }
+// pass is one Build's owners as they are collected.
+type pass struct {
+	next   map[Owner]*built
+	came   []Owner // built anew: new owners and changed ones
+	reused int
+}
+
+func (b *Builder) newPass() *pass { return &pass{next: make(map[Owner]*built, len(b.owners))} }
 
 // ownerInput is an owner's input: what its flows are a pure function of.
 type ownerInput[T any] interface{ equal(T) bool }
 
 // take puts owner o's flows for input in into next: the previous Build's if its
 // input was the same, else build(in), validated and keyed.
-func take[T ownerInput[T]](b *Builder, next map[Owner]*built, o Owner, in T, build func(T) ([]Flow, error)) error {
-	if _, dup := next[o]; dup {
+func take[T ownerInput[T]](b *Builder, ps *pass, o Owner, in T, build func(T) ([]Flow, error)) error {
+	if _, dup := ps.next[o]; dup {
 		return fmt.Errorf("%s listed twice", o)
 	}
 	if old := b.owners[o]; old != nil {
 		if prev, ok := old.in.(T); ok && prev.equal(in) {
-			next[o] = old
+			ps.next[o] = old
+			ps.reused++
 			return nil
 		}
 	}
@@ -168,25 +183,29 @@ func take[T ownerInput[T]](b *Builder, next map[Owner]*built, o Owner, in T, bui
 		bt.bridges[i].flows = append(bt.bridges[i].flows, f)
 		bt.bridges[i].keys = append(bt.bridges[i].keys, f.Key())
 	}
-	next[o] = bt
+	ps.next[o] = bt
+	ps.came = append(ps.came, o)
 	return nil
 }
 
 // commit makes next the current owners: it updates the indexes for the owners that
 // left, came or changed, checks them, and derives the new Set from the previous one.
-func (b *Builder) commit(next map[Owner]*built) (Set, error) {
+func (b *Builder) commit(ps *pass) (Set, error) {
 	if b.indexes == nil {
 		b.indexes = map[Bridge]*bridgeIndex{}
 	}
-	var gone, came []Owner
-	for o, old := range b.owners {
-		if next[o] != old {
-			gone = append(gone, o)
+	next, came := ps.next, ps.came
+	var gone []Owner
+	for _, o := range came {
+		if b.owners[o] != nil {
+			gone = append(gone, o) // changed
 		}
 	}
-	for o, cur := range next {
-		if b.owners[o] != cur {
-			came = append(came, o)
+	if ps.reused+len(gone) < len(b.owners) { // some left: find them
+		for o := range b.owners {
+			if _, ok := next[o]; !ok {
+				gone = append(gone, o)
+			}
 		}
 	}
 	// Sorted, so that an error names the same owners whatever the map order.
@@ -283,50 +302,44 @@ func (ix *bridgeIndex) checkCatchAlls(b Bridge) error {
 }
 
 // with returns s changed from the owners prev to next, of which gone left or changed
-// and came came or changed. A bridge none of them touches keeps its bridgeSet.
+// and came came or changed (both sorted). A bridge none of them touches keeps its
+// bridgeSet.
 func (s Set) with(prev, next map[Owner]*built, gone, came []Owner) Set {
-	goneOn, cameOn := map[Bridge][]Owner{}, map[Bridge][]Owner{}
+	goneOn := map[Bridge]map[Owner]bool{}
 	for _, o := range gone {
 		for _, bf := range prev[o].bridges {
-			goneOn[bf.bridge] = append(goneOn[bf.bridge], o)
+			if goneOn[bf.bridge] == nil {
+				goneOn[bf.bridge] = map[Owner]bool{}
+			}
+			goneOn[bf.bridge][o] = true
 		}
 	}
+	cameOn := map[Bridge]*bridgeSet{}
 	for _, o := range came {
 		for _, bf := range next[o].bridges {
-			cameOn[bf.bridge] = append(cameOn[bf.bridge], o)
+			if cameOn[bf.bridge] == nil {
+				cameOn[bf.bridge] = &bridgeSet{}
+			}
+			cameOn[bf.bridge].sorted = append(cameOn[bf.bridge].sorted, o)
+			cameOn[bf.bridge].flows = append(cameOn[bf.bridge].flows, bf.flows)
 		}
 	}
 	out := Set{bridges: maps.Clone(s.bridges)}
 	if out.bridges == nil {
 		out.bridges = map[Bridge]*bridgeSet{}
 	}
-	for _, br := range slices.Collect(maps.Keys(goneOn)) {
-		if _, ok := cameOn[br]; !ok {
-			cameOn[br] = nil
+	for br := range goneOn {
+		if cameOn[br] == nil {
+			cameOn[br] = &bridgeSet{}
 		}
 	}
 	for br, added := range cameOn {
 		old := s.bridges[br]
-		bs := &bridgeSet{owners: map[Owner][]Flow{}}
-		var sorted []Owner
-		if old != nil {
-			bs.owners = maps.Clone(old.owners)
-			sorted = old.sorted
+		if old == nil {
+			old = &bridgeSet{}
 		}
-		left := make(map[Owner]bool, len(goneOn[br]))
-		for _, o := range goneOn[br] {
-			delete(bs.owners, o)
-			left[o] = true
-		}
-		for _, o := range added {
-			for _, bf := range next[o].bridges {
-				if bf.bridge == br {
-					bs.owners[o] = bf.flows
-				}
-			}
-		}
-		bs.sorted = merge(sorted, left, added)
-		if len(bs.owners) == 0 {
+		bs := merge(old, goneOn[br], added)
+		if len(bs.sorted) == 0 {
 			delete(out.bridges, br)
 			continue
 		}
@@ -335,21 +348,23 @@ func (s Set) with(prev, next map[Owner]*built, gone, came []Owner) Set {
 	return out
 }
 
-// merge returns sorted without the owners in left and with added (sorted) merged in.
-func merge(sorted []Owner, left map[Owner]bool, added []Owner) []Owner {
-	out := make([]Owner, 0, len(sorted)-len(left)+len(added))
-	i := 0
-	for _, o := range sorted {
+// merge returns old without the owners in left and with those of added merged in.
+func merge(old *bridgeSet, left map[Owner]bool, added *bridgeSet) *bridgeSet {
+	n := len(old.sorted) - len(left) + len(added.sorted)
+	bs := &bridgeSet{sorted: make([]Owner, 0, n), flows: make([][]Flow, 0, n)}
+	j := 0
+	for i, o := range old.sorted {
 		if left[o] {
 			continue
 		}
-		for i < len(added) && compareOwner(added[i], o) < 0 {
-			out = append(out, added[i])
-			i++
+		for j < len(added.sorted) && compareOwner(added.sorted[j], o) < 0 {
+			bs.sorted, bs.flows = append(bs.sorted, added.sorted[j]), append(bs.flows, added.flows[j])
+			j++
 		}
-		out = append(out, o)
+		bs.sorted, bs.flows = append(bs.sorted, o), append(bs.flows, old.flows[i])
 	}
-	return append(out, added[i:]...)
+	bs.sorted, bs.flows = append(bs.sorted, added.sorted[j:]...), append(bs.flows, added.flows[j:]...)
+	return bs
 }
 
 // Check validates s from scratch, owner by owner and across owners, the way a Set
@@ -358,13 +373,16 @@ func merge(sorted []Owner, left map[Owner]bool, added []Owner) []Owner {
 // their reference.
 func (s Set) Check() error {
 	for b, bs := range s.bridges {
-		if !slices.IsSortedFunc(bs.sorted, compareOwner) || len(bs.sorted) != len(bs.owners) {
-			return fmt.Errorf("%s: owner order of %d owners broken (%d with flows)", b, len(bs.sorted), len(bs.owners))
+		if len(bs.sorted) != len(bs.flows) {
+			return fmt.Errorf("%s: %d owners with %d lists of flows", b, len(bs.sorted), len(bs.flows))
 		}
 		ix := &bridgeIndex{keys: map[string]Owner{}, cookies: map[Cookie]cookieClaim{}, catchAll: map[uint8]int{}}
-		for _, o := range bs.sorted {
-			fs, ok := bs.owners[o]
-			if !ok || len(fs) == 0 {
+		for i, o := range bs.sorted {
+			if i > 0 && compareOwner(bs.sorted[i-1], o) >= 0 {
+				return fmt.Errorf("%s: owners %s and %s out of order", b, bs.sorted[i-1], o)
+			}
+			fs := bs.flows[i]
+			if len(fs) == 0 {
 				return fmt.Errorf("%s: owner %s listed without flows", b, o)
 			}
 			bf := bridgeFlows{bridge: b, flows: fs}
@@ -396,9 +414,9 @@ func (s Set) Same(t Set) error {
 		if !slices.Equal(so, to) {
 			return fmt.Errorf("%s: %d owners, want %d (first difference: %s)", b, len(so), len(to), firstDiff(so, to))
 		}
-		for _, o := range so {
-			if !slices.EqualFunc(s.bridges[b].owners[o], t.bridges[b].owners[o], Flow.Equal) {
-				return fmt.Errorf("%s: owner %s: flows %v, want %v", b, o, s.bridges[b].owners[o], t.bridges[b].owners[o])
+		for i, o := range so {
+			if sf, tf := s.bridges[b].flows[i], t.bridges[b].flows[i]; !slices.EqualFunc(sf, tf, Flow.Equal) {
+				return fmt.Errorf("%s: owner %s: flows %v, want %v", b, o, sf, tf)
 			}
 		}
 	}
