@@ -140,7 +140,7 @@ func (a *agent) drainLinks() {
 // retried with backoff while the others go ahead.
 func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	start := time.Now()
-	v := view.Compute(a.cfg.Host, a.guard.Apply(a.mirror.Snapshot()))
+	v := view.Compute(a.cfg.Host, a.guard.Apply(a.mirror.Shared()))
 	a.countProblems(v)
 	var errs []error
 	fail := func(kind string, err error) {
