@@ -156,14 +156,9 @@ type ownerInput[T any] interface{ equal(T) bool }
 // take puts owner o's flows for input in into next: the previous Build's if its
 // input was the same, else build(in), validated and keyed.
 func take[T ownerInput[T]](b *Builder, ps *pass, o Owner, in T, build func(T) ([]Flow, error)) error {
-	if _, dup := ps.next[o]; dup {
-		return fmt.Errorf("%s listed twice", o)
-	}
 	if old := b.owners[o]; old != nil {
 		if prev, ok := old.in.(T); ok && prev.equal(in) {
-			ps.next[o] = old
-			ps.reused++
-			return nil
+			return ps.put(o, old, true)
 		}
 	}
 	fs, err := build(in)
@@ -183,8 +178,21 @@ func take[T ownerInput[T]](b *Builder, ps *pass, o Owner, in T, build func(T) ([
 		bt.bridges[i].flows = append(bt.bridges[i].flows, f)
 		bt.bridges[i].keys = append(bt.bridges[i].keys, f.Key())
 	}
-	ps.next[o] = bt
-	ps.came = append(ps.came, o)
+	return ps.put(o, bt, false)
+}
+
+// put records o's flows; an owner listed twice is an error (the Build fails, so
+// which of the two is kept does not matter).
+func (ps *pass) put(o Owner, bt *built, reused bool) error {
+	n := len(ps.next)
+	if ps.next[o] = bt; len(ps.next) == n {
+		return fmt.Errorf("%s listed twice", o)
+	}
+	if reused {
+		ps.reused++
+	} else {
+		ps.came = append(ps.came, o)
+	}
 	return nil
 }
 
