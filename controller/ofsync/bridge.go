@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"sync"
 	"time"
@@ -40,8 +41,10 @@ type Bridge struct {
 	// desired is the last set given to Sync; nil until then, so that nothing is
 	// swept before the caller has read its whole desired state.
 	desired *Flows
-	// installed is what the switch holds, as far as committed bundles tell.
+	// installed is what the switch holds, as far as committed bundles tell;
+	// perTable counts its flows by table, for Status, which runs on every Sync.
 	installed Flows
+	perTable  map[uint8]int
 	// needFull is set by a new connection: the next push re-adds everything.
 	needFull bool
 	connects int
@@ -225,6 +228,7 @@ func (b *Bridge) pushLocked() error {
 		return fmt.Errorf("%s: bundle of %d adds, %d deletes: %w", b.Name, len(plan.Add), len(plan.Delete), err)
 	}
 	b.installed = *b.desired
+	b.perTable = b.installed.perTable()
 	b.needFull = false
 	b.log.Debug("bundle committed", "adds", len(plan.Add), "deletes", len(plan.Delete), "sweep", plan.Sweep, "took", time.Since(start))
 	return nil
@@ -302,12 +306,12 @@ func (b *Bridge) Connects() int {
 func (b *Bridge) Status() Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	st := Status{Connected: b.sw != nil && b.sw.IsReady(), Round: b.round, FlowsPerTable: map[uint8]int{}}
-	for _, o := range b.installed.owners {
-		for _, f := range o.given {
-			st.FlowsPerTable[f.Table]++
-		}
-		st.Installed += len(o.given)
+	st := Status{Connected: b.sw != nil && b.sw.IsReady(), Round: b.round, FlowsPerTable: maps.Clone(b.perTable)}
+	if st.FlowsPerTable == nil {
+		st.FlowsPerTable = map[uint8]int{}
+	}
+	for _, n := range b.perTable {
+		st.Installed += n
 	}
 	if b.lastErr != nil {
 		st.LastError = b.lastErr.Error()

@@ -112,6 +112,17 @@ func (f Flows) Len() int {
 	return n
 }
 
+// perTable counts the flows by table.
+func (f Flows) perTable() map[uint8]int {
+	n := map[uint8]int{}
+	for _, o := range f.owners {
+		for _, fl := range o.given {
+			n[fl.Table]++
+		}
+	}
+	return n
+}
+
 // All lists every flow, stamped, owner by owner.
 func (f Flows) All() []flows.Flow {
 	out := make([]flows.Flow, 0, f.Len())
