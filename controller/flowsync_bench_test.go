@@ -85,3 +85,11 @@ func BenchmarkPortEvent(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkView is view.Compute at 1k peers and 10k remote ports.
+func BenchmarkView(b *testing.B) {
+	st, _ := scaleState(1000, 10000)
+	for b.Loop() {
+		view.Compute("h1", st)
+	}
+}
