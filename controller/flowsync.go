@@ -70,8 +70,9 @@ func (s *flowStep) Sync(v *view.View, in flowInput) (flows.Set, error) {
 // well: the incremental set must equal the full one, and if it ever does not, that
 // is a bug worth an error in the log, and the full set is what gets installed.
 func (s *flowStep) compute(d *flows.Desired, full bool) (flows.Set, error) {
+	fromScratch := s.builder.Owners() == 0 // on start: nothing to compare with
 	set, err := s.builder.Build(d)
-	if !full {
+	if !full || fromScratch {
 		return set, err
 	}
 	var fresh flows.Builder

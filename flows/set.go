@@ -117,6 +117,10 @@ type Builder struct {
 	indexes map[Bridge]*bridgeIndex
 }
 
+// Owners counts the owners the last Build kept: none means the next Build computes
+// everything from scratch.
+func (b *Builder) Owners() int { return len(b.owners) }
+
 // built is one owner's flows, built from in.
 type built struct {
 	in      any // the owner's input, of its kind's type (setupIn, remoteIn, ...)
