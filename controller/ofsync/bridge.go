@@ -177,7 +177,10 @@ func (b *Bridge) Wait() { <-b.done }
 // rendered and diffed. It returns once the bundle committed, or ErrNotConnected (the
 // set is kept and pushed on connect).
 func (b *Bridge) SyncSet(s flows.Set) error {
-	return b.sync(Index(s, flows.Bridge(b.Name), b.round))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// Under the lock: a push fills the render caches of the entries indexFrom reuses.
+	return b.syncLocked(indexFrom(b.desired, s, flows.Bridge(b.Name), b.round))
 }
 
 // Sync is SyncSet for a list of flows, each owned by its cookie.
@@ -188,6 +191,10 @@ func (b *Bridge) Sync(desired []flows.Flow) error {
 func (b *Bridge) sync(idx Flows) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.syncLocked(idx)
+}
+
+func (b *Bridge) syncLocked(idx Flows) error {
 	if b.desired == nil {
 		// First desired state of this process: re-add all and sweep older rounds.
 		b.needFull = true
