@@ -92,16 +92,19 @@ func (s *flowStep) compute(d *flows.Desired, full bool) (flows.Set, error) {
 	return set, nil
 }
 
-// reconnected reports whether a bridge connected since the last call: its replay is
-// a full recompute's occasion too.
+// reconnected reports whether a bridge connected again since the last call: its
+// replay is a full recompute's occasion too. The first connection is not: the flows
+// of start are computed from scratch anyway, and checking them again there would
+// delay the convergence after a restart.
 func (s *flowStep) reconnected() bool {
-	changed := false
+	again := false
 	for i, b := range s.bridges() {
 		if n := b.Connects(); n != s.connects[i] {
-			s.connects[i], changed = n, true
+			again = again || s.connects[i] > 0
+			s.connects[i] = n
 		}
 	}
-	return changed
+	return again
 }
 
 // desired is the flows' input: this host's networks with their VLANs, the tunnels to
