@@ -150,8 +150,8 @@ func (a *agent) drainLinks() {
 // retried with backoff while the others go ahead.
 func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	start := time.Now()
-	received := a.mirror.TakeReceived() // before Snapshot: see there
-	v := view.Compute(a.cfg.Host, a.guard.Apply(a.mirror.Snapshot()))
+	received := a.mirror.TakeReceived() // before Shared: see Snapshot
+	v := view.Compute(a.cfg.Host, a.guard.Apply(a.mirror.Shared()))
 	a.countProblems(v)
 	var errs []error
 	fail := func(kind string, err error) {
@@ -196,7 +196,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	if err := a.dhcp.Sync(v, ovs.Ofports); !errors.Is(err, ofsync.ErrNotConnected) {
 		fail("dhcp", err)
 	}
-	set, flowErr := a.flows.Sync(v, flowInput{PatchInt: patchInt, VLANs: vlans, OVS: ovs})
+	set, flowErr := a.flows.Sync(v, flowInput{PatchInt: patchInt, VLANs: vlans, OVS: ovs, Full: full})
 	disconnected := errors.Is(flowErr, ofsync.ErrNotConnected)
 	if !disconnected {
 		fail("flows", flowErr)

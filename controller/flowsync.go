@@ -33,6 +33,11 @@ type flowStep struct {
 	brInt      *ofsync.Bridge
 	brTun      *ofsync.Bridge
 	forget     *forgetter
+
+	// builder rebuilds only the owners whose input changed since the last Sync
+	// (flows.Builder); connects is each bridge's connection count then.
+	builder  flows.Builder
+	connects [2]int
 }
 
 // flowInput is what the flows depend on besides the view.
@@ -40,11 +45,15 @@ type flowInput struct {
 	PatchInt int // patch-int's ofport on br-tun
 	VLANs    map[string]uint16
 	OVS      ovsResult
+	// Full recomputes the flows from scratch too and checks that the incremental
+	// result equals it (start, periodic resync).
+	Full bool
 }
 
 // Sync installs the flows of v and returns the set installed (or tried).
 func (s *flowStep) Sync(v *view.View, in flowInput) (flows.Set, error) {
-	set, err := desired(v, in, s.tunnelType).Flows()
+	full := s.reconnected() || in.Full // in this order: reconnected also notes the counts
+	set, err := s.compute(desired(v, in, s.tunnelType), full)
 	if err != nil {
 		return flows.Set{}, fmt.Errorf("compute flows: %w", err)
 	}
@@ -55,6 +64,47 @@ func (s *flowStep) Sync(v *view.View, in flowInput) (flows.Set, error) {
 	intErr := s.brInt.SyncSet(set)
 	s.countFlows()
 	return set, errors.Join(tunErr, intErr)
+}
+
+// compute builds the flow set of d incrementally and, when full, from scratch as
+// well: the incremental set must equal the full one, and if it ever does not, that
+// is a bug worth an error in the log, and the full set is what gets installed.
+func (s *flowStep) compute(d *flows.Desired, full bool) (flows.Set, error) {
+	fromScratch := s.builder.Owners() == 0 // on start: nothing to compare with
+	set, err := s.builder.Build(d)
+	if !full || fromScratch {
+		return set, err
+	}
+	var fresh flows.Builder
+	want, ferr := fresh.Build(d)
+	if ferr != nil {
+		s.builder = flows.Builder{}
+		return flows.Set{}, ferr
+	}
+	if err == nil {
+		err = set.Same(want)
+	}
+	if err != nil {
+		s.log.Error("incremental flows differ from a full recompute: installing the full set", "err", err)
+		s.builder = fresh
+		return want, nil
+	}
+	return set, nil
+}
+
+// reconnected reports whether a bridge connected again since the last call: its
+// replay is a full recompute's occasion too. The first connection is not: the flows
+// of start are computed from scratch anyway, and checking them again there would
+// delay the convergence after a restart.
+func (s *flowStep) reconnected() bool {
+	again := false
+	for i, b := range s.bridges() {
+		if n := b.Connects(); n != s.connects[i] {
+			again = again || s.connects[i] > 0
+			s.connects[i] = n
+		}
+	}
+	return again
 }
 
 // desired is the flows' input: this host's networks with their VLANs, the tunnels to

@@ -1,6 +1,8 @@
 package controller
 
 import (
+	"maps"
+
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/store"
 )
@@ -25,9 +27,10 @@ func newRecordGuard(self string) *recordGuard {
 
 // Apply returns st with the last good versions of the records this host used put back
 // where the mirror left a record out, and remembers what this host uses now: its
-// networks, every port on them, and the groups of those ports. st must be
-// the caller's own copy (the mirror's Snapshot is).
+// networks, every port on them, and the groups of those ports. st may be shared (the
+// mirror's Shared state): a map is copied before a record is first put back into it.
 func (g *recordGuard) Apply(st store.State) store.State {
+	var ownPorts, ownNetworks, ownGroups bool
 	for _, p := range st.Problems {
 		if !p.Whole() {
 			continue
@@ -36,18 +39,27 @@ func (g *recordGuard) Apply(st store.State) store.State {
 		case store.KindPorts:
 			if good, ok := g.ports[p.ID]; ok {
 				if _, present := st.Ports[p.ID]; !present {
+					if !ownPorts {
+						st.Ports, ownPorts = maps.Clone(st.Ports), true
+					}
 					st.Ports[p.ID] = good
 				}
 			}
 		case store.KindNetworks:
 			if good, ok := g.networks[p.ID]; ok {
 				if _, present := st.Networks[p.ID]; !present {
+					if !ownNetworks {
+						st.Networks, ownNetworks = maps.Clone(st.Networks), true
+					}
 					st.Networks[p.ID] = good
 				}
 			}
 		case store.KindGroups:
 			if good, ok := g.groups[p.ID]; ok {
 				if _, present := st.Groups[p.ID]; !present {
+					if !ownGroups {
+						st.Groups, ownGroups = maps.Clone(st.Groups), true
+					}
 					st.Groups[p.ID] = good
 				}
 			}

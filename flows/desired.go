@@ -2,7 +2,6 @@ package flows
 
 import (
 	"bytes"
-	"cmp"
 	"fmt"
 	"net"
 	"net/netip"
@@ -86,116 +85,202 @@ type RemotePort struct {
 	Router bool
 }
 
-// Set is a host's complete flow set: per bridge, per owner, each owner's flows in
-// install order, with an index from cookie to owner. A Set is immutable once Flows
-// has returned it; the zero Set is empty.
-type Set struct {
-	bridges map[Bridge]*bridgeSet
+// Flows computes the complete flow set of both bridges from scratch: a Builder with
+// nothing to reuse. Remote ports on networks this host does not have, or whose host
+// has no tunnel port yet, get no flows (as in Neutron's l2pop); a network floods to
+// the tunnels of the hosts that have a remote port on it, in ofport order, and gets
+// no flood flow without any. Every flow is checked against the table registry.
+func (d *Desired) Flows() (Set, error) { return new(Builder).Build(d) }
+
+// The flows of each owner are a pure function of that owner's input: the functions
+// below, one per kind of owner, are all that builds flows, and Builder.Build calls
+// them only for owners whose input changed. A flow that depends on another owner
+// (a network's flood flow on the tunnels of its remote ports) takes that as part of
+// its own input.
+
+// setupIn is the input of the bridges' skeleton (Owner{CatSetup, ""}).
+type setupIn struct {
+	tunnelType string
+	patchInt   uint32
 }
 
-type bridgeSet struct {
-	owners map[Owner][]Flow
-	sorted []Owner
-	// byCookie maps every round-0 cookie the bridge's flows carry or give learned
-	// entries to its owner.
-	byCookie map[Cookie]Owner
-}
+func (a setupIn) equal(b setupIn) bool { return a == b }
 
-// Owners lists the owners that have flows on bridge b, sorted by category and key.
-func (s Set) Owners(b Bridge) []Owner {
-	if bs := s.bridges[b]; bs != nil {
-		return slices.Clone(bs.sorted)
-	}
-	return nil
-}
-
-// Flows lists every flow of bridge b, owner by owner in Owners order.
-func (s Set) Flows(b Bridge) []Flow {
-	bs := s.bridges[b]
-	if bs == nil {
-		return nil
-	}
-	var fs []Flow
-	for _, o := range bs.sorted {
-		fs = append(fs, bs.owners[o]...)
-	}
-	return fs
-}
-
-// OwnerFlows lists owner o's flows on bridge b in install order.
-func (s Set) OwnerFlows(b Bridge, o Owner) []Flow {
-	if bs := s.bridges[b]; bs != nil {
-		return slices.Clone(bs.owners[o])
-	}
-	return nil
-}
-
-// Owner names the owner of a flow on bridge b by its cookie, whatever the cookie's
-// round: a diagnostic that reads a cookie from the switch asks the set it installed.
-// The cookie learn() gives its entries answers Owner{CatLearned, ""}, an owner with
-// no flows of its own. A cookie of no owner of this set answers false.
-func (s Set) Owner(b Bridge, c Cookie) (Owner, bool) {
-	bs := s.bridges[b]
-	if bs == nil {
-		return Owner{}, false
-	}
-	o, ok := bs.byCookie[c&^RoundMask]
-	return o, ok
-}
-
-func (s *Set) add(o Owner, fs ...Flow) {
-	if s.bridges == nil {
-		s.bridges = map[Bridge]*bridgeSet{}
-	}
-	for _, f := range fs {
-		bs := s.bridges[f.Bridge]
-		if bs == nil {
-			bs = &bridgeSet{owners: map[Owner][]Flow{}}
-			s.bridges[f.Bridge] = bs
-		}
-		bs.owners[o] = append(bs.owners[o], f)
-	}
-}
-
-// Flows computes the complete flow set of both bridges. Remote ports on networks
-// this host does not have, or whose host has no tunnel port yet, get no flows (as in
-// Neutron's l2pop); a network floods to the tunnels of the hosts that have a remote
-// port on it, in ofport order, and gets no flood flow without any. Every flow is
-// checked against the table registry.
-func (d *Desired) Flows() (Set, error) {
-	builders := map[string]TunBridge{}
-	tbOf := func(t string) (TunBridge, error) {
-		if t == "" {
-			t = d.TunnelType
-		}
-		if b, ok := builders[t]; ok {
-			return b, nil
-		}
-		b, err := NewTunBridge(t)
-		if err == nil {
-			builders[t] = b
-		}
-		return b, err
-	}
-	tb, err := tbOf("")
+func setupFlows(in setupIn) ([]Flow, error) {
+	tb, err := NewTunBridge(in.tunnelType)
 	if err != nil {
-		return Set{}, err
+		return nil, err
 	}
+	c := Owner{CatSetup, ""}.Cookie()
+	return append(tb.SetupDefaultTable(c, in.patchInt), IntBridge{}.SetupDefaultTable(c)...), nil
+}
+
+// tunnelIn is the input of a tunnel's flows.
+type tunnelIn struct {
+	owner      Owner
+	remoteIP   netip.Addr
+	tunnelType string // resolved: never ""
+	ofport     uint32
+}
+
+func (a tunnelIn) equal(b tunnelIn) bool { return a == b }
+
+func tunnelFlows(in tunnelIn) ([]Flow, error) {
+	b, err := NewTunBridge(in.tunnelType)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel to %s: %w", in.remoteIP, err)
+	}
+	return []Flow{b.SetupTunnelPort(in.owner.Cookie(), in.ofport)}, nil
+}
+
+// networkIn is the input of a network's flows: the network, and the tunnel ofports
+// of the hosts that have a remote port on it (sorted), for its flood flow.
+type networkIn struct {
+	owner      Owner
+	net        Network
+	tunnelType string // resolved: never ""
+	flood      []uint32
+}
+
+func (a networkIn) equal(b networkIn) bool {
+	return a.owner == b.owner && a.net == b.net && a.tunnelType == b.tunnelType && slices.Equal(a.flood, b.flood)
+}
+
+func networkFlows(in networkIn) ([]Flow, error) {
+	b, err := NewTunBridge(in.tunnelType)
+	if err != nil {
+		return nil, fmt.Errorf("network %s: %w", in.net.ID, err)
+	}
+	c := in.owner.Cookie()
+	fs := []Flow{b.ProvisionLocalVLAN(c, in.net.LocalVLAN, in.net.VNI)}
+	if len(in.flood) > 0 {
+		fs = append(fs, b.InstallFloodToTun(c, in.net.LocalVLAN, in.net.VNI, in.flood))
+	}
+	return fs, nil
+}
+
+// remoteIn is the input of a remote port's l2pop flows: the port, its network's
+// VLAN and VNI, and the tunnel to its host.
+type remoteIn struct {
+	owner  Owner
+	vlan   uint16
+	vni    uint32
+	ofport uint32
+	mac    net.HardwareAddr
+	ips    []netip.Addr
+	router bool // a router's port: its ND answers carry the router flag
+}
+
+func (a remoteIn) equal(b remoteIn) bool {
+	return a.owner == b.owner && a.vlan == b.vlan && a.vni == b.vni && a.ofport == b.ofport &&
+		bytes.Equal(a.mac, b.mac) && slices.Equal(a.ips, b.ips) && a.router == b.router
+}
+
+func remotePortFlows(in remoteIn) ([]Flow, error) {
+	if err := checkAddrs(in.mac, in.ips); err != nil {
+		return nil, fmt.Errorf("remote port %s: %w", in.owner.Key, err)
+	}
+	var tb TunBridge // l2pop flows are the same for every tunnel type
+	c := in.owner.Cookie()
+	var fs []Flow
+	for _, ip := range uniq(in.ips) {
+		if ip.Is4() {
+			fs = append(fs, tb.InstallARPResponder(c, in.vlan, ip, in.mac))
+		}
+	}
+	fs = append(fs, tb.RemotePortND(c, in.vlan, RemotePort{MAC: in.mac, IPs: in.ips, Router: in.router})...)
+	return append(fs, tb.InstallUnicastToTun(c, in.vlan, in.vni, in.ofport, in.mac)), nil
+}
+
+// localIn is the input of a local port's br-int flows.
+type localIn struct {
+	owner Owner
+	port  LocalPort
+}
+
+func (a localIn) equal(b localIn) bool {
+	p, q := a.port, b.port
+	return a.owner == b.owner && p.ID == q.ID && p.NetworkID == q.NetworkID && p.Ofport == q.Ofport &&
+		p.PortSecurityDisabled == q.PortSecurityDisabled && p.DHCP == q.DHCP && p.DHCPv6 == q.DHCPv6 &&
+		bytes.Equal(p.MAC, q.MAC) && slices.Equal(p.IPs, q.IPs) &&
+		slices.EqualFunc(p.AllowedAddressPairs, q.AllowedAddressPairs, func(x, y AddressPair) bool {
+			return x.Prefix == y.Prefix && bytes.Equal(x.MAC, y.MAC)
+		})
+}
+
+func localPortFlows(in localIn) ([]Flow, error) {
+	p, c := in.port, in.owner.Cookie()
+	var fs []Flow
+	if p.DHCP {
+		fs = append(fs, IntBridge{}.SetupDHCP(c, p.Ofport)...)
+	}
+	if p.DHCPv6 {
+		fs = append(fs, IntBridge{}.SetupDHCPv6(c, p.Ofport)...)
+	}
+	if p.PortSecurityDisabled {
+		return fs, nil
+	}
+	if err := checkAddrs(p.MAC, p.IPs); err != nil {
+		return nil, fmt.Errorf("local port %s: %w", p.ID, err)
+	}
+	var ips []netip.Prefix
+	for _, a := range uniq(p.IPs) {
+		ips = append(ips, netip.PrefixFrom(a, a.BitLen()))
+	}
+	macs := []net.HardwareAddr{p.MAC}
+	for _, ap := range p.AllowedAddressPairs {
+		if !ap.Prefix.IsValid() {
+			return nil, fmt.Errorf("local port %s: allowed address pair without an address", p.ID)
+		}
+		if pfx := ap.Prefix.Masked(); !slices.Contains(ips, pfx) {
+			ips = append(ips, pfx)
+		}
+		if ap.MAC != nil {
+			if len(ap.MAC) != 6 {
+				return nil, fmt.Errorf("local port %s: allowed address pair MAC %s: not an Ethernet address", p.ID, ap.MAC)
+			}
+			if !slices.ContainsFunc(macs, func(x net.HardwareAddr) bool { return bytes.Equal(x, ap.MAC) }) {
+				macs = append(macs, ap.MAC)
+			}
+		}
+	}
+	fs = append(fs, IntBridge{}.SetupSpoofingProtection(c, p.Ofport, macs, ips)...)
+	// Tagged frames, server traffic and forged neighbour advertisements (ndspoof.go).
+	fs = append(fs, IntBridge{}.SetupPortIsolation(c, p.Ofport)...)
+	var v6 []netip.Prefix
+	for _, pfx := range ips {
+		if pfx.Addr().Is6() {
+			v6 = append(v6, pfx)
+		}
+	}
+	return append(fs, IntBridge{}.SetupNDSpoofingProtection(c, p.Ofport, macs, v6)...), nil
+}
+
+// Build computes the flow set of d like Desired.Flows, reusing the flows of every
+// owner whose input is the same as in the previous Build: they are neither built,
+// validated nor keyed again, and the Set hands out the very same slices, so a diff
+// sees them unchanged by identity. The checks across owners (one owner per flow key
+// and cookie, the registry's catch-alls) are kept up to date for the owners that
+// changed. An error leaves the Builder as if it had never built anything.
+func (b *Builder) Build(d *Desired) (Set, error) {
 	if d.PatchIntOfport == 0 {
 		return Set{}, fmt.Errorf("patch-int ofport not set")
 	}
-	var s Set
-	setup := Owner{CatSetup, ""}
-	s.add(setup, tb.SetupDefaultTable(setup.Cookie(), d.PatchIntOfport)...)
-	s.add(setup, IntBridge{}.SetupDefaultTable(setup.Cookie())...)
-
+	if _, err := NewTunBridge(d.TunnelType); err != nil {
+		return Set{}, err
+	}
 	typeOf := func(t string) string {
 		if t == "" {
 			return d.TunnelType
 		}
 		return t
 	}
-	nets := map[string]Network{}
+	ps := b.newPass()
+	if err := take(b, ps, Owner{CatSetup, ""}, setupIn{d.TunnelType, d.PatchIntOfport}, setupFlows); err != nil {
+		return Set{}, err
+	}
+
+	nets := make(map[string]Network, len(d.Networks))
 	for _, n := range d.Networks {
 		if _, dup := nets[n.ID]; dup {
 			return Set{}, fmt.Errorf("network %s listed twice", n.ID)
@@ -203,7 +288,7 @@ func (d *Desired) Flows() (Set, error) {
 		if n.VNI == 0 || n.VNI > api.MaxVNI || n.LocalVLAN == 0 || n.LocalVLAN >= deadVLAN {
 			return Set{}, fmt.Errorf("network %s: VNI %d or local VLAN %d out of range", n.ID, n.VNI, n.LocalVLAN)
 		}
-		if _, err := tbOf(n.TunnelType); err != nil {
+		if _, err := NewTunBridge(n.TunnelType); n.TunnelType != "" && err != nil {
 			return Set{}, fmt.Errorf("network %s: %w", n.ID, err)
 		}
 		nets[n.ID] = n
@@ -213,7 +298,7 @@ func (d *Desired) Flows() (Set, error) {
 		ip netip.Addr
 		t  string
 	}
-	tunnels := map[tunnelKey]uint32{}
+	tunnels := make(map[tunnelKey]uint32, len(d.Tunnels))
 	for _, t := range d.Tunnels {
 		ip := t.RemoteIP.Unmap()
 		if !ip.IsValid() || t.Ofport == 0 {
@@ -223,13 +308,11 @@ func (d *Desired) Flows() (Set, error) {
 		if _, dup := tunnels[k]; dup {
 			return Set{}, fmt.Errorf("%s tunnel %s listed twice", k.t, ip)
 		}
-		b, err := tbOf(t.Type)
-		if err != nil {
-			return Set{}, fmt.Errorf("tunnel to %s: %w", ip, err)
-		}
 		tunnels[k] = t.Ofport
 		o := Owner{CatTunnel, TunnelOwnerKey(ip, k.t, d.TunnelType)}
-		s.add(o, b.SetupTunnelPort(o.Cookie(), t.Ofport))
+		if err := take(b, ps, o, tunnelIn{o, ip, k.t, t.Ofport}, tunnelFlows); err != nil {
+			return Set{}, err
+		}
 	}
 
 	flood := map[string][]uint32{} // network ID -> tunnel ofports
@@ -239,17 +322,10 @@ func (d *Desired) Flows() (Set, error) {
 		if !ok || !up {
 			continue
 		}
-		if err := checkAddrs(p.MAC, p.IPs); err != nil {
-			return Set{}, fmt.Errorf("remote port %s: %w", p.ID, err)
-		}
 		o := Owner{CatRemotePort, p.ID}
-		for _, ip := range uniq(p.IPs) {
-			if ip.Is4() {
-				s.add(o, tb.InstallARPResponder(o.Cookie(), n.LocalVLAN, ip, p.MAC))
-			}
+		if err := take(b, ps, o, remoteIn{o, n.LocalVLAN, n.VNI, ofport, p.MAC, p.IPs, p.Router}, remotePortFlows); err != nil {
+			return Set{}, err
 		}
-		s.add(o, tb.RemotePortND(o.Cookie(), n.LocalVLAN, p)...)
-		s.add(o, tb.InstallUnicastToTun(o.Cookie(), n.LocalVLAN, n.VNI, ofport, p.MAC))
 		if !slices.Contains(flood[n.ID], ofport) {
 			flood[n.ID] = append(flood[n.ID], ofport)
 		}
@@ -257,11 +333,10 @@ func (d *Desired) Flows() (Set, error) {
 
 	for _, n := range d.Networks {
 		o := Owner{CatNetwork, n.ID}
-		b, _ := tbOf(n.TunnelType) // checked above
-		s.add(o, b.ProvisionLocalVLAN(o.Cookie(), n.LocalVLAN, n.VNI))
-		if ports := flood[n.ID]; len(ports) > 0 {
-			slices.Sort(ports)
-			s.add(o, tb.InstallFloodToTun(o.Cookie(), n.LocalVLAN, n.VNI, ports))
+		ports := flood[n.ID]
+		slices.Sort(ports)
+		if err := take(b, ps, o, networkIn{o, n, typeOf(n.TunnelType), ports}, networkFlows); err != nil {
+			return Set{}, err
 		}
 	}
 
@@ -273,110 +348,11 @@ func (d *Desired) Flows() (Set, error) {
 			continue
 		}
 		o := Owner{CatLocalPort, p.ID}
-		if p.DHCP {
-			s.add(o, IntBridge{}.SetupDHCP(o.Cookie(), p.Ofport)...)
-		}
-		if p.DHCPv6 {
-			s.add(o, IntBridge{}.SetupDHCPv6(o.Cookie(), p.Ofport)...)
-		}
-		if p.PortSecurityDisabled {
-			continue
-		}
-		if err := checkAddrs(p.MAC, p.IPs); err != nil {
-			return Set{}, fmt.Errorf("local port %s: %w", p.ID, err)
-		}
-		var ips []netip.Prefix
-		for _, a := range uniq(p.IPs) {
-			ips = append(ips, netip.PrefixFrom(a, a.BitLen()))
-		}
-		macs := []net.HardwareAddr{p.MAC}
-		for _, ap := range p.AllowedAddressPairs {
-			if !ap.Prefix.IsValid() {
-				return Set{}, fmt.Errorf("local port %s: allowed address pair without an address", p.ID)
-			}
-			if pfx := ap.Prefix.Masked(); !slices.Contains(ips, pfx) {
-				ips = append(ips, pfx)
-			}
-			if ap.MAC != nil {
-				if len(ap.MAC) != 6 {
-					return Set{}, fmt.Errorf("local port %s: allowed address pair MAC %s: not an Ethernet address", p.ID, ap.MAC)
-				}
-				if !slices.ContainsFunc(macs, func(x net.HardwareAddr) bool { return bytes.Equal(x, ap.MAC) }) {
-					macs = append(macs, ap.MAC)
-				}
-			}
-		}
-		s.add(o, IntBridge{}.SetupSpoofingProtection(o.Cookie(), p.Ofport, macs, ips)...)
-		// Tagged frames, server traffic and forged neighbour advertisements (ndspoof.go).
-		s.add(o, IntBridge{}.SetupPortIsolation(o.Cookie(), p.Ofport)...)
-		var v6 []netip.Prefix
-		for _, pfx := range ips {
-			if pfx.Addr().Is6() {
-				v6 = append(v6, pfx)
-			}
-		}
-		s.add(o, IntBridge{}.SetupNDSpoofingProtection(o.Cookie(), p.Ofport, macs, v6)...)
-	}
-	if err := s.finish(); err != nil {
-		return Set{}, err
-	}
-	return s, nil
-}
-
-// finish validates every flow, refuses two owners claiming one flow key (they would
-// overwrite each other in the switch and fight forever in a diff) or one cookie (a
-// diagnostic could not tell them apart), checks that every table has the catch-all
-// the registry gives it, and builds the owner order and cookie index.
-func (s *Set) finish() error {
-	for b, bs := range s.bridges {
-		bs.sorted = bs.sorted[:0]
-		for o := range bs.owners {
-			bs.sorted = append(bs.sorted, o)
-		}
-		slices.SortFunc(bs.sorted, func(x, y Owner) int {
-			return cmp.Or(cmp.Compare(x.Category, y.Category), cmp.Compare(x.Key, y.Key))
-		})
-		bs.byCookie = map[Cookie]Owner{}
-		claim := func(c Cookie, o Owner) error {
-			if prev, ok := bs.byCookie[c]; ok && prev != o {
-				return fmt.Errorf("%s: owners %s and %s share cookie %#x", b, prev, o, uint64(c))
-			}
-			bs.byCookie[c] = o
-			return nil
-		}
-		seen := map[string]Owner{}
-		catchAll := map[uint8]int{}
-		for _, o := range bs.sorted {
-			for _, f := range bs.owners[o] {
-				if err := f.Validate(); err != nil {
-					return fmt.Errorf("owner %s: %w", o, err)
-				}
-				if prev, dup := seen[f.Key()]; dup {
-					return fmt.Errorf("%s flow %s claimed by both %s and %s", b, f.Key(), prev, o)
-				}
-				seen[f.Key()] = o
-				if f.Match.Fields() == 0 {
-					catchAll[f.Table]++
-				}
-				if err := claim(f.Cookie&^RoundMask, o); err != nil {
-					return err
-				}
-				for _, a := range f.Actions {
-					if l, ok := a.(Learn); ok {
-						if err := claim(l.Cookie&^RoundMask, Owner{Category: l.Cookie.Category()}); err != nil {
-							return err
-						}
-					}
-				}
-			}
-		}
-		for _, t := range Tables(b) {
-			if want := map[bool]int{true: 0, false: 1}[t.Miss.Kind == MissNoFlow]; catchAll[t.ID] != want {
-				return fmt.Errorf("%s table %d (%s): %d catch-all flows, want %d (miss: %s)", b, t.ID, t.Name, catchAll[t.ID], want, t.Miss)
-			}
+		if err := take(b, ps, o, localIn{o, p}, localPortFlows); err != nil {
+			return Set{}, err
 		}
 	}
-	return nil
+	return b.commit(ps)
 }
 
 // checkAddrs refuses what would make a port's flows wrong: a MAC that is not an

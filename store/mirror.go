@@ -139,6 +139,15 @@ func (m *Mirror) Synced() <-chan struct{} { return m.synced }
 // other here, once per change, rather than on every event: an agent reads the state
 // far less often than a busy store changes.
 func (m *Mirror) Snapshot() State {
+	// Outside the lock: a built state is never changed, only replaced.
+	return m.Shared().Clone()
+}
+
+// Shared returns the current state without copying it: the State and everything in
+// it is shared with the mirror and with every other caller of Shared, and must not be
+// changed. A reader that changes nothing (an agent computing its view once per
+// change) saves Snapshot's copy of every record.
+func (m *Mirror) Shared() State {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.stale {
@@ -146,7 +155,7 @@ func (m *Mirror) Snapshot() State {
 		m.stale = false
 		m.logNew(m.built.Problems)
 	}
-	st := m.built.Clone()
+	st := m.built
 	st.Revision = m.rev
 	return st
 }

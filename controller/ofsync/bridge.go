@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"sync"
 	"time"
@@ -40,10 +41,13 @@ type Bridge struct {
 	// desired is the last set given to Sync; nil until then, so that nothing is
 	// swept before the caller has read its whole desired state.
 	desired *Flows
-	// installed is what the switch holds, as far as committed bundles tell.
+	// installed is what the switch holds, as far as committed bundles tell;
+	// perTable counts its flows by table, for Status, which runs on every Sync.
 	installed Flows
+	perTable  map[uint8]int
 	// needFull is set by a new connection: the next push re-adds everything.
 	needFull bool
+	connects int
 	lastErr  error
 
 	connected chan *ofctrl.OFSwitch
@@ -151,6 +155,7 @@ func (b *Bridge) loop(ctx context.Context) {
 			}
 			b.mu.Lock()
 			b.sw = sw
+			b.connects++
 			b.needFull = true
 			err := b.pushLocked()
 			n := b.installed.Len()
@@ -172,7 +177,10 @@ func (b *Bridge) Wait() { <-b.done }
 // rendered and diffed. It returns once the bundle committed, or ErrNotConnected (the
 // set is kept and pushed on connect).
 func (b *Bridge) SyncSet(s flows.Set) error {
-	return b.sync(Index(s, flows.Bridge(b.Name), b.round))
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	// Under the lock: a push fills the render caches of the entries indexFrom reuses.
+	return b.syncLocked(indexFrom(b.desired, s, flows.Bridge(b.Name), b.round))
 }
 
 // Sync is SyncSet for a list of flows, each owned by its cookie.
@@ -183,6 +191,10 @@ func (b *Bridge) Sync(desired []flows.Flow) error {
 func (b *Bridge) sync(idx Flows) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return b.syncLocked(idx)
+}
+
+func (b *Bridge) syncLocked(idx Flows) error {
 	if b.desired == nil {
 		// First desired state of this process: re-add all and sweep older rounds.
 		b.needFull = true
@@ -223,6 +235,7 @@ func (b *Bridge) pushLocked() error {
 		return fmt.Errorf("%s: bundle of %d adds, %d deletes: %w", b.Name, len(plan.Add), len(plan.Delete), err)
 	}
 	b.installed = *b.desired
+	b.perTable = b.installed.perTable()
 	b.needFull = false
 	b.log.Debug("bundle committed", "adds", len(plan.Add), "deletes", len(plan.Delete), "sweep", plan.Sweep, "took", time.Since(start))
 	return nil
@@ -288,16 +301,24 @@ type Status struct {
 	LastError     string
 }
 
+// Connects counts the connections made so far: a caller that sees it change knows
+// the switch was replayed and may recompute what it gives Sync from scratch.
+func (b *Bridge) Connects() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.connects
+}
+
 // Status reports the connection and the installed flows.
 func (b *Bridge) Status() Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	st := Status{Connected: b.sw != nil && b.sw.IsReady(), Round: b.round, FlowsPerTable: map[uint8]int{}}
-	for _, o := range b.installed.owners {
-		for _, f := range o.given {
-			st.FlowsPerTable[f.Table]++
-		}
-		st.Installed += len(o.given)
+	st := Status{Connected: b.sw != nil && b.sw.IsReady(), Round: b.round, FlowsPerTable: maps.Clone(b.perTable)}
+	if st.FlowsPerTable == nil {
+		st.FlowsPerTable = map[uint8]int{}
+	}
+	for _, n := range b.perTable {
+		st.Installed += n
 	}
 	if b.lastErr != nil {
 		st.LastError = b.lastErr.Error()

@@ -80,6 +80,30 @@ func Index(s flows.Set, b flows.Bridge, round uint16) Flows {
 	return fl
 }
 
+// indexFrom is Index reusing prev's entry of every owner whose flows are the very
+// slice prev was given (a flows.Builder hands out the same slice for an unchanged
+// owner): no allocation, and its rendering stays cached. prev may be nil.
+func indexFrom(prev *Flows, s flows.Set, b flows.Bridge, round uint16) Flows {
+	if prev == nil {
+		return Index(s, b, round)
+	}
+	var fl Flows
+	i := 0
+	s.EachOwner(b, func(o flows.Owner, fs []flows.Flow) {
+		for i < len(prev.owners) && compareOwners(prev.owners[i].owner, o) < 0 {
+			i++
+		}
+		if i < len(prev.owners) && prev.owners[i].owner == o {
+			if of := prev.owners[i].ownerFlows; of.round == round && len(of.given) == len(fs) && len(fs) > 0 && &of.given[0] == &fs[0] {
+				fl.owners = append(fl.owners, prev.owners[i])
+				return
+			}
+		}
+		fl.owners = append(fl.owners, owned{o, &ownerFlows{given: fs, round: round}})
+	})
+	return fl
+}
+
 // IndexFlows takes a list of flows, stamped with round, each owned by its cookie's
 // owner (category and owner hash).
 func IndexFlows(fs []flows.Flow, round uint16) Flows {
@@ -108,6 +132,17 @@ func (f Flows) Len() int {
 	n := 0
 	for _, o := range f.owners {
 		n += len(o.given)
+	}
+	return n
+}
+
+// perTable counts the flows by table.
+func (f Flows) perTable() map[uint8]int {
+	n := map[uint8]int{}
+	for _, o := range f.owners {
+		for _, fl := range o.given {
+			n[fl.Table]++
+		}
 	}
 	return n
 }

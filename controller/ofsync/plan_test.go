@@ -322,3 +322,54 @@ func planText(p Plan) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestIndexFromReuses: an owner whose flows are the very slice of the previous set
+// keeps its entry (and its rendering); one that changed, or a new round, gets a new
+// one; and the diff against the previous index is what changed, nothing more.
+func TestIndexFromReuses(t *testing.T) {
+	var fb flows.Builder
+	d := flows.Desired{TunnelType: "vxlan", PatchIntOfport: 1,
+		Networks: []flows.Network{{ID: "n", VNI: 5, LocalVLAN: 1}},
+		Tunnels:  []flows.Tunnel{{RemoteIP: netip.MustParseAddr("192.0.2.2"), Ofport: 9}}}
+	for i := range 3 {
+		d.RemotePorts = append(d.RemotePorts, flows.RemotePort{ID: fmt.Sprint("r", i), NetworkID: "n",
+			MAC: net.HardwareAddr{0xfa, 0x16, 0x3e, 0, 0, byte(i)}, IPs: []netip.Addr{netip.AddrFrom4([4]byte{10, 0, 0, byte(i + 2)})}, HostIP: netip.MustParseAddr("192.0.2.2")})
+	}
+	s1, err := fb.Build(&d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := indexFrom(nil, s1, flows.BrTun, 4)
+	prev.All() // render caches filled, as a push leaves them
+	d.RemotePorts = slices.Clone(d.RemotePorts)
+	d.RemotePorts[1].MAC = net.HardwareAddr{0xfa, 0x16, 0x3e, 0, 1, 1}
+	s2, err := fb.Build(&d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := indexFrom(&prev, s2, flows.BrTun, 4)
+	entry := func(fl Flows, key string) *ownerFlows {
+		for _, o := range fl.owners {
+			if o.owner.Key == key {
+				return o.ownerFlows
+			}
+		}
+		t.Fatalf("no owner %s", key)
+		return nil
+	}
+	for _, key := range []string{"r0", "r2", ""} {
+		if entry(cur, key) != entry(prev, key) {
+			t.Errorf("owner %q unchanged but indexed anew", key)
+		}
+	}
+	if entry(cur, "r1") == entry(prev, "r1") {
+		t.Error("changed owner r1 kept its old entry")
+	}
+	// The new MAC: a new unicast flow for the old one, the ARP responder replaced.
+	if p := Diff(prev, cur, false); len(p.Add) != 2 || len(p.Delete) != 1 {
+		t.Errorf("diff of one changed remote port: %d adds, %d deletes, want 2 and 1", len(p.Add), len(p.Delete))
+	}
+	if other := indexFrom(&prev, s2, flows.BrTun, 5); entry(other, "r0") == entry(prev, "r0") {
+		t.Error("entry of round 4 reused for round 5")
+	}
+}

@@ -109,13 +109,19 @@ func Compute(self string, st store.State) *View {
 			known[h.Name] = h
 		}
 	}
+	// The ports in ID order, looked up once: at 10k ports the map lookups and copies
+	// of every port, three passes over, were a third of the view's cost.
 	ids := make([]string, 0, len(st.Ports))
 	for id := range st.Ports {
 		ids = append(ids, id)
 	}
 	sort.Strings(ids)
-	for _, id := range ids {
-		p := st.Ports[id]
+	ports := make([]api.Port, len(ids))
+	for i, id := range ids {
+		ports[i] = st.Ports[id]
+	}
+	for i := range ports {
+		p := &ports[i]
 		if n, ok := st.Networks[p.NetworkID]; ok && p.Host == self {
 			v.Networks[n.ID] = n
 		}
@@ -129,8 +135,8 @@ func Compute(self string, st store.State) *View {
 			v.Unsupported[id] = fmt.Sprintf("network %s is carried by %s tunnels, which this host does not accept (lanesd --tunnel-types)", n.Name, n.Type())
 		}
 	}
-	for _, id := range ids {
-		p := st.Ports[id]
+	for i := range ports {
+		p := &ports[i]
 		if _, shared := v.Networks[p.NetworkID]; !shared {
 			continue
 		}
@@ -138,7 +144,7 @@ func Compute(self string, st store.State) *View {
 		if p.Host != self && !registered {
 			continue
 		}
-		pp, err := parsePort(p)
+		pp, err := parsePort(*p)
 		if err != nil {
 			if p.Host == self {
 				v.Problems[p.ID] = err
@@ -202,8 +208,8 @@ func Compute(self string, st store.State) *View {
 			v.Problems[pr.ID] = fmt.Errorf("record refused by the store (%s): %s", pr.Class, pr.Err)
 		}
 	}
-	for _, id := range ids {
-		p := st.Ports[id]
+	for i := range ports {
+		p := &ports[i]
 		for _, g := range p.SecurityGroups {
 			for _, ip := range p.FixedIPs {
 				if a, err := netip.ParseAddr(ip); err == nil {

@@ -1,0 +1,456 @@
+package flows
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+)
+
+// Set is a host's complete flow set: per bridge, per owner, each owner's flows in
+// install order, with an index from cookie to owner. A Set is immutable once Flows
+// or Build has returned it; the zero Set is empty.
+type Set struct {
+	bridges map[Bridge]*bridgeSet
+}
+
+type bridgeSet struct {
+	sorted []Owner  // by category and key
+	flows  [][]Flow // flows[i] are sorted[i]'s, never empty
+	// byCookie maps every round-0 cookie the bridge's flows carry or give learned
+	// entries to its owner. Only diagnostics ask, so it is built on first use rather
+	// than on every change.
+	cookieOnce sync.Once
+	byCookie   map[Cookie]Owner
+}
+
+// Owners lists the owners that have flows on bridge b, sorted by category and key.
+func (s Set) Owners(b Bridge) []Owner {
+	if bs := s.bridges[b]; bs != nil {
+		return slices.Clone(bs.sorted)
+	}
+	return nil
+}
+
+// Flows lists every flow of bridge b, owner by owner in Owners order.
+func (s Set) Flows(b Bridge) []Flow {
+	bs := s.bridges[b]
+	if bs == nil {
+		return nil
+	}
+	var fs []Flow
+	for _, ofs := range bs.flows {
+		fs = append(fs, ofs...)
+	}
+	return fs
+}
+
+// OwnerFlows lists owner o's flows on bridge b in install order.
+func (s Set) OwnerFlows(b Bridge, o Owner) []Flow {
+	if bs := s.bridges[b]; bs != nil {
+		return slices.Clone(bs.owned(o))
+	}
+	return nil
+}
+
+func (bs *bridgeSet) owned(o Owner) []Flow {
+	if i, ok := slices.BinarySearchFunc(bs.sorted, o, compareOwner); ok {
+		return bs.flows[i]
+	}
+	return nil
+}
+
+// Owner names the owner of a flow on bridge b by its cookie, whatever the cookie's
+// round: a diagnostic that reads a cookie from the switch asks the set it installed.
+// The cookie learn() gives its entries answers Owner{CatLearned, ""}, an owner with
+// no flows of its own. A cookie of no owner of this set answers false.
+func (s Set) Owner(b Bridge, c Cookie) (Owner, bool) {
+	bs := s.bridges[b]
+	if bs == nil {
+		return Owner{}, false
+	}
+	bs.cookieOnce.Do(func() {
+		bs.byCookie = map[Cookie]Owner{}
+		for i, o := range bs.sorted {
+			for _, f := range bs.flows[i] {
+				for c, claimant := range cookiesOf(o, f) {
+					bs.byCookie[c] = claimant
+				}
+			}
+		}
+	})
+	o, ok := bs.byCookie[c&^RoundMask]
+	return o, ok
+}
+
+// cookiesOf yields the round-0 cookies flow f of owner o claims: its own, and that of
+// the entries its learn() actions make, which belong to no owner but their category.
+func cookiesOf(o Owner, f Flow) func(yield func(Cookie, Owner) bool) {
+	return func(yield func(Cookie, Owner) bool) {
+		if !yield(f.Cookie&^RoundMask, o) {
+			return
+		}
+		for _, a := range f.Actions {
+			if l, ok := a.(Learn); ok {
+				if !yield(l.Cookie&^RoundMask, Owner{Category: l.Cookie.Category()}) {
+					return
+				}
+			}
+		}
+	}
+}
+
+func compareOwner(x, y Owner) int {
+	return cmp.Or(cmp.Compare(x.Category, y.Category), cmp.Compare(x.Key, y.Key))
+}
+
+// Builder builds successive Sets of one host, reusing what did not change: for each
+// owner it keeps the input its flows were built from and the flows, validated and
+// keyed, and for each bridge which owner holds each flow key and cookie and how many
+// catch-alls each table has. It holds the current owners only: an owner that leaves
+// is forgotten in the Build that no longer lists it. A Builder is not safe for
+// concurrent use; the Sets it returns are.
+type Builder struct {
+	owners  map[Owner]*built
+	set     Set
+	indexes map[Bridge]*bridgeIndex
+}
+
+// Owners counts the owners the last Build kept: none means the next Build computes
+// everything from scratch.
+func (b *Builder) Owners() int { return len(b.owners) }
+
+// built is one owner's flows, built from in.
+type built struct {
+	in      any // the owner's input, of its kind's type (setupIn, remoteIn, ...)
+	bridges []bridgeFlows
+}
+
+type bridgeFlows struct {
+	bridge Bridge
+	flows  []Flow
+	keys   []string // flows[i].Key()
+}
+
+// bridgeIndex is what the checks across owners need of one bridge.
+type bridgeIndex struct {
+	keys     map[string]Owner
+	cookies  map[Cookie]cookieClaim
+	catchAll map[uint8]int
+}
+
+type cookieClaim struct {
+	owner Owner
+	n     int // flows (and learn actions) carrying the cookie
+}
+
+// pass is one Build's owners as they are collected.
+type pass struct {
+	next   map[Owner]*built
+	came   []Owner // built anew: new owners and changed ones
+	reused int
+}
+
+func (b *Builder) newPass() *pass { return &pass{next: make(map[Owner]*built, len(b.owners))} }
+
+// ownerInput is an owner's input: what its flows are a pure function of.
+type ownerInput[T any] interface{ equal(T) bool }
+
+// take puts owner o's flows for input in into next: the previous Build's if its
+// input was the same, else build(in), validated and keyed.
+func take[T ownerInput[T]](b *Builder, ps *pass, o Owner, in T, build func(T) ([]Flow, error)) error {
+	if old := b.owners[o]; old != nil {
+		if prev, ok := old.in.(T); ok && prev.equal(in) {
+			return ps.put(o, old, true)
+		}
+	}
+	fs, err := build(in)
+	if err != nil {
+		return err
+	}
+	bt := &built{in: in}
+	for _, f := range fs {
+		if err := f.Validate(); err != nil {
+			return fmt.Errorf("owner %s: %w", o, err)
+		}
+		i := slices.IndexFunc(bt.bridges, func(x bridgeFlows) bool { return x.bridge == f.Bridge })
+		if i < 0 {
+			i = len(bt.bridges)
+			bt.bridges = append(bt.bridges, bridgeFlows{bridge: f.Bridge})
+		}
+		bt.bridges[i].flows = append(bt.bridges[i].flows, f)
+		bt.bridges[i].keys = append(bt.bridges[i].keys, f.Key())
+	}
+	return ps.put(o, bt, false)
+}
+
+// put records o's flows; an owner listed twice is an error (the Build fails, so
+// which of the two is kept does not matter).
+func (ps *pass) put(o Owner, bt *built, reused bool) error {
+	n := len(ps.next)
+	if ps.next[o] = bt; len(ps.next) == n {
+		return fmt.Errorf("%s listed twice", o)
+	}
+	if reused {
+		ps.reused++
+	} else {
+		ps.came = append(ps.came, o)
+	}
+	return nil
+}
+
+// commit makes next the current owners: it updates the indexes for the owners that
+// left, came or changed, checks them, and derives the new Set from the previous one.
+func (b *Builder) commit(ps *pass) (Set, error) {
+	if b.indexes == nil {
+		b.indexes = map[Bridge]*bridgeIndex{}
+	}
+	next, came := ps.next, ps.came
+	var gone []Owner
+	for _, o := range came {
+		if b.owners[o] != nil {
+			gone = append(gone, o) // changed
+		}
+	}
+	if ps.reused+len(gone) < len(b.owners) { // some left: find them
+		for o := range b.owners {
+			if _, ok := next[o]; !ok {
+				gone = append(gone, o)
+			}
+		}
+	}
+	// Sorted, so that an error names the same owners whatever the map order.
+	slices.SortFunc(gone, compareOwner)
+	slices.SortFunc(came, compareOwner)
+	for _, o := range gone {
+		for _, bf := range b.owners[o].bridges {
+			b.index(bf.bridge).remove(o, bf)
+		}
+	}
+	for _, o := range came {
+		for _, bf := range next[o].bridges {
+			if err := b.index(bf.bridge).add(o, bf); err != nil {
+				*b = Builder{}
+				return Set{}, err
+			}
+		}
+	}
+	for br, ix := range b.indexes {
+		if err := ix.checkCatchAlls(br); err != nil {
+			*b = Builder{}
+			return Set{}, err
+		}
+	}
+	b.set = b.set.with(b.owners, next, gone, came)
+	b.owners = next
+	return b.set, nil
+}
+
+func (b *Builder) index(br Bridge) *bridgeIndex {
+	ix := b.indexes[br]
+	if ix == nil {
+		ix = &bridgeIndex{keys: map[string]Owner{}, cookies: map[Cookie]cookieClaim{}, catchAll: map[uint8]int{}}
+		b.indexes[br] = ix
+	}
+	return ix
+}
+
+func (ix *bridgeIndex) remove(o Owner, bf bridgeFlows) {
+	for i, f := range bf.flows {
+		if ix.keys[bf.keys[i]] == o {
+			delete(ix.keys, bf.keys[i])
+		}
+		if f.Match.Fields() == 0 {
+			ix.catchAll[f.Table]--
+		}
+		for c := range cookiesOf(o, f) {
+			if cl := ix.cookies[c]; cl.n <= 1 {
+				delete(ix.cookies, c)
+			} else {
+				cl.n--
+				ix.cookies[c] = cl
+			}
+		}
+	}
+}
+
+// add claims bf's keys and cookies for o. Two owners claiming one flow key would
+// overwrite each other in the switch and fight forever in a diff; two sharing a
+// cookie could not be told apart by a diagnostic.
+func (ix *bridgeIndex) add(o Owner, bf bridgeFlows) error {
+	for i, f := range bf.flows {
+		if prev, dup := ix.keys[bf.keys[i]]; dup {
+			return fmt.Errorf("%s flow %s claimed by both %s and %s", bf.bridge, bf.keys[i], prev, o)
+		}
+		ix.keys[bf.keys[i]] = o
+		if f.Match.Fields() == 0 {
+			ix.catchAll[f.Table]++
+		}
+		for c, claimant := range cookiesOf(o, f) {
+			cl, ok := ix.cookies[c]
+			if ok && cl.owner != claimant {
+				return fmt.Errorf("%s: owners %s and %s share cookie %#x", bf.bridge, cl.owner, claimant, uint64(c))
+			}
+			ix.cookies[c] = cookieClaim{claimant, cl.n + 1}
+		}
+	}
+	return nil
+}
+
+// checkCatchAlls checks that every table of the registry has the catch-all it gives
+// the table, and no other.
+func (ix *bridgeIndex) checkCatchAlls(b Bridge) error {
+	for _, t := range Tables(b) {
+		want := 1
+		if t.Miss.Kind == MissNoFlow {
+			want = 0
+		}
+		if ix.catchAll[t.ID] != want {
+			return fmt.Errorf("%s table %d (%s): %d catch-all flows, want %d (miss: %s)", b, t.ID, t.Name, ix.catchAll[t.ID], want, t.Miss)
+		}
+	}
+	return nil
+}
+
+// with returns s changed from the owners prev to next, of which gone left or changed
+// and came came or changed (both sorted). A bridge none of them touches keeps its
+// bridgeSet.
+func (s Set) with(prev, next map[Owner]*built, gone, came []Owner) Set {
+	goneOn := map[Bridge]map[Owner]bool{}
+	for _, o := range gone {
+		for _, bf := range prev[o].bridges {
+			if goneOn[bf.bridge] == nil {
+				goneOn[bf.bridge] = map[Owner]bool{}
+			}
+			goneOn[bf.bridge][o] = true
+		}
+	}
+	cameOn := map[Bridge]*bridgeSet{}
+	for _, o := range came {
+		for _, bf := range next[o].bridges {
+			if cameOn[bf.bridge] == nil {
+				cameOn[bf.bridge] = &bridgeSet{}
+			}
+			cameOn[bf.bridge].sorted = append(cameOn[bf.bridge].sorted, o)
+			cameOn[bf.bridge].flows = append(cameOn[bf.bridge].flows, bf.flows)
+		}
+	}
+	out := Set{bridges: maps.Clone(s.bridges)}
+	if out.bridges == nil {
+		out.bridges = map[Bridge]*bridgeSet{}
+	}
+	for br := range goneOn {
+		if cameOn[br] == nil {
+			cameOn[br] = &bridgeSet{}
+		}
+	}
+	for br, added := range cameOn {
+		old := s.bridges[br]
+		if old == nil {
+			old = &bridgeSet{}
+		}
+		bs := merge(old, goneOn[br], added)
+		if len(bs.sorted) == 0 {
+			delete(out.bridges, br)
+			continue
+		}
+		out.bridges[br] = bs
+	}
+	return out
+}
+
+// merge returns old without the owners in left and with those of added merged in.
+func merge(old *bridgeSet, left map[Owner]bool, added *bridgeSet) *bridgeSet {
+	n := len(old.sorted) - len(left) + len(added.sorted)
+	bs := &bridgeSet{sorted: make([]Owner, 0, n), flows: make([][]Flow, 0, n)}
+	j := 0
+	for i, o := range old.sorted {
+		if left[o] {
+			continue
+		}
+		for j < len(added.sorted) && compareOwner(added.sorted[j], o) < 0 {
+			bs.sorted, bs.flows = append(bs.sorted, added.sorted[j]), append(bs.flows, added.flows[j])
+			j++
+		}
+		bs.sorted, bs.flows = append(bs.sorted, o), append(bs.flows, old.flows[i])
+	}
+	bs.sorted, bs.flows = append(bs.sorted, added.sorted[j:]...), append(bs.flows, added.flows[j:]...)
+	return bs
+}
+
+// Check validates s from scratch, owner by owner and across owners, the way a Set
+// built from nothing is checked: every flow against the registry, one owner per flow
+// key and cookie, every table's catch-all. A Builder's checks are incremental; this is
+// their reference.
+func (s Set) Check() error {
+	for b, bs := range s.bridges {
+		if len(bs.sorted) != len(bs.flows) {
+			return fmt.Errorf("%s: %d owners with %d lists of flows", b, len(bs.sorted), len(bs.flows))
+		}
+		ix := &bridgeIndex{keys: map[string]Owner{}, cookies: map[Cookie]cookieClaim{}, catchAll: map[uint8]int{}}
+		for i, o := range bs.sorted {
+			if i > 0 && compareOwner(bs.sorted[i-1], o) >= 0 {
+				return fmt.Errorf("%s: owners %s and %s out of order", b, bs.sorted[i-1], o)
+			}
+			fs := bs.flows[i]
+			if len(fs) == 0 {
+				return fmt.Errorf("%s: owner %s listed without flows", b, o)
+			}
+			bf := bridgeFlows{bridge: b, flows: fs}
+			for _, f := range fs {
+				if err := f.Validate(); err != nil {
+					return fmt.Errorf("owner %s: %w", o, err)
+				}
+				if f.Bridge != b {
+					return fmt.Errorf("owner %s: a %s flow among %s's", o, f.Bridge, b)
+				}
+				bf.keys = append(bf.keys, f.Key())
+			}
+			if err := ix.add(o, bf); err != nil {
+				return err
+			}
+		}
+		if err := ix.checkCatchAlls(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Same reports how s and t differ, owner by owner on each bridge, or nil when they
+// hold the same owners with the same flows in the same order.
+func (s Set) Same(t Set) error {
+	for _, b := range []Bridge{BrInt, BrTun} {
+		so, to := s.Owners(b), t.Owners(b)
+		if !slices.Equal(so, to) {
+			return fmt.Errorf("%s: %d owners, want %d (first difference: %s)", b, len(so), len(to), firstDiff(so, to))
+		}
+		for i, o := range so {
+			if sf, tf := s.bridges[b].flows[i], t.bridges[b].flows[i]; !slices.EqualFunc(sf, tf, Flow.Equal) {
+				return fmt.Errorf("%s: owner %s: flows %v, want %v", b, o, sf, tf)
+			}
+		}
+	}
+	for b := range s.bridges {
+		if b != BrInt && b != BrTun {
+			return fmt.Errorf("flows on unknown bridge %q", b)
+		}
+	}
+	return nil
+}
+
+func firstDiff(a, b []Owner) string {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return fmt.Sprintf("%s vs %s", a[i], b[i])
+		}
+	}
+	if len(a) > len(b) {
+		return fmt.Sprintf("%s extra", a[len(b)])
+	}
+	if len(b) > len(a) {
+		return fmt.Sprintf("%s missing", b[len(a)])
+	}
+	return "none"
+}
