@@ -365,9 +365,11 @@ func TestIndexFromReuses(t *testing.T) {
 	if entry(cur, "r1") == entry(prev, "r1") {
 		t.Error("changed owner r1 kept its old entry")
 	}
-	// The new MAC: a new unicast flow for the old one, the ARP responder replaced.
-	if p := Diff(prev, cur, false); len(p.Add) != 2 || len(p.Delete) != 1 {
-		t.Errorf("diff of one changed remote port: %d adds, %d deletes, want 2 and 1", len(p.Add), len(p.Delete))
+	// The new MAC: a new unicast flow for the old one, the ARP responder replaced,
+	// and a new ND responder flow for the old one, since the link-local address
+	// comes from the MAC.
+	if p := Diff(prev, cur, false); len(p.Add) != 3 || len(p.Delete) != 2 {
+		t.Errorf("diff of one changed remote port: %d adds, %d deletes, want 3 and 2", len(p.Add), len(p.Delete))
 	}
 	if other := indexFrom(&prev, s2, flows.BrTun, 5); entry(other, "r0") == entry(prev, "r0") {
 		t.Error("entry of round 4 reused for round 5")
