@@ -78,6 +78,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	// reg is never revoked: the key expires after HostLeaseTTL once lanesd is gone.
+	// Close writes the last heartbeat, so host list says when lanesd stopped.
+	defer reg.Close()
 	if cfg.L3 { // l3.go: routers are served only while reg holds the lease
 		if a.l3, err = newL3Step(log, db, cfg.Host, cfg.BridgeMappings, cfg.DatapathType, reg.SurelyHeld); err != nil {
 			return err
