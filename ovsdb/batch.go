@@ -103,6 +103,9 @@ func (b *Batch) Commit(ctx context.Context) (Result, error) {
 		read = append(read, name)
 	}
 	if len(read) > 0 {
+		// The server numbered these interfaces; the cache follows, and the next
+		// snapshot must list it again rather than wait for its event.
+		defer c.invalidate()
 		got, err := c.readOfports(ctx, read)
 		for k, v := range got {
 			res.Ofports[k] = v

@@ -35,6 +35,14 @@ type Client struct {
 
 	changeMu sync.Mutex
 	changed  chan struct{} // closed and replaced on every cache event
+
+	// gen counts cache events; snap is the snapshot taken at generation snapGen.
+	// Listing the cache copies every row, the largest cost of a reconcile at scale,
+	// and most reconciles (a store event elsewhere) find OVSDB unchanged.
+	gen     atomic.Uint64
+	snapMu  sync.Mutex
+	snap    *snapshot
+	snapGen uint64
 }
 
 // Connect connects to endpoint (e.g. "unix:/var/run/openvswitch/db.sock"), monitors
@@ -99,6 +107,7 @@ func (c *Client) Connected() bool { return c.c.Connected() }
 func (c *Client) Transactions() uint64 { return c.txCount.Load() }
 
 func (c *Client) notify() {
+	c.gen.Add(1)
 	c.changeMu.Lock()
 	close(c.changed)
 	c.changed = make(chan struct{})
@@ -185,7 +194,37 @@ type snapshot struct {
 	portBridge map[string]*bridge // port UUID -> bridge
 }
 
+// snapshot returns the cache's rows, indexed; it lists them again only after a cache
+// event. A snapshot is read-only: planners build new rows for what they change.
 func (c *Client) snapshot(ctx context.Context) (*snapshot, error) {
+	// The generation is read before listing: an event during the listing makes the
+	// next call list again, never keeps a snapshot older than its generation.
+	g := c.gen.Load()
+	c.snapMu.Lock()
+	if c.snap != nil && c.snapGen == g {
+		s := c.snap
+		c.snapMu.Unlock()
+		return s, nil
+	}
+	c.snapMu.Unlock()
+	s, err := c.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c.snapMu.Lock()
+	c.snap, c.snapGen = s, g
+	c.snapMu.Unlock()
+	return s, nil
+}
+
+// invalidate makes the next snapshot list the cache again.
+func (c *Client) invalidate() {
+	c.snapMu.Lock()
+	c.snap = nil
+	c.snapMu.Unlock()
+}
+
+func (c *Client) list(ctx context.Context) (*snapshot, error) {
 	var roots []openvSwitch
 	var brs []bridge
 	var ps []port
