@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"log/slog"
 	"math/rand/v2"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,8 +32,7 @@ type dhcp6Server struct {
 	rate   int // take's rate, for the refusal's reason
 	timing atomic.Pointer[raTiming]
 
-	mu    sync.Mutex
-	stats map[string]*api.DHCPReport
+	stats *dhcpStats // dhcpstats.go
 }
 
 // raTiming bounds the periodic interval (min, max) and the gaps of the first few
@@ -51,7 +49,7 @@ type raSchedule struct {
 // newDHCP6Server answers through out and limits each port with v4's buckets.
 func newDHCP6Server(log *slog.Logger, m *dhcp6Metrics, v4 *dhcpServer, out func(uint32, []byte) error) *dhcp6Server {
 	s := &dhcp6Server{log: log, m: m, out: out, queue: make(chan ofsync.PacketIn, dhcpQueueLen), kick: make(chan struct{}, 1),
-		take: v4.take, rate: int(v4.rate), stats: map[string]*api.DHCPReport{}}
+		take: v4.take, rate: int(v4.rate), stats: newDHCPStats()}
 	s.setTiming(raMinInterval, raMaxInterval, raInitialGap)
 	empty := map[uint32]*dhcp6Port{}
 	s.ports.Store(&empty)
@@ -75,13 +73,7 @@ func (s *dhcp6Server) setPorts(ports map[uint32]*dhcp6Port) {
 	for _, p := range ports {
 		keep[p.ID] = true
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for id := range s.stats {
-		if !keep[id] {
-			delete(s.stats, id)
-		}
-	}
+	s.stats.keep(keep)
 }
 
 // packetIn is the PacketHandler of table 78: it never blocks.
@@ -204,26 +196,9 @@ func (s *dhcp6Server) handle(in ofsync.PacketIn) {
 }
 
 func (s *dhcp6Server) note(ofport uint32, v dhcpVerdict) {
-	p := (*s.ports.Load())[ofport]
-	if p == nil {
-		return
+	if p := (*s.ports.Load())[ofport]; p != nil {
+		s.stats.note(p.ID, v.Kind, p.dhcp6Summary(v))
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.stats[p.ID]
-	if r == nil {
-		r = &api.DHCPReport{}
-		s.stats[p.ID] = r
-	}
-	switch v.Kind {
-	case dhcpAnswered:
-		r.Answered++
-	case dhcpReleased:
-		r.Released++
-	default:
-		r.Refused++
-	}
-	r.Last, r.LastAt = p.dhcp6Summary(v), time.Now().UTC()
 }
 
 // DHCPv6Report is the responder's record of a port's router solicitations and
@@ -238,12 +213,7 @@ func (s *dhcp6Server) DHCPv6Report(portID string) (api.DHCPReport, bool) {
 	if p == nil {
 		return api.DHCPReport{}, false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var r api.DHCPReport
-	if st := s.stats[portID]; st != nil {
-		r = *st
-	}
+	r := s.stats.get(portID)
 	r.Serving = true
 	if p.IP.IsValid() {
 		r.Address = p.IP.String()

@@ -367,7 +367,7 @@ type dhcpServer struct {
 
 	mu      sync.Mutex
 	buckets map[uint32]*bucket
-	stats   map[string]*api.DHCPReport // by port ID
+	stats   *dhcpStats // dhcpstats.go
 }
 
 type bucket struct {
@@ -377,7 +377,7 @@ type bucket struct {
 
 func newDHCPServer(log *slog.Logger, m *dhcpMetrics, out func(uint32, []byte) error) *dhcpServer {
 	s := &dhcpServer{log: log, m: m, out: out, queue: make(chan ofsync.PacketIn, dhcpQueueLen),
-		rate: 2 * dhcpMeterRate, burst: 2 * dhcpMeterBurst, buckets: map[uint32]*bucket{}, stats: map[string]*api.DHCPReport{}}
+		rate: 2 * dhcpMeterRate, burst: 2 * dhcpMeterBurst, buckets: map[uint32]*bucket{}, stats: newDHCPStats()}
 	empty := map[uint32]*dhcpPort{}
 	s.ports.Store(&empty)
 	return s
@@ -391,13 +391,9 @@ func (s *dhcpServer) setPorts(ports map[uint32]*dhcpPort) {
 	for _, p := range ports {
 		keep[p.ID] = true
 	}
+	s.stats.keep(keep)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for id := range s.stats {
-		if !keep[id] {
-			delete(s.stats, id)
-		}
-	}
 	for of := range s.buckets {
 		if ports[of] == nil {
 			delete(s.buckets, of)
@@ -478,28 +474,8 @@ func (s *dhcpServer) handle(in ofsync.PacketIn) {
 
 // note records a verdict against the port on ofport.
 func (s *dhcpServer) note(ofport uint32, v dhcpVerdict) {
-	p := (*s.ports.Load())[ofport]
-	if p == nil {
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r := s.stats[p.ID]
-	if r == nil {
-		r = &api.DHCPReport{}
-		s.stats[p.ID] = r
-	}
-	switch v.Kind {
-	case dhcpAnswered:
-		r.Answered++
-	case dhcpReleased:
-		r.Released++
-	default:
-		r.Refused++
-	}
-	r.Last, r.LastAt = v.String(), time.Now().UTC()
-	if v.Kind == dhcpAnswered && v.Reply != "NAK" {
-		r.Last += " " + p.IP.String()
+	if p := (*s.ports.Load())[ofport]; p != nil {
+		s.stats.note(p.ID, v.Kind, v.String())
 	}
 }
 
@@ -514,12 +490,7 @@ func (s *dhcpServer) DHCPReport(portID string) (api.DHCPReport, bool) {
 	if p == nil {
 		return api.DHCPReport{}, false
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var r api.DHCPReport
-	if st := s.stats[portID]; st != nil {
-		r = *st
-	}
+	r := s.stats.get(portID)
 	r.Serving = !p.Disabled && p.IP.IsValid()
 	if p.IP.IsValid() {
 		r.Address = p.IP.String()
