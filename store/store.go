@@ -64,7 +64,7 @@ const (
 	pAlive    = Prefix + "alive/"
 	// pSeen holds each host's last heartbeat (seen.go): no lease, so it outlives the
 	// agent; no mirror keeps it, so a heartbeat never costs a reconcile.
-	pSeen = Prefix + "seen/"
+	pSeen     = Prefix + "seen/"
 	pStatus   = Prefix + "status/"
 	pNames    = Prefix + "names/"
 	pAllocVNI = Prefix + "alloc/vni/"
