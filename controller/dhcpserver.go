@@ -474,9 +474,15 @@ func (s *dhcpServer) handle(in ofsync.PacketIn) {
 
 // note records a verdict against the port on ofport.
 func (s *dhcpServer) note(ofport uint32, v dhcpVerdict) {
-	if p := (*s.ports.Load())[ofport]; p != nil {
-		s.stats.note(p.ID, v.Kind, v.String())
+	p := (*s.ports.Load())[ofport]
+	if p == nil {
+		return
 	}
+	last := v.String()
+	if v.Kind == dhcpAnswered && v.Reply != "NAK" {
+		last += " " + p.IP.String()
+	}
+	s.stats.note(p.ID, v.Kind, last)
 }
 
 // DHCPReport is the responder's record of a port, for lanesctl status.
