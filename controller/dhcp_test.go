@@ -207,3 +207,29 @@ func TestDHCPRateLimitPerPort(t *testing.T) {
 		t.Error("port 5 got no token back after 1/rate")
 	}
 }
+
+// The per-port record lanesctl status shows: counts by verdict, the last answer with
+// the address it gave (a NAK gives none), and nothing kept for a port that left.
+func TestDHCPRecord(t *testing.T) {
+	s := newDHCPServer(nil, nil, nil)
+	hw := net.HardwareAddr{0xfa, 0x16, 0x3e, 0, 0, 1}
+	n := api.Network{ID: "n", Name: "blue", CIDR: "10.0.0.0/24", MTU: 1450}
+	p := newDHCPPort("p1", "vm1", hw.String(), hw, []netip.Addr{netip.MustParseAddr("10.0.0.5")}, n)
+	s.setPorts(map[uint32]*dhcpPort{7: p})
+	s.note(7, dhcpVerdict{Kind: dhcpAnswered, Request: "DISCOVER", Reply: "OFFER"})
+	s.note(7, dhcpVerdict{Kind: dhcpRefused, Request: "REQUEST", Reason: "not the port's MAC"})
+	s.note(7, dhcpVerdict{Kind: dhcpAnswered, Request: "REQUEST", Reply: "ACK"})
+	r, ok := s.DHCPReport("p1")
+	if !ok || !r.Serving || r.Address != "10.0.0.5" || r.Answered != 2 || r.Refused != 1 || r.Last != "REQUEST -> ACK 10.0.0.5" {
+		t.Errorf("record: %+v %v", r, ok)
+	}
+	s.note(7, dhcpVerdict{Kind: dhcpAnswered, Request: "REQUEST", Reply: "NAK"})
+	if r, _ := s.DHCPReport("p1"); r.Last != "REQUEST -> NAK" {
+		t.Errorf("after a NAK: last %q", r.Last)
+	}
+	s.setPorts(map[uint32]*dhcpPort{})
+	s.setPorts(map[uint32]*dhcpPort{7: p})
+	if r, _ := s.DHCPReport("p1"); r.Answered != 0 || r.Last != "" {
+		t.Errorf("a port that left and came back kept its record: %+v", r)
+	}
+}
