@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+
+	"github.com/lanes-net/lanes/api"
 )
 
 // tagged matches any frame with an 802.1Q or 802.1ad header, priority tags (VID 0)
@@ -58,7 +60,7 @@ func (IntBridge) SetupNDSpoofingProtection(c Cookie, ofport uint32, macs []net.H
 		}
 	}
 	for _, m := range macs {
-		add(netip.PrefixFrom(EUI64LinkLocal(m), 128))
+		add(netip.PrefixFrom(api.LinkLocal(m), 128))
 	}
 	for _, p := range v6 {
 		if p.Bits() == 0 {
@@ -91,13 +93,4 @@ func (IntBridge) SetupNDSpoofingProtection(c Cookie, ofport uint32, macs []net.H
 	return append(fs,
 		brint(LocalSwitching, PrioInt0ARP, c, na, GotoTable{ARPSpoof}),
 		brint(LocalSwitching, PrioInt0ARP, c, ns, GotoTable{ARPSpoof}))
-}
-
-// EUI64LinkLocal is the link-local address a guest derives from its MAC (RFC 4291
-// appendix A), the one Neutron allows for every MAC of a port.
-func EUI64LinkLocal(m net.HardwareAddr) netip.Addr {
-	var b [16]byte
-	b[0], b[1] = 0xfe, 0x80
-	b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15] = m[0]^2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]
-	return netip.AddrFrom16(b)
 }

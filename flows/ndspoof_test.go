@@ -58,13 +58,6 @@ func TestNDSpoofingProtection(t *testing.T) {
 	}
 }
 
-func TestEUI64LinkLocal(t *testing.T) {
-	mac, _ := net.ParseMAC("52:54:00:12:34:56")
-	if got := flows.EUI64LinkLocal(mac).String(); got != "fe80::5054:ff:fe12:3456" {
-		t.Errorf("got %s", got)
-	}
-}
-
 func TestValidateRefusesInconsistentL4Matches(t *testing.T) {
 	bad := []flows.Match{
 		{EthType: flows.EthARP, IPProto: flows.IPProtoUDP},

@@ -101,7 +101,7 @@ func ownPrefixes(p *FirewallPort) ([]netip.Prefix, error) {
 	}
 	for _, m := range macs {
 		if hw, err := net.ParseMAC(m); err == nil && len(hw) == 6 {
-			out = append(out, netip.PrefixFrom(linkLocal(hw), 128))
+			out = append(out, netip.PrefixFrom(api.LinkLocal(hw), 128))
 		}
 	}
 	return out, nil

@@ -434,7 +434,7 @@ func spoofChain(fam Family, p *FirewallPort) ([]string, error) {
 	}
 	if fam == V6 {
 		for _, m := range macs {
-			pairs = append(pairs, pair{linkLocal(m).String() + "/128", m})
+			pairs = append(pairs, pair{api.LinkLocal(m).String() + "/128", m})
 		}
 	}
 	var r []string
@@ -450,14 +450,6 @@ func spoofChain(fam Family, p *FirewallPort) ([]string, error) {
 		r = append(r, fmt.Sprintf("-m mac --mac-source %s %s -j RETURN", strings.ToUpper(mac.String()), cmtPair))
 	}
 	return append(r, cmtPairDrop+" -j DROP"), nil
-}
-
-// linkLocal is the EUI-64 link-local address of a MAC.
-func linkLocal(m net.HardwareAddr) netip.Addr {
-	var b [16]byte
-	b[0], b[1] = 0xfe, 0x80
-	b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15] = m[0]^2, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5]
-	return netip.AddrFrom16(b)
 }
 
 func parsePrefix(s string) (netip.Prefix, error) {

@@ -51,7 +51,7 @@ func (a *attackLab) ip(vm string) netip.Addr {
 	return netip.MustParseAddr(strings.Split(a.vms[vm].IP, "/")[0])
 }
 
-func (a *attackLab) ll(vm string) netip.Addr { return linkLocal(a.mac(vm)) }
+func (a *attackLab) ll(vm string) netip.Addr { return api.LinkLocal(a.mac(vm)) }
 
 // ip6 is a VM's global IPv6 address, the SLAAC one the store recorded for its port.
 func (a *attackLab) ip6(vm string) netip.Addr {

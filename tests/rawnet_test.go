@@ -318,22 +318,19 @@ func vxlanFrame(src, dst net.HardwareAddr, sip, dip netip.Addr, vni uint32, inne
 	return udp4(src, dst, nil, sip, dip, 40000, 4789, append(hdr, inner...))
 }
 
-// linkLocal is the EUI-64 link-local address a Linux guest derives from its MAC.
-func linkLocal(mac net.HardwareAddr) netip.Addr {
-	var b [16]byte
-	b[0], b[1] = 0xfe, 0x80
-	b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15] = mac[0]^2, mac[1], mac[2], 0xff, 0xfe, mac[3], mac[4], mac[5]
-	return netip.AddrFrom16(b)
-}
-
-// neighbours is a namespace's neighbour table: address -> link-layer address.
-func neighbours(ns string) (map[netip.Addr]string, error) {
+// nsHandle is a netlink handle inside namespace ns.
+func nsHandle(ns string) (*netlink.Handle, error) {
 	h, err := netns.GetFromName(ns)
 	if err != nil {
 		return nil, err
 	}
-	defer h.Close()
-	nh, err := netlink.NewHandleAt(h)
+	defer h.Close() // the handle keeps its own reference to the namespace
+	return netlink.NewHandleAt(h)
+}
+
+// neighbours is a namespace's neighbour table: address -> link-layer address.
+func neighbours(ns string) (map[netip.Addr]string, error) {
+	nh, err := nsHandle(ns)
 	if err != nil {
 		return nil, err
 	}
@@ -355,12 +352,7 @@ func neighbours(ns string) (map[netip.Addr]string, error) {
 
 // addrs lists the addresses of a namespace's eth0.
 func addrs(ns string) ([]netip.Prefix, error) {
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	nh, err := netlink.NewHandleAt(h)
+	nh, err := nsHandle(ns)
 	if err != nil {
 		return nil, err
 	}
@@ -385,12 +377,7 @@ func addrs(ns string) ([]netip.Prefix, error) {
 
 // linkMAC is the MAC of a device in a namespace.
 func linkMAC(ns, dev string) (net.HardwareAddr, error) {
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		return nil, err
-	}
-	defer h.Close()
-	nh, err := netlink.NewHandleAt(h)
+	nh, err := nsHandle(ns)
 	if err != nil {
 		return nil, err
 	}
