@@ -37,32 +37,11 @@ func (g *recordGuard) Apply(st store.State) store.State {
 		}
 		switch p.Kind {
 		case store.KindPorts:
-			if good, ok := g.ports[p.ID]; ok {
-				if _, present := st.Ports[p.ID]; !present {
-					if !ownPorts {
-						st.Ports, ownPorts = maps.Clone(st.Ports), true
-					}
-					st.Ports[p.ID] = good
-				}
-			}
+			putBack(&st.Ports, &ownPorts, g.ports, p.ID)
 		case store.KindNetworks:
-			if good, ok := g.networks[p.ID]; ok {
-				if _, present := st.Networks[p.ID]; !present {
-					if !ownNetworks {
-						st.Networks, ownNetworks = maps.Clone(st.Networks), true
-					}
-					st.Networks[p.ID] = good
-				}
-			}
+			putBack(&st.Networks, &ownNetworks, g.networks, p.ID)
 		case store.KindGroups:
-			if good, ok := g.groups[p.ID]; ok {
-				if _, present := st.Groups[p.ID]; !present {
-					if !ownGroups {
-						st.Groups, ownGroups = maps.Clone(st.Groups), true
-					}
-					st.Groups[p.ID] = good
-				}
-			}
+			putBack(&st.Groups, &ownGroups, g.groups, p.ID)
 		}
 	}
 	ports, networks, groups := map[string]api.Port{}, map[string]api.Network{}, map[string]api.SecurityGroup{}
@@ -86,4 +65,20 @@ func (g *recordGuard) Apply(st store.State) store.State {
 	}
 	g.ports, g.networks, g.groups = ports, networks, groups
 	return st
+}
+
+// putBack puts the last good record id into *m when the mirror left it out, copying
+// the (shared) map first unless *own says it was copied already.
+func putBack[T any](m *map[string]T, own *bool, good map[string]T, id string) {
+	v, ok := good[id]
+	if !ok {
+		return
+	}
+	if _, present := (*m)[id]; present {
+		return
+	}
+	if !*own {
+		*m, *own = maps.Clone(*m), true
+	}
+	(*m)[id] = v
 }
