@@ -181,7 +181,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	}
 	fwDone := make(chan fwOutcome, 1)
 	go func() {
-		st, err := a.fw.Sync(ctx, v, wired.Wired)
+		st, err := a.fw.Sync(ctx, v, wired.Wired, full)
 		fwDone <- fwOutcome{st, err}
 	}()
 	ovs, ovsErr := a.ovs.Sync(ctx, v, vlans, wired.Wired, full)

@@ -2,7 +2,6 @@ package controller
 
 import (
 	"context"
-	"time"
 
 	"github.com/lanes-net/lanes/controller/view"
 	"github.com/lanes-net/lanes/hostwire"
@@ -12,17 +11,14 @@ import (
 // bulk; hostwire.Firewall keeps what it applied and changes only what differs.
 type firewallStep struct {
 	fw *hostwire.Firewall
-	// otherBackend is the last answer of fw.OtherBackendChains, asked at most every
-	// otherBackendEvery: it runs the other backend's iptables-save.
+	// otherBackend is the last answer of fw.OtherBackendChains, asked on full passes
+	// only (start and the 30 s resync): it runs the other backend's iptables-save.
 	otherBackend error
-	otherAsked   time.Time
 }
 
-const otherBackendEvery = 30 * time.Second
-
 // Sync applies the firewall and returns the state it applied (trace evaluates
-// packets against it).
-func (s *firewallStep) Sync(ctx context.Context, v *view.View, wired map[string]bool) (hostwire.FirewallState, error) {
+// packets against it); a full pass also looks for lanes chains of the other backend.
+func (s *firewallStep) Sync(ctx context.Context, v *view.View, wired map[string]bool, full bool) (hostwire.FirewallState, error) {
 	fs := hostwire.GroupState(v.Groups, v.Members)
 	fs.ServerLinkLocal = dhcpServerLinkLocal // dhcp6server.go: the source of RAs and DHCPv6 replies
 	for _, p := range v.Local {
@@ -31,8 +27,8 @@ func (s *firewallStep) Sync(ctx context.Context, v *view.View, wired map[string]
 		}
 	}
 	_, err := s.fw.Apply(ctx, fs)
-	if time.Since(s.otherAsked) >= otherBackendEvery {
-		s.otherBackend, s.otherAsked = s.fw.OtherBackendChains(), time.Now()
+	if full {
+		s.otherBackend = s.fw.OtherBackendChains()
 	}
 	return fs, err
 }
