@@ -282,7 +282,7 @@ func first(s []string, n int) []string {
 // hosts show it: IPv6 as soon as one host has an IPv6 tunnel IP, since the larger
 // overhead is the one a network's MTU must leave room for.
 func (s *Store) underlayIPVersion(ctx context.Context) (int, error) {
-	hosts, err := s.ListHosts(ctx)
+	hosts, err := listJSON[api.Host](ctx, s, pHosts) // the records alone: no liveness needed
 	if err != nil {
 		return 0, fmt.Errorf("list hosts for the underlay's IP version: %w", err)
 	}
