@@ -145,8 +145,11 @@ func (c traceCase) packet() hostwire.Packet {
 // isLinkLocalOf reports whether a is the EUI-64 link-local address of mac, the one
 // every guest holds besides its fixed IPs.
 func isLinkLocalOf(a netip.Addr, mac string) bool {
+	if !a.Is6() || !a.IsLinkLocalUnicast() {
+		return false // no MAC to parse for every port of the store
+	}
 	hw, err := net.ParseMAC(mac)
-	return err == nil && len(hw) == 6 && a.Is6() && a == api.LinkLocal(hw)
+	return err == nil && len(hw) == 6 && a == api.LinkLocal(hw)
 }
 
 // verdicts asks the firewall model what src's egress and dst's ingress do with pkt.
