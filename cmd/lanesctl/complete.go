@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"time"
+
+	"github.com/lanes-net/lanes/api"
 )
 
 // names lists the names of one kind of object from the store, for shell completion
@@ -18,33 +20,32 @@ func (g *globals) names(kind string) []string {
 		return nil
 	}
 	defer st.Close()
-	var out []string
 	switch kind {
 	case "network":
-		ns, _ := st.ListNetworks(ctx)
-		for _, n := range ns {
-			out = append(out, n.Name)
-		}
+		return nameList(st.ListNetworks(ctx))(func(n api.Network) string { return n.Name })
 	case "port":
-		ps, _ := st.ListPorts(ctx)
-		for _, p := range ps {
-			out = append(out, p.Name)
-		}
+		return nameList(st.ListPorts(ctx))(func(p api.Port) string { return p.Name })
 	case "sg":
-		gs, _ := st.ListSecurityGroups(ctx)
-		for _, g := range gs {
-			out = append(out, g.Name)
-		}
+		return nameList(st.ListSecurityGroups(ctx))(func(g api.SecurityGroup) string { return g.Name })
 	case "host":
-		hs, _ := st.ListHosts(ctx)
-		for _, h := range hs {
-			out = append(out, h.Name)
-		}
+		return nameList(st.ListHosts(ctx))(func(h api.Host) string { return h.Name })
 	case "router":
-		rs, _ := st.ListRouters(ctx)
-		for _, r := range rs {
-			out = append(out, r.Name)
-		}
+		return nameList(st.ListRouters(ctx))(func(r api.Router) string { return r.Name })
 	}
-	return out
+	return nil
+}
+
+// nameList lists the names of what a store listing returned; a failed listing
+// completes nothing.
+func nameList[T any](items []T, err error) func(name func(T) string) []string {
+	return func(name func(T) string) []string {
+		if err != nil {
+			return nil
+		}
+		out := make([]string, 0, len(items))
+		for _, it := range items {
+			out = append(out, name(it))
+		}
+		return out
+	}
 }
