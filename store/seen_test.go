@@ -38,3 +38,24 @@ func TestHostLastSeen(t *testing.T) {
 		t.Errorf("heartbeats after the host was deleted: %v %v", seen, err)
 	}
 }
+
+// A heartbeat written around lanesd that is not a time leaves the host without a
+// last-seen time; listing the hosts does not fail on it.
+func TestHostLastSeenGarbage(t *testing.T) {
+	s := newStore(t)
+	registerHost(t, s, "h1", "192.0.2.1")
+	eventually(t, 5*time.Second, "h1's heartbeat", func() bool {
+		h, err := s.GetHost(tctx(t), "h1")
+		return err == nil && h.LastSeen != nil
+	})
+	// A heartbeat can outlive its host record too (a host deleted around the CLI).
+	for k, v := range map[string]string{pSeen + "h1": "yesterday", pSeen + "ghost": "2026-01-01T00:00:00Z"} {
+		if _, err := s.Client().Put(tctx(t), k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hs, err := s.ListHosts(tctx(t))
+	if err != nil || len(hs) != 1 || hs[0].Name != "h1" || hs[0].LastSeen != nil {
+		t.Errorf("hosts with a garbage heartbeat: %+v %v", hs, err)
+	}
+}
