@@ -14,6 +14,7 @@ have tcpdump      || need+=(tcpdump)
 have nc           || need+=(netcat-openbsd)
 have ps           || need+=(procps)
 have busybox      || need+=(busybox)    # udhcpc: the DHCP client of the fake VMs
+have dhclient     || need+=(isc-dhcp-client) # dhclient -6: the DHCPv6 client of the IPv6 tests
 have mcopy        || need+=(mtools)     # reads the NoCloud seeds lanesctl writes
 have fsck.fat     || need+=(dosfstools) # checks them
 /usr/bin/python3 -c "import cloudinit" 2>/dev/null || need+=(cloud-init) # reads them as a guest would
