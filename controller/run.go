@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"strings"
 	"time"
@@ -282,11 +283,17 @@ func serveMetrics(ctx context.Context, addr string, m *Metrics, h *health, log *
 	return nil
 }
 
-// metricsMux is the metrics listener's handler: /metrics, /healthz, /readyz.
+// metricsMux is the metrics listener's handler: /metrics, /healthz, /readyz and
+// /debug/pprof.
 func metricsMux(m *Metrics, h *health) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", healthz)
 	mux.HandleFunc("/readyz", h.readyz)
+	// Go's profiler, as Antrea serves it: where a slow reconcile spends its time is
+	// read from the running daemon, not guessed (make bench profiles lanesd this way).
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	return mux
 }

@@ -23,6 +23,9 @@ import (
 // costs its owner and nothing else.
 type State struct {
 	Revision int64
+	// Gen numbers the mirror's builds of its State, from 1: two States of one mirror
+	// with the same Gen are the same (SharedSince says what differs between two).
+	Gen      uint64
 	Networks map[string]api.Network       // by ID
 	Ports    map[string]api.Port          // by ID
 	Groups   map[string]api.SecurityGroup // by ID
@@ -104,6 +107,7 @@ type Mirror struct {
 	recs    *records
 	rev     int64
 	built   State // recs checked against each other, when !stale
+	gen     uint64
 	stale   bool
 	relists int
 	// reported remembers the problems already logged, so each is logged once.
@@ -152,6 +156,8 @@ func (m *Mirror) Shared() State {
 	defer m.mu.Unlock()
 	if m.stale {
 		m.built = m.recs.build(m.rev)
+		m.gen++
+		m.built.Gen = m.gen
 		m.stale = false
 		m.logNew(m.built.Problems)
 	}

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -146,7 +148,9 @@ func runScale(b *testing.B, hosts, ports int) scaleResult {
 		s.waitFlows(base+ports, 10*time.Minute)
 		if cycle == 0 {
 			r.bulk = time.Since(lastWrite)
+			t0 := time.Now()
 			r.addP50, r.addP99, r.delP50, r.delP99, r.cpuPerEvent = s.singleEvents(pid, 20)
+			s.profile(fmt.Sprintf("events-%d", ports), time.Since(t0), func() { s.singleEvents(pid, 20) })
 			r.restart, r.minFlowsInRestart = s.restart(base + ports)
 			pid = s.h.LanesdPID()
 		}
@@ -156,6 +160,25 @@ func runScale(b *testing.B, hosts, ports int) scaleResult {
 		s.waitFlows(base, 10*time.Minute)
 	}
 	return r
+}
+
+// profile takes a CPU profile of lanesd (its /debug/pprof on the metrics listener)
+// over d while work runs, into $LANES_SCALE_PROFILE/<name>.pprof; without that
+// variable it does nothing.
+func (s *scaleLab) profile(name string, d time.Duration, work func()) {
+	dir := os.Getenv("LANES_SCALE_PROFILE")
+	if dir == "" {
+		return
+	}
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", s.h.MetricsAddr(), int(d.Seconds())+1)
+	cmd := exec.Command("ip", "netns", "exec", s.h.Netns, "curl", "-sS", "-o", filepath.Join(dir, name+".pprof"), url)
+	if err := cmd.Start(); err != nil {
+		s.b.Fatal(err)
+	}
+	work()
+	if err := cmd.Wait(); err != nil {
+		s.b.Fatalf("profile %s: %v", name, err)
+	}
 }
 
 // writeHosts writes the simulated hosts: records, and alive keys under one lease

@@ -65,6 +65,8 @@ type View struct {
 	// StoreProblems are the records the store mirror left out, wholly or in part, that
 	// may concern this host: all but other hosts' ports and statuses.
 	StoreProblems []store.Problem
+	// Changes says what differs from the view this one was updated from (Update).
+	Changes Changes
 }
 
 // TunnelKey names one tunnel: the peer's tunnel IP and the tunnel type.
@@ -102,7 +104,8 @@ type RemotePort struct {
 // a host that is not registered gets no flows.
 func Compute(self string, st store.State) *View {
 	v := &View{Host: self, Revision: st.Revision, State: st, Networks: map[string]api.Network{}, Peers: map[string]api.Host{}, Tunnels: map[TunnelKey]api.Host{}, Unsupported: map[string]string{}, mismatchedOn: map[string]map[string]api.Host{},
-		Groups: map[string]api.SecurityGroup{}, Members: map[string]map[string][]netip.Addr{}, Problems: map[string]error{}, crossFamilyOn: map[string]map[string]api.Host{}}
+		Groups: map[string]api.SecurityGroup{}, Members: map[string]map[string][]netip.Addr{}, Problems: map[string]error{}, crossFamilyOn: map[string]map[string]api.Host{},
+		Changes: Changes{All: true}}
 	known := map[string]api.Host{}
 	for _, h := range st.Hosts {
 		if h.Name != self {
