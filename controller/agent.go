@@ -55,6 +55,11 @@ type agent struct {
 	dhcp    *dhcpStep // dhcp.go
 	l3      *l3Step   // l3.go; nil unless --l3
 
+	// gen and view are the mirror build and the view the last reconcile derived:
+	// the next one updates the view for what changed since (view.Update).
+	gen  uint64
+	view *view.View
+
 	started   time.Time
 	converged time.Time
 	// last is the outcome of the last reconcile, for the local API.
@@ -151,7 +156,7 @@ func (a *agent) drainLinks() {
 func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	start := time.Now()
 	received := a.mirror.TakeReceived() // before Shared: see Snapshot
-	v := view.Compute(a.cfg.Host, a.guard.Apply(a.mirror.Shared()))
+	v := a.deriveView(full)
 	a.countProblems(v)
 	var errs []error
 	fail := func(kind string, err error) {
@@ -247,6 +252,25 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 		}
 	}
 	return next, errors.Join(errs...)
+}
+
+// deriveView updates the last view for what changed in the store since; a full pass
+// also computes it from scratch and checks that both agree. They always should: a
+// difference is a bug in the incremental path, logged, and the full view is used.
+func (a *agent) deriveView(full bool) *view.View {
+	st, d := a.mirror.SharedSince(a.gen)
+	a.gen = st.Gen
+	st, d = a.guard.Apply(st, d)
+	v := view.Update(a.view, a.cfg.Host, st, d)
+	if full && !v.Changes.All {
+		want := view.Compute(a.cfg.Host, st)
+		if diff := view.Diff(v, want); diff != "" {
+			a.log.Error("incremental view differs from a full recompute: using the full view", "diff", diff)
+			v = want
+		}
+	}
+	a.view = v
+	return v
 }
 
 func (a *agent) hostInfo() diag.Host {
