@@ -76,3 +76,11 @@ func BenchmarkRemotePortEvent(b *testing.B) {
 	b.ReportMetric(perFull/1e3, "compute-µs/event")
 	b.ReportMetric(perFull/perIncr, "compute/update")
 }
+
+// BenchmarkCompute is the full view at 1k peers and 10k remote ports.
+func BenchmarkCompute(b *testing.B) {
+	st := scale()
+	for b.Loop() {
+		Compute("h1", st)
+	}
+}

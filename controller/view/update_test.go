@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"net/netip"
 	"reflect"
 	"slices"
 	"sort"
@@ -275,5 +276,56 @@ func TestUpdateEmpty(t *testing.T) {
 	}
 	if &u.Remote[0] != &v.Remote[0] {
 		t.Errorf("remote ports copied for an empty delta")
+	}
+}
+
+// TestUpdateScenarios walks through a few cases one by one, for readable failures: a
+// peer's last port leaving, a port whose MAC stops and starts parsing, a port joining
+// a group, and a port of this host (the full compute).
+func TestUpdateScenarios(t *testing.T) {
+	st := state() // h1's view: p2 on h2 and p7 on h5 are its remote ports
+	v := Compute("h1", st)
+	step := func(what string, change func(ports map[string]api.Port), ids ...string) *View {
+		t.Helper()
+		nx := st
+		nx.Gen++
+		nx.Ports = maps.Clone(st.Ports)
+		change(nx.Ports)
+		d := store.Delta{Ports: map[string]bool{}}
+		for _, id := range ids {
+			d.Ports[id] = true
+		}
+		u := Update(v, "h1", nx, d)
+		if !reflect.DeepEqual(stripped(u), stripped(Compute("h1", nx))) {
+			t.Fatalf("%s: update differs from compute", what)
+		}
+		st, v = nx, u
+		return u
+	}
+	u := step("h2's last port leaves", func(ps map[string]api.Port) { delete(ps, "p2") }, "p2")
+	if _, ok := u.Peers["172.31.0.2"]; ok || len(u.Tunnels) != 1 || !slices.Equal(keys(u.Changes.Remote), []string{"p2"}) || u.Changes.All {
+		t.Errorf("peers %v tunnels %v changes %+v", u.Peers, u.Tunnels, u.Changes)
+	}
+	bad := st.Ports["p7"]
+	bad.MAC = "fa:16:3e"
+	u = step("p7's MAC stops parsing", func(ps map[string]api.Port) { ps["p7"] = bad }, "p7")
+	if len(u.Remote) != 0 || len(u.Peers) != 0 || !u.Changes.Remote["p7"] || len(u.Problems) != 0 {
+		t.Errorf("remote %v peers %v changes %+v problems %v", u.Remote, u.Peers, u.Changes, u.Problems)
+	}
+	good := bad
+	good.MAC = "fa:16:3e:00:00:77"
+	u = step("p7's MAC parses again", func(ps map[string]api.Port) { ps["p7"] = good }, "p7")
+	if rp, ok := u.RemoteByID("p7"); !ok || rp.HW.String() != good.MAC || u.Peers["172.31.0.5"].Name != "h5" {
+		t.Errorf("p7 %v peers %v", rp, u.Peers)
+	}
+	grouped := good
+	grouped.SecurityGroups = []string{"g"}
+	u = step("p7 joins g", func(ps map[string]api.Port) { ps["p7"] = grouped }, "p7")
+	if !u.Changes.Members["g"] || !slices.Contains(u.Members["g"]["nb"], netip.MustParseAddr("10.0.0.7")) {
+		t.Errorf("members %v changes %+v", u.Members, u.Changes)
+	}
+	u = step("a port of this host", func(ps map[string]api.Port) { delete(ps, "p3") }, "p3")
+	if !u.Changes.All || len(u.Networks) != 1 {
+		t.Errorf("networks %v changes %+v", u.Networks, u.Changes)
 	}
 }

@@ -1,8 +1,9 @@
 // Package view derives what one host must realise from the cluster state: its ports,
 // their networks, the peers it tunnels to and the remote ports it installs l2pop flows
-// for. A View is computed once per reconcile, never changed afterwards, and read by
-// every reconcile step and by the local API; it is pure data, so l2pop decisions are
-// tested without a switch. Addresses are parsed here, once: a port whose MAC or IPs do
+// for. A View is made once per reconcile (computed from scratch, or updated from the
+// last one for the ports that changed), never changed afterwards, and read by every
+// reconcile step and by the local API; it is pure data, so l2pop decisions are tested
+// without a switch. Addresses are parsed here, once: a port whose MAC or IPs do
 // not parse is left out and named in Problems, never half-realised.
 package view
 
@@ -400,6 +401,12 @@ func (v *View) LocalPort(idOrName string) (Port, bool) {
 		}
 	}
 	return Port{}, false
+}
+
+// RemoteByID finds a remote port by ID (Remote is sorted by ID).
+func (v *View) RemoteByID(id string) (*RemotePort, bool) {
+	rp := findRemote(v.Remote, id)
+	return rp, rp != nil
 }
 
 // FloodTo lists, per network, the peer hosts that have a port on it.
