@@ -362,3 +362,25 @@ func mergeRemote(old []*RemotePort, edits []remoteEdit) []*RemotePort {
 	}
 	return out
 }
+
+// Differences names what differs between a and b but their State and Changes: for
+// checking an updated view against a full compute of the same state. Exported fields
+// by name; the derived counts behind them as "internal". Empty when they are equal.
+func Differences(a, b *View) []string {
+	sa, sb := *a, *b
+	sa.State, sa.Changes, sb.State, sb.Changes = store.State{}, Changes{}, store.State{}, Changes{}
+	if reflect.DeepEqual(sa, sb) {
+		return nil
+	}
+	var out []string
+	va, vb := reflect.ValueOf(sa), reflect.ValueOf(sb)
+	for i := range va.NumField() {
+		if f := va.Type().Field(i); f.IsExported() && !reflect.DeepEqual(va.Field(i).Interface(), vb.Field(i).Interface()) {
+			out = append(out, f.Name)
+		}
+	}
+	if len(out) == 0 {
+		out = append(out, "internal")
+	}
+	return out
+}

@@ -148,13 +148,6 @@ func next(r *rand.Rand, st store.State) (store.State, store.Delta) {
 	return nx, d
 }
 
-// stripped strips what Update and Compute legitimately differ in.
-func stripped(v *View) View {
-	c := *v
-	c.State, c.Changes = store.State{}, Changes{}
-	return c
-}
-
 // diffChanges is what Changes must say between two full views.
 func diffChanges(a, b *View) (remote, members []string) {
 	byID := func(v *View) map[string]*RemotePort {
@@ -223,14 +216,14 @@ func TestUpdateEqualsCompute(t *testing.T) {
 				nx, d := next(r, st)
 				got := Update(v, "h0", nx, d)
 				want := Compute("h0", nx)
-				if !reflect.DeepEqual(stripped(got), stripped(want)) {
-					t.Fatalf("step %d (delta %v): update\n%+v\nwant\n%+v", step, d, stripped(got), stripped(want))
+				if diff := Differences(got, want); diff != nil {
+					t.Fatalf("step %d (delta %v): update differs from compute in %v", step, d, diff)
 				}
 				if got.State.Gen != nx.Gen || got.Revision != nx.Revision {
 					t.Fatalf("step %d: view of gen %d revision %d, want %d %d", step, got.State.Gen, got.Revision, nx.Gen, nx.Revision)
 				}
-				if !reflect.DeepEqual(stripped(v), stripped(before)) {
-					t.Fatalf("step %d: Update changed the view it updated", step)
+				if diff := Differences(v, before); diff != nil {
+					t.Fatalf("step %d: Update changed the view it updated: %v", step, diff)
 				}
 				local := d.All
 				for id := range d.Ports {
@@ -296,8 +289,8 @@ func TestUpdateScenarios(t *testing.T) {
 			d.Ports[id] = true
 		}
 		u := Update(v, "h1", nx, d)
-		if !reflect.DeepEqual(stripped(u), stripped(Compute("h1", nx))) {
-			t.Fatalf("%s: update differs from compute", what)
+		if diff := Differences(u, Compute("h1", nx)); diff != nil {
+			t.Fatalf("%s: update differs from compute in %v", what, diff)
 		}
 		st, v = nx, u
 		return u
@@ -327,5 +320,25 @@ func TestUpdateScenarios(t *testing.T) {
 	u = step("a port of this host", func(ps map[string]api.Port) { delete(ps, "p3") }, "p3")
 	if !u.Changes.All || len(u.Networks) != 1 {
 		t.Errorf("networks %v changes %+v", u.Networks, u.Changes)
+	}
+}
+
+// TestDifferences: the check names the field that differs, and the counts behind
+// the fields as internal.
+func TestDifferences(t *testing.T) {
+	a, b := Compute("h1", state()), Compute("h1", state())
+	b.Changes, b.State = Changes{Remote: map[string]bool{"p2": true}}, store.State{}
+	if diff := Differences(a, b); diff != nil {
+		t.Errorf("equal views differ in %v", diff)
+	}
+	b.Peers = map[string]api.Host{}
+	if diff := Differences(a, b); !slices.Equal(diff, []string{"Peers"}) {
+		t.Errorf("differences %v, want Peers", diff)
+	}
+	b = Compute("h1", state())
+	b.peerPorts = slices.Clone(b.peerPorts)
+	b.peerPorts[0]++
+	if diff := Differences(a, b); !slices.Equal(diff, []string{"internal"}) {
+		t.Errorf("differences %v, want internal", diff)
 	}
 }
