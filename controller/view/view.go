@@ -154,7 +154,15 @@ func Compute(self string, st store.State) *View {
 	}
 	// A fresh view owns all its maps: the edit writes into them without copying.
 	e := &edit{v: v, owned: ownAll}
-	var remote []RemotePort
+	// Room for every other host's port on this host's networks, the most that can
+	// be remote: growing a slice of ports this size was a quarter of the cost.
+	most := 0
+	for i := range ports {
+		if _, shared := v.Networks[ports[i].NetworkID]; shared && ports[i].Host != self {
+			most++
+		}
+	}
+	remote := make([]RemotePort, 0, most)
 	for i := range ports {
 		p := &ports[i]
 		if p.Host != self {
