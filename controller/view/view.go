@@ -258,18 +258,17 @@ func indexHosts(self string, all map[string]api.Host) *hosts {
 	hs := &hosts{known: make(map[string]peer, len(all))}
 	hs.selfIP, _ = netip.ParseAddr(all[self].TunnelIP)
 	byIP := map[string]int{}
-	var names []string
+	var others []api.Host
 	for _, h := range all {
 		if h.Name != self {
 			byIP[h.TunnelIP]++
-			names = append(names, h.Name)
+			others = append(others, h)
 		}
 	}
-	sort.Strings(names)
-	for n, name := range names {
-		h := all[name]
+	slices.SortFunc(others, func(a, b api.Host) int { return strings.Compare(a.Name, b.Name) })
+	for n, h := range others {
 		ip, _ := netip.ParseAddr(h.TunnelIP)
-		hs.known[name] = peer{Host: h, n: n, ip: ip, shared: byIP[h.TunnelIP] > 1}
+		hs.known[h.Name] = peer{Host: h, n: n, ip: ip, shared: byIP[h.TunnelIP] > 1}
 	}
 	return hs
 }
@@ -282,6 +281,8 @@ const (
 	placeCross           // CrossFamily: its host's tunnel IP is of the other IP version
 )
 
+// placement is where place put a port, and what it counts against: the network and
+// peer behind a Remote, Mismatches or CrossFamily entry.
 type placement struct {
 	kind int
 	rp   RemotePort // placeRemote
