@@ -342,3 +342,59 @@ func TestDifferences(t *testing.T) {
 		t.Errorf("differences %v, want internal", diff)
 	}
 }
+
+// TestUpdateConcurrentReaders: the local API reads the last view on other goroutines
+// while the next one is updated from it; with -race this fails on any write to what
+// the two share.
+func TestUpdateConcurrentReaders(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 7))
+	st := cluster()
+	for i := range 30 {
+		id := fmt.Sprintf("p%02d", i)
+		st.Ports[id] = randPort(r, id)
+	}
+	v := Compute("h0", st)
+	for range 200 {
+		done := make(chan int)
+		go func(v *View) {
+			n := 0
+			for _, rp := range v.Remote {
+				n += len(rp.ID) + len(rp.Addrs)
+			}
+			for _, byNet := range v.Members {
+				for _, as := range byNet {
+					for _, a := range as {
+						n += a.BitLen()
+					}
+				}
+			}
+			for _, on := range []map[string]map[string]int{v.mismatchedOn, v.crossFamilyOn} {
+				for _, hs := range on {
+					for _, c := range hs {
+						n += c
+					}
+				}
+			}
+			for _, c := range v.peerPorts {
+				n += int(c)
+			}
+			for _, cs := range v.tunnelPorts {
+				for _, c := range cs {
+					n += int(c)
+				}
+			}
+			for ip := range v.Peers {
+				n += len(ip)
+			}
+			for k := range v.Tunnels {
+				n += len(k.IP)
+			}
+			n += len(v.Mismatches) + len(v.CrossFamily) + len(v.Problems)
+			done <- n
+		}(v)
+		nx, d := next(r, st)
+		u := Update(v, "h0", nx, d)
+		<-done
+		st, v = nx, u
+	}
+}
