@@ -23,14 +23,15 @@ type Changes struct {
 }
 
 // Update derives the view of st from prev, the view of an earlier state of the same
-// mirror, and d, what differs between the two states. It equals Compute(self, st).
+// mirror, and d, what differs between prev.State and st. It equals Compute(self, st)
+// in all but Changes, which say what differs from prev (All after a full compute).
 //
-// Only ports of other hosts are updated in place: what they touch (their Remote
-// entry, the counts behind Peers, Tunnels, Mismatches and CrossFamily, their groups'
-// Members) is edited on copies, and everything else is shared with prev, which stays
-// as it was (the local API reads it on other goroutines). A port of this host, or of
-// a host whose tunnel IP another host names too, takes the full compute: local
-// changes cost wiring anyway, and are rare.
+// Ports of other hosts are applied to prev: what they touch (their Remote entry, the
+// counts behind Peers, Tunnels, Mismatches and CrossFamily, their groups' Members) is
+// edited on copies, and everything else is shared with prev, which stays as it was
+// (the local API reads it on other goroutines). A port of this host, or of a host
+// whose tunnel IP another host names too, takes the full compute: local changes cost
+// wiring anyway, and are rare.
 func Update(prev *View, self string, st store.State, d store.Delta) *View {
 	if d.All || prev == nil || prev.Host != self || prev.hosts == nil {
 		return Compute(self, st)
@@ -107,9 +108,8 @@ func (v *View) needsCompute(ports map[string]api.Port, id string) bool {
 	return ok && (p.Host == v.Host || v.hosts.known[p.Host].shared)
 }
 
-// sameProblems reports whether a and b are the same slice: the mirror hands the same
-// one on while no problem changed, and the problems are few, so a changed one is
-// filtered again whole.
+// sameProblems reports whether a and b are the same slice, as a mirror may hand on
+// while no problem changed; otherwise they are filtered again whole (they are few).
 func sameProblems(a, b []store.Problem) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
