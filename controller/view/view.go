@@ -1,15 +1,19 @@
 // Package view derives what one host must realise from the cluster state: its ports,
 // their networks, the peers it tunnels to and the remote ports it installs l2pop flows
-// for. A View is computed once per reconcile, never changed afterwards, and read by
-// every reconcile step and by the local API; it is pure data, so l2pop decisions are
-// tested without a switch. Addresses are parsed here, once: a port whose MAC or IPs do
+// for. A View is made once per reconcile (computed from scratch, or updated from the
+// last one for the ports that changed), never changed afterwards, and read by every
+// reconcile step and by the local API; it is pure data, so l2pop decisions are tested
+// without a switch. Addresses are parsed here, once: a port whose MAC or IPs do
 // not parse is left out and named in Problems, never half-realised.
 package view
 
 import (
+	"cmp"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -26,7 +30,9 @@ type View struct {
 	State    store.State
 	Networks map[string]api.Network // networks with at least one port on this host
 	Local    []Port                 // this host's ports on known networks, by ID
-	Remote   []RemotePort           // ports of other hosts on this host's networks, by ID
+	// Remote are the ports of other hosts on this host's networks, by ID. The entries
+	// are shared with the views updated from this one: read them, never write.
+	Remote []*RemotePort
 	// RouterPorts are the router interfaces this host serves (it is their router's
 	// L3 host now): ports of their networks like Local ones, but realised by the L3
 	// step in the router's namespace instead of as a VM's tap, qbr and qvo.
@@ -38,24 +44,35 @@ type View struct {
 	// them (networks carry their own type).
 	Tunnels map[TunnelKey]api.Host
 	// Mismatches are the peers with ports on this host's networks that do not accept
-	// the network's tunnel type: no tunnel can carry the network between them.
+	// the network's tunnel type: no tunnel can carry the network between them. By
+	// network ID, then host name.
 	Mismatches []Mismatch
 	// CrossFamily are the peers with ports on this host's networks whose tunnel IP is
 	// of the other IP version than this host's: no tunnel joins an IPv4 and an IPv6
 	// endpoint, so the network is cut between them (Neutron's agent likewise makes no
-	// such port). One entry per network and peer.
+	// such port). One entry per network and peer, ordered like Mismatches.
 	CrossFamily []Mismatch
-	// crossFamilyOn lists, per network, the peers of CrossFamily.
-	crossFamilyOn map[string]map[string]api.Host
+	// crossFamilyOn counts, per network and peer name, the ports behind CrossFamily.
+	crossFamilyOn map[string]map[string]int
 	// Unsupported are this host's networks whose tunnel type it does not accept, with
 	// why (by network ID): their ports cannot reach other hosts.
 	Unsupported map[string]string
-	// mismatchedOn lists, per network, the peers of Mismatches.
-	mismatchedOn map[string]map[string]api.Host
+	// mismatchedOn counts, per network and peer name, the ports behind Mismatches.
+	mismatchedOn map[string]map[string]int
+	// peerPorts and tunnelPorts (by tunnel type) count, per peer (its hosts index),
+	// the Remote ports behind Peers and Tunnels, so that an update knows when a peer
+	// loses its last one. Slices, not maps: an update copies the ones it changes.
+	peerPorts   []int32
+	tunnelPorts map[string][]int32
+	// hosts indexes the host records; unparsed are this host's ports that do not
+	// parse (Problems holds them too, unless the store refused a record of theirs).
+	hosts    *hosts
+	unparsed map[string]error
 	// Groups and Members feed the firewall: members are, per group and network, the
 	// fixed IPs of every port of the group on that network, for remote-group rules
 	// (a rule admits only members on the port's own network: two networks may share
-	// a CIDR).
+	// a CIDR). The addresses of one group and network are sorted (netip.Addr.Compare),
+	// duplicates kept, so that an update inserts and removes single ones.
 	Groups  map[string]api.SecurityGroup
 	Members map[string]map[string][]netip.Addr
 	// Problems are, by port ID, this host's ports left out because a field does not
@@ -103,15 +120,10 @@ type RemotePort struct {
 // keeps its tunnels and flows until its ports move or it is deleted. A port bound to
 // a host that is not registered gets no flows.
 func Compute(self string, st store.State) *View {
-	v := &View{Host: self, Revision: st.Revision, State: st, Networks: map[string]api.Network{}, Peers: map[string]api.Host{}, Tunnels: map[TunnelKey]api.Host{}, Unsupported: map[string]string{}, mismatchedOn: map[string]map[string]api.Host{},
-		Groups: map[string]api.SecurityGroup{}, Members: map[string]map[string][]netip.Addr{}, Problems: map[string]error{}, crossFamilyOn: map[string]map[string]api.Host{},
+	v := &View{Host: self, Revision: st.Revision, State: st, Networks: map[string]api.Network{}, Peers: map[string]api.Host{}, Tunnels: map[TunnelKey]api.Host{}, Unsupported: map[string]string{},
+		mismatchedOn: map[string]map[string]int{}, crossFamilyOn: map[string]map[string]int{}, tunnelPorts: map[string][]int32{},
+		Groups: map[string]api.SecurityGroup{}, Members: map[string]map[string][]netip.Addr{}, unparsed: map[string]error{},
 		Changes: Changes{All: true}}
-	known := map[string]api.Host{}
-	for _, h := range st.Hosts {
-		if h.Name != self {
-			known[h.Name] = h
-		}
-	}
 	// The ports in ID order, looked up once: at 10k ports the map lookups and copies
 	// of every port, three passes over, were a third of the view's cost.
 	ids := make([]string, 0, len(st.Ports))
@@ -129,102 +141,201 @@ func Compute(self string, st store.State) *View {
 			v.Networks[n.ID] = n
 		}
 	}
+	v.hosts = indexHosts(self, st.Hosts)
+	v.peerPorts = make([]int32, len(v.hosts.known))
 	me, registered := st.Hosts[self]
-	// selfIP is invalid while this host is not registered (or its record does not
-	// parse): then no peer is told apart by family.
-	selfIP, _ := netip.ParseAddr(me.TunnelIP)
 	for id, n := range v.Networks {
 		if registered && !me.Accepts(n.Type()) {
 			v.Unsupported[id] = fmt.Sprintf("network %s is carried by %s tunnels, which this host does not accept (lanesd --tunnel-types)", n.Name, n.Type())
 		}
+		if v.tunnelPorts[n.Type()] == nil {
+			v.tunnelPorts[n.Type()] = make([]int32, len(v.hosts.known))
+		}
 	}
+	// A fresh view owns all its maps: the edit writes into them without copying.
+	e := &edit{v: v, owned: ownAll}
+	// Room for every other host's port on this host's networks, the most that can
+	// be remote: growing a slice of ports this size was a quarter of the cost.
+	most := 0
+	for i := range ports {
+		if _, shared := v.Networks[ports[i].NetworkID]; shared && ports[i].Host != self {
+			most++
+		}
+	}
+	remote := make([]RemotePort, 0, most)
 	for i := range ports {
 		p := &ports[i]
-		if _, shared := v.Networks[p.NetworkID]; !shared {
+		if p.Host != self {
+			pl := v.place(p)
+			e.count(pl, +1)
+			if pl.kind == placeRemote {
+				remote = append(remote, pl.rp)
+			}
 			continue
 		}
-		h, registered := known[p.Host]
-		if p.Host != self && !registered {
+		if _, shared := v.Networks[p.NetworkID]; !shared {
 			continue
 		}
 		pp, err := parsePort(*p)
 		if err != nil {
-			if p.Host == self {
-				v.Problems[p.ID] = err
-			}
-			continue // a remote port that does not parse gets no flows
+			v.unparsed[p.ID] = err
+			continue
 		}
-		if p.Host == self && p.IsRouterInterface() {
+		if p.IsRouterInterface() {
 			v.RouterPorts = append(v.RouterPorts, pp)
-			continue
-		}
-		if p.Host == self {
+		} else {
 			v.Local = append(v.Local, pp)
-			continue
 		}
-		hostIP, err := netip.ParseAddr(h.TunnelIP)
-		if err != nil {
-			continue // a host record that does not validate has no tunnel
-		}
-		n := v.Networks[p.NetworkID]
-		if _, no := v.Unsupported[n.ID]; no {
-			continue
-		}
-		if selfIP.IsValid() && selfIP.Is4() != hostIP.Is4() {
-			if v.crossFamilyOn[n.ID] == nil {
-				v.crossFamilyOn[n.ID] = map[string]api.Host{}
-			}
-			if _, seen := v.crossFamilyOn[n.ID][h.Name]; !seen {
-				v.CrossFamily = append(v.CrossFamily, Mismatch{Network: n, Host: h})
-			}
-			v.crossFamilyOn[n.ID][h.Name] = h
-			continue
-		}
-		if !h.Accepts(n.Type()) {
-			if v.mismatchedOn[n.ID] == nil {
-				v.mismatchedOn[n.ID] = map[string]api.Host{}
-			}
-			if _, seen := v.mismatchedOn[n.ID][h.Name]; !seen {
-				v.Mismatches = append(v.Mismatches, Mismatch{Network: n, Host: h})
-			}
-			v.mismatchedOn[n.ID][h.Name] = h
-			continue
-		}
-		v.Remote = append(v.Remote, RemotePort{Port: pp, HostIP: hostIP})
-		v.Peers[h.TunnelIP] = h
-		v.Tunnels[TunnelKey{IP: h.TunnelIP, Type: n.Type()}] = h
 	}
+	// One allocation for all remote ports: an update replaces single entries by
+	// pointer and shares the others with the view it came from.
+	if len(remote) > 0 {
+		v.Remote = make([]*RemotePort, len(remote))
+		for i := range remote {
+			v.Remote[i] = &remote[i]
+		}
+	}
+	v.Mismatches = v.mismatchList(v.mismatchedOn)
+	v.CrossFamily = v.mismatchList(v.crossFamilyOn)
 	for _, g := range st.Groups {
 		v.Groups[g.ID] = g
 	}
+	v.StoreProblems, v.Problems = problems(self, st, v.unparsed)
+	for i := range ports {
+		e.members(&ports[i], +1)
+	}
+	for _, byNet := range v.Members {
+		for _, as := range byNet {
+			slices.SortFunc(as, netip.Addr.Compare)
+		}
+	}
+	return v
+}
+
+// problems are the store's problems that concern host self, and the view's Problems:
+// unparsed (this host's ports that do not parse) and this host's refused records.
+func problems(self string, st store.State, unparsed map[string]error) ([]store.Problem, map[string]error) {
+	var out []store.Problem
+	byPort := maps.Clone(unparsed)
 	for _, pr := range st.Problems {
 		if (pr.Kind == store.KindPorts || pr.Kind == store.KindStatus) && pr.Host != "" && pr.Host != self {
 			if kept, ok := st.Ports[pr.ID]; !ok || kept.Host != self {
 				continue
 			}
 		}
-		v.StoreProblems = append(v.StoreProblems, pr)
+		out = append(out, pr)
 		if pr.Kind != store.KindPorts || !pr.Whole() {
 			continue
 		}
 		if kept, ok := st.Ports[pr.ID]; pr.Host == self || (ok && kept.Host == self) {
-			v.Problems[pr.ID] = fmt.Errorf("record refused by the store (%s): %s", pr.Class, pr.Err)
+			byPort[pr.ID] = fmt.Errorf("record refused by the store (%s): %s", pr.Class, pr.Err)
 		}
 	}
-	for i := range ports {
-		p := &ports[i]
-		for _, g := range p.SecurityGroups {
-			for _, ip := range p.FixedIPs {
-				if a, err := netip.ParseAddr(ip); err == nil {
-					if v.Members[g] == nil {
-						v.Members[g] = map[string][]netip.Addr{}
-					}
-					v.Members[g][p.NetworkID] = append(v.Members[g][p.NetworkID], a)
-				}
-			}
+	return out, byPort
+}
+
+// hosts is what a view derives from the host records, which only a full compute
+// changes: read-only, shared by every view updated from the one computed.
+type hosts struct {
+	// selfIP is invalid while this host is not registered (or its record does not
+	// parse): then no peer is told apart by family.
+	selfIP netip.Addr
+	known  map[string]peer // the registered hosts but this one, by name
+}
+
+// peer is a registered host with its tunnel IP parsed.
+type peer struct {
+	api.Host
+	n  int        // its index, in name order
+	ip netip.Addr // invalid: the record's tunnel IP does not parse, so no tunnel
+	// shared: another registered host names the same tunnel IP; which of them Peers
+	// and Tunnels hold depends on the order of all their ports, so only a full
+	// compute decides it.
+	shared bool
+}
+
+func indexHosts(self string, all map[string]api.Host) *hosts {
+	hs := &hosts{known: make(map[string]peer, len(all))}
+	hs.selfIP, _ = netip.ParseAddr(all[self].TunnelIP)
+	byIP := map[string]int{}
+	var others []api.Host
+	for _, h := range all {
+		if h.Name != self {
+			byIP[h.TunnelIP]++
+			others = append(others, h)
 		}
 	}
-	return v
+	slices.SortFunc(others, func(a, b api.Host) int { return strings.Compare(a.Name, b.Name) })
+	for n, h := range others {
+		ip, _ := netip.ParseAddr(h.TunnelIP)
+		hs.known[h.Name] = peer{Host: h, n: n, ip: ip, shared: byIP[h.TunnelIP] > 1}
+	}
+	return hs
+}
+
+// Where a port of another host goes in the view.
+const (
+	placeNone     = iota // nowhere: not on this host's networks, or cannot be realised
+	placeRemote          // Remote, with a tunnel to its host
+	placeMismatch        // Mismatches: its host does not accept the network's tunnel type
+	placeCross           // CrossFamily: its host's tunnel IP is of the other IP version
+)
+
+// placement is where place put a port, and what it counts against: the network and
+// peer behind a Remote, Mismatches or CrossFamily entry.
+type placement struct {
+	kind int
+	rp   RemotePort // placeRemote
+	net  string
+	host peer
+}
+
+// place decides where p, a port of another host, goes; one pure function for the
+// full compute and the update, so the two cannot drift apart.
+func (v *View) place(p *api.Port) placement {
+	n, shared := v.Networks[p.NetworkID]
+	if !shared {
+		return placement{}
+	}
+	h, registered := v.hosts.known[p.Host]
+	if !registered {
+		return placement{}
+	}
+	pp, err := parsePort(*p)
+	if err != nil {
+		return placement{} // a remote port that does not parse gets no flows
+	}
+	if !h.ip.IsValid() {
+		return placement{} // a host record that does not validate has no tunnel
+	}
+	if _, no := v.Unsupported[n.ID]; no {
+		return placement{}
+	}
+	pl := placement{net: n.ID, host: h}
+	switch {
+	case v.hosts.selfIP.IsValid() && v.hosts.selfIP.Is4() != h.ip.Is4():
+		pl.kind = placeCross
+	case !h.Accepts(n.Type()):
+		pl.kind = placeMismatch
+	default:
+		pl.kind, pl.rp = placeRemote, RemotePort{Port: pp, HostIP: h.ip}
+	}
+	return pl
+}
+
+// mismatchList lists the peers of on (network -> host -> ports) by network ID, then
+// host name.
+func (v *View) mismatchList(on map[string]map[string]int) []Mismatch {
+	var out []Mismatch
+	for net, hs := range on {
+		for name := range hs {
+			out = append(out, Mismatch{Network: v.Networks[net], Host: v.hosts.known[name].Host})
+		}
+	}
+	slices.SortFunc(out, func(a, b Mismatch) int {
+		return cmp.Or(strings.Compare(a.Network.ID, b.Network.ID), strings.Compare(a.Host.Name, b.Host.Name))
+	})
+	return out
 }
 
 func parsePort(p api.Port) (Port, error) {
@@ -282,10 +393,10 @@ func (v *View) MismatchOf(p Port) string {
 }
 
 // hostNames lists the hosts' names, sorted and comma-separated.
-func hostNames(hosts map[string]api.Host) string {
+func hostNames(hosts map[string]int) string {
 	var names []string
-	for _, h := range hosts {
-		names = append(names, h.Name)
+	for name := range hosts {
+		names = append(names, name)
 	}
 	sort.Strings(names)
 	return strings.Join(names, ", ")
@@ -299,6 +410,12 @@ func (v *View) LocalPort(idOrName string) (Port, bool) {
 		}
 	}
 	return Port{}, false
+}
+
+// RemoteByID finds a remote port by ID (Remote is sorted by ID).
+func (v *View) RemoteByID(id string) (*RemotePort, bool) {
+	rp := findRemote(v.Remote, id)
+	return rp, rp != nil
 }
 
 // FloodTo lists, per network, the peer hosts that have a port on it.

@@ -57,7 +57,7 @@ func TestCompute(t *testing.T) {
 	if got := ids(v.Local, func(p Port) string { return p.ID }); !slices.Equal(got, []string{"p1", "p3"}) {
 		t.Errorf("local ports %v", got)
 	}
-	if got := ids(v.Remote, func(p RemotePort) string { return p.ID + "@" + p.HostIP.String() }); !slices.Equal(got, []string{"p2@172.31.0.2", "p7@172.31.0.5"}) {
+	if got := ids(v.Remote, func(p *RemotePort) string { return p.ID + "@" + p.HostIP.String() }); !slices.Equal(got, []string{"p2@172.31.0.2", "p7@172.31.0.5"}) {
 		t.Errorf("remote ports %v", got)
 	}
 	var peers []string
@@ -117,7 +117,7 @@ func TestComputeProblems(t *testing.T) {
 	if got := ids(v.Local, func(p Port) string { return p.ID }); !slices.Equal(got, []string{"p3"}) {
 		t.Errorf("local ports %v: p1 has a bad MAC", got)
 	}
-	if got := ids(v.Remote, func(p RemotePort) string { return p.ID }); !slices.Equal(got, []string{"p7"}) {
+	if got := ids(v.Remote, func(p *RemotePort) string { return p.ID }); !slices.Equal(got, []string{"p7"}) {
 		t.Errorf("remote ports %v: p2 has a bad IP", got)
 	}
 	if v.Problems["p1"] == nil || len(v.Problems) != 1 {
