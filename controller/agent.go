@@ -264,8 +264,8 @@ func (a *agent) deriveView(full bool) *view.View {
 	v := view.Update(a.view, a.cfg.Host, st, d)
 	if full && !v.Changes.All {
 		want := view.Compute(a.cfg.Host, st)
-		if diff := view.Diff(v, want); diff != "" {
-			a.log.Error("incremental view differs from a full recompute: using the full view", "diff", diff)
+		if diff := view.Differences(v, want); diff != nil {
+			a.log.Error("incremental view differs from a full recompute: using the full view", "fields", diff)
 			v = want
 		}
 	}

@@ -197,8 +197,8 @@ func (o passOutcome) diff(p passOutcome) string {
 	// that moved on is not a difference.
 	x, y := *o.view, *p.view
 	x.Revision, y.Revision = 0, 0
-	if d := view.Diff(&x, &y); d != "" {
-		return "view " + d
+	if d := view.Differences(&x, &y); d != nil {
+		return fmt.Sprintf("view fields %v", d)
 	}
 	if !reflect.DeepEqual(o.firewall, p.firewall) {
 		return "firewall state"
