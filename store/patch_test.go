@@ -1,0 +1,374 @@
+package store
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/lanes-net/lanes/api"
+	"go.etcd.io/etcd/api/v3/mvccpb"
+)
+
+// patchWorld feeds a Mirror (without etcd) the events its watch would, with create and
+// mod revisions as etcd would give them.
+type patchWorld struct {
+	t       *testing.T
+	rnd     *rand.Rand
+	m       *Mirror
+	rev     int64
+	created map[string]int64 // key -> create revision, while the key exists
+	values  map[string]string
+}
+
+func newPatchWorld(t *testing.T, seed uint64) *patchWorld {
+	return &patchWorld{t: t, rnd: rand.New(rand.NewPCG(seed, 1)), m: (&Store{}).NewMirror(MirrorOptions{}),
+		created: map[string]int64{}, values: map[string]string{}}
+}
+
+func (w *patchWorld) event(typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) {
+	w.m.mu.Lock()
+	defer w.m.mu.Unlock()
+	if w.m.applyEvent(typ, kv) {
+		w.m.stale = true
+	}
+	w.m.rev = w.rev
+}
+
+func (w *patchWorld) put(key, value string) {
+	w.rev++
+	cr, ok := w.created[key]
+	if !ok {
+		cr = w.rev
+		w.created[key] = cr
+	}
+	w.values[key] = value
+	w.event(mvccpb.PUT, &mvccpb.KeyValue{Key: []byte(key), Value: []byte(value), CreateRevision: cr, ModRevision: w.rev})
+}
+
+func (w *patchWorld) del(key string) {
+	if _, ok := w.created[key]; !ok {
+		return
+	}
+	w.rev++
+	delete(w.created, key)
+	delete(w.values, key)
+	w.event(mvccpb.DELETE, &mvccpb.KeyValue{Key: []byte(key), ModRevision: w.rev})
+}
+
+func (w *patchWorld) pick(n int) int { return w.rnd.IntN(n) }
+
+// The world: networks n1 and n2, n3 newer than n1 with n1's VNI (left out, and back
+// when it gets a VNI of its own), a network that never exists; groups g1, g2, one
+// invalid and one that never exists; three hosts; a router with an interface on
+// ports[0], whose router ports follow it between two L3 hosts; and a pool of port IDs
+// where ports[i] and ports[i+20] share their device names.
+type patchFixture struct {
+	nets, groups []string
+	router       string
+	ports        []string
+}
+
+func uuidN(i, j int) string { return fmt.Sprintf("%08x-00%02x-4000-8000-%012x", i, j, j) }
+
+func (w *patchWorld) setup() patchFixture {
+	f := patchFixture{nets: []string{uuidN(0x100, 1), uuidN(0x100, 2), uuidN(0x100, 3), uuidN(0x100, 4)},
+		groups: []string{uuidN(0x200, 1), uuidN(0x200, 2), uuidN(0x200, 3), uuidN(0x200, 4)}, router: uuidN(0x300, 1)}
+	for i := range 30 {
+		f.ports = append(f.ports, uuidN(i%20, i))
+	}
+	for _, h := range []string{"h1", "h2", "h3"} {
+		w.put(Prefix+KindHosts+"/"+h, jsonOf(w.t, api.Host{Name: h, TunnelIP: "192.0.2." + h[1:], TunnelType: api.TunnelVXLAN, L3: h != "h3"}))
+		w.put(Prefix+kindAlive+"/"+h, "")
+	}
+	w.network(f, 0, 1)
+	w.network(f, 1, 2)
+	w.network(f, 2, 1)
+	for i, name := range []string{"g1", "g2", "b d"} {
+		w.put(Prefix+KindGroups+"/"+f.groups[i], jsonOf(w.t, api.SecurityGroup{ID: f.groups[i], Name: name}))
+	}
+	w.put(Prefix+KindRouters+"/"+f.router, jsonOf(w.t, api.Router{ID: f.router, Name: "r", Host: "h1",
+		Interfaces: []api.RouterInterface{{NetworkID: f.nets[0], PortID: f.ports[0], IP: "10.1.0.1", CIDR: "10.1.0.0/24"}}}))
+	return f
+}
+
+func (w *patchWorld) network(f patchFixture, i int, vni uint32) {
+	w.put(Prefix+KindNetworks+"/"+f.nets[i], jsonOf(w.t, api.Network{ID: f.nets[i], Name: fmt.Sprint("n", i), VNI: vni,
+		CIDR: fmt.Sprintf("10.%d.0.0/24", i+1), MTU: 1450}))
+}
+
+// randomPort puts a port record under ports[i]: mostly valid, with MACs, IPs and
+// device names that collide, sometimes invalid, undecodable or on a network or with
+// groups that are not there.
+func (w *patchWorld) randomPort(f patchFixture, i int) {
+	id := f.ports[i]
+	key := Prefix + KindPorts + "/" + id
+	switch r := w.pick(100); {
+	case r < 4:
+		w.put(key, `{"id":`)
+		return
+	case r < 7:
+		w.put(key, jsonOf(w.t, api.Port{ID: f.ports[(i+1)%len(f.ports)], Name: "p", NetworkID: f.nets[0], Host: "h1", MAC: "fa:16:3e:00:00:01", FixedIPs: []string{"10.1.0.9"}}))
+		return
+	}
+	n := []int{0, 0, 0, 1, 1, 1, 2, 3}[w.pick(8)]
+	mac := fmt.Sprintf("fa:16:3e:00:00:%02x", w.pick(6))
+	if w.pick(10) == 0 {
+		mac = strings.ToUpper(mac)
+	}
+	ips := []string{fmt.Sprintf("10.%d.0.%d", n+1, 2+w.pick(6))}
+	if w.pick(20) == 0 {
+		ips = []string{"10.99.0.1"} // outside the network's CIDR: invalid
+	}
+	var groups []string
+	for _, g := range f.groups {
+		if w.pick(3) == 0 {
+			groups = append(groups, g)
+		}
+	}
+	p := api.Port{ID: id, Name: "p", NetworkID: f.nets[n], Host: fmt.Sprint("h", 1+w.pick(3)), MAC: mac, FixedIPs: ips, SecurityGroups: groups}
+	if i < 2 && w.pick(2) == 0 {
+		p.DeviceOwner, p.DeviceID = api.DeviceOwnerRouterInterface, f.router
+	}
+	w.put(key, jsonOf(w.t, p))
+}
+
+func (w *patchWorld) randomPortOp(f patchFixture) {
+	i := w.pick(len(f.ports))
+	key := Prefix + KindPorts + "/" + f.ports[i]
+	switch r := w.pick(100); {
+	case r < 25:
+		w.del(key)
+	case r < 32:
+		if v, ok := w.values[key]; ok {
+			w.put(key, v) // the same value again
+			return
+		}
+		fallthrough
+	default:
+		w.randomPort(f, i)
+	}
+}
+
+// randomOther changes something else than ports: the patch must give way to a build.
+func (w *patchWorld) randomOther(f patchFixture) {
+	switch w.pick(7) {
+	case 0:
+		w.network(f, 2, uint32([]int{1, 3}[w.pick(2)]))
+	case 1:
+		if w.pick(2) == 0 {
+			w.del(Prefix + KindNetworks + "/" + f.nets[1])
+		} else {
+			w.network(f, 1, 2)
+		}
+	case 2:
+		key := Prefix + KindGroups + "/" + f.groups[1]
+		if w.pick(2) == 0 {
+			w.del(key)
+		} else {
+			w.put(key, jsonOf(w.t, api.SecurityGroup{ID: f.groups[1], Name: "g2"}))
+		}
+	case 3, 4:
+		key := Prefix + kindAlive + "/h1"
+		if _, ok := w.created[key]; ok {
+			w.del(key)
+		} else {
+			w.put(key, "")
+		}
+	case 5:
+		w.put(Prefix+KindRouters+"/"+f.router, jsonOf(w.t, api.Router{ID: f.router, Name: "r", Host: fmt.Sprint("h", 1+w.pick(2)),
+			Interfaces: []api.RouterInterface{{NetworkID: f.nets[0], PortID: f.ports[w.pick(2)], IP: "10.1.0.1", CIDR: "10.1.0.0/24"}}}))
+	case 6:
+		w.put(Prefix+KindHosts+"/h3", jsonOf(w.t, api.Host{Name: "h3", TunnelIP: "192.0.2." + []string{"3", "1"}[w.pick(2)], TunnelType: api.TunnelVXLAN}))
+	}
+}
+
+func (w *patchWorld) randomStatusOp(f patchFixture) {
+	id := f.ports[w.pick(len(f.ports))]
+	key := statusKey("h1", id)
+	switch w.pick(3) {
+	case 0:
+		w.del(key)
+	case 1:
+		w.put(key, `[`)
+	default:
+		w.put(key, jsonOf(w.t, api.PortStatus{PortID: id, Host: "h1", State: api.StatusActive}))
+	}
+}
+
+// portDiff lists the ports whose record in the State or problems differ between a and b.
+func portDiff(a, b State) map[string]bool {
+	probs := func(st State) map[string][]Problem {
+		m := map[string][]Problem{}
+		for _, p := range st.Problems {
+			if p.Kind == KindPorts {
+				m[p.ID] = append(m[p.ID], p)
+			}
+		}
+		return m
+	}
+	pa, pb := probs(a), probs(b)
+	ids := map[string]bool{}
+	for _, m := range []map[string]api.Port{a.Ports, b.Ports} {
+		for id := range m {
+			ids[id] = true
+		}
+	}
+	for _, m := range []map[string][]Problem{pa, pb} {
+		for id := range m {
+			ids[id] = true
+		}
+	}
+	diff := map[string]bool{}
+	for id := range ids {
+		x, okx := a.Ports[id]
+		y, oky := b.Ports[id]
+		if okx != oky || !reflect.DeepEqual(x, y) || !reflect.DeepEqual(pa[id], pb[id]) {
+			diff[id] = true
+		}
+	}
+	return diff
+}
+
+// notPortsOrStatuses is st without what a Delta that is not All may leave unsaid.
+func notPortsOrStatuses(st State) State {
+	st.Ports, st.Statuses, st.Gen, st.Revision = nil, nil, 0, 0
+	st.Problems = slices.DeleteFunc(slices.Clone(st.Problems), func(p Problem) bool { return p.Kind == KindPorts || p.Kind == KindStatus })
+	if len(st.Problems) == 0 {
+		st.Problems = nil
+	}
+	return st
+}
+
+// After every step of random changes, the mirror's State (patched where it can be)
+// equals a build from scratch, no State handed out earlier changed, and a Delta that
+// is not All names exactly the ports that differ; a Delta across several builds names
+// all of theirs.
+func TestPatchEqualsBuild(t *testing.T) {
+	t.Parallel()
+	for seed := range uint64(4) {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			t.Parallel()
+			w := newPatchWorld(t, seed)
+			f := w.setup()
+			for i := range 25 {
+				w.randomPort(f, i)
+			}
+			type past struct {
+				st, copy State
+				ports    map[string]bool // the Delta from the build before; nil: All
+			}
+			var history []past
+			var patchedSteps, portSteps int
+			for step := range 2500 {
+				portsOnly := true
+				switch r := w.pick(100); {
+				case r < 70:
+					w.randomPortOp(f)
+				case r < 80:
+					for range 2 + w.pick(5) {
+						w.randomPortOp(f)
+					}
+				case r < 90:
+					w.randomStatusOp(f)
+					if w.pick(2) == 0 {
+						w.randomPortOp(f)
+					}
+				default:
+					portsOnly = false
+					w.randomOther(f)
+					if w.pick(2) == 0 {
+						w.randomPortOp(f)
+					}
+				}
+				var prev State
+				if len(history) > 0 {
+					prev = history[len(history)-1].st
+				}
+				st, d := w.m.SharedSince(prev.Gen)
+				want := w.m.recs.build(w.rev)
+				got := st
+				got.Gen = 0
+				if !reflect.DeepEqual(got, want) {
+					t.Fatalf("step %d: patched State differs from a build:\n got %+v\nwant %+v\ndiff %v", step, got, want, portDiff(got, want))
+				}
+				for i, h := range history {
+					if !reflect.DeepEqual(h.st, h.copy) {
+						t.Fatalf("step %d: the State of %d steps ago changed after it was handed out", step, len(history)-i)
+					}
+				}
+				if st.Gen == prev.Gen && !d.Empty() {
+					t.Fatalf("step %d: same generation %d, delta %+v", step, st.Gen, d)
+				}
+				if !d.All {
+					if diff := portDiff(prev, st); !maps.Equal(diff, d.Ports) && !(len(diff) == 0 && len(d.Ports) == 0) {
+						t.Fatalf("step %d: delta %v, the ports that differ %v", step, d.Ports, diff)
+					}
+					if a, b := notPortsOrStatuses(prev), notPortsOrStatuses(st); !reflect.DeepEqual(a, b) {
+						t.Fatalf("step %d: delta not All, but more than ports differ:\n%+v\n%+v", step, a, b)
+					}
+				}
+				if portsOnly && len(history) > 0 {
+					portSteps++
+					if !d.All {
+						patchedSteps++
+					} else {
+						// Only a router's interface port changing in the State makes the
+						// mirror build a port change whole.
+						rt := w.m.recs.routers[f.router].v
+						diff := portDiff(prev, st)
+						if !slices.ContainsFunc(rt.Interfaces, func(in api.RouterInterface) bool {
+							a, okA := prev.Ports[in.PortID]
+							b, okB := st.Ports[in.PortID]
+							return diff[in.PortID] && (okA != okB || !reflect.DeepEqual(a, b))
+						}) {
+							t.Fatalf("step %d: a change of ports %v only, and the delta is All", step, diff)
+						}
+					}
+				}
+				if st.Gen == prev.Gen && len(history) > 0 {
+					continue
+				}
+				var ports map[string]bool
+				if !d.All {
+					ports = d.Ports
+				}
+				history = append(history, past{st: st, copy: st.Clone(), ports: ports})
+				if len(history) > maxDeltas+4 {
+					history = history[1:]
+				}
+				// A reader some builds behind.
+				back := w.pick(len(history))
+				old := history[len(history)-1-back]
+				_, d = w.m.SharedSince(old.st.Gen)
+				union, all := map[string]bool{}, false
+				for _, h := range history[len(history)-back:] {
+					all = all || h.ports == nil
+					maps.Copy(union, h.ports)
+				}
+				all = all || back > maxDeltas
+				switch {
+				case back == 0 && !d.Empty():
+					t.Fatalf("step %d: a reader up to date gets %+v", step, d)
+				case all != d.All:
+					t.Fatalf("step %d: %d builds behind (a full one among them: %v), delta All %v", step, back, all, d.All)
+				case !all && !maps.Equal(union, d.Ports) && !(len(union) == 0 && len(d.Ports) == 0):
+					t.Fatalf("step %d: %d builds behind, delta %v, the builds' deltas %v", step, back, d.Ports, union)
+				case !all:
+					for id := range portDiff(old.st, st) {
+						if !d.Ports[id] {
+							t.Fatalf("step %d: %d builds behind, port %s differs but is not in the delta %v", step, back, id, d.Ports)
+						}
+					}
+				}
+			}
+			if patchedSteps < portSteps*9/10 {
+				t.Fatalf("only %d of %d port changes patched", patchedSteps, portSteps)
+			}
+			t.Logf("%d of %d port changes patched; %d problems at the end", patchedSteps, portSteps, len(w.m.Shared().Problems))
+		})
+	}
+}
