@@ -24,7 +24,9 @@ import (
 type State struct {
 	Revision int64
 	// Gen numbers the mirror's builds of its State, from 1: two States of one mirror
-	// with the same Gen are the same (SharedSince says what differs between two).
+	// with the same Gen are the same (SharedSince says what differs between two). A
+	// change that leaves the State as it was (a port put again as it was) makes no new
+	// generation.
 	Gen      uint64
 	Networks map[string]api.Network       // by ID
 	Ports    map[string]api.Port          // by ID
