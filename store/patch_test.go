@@ -64,11 +64,12 @@ func (w *patchWorld) pick(n int) int { return w.rnd.IntN(n) }
 // The world: networks n1 and n2, n3 newer than n1 with n1's VNI (left out, and back
 // when it gets a VNI of its own), a network that never exists; groups g1, g2, one
 // invalid and one that never exists; three hosts; a router with an interface on
-// ports[0], whose router ports follow it between two L3 hosts; and a pool of port IDs
-// where ports[i] and ports[i+20] share their device names.
+// ports[0], whose router ports follow it between two L3 hosts, and a gateway on an
+// external network; a floating IP on ports[2]; and a pool of port IDs where ports[i]
+// and ports[i+20] share their device names.
 type patchFixture struct {
 	nets, groups []string
-	router       string
+	router, ext  string
 	ports        []string
 }
 
@@ -76,7 +77,7 @@ func uuidN(i, j int) string { return fmt.Sprintf("%08x-00%02x-4000-8000-%012x", 
 
 func (w *patchWorld) setup() patchFixture {
 	f := patchFixture{nets: []string{uuidN(0x100, 1), uuidN(0x100, 2), uuidN(0x100, 3), uuidN(0x100, 4)},
-		groups: []string{uuidN(0x200, 1), uuidN(0x200, 2), uuidN(0x200, 3), uuidN(0x200, 4)}, router: uuidN(0x300, 1)}
+		groups: []string{uuidN(0x200, 1), uuidN(0x200, 2), uuidN(0x200, 3), uuidN(0x200, 4)}, router: uuidN(0x300, 1), ext: uuidN(0x100, 5)}
 	for i := range 30 {
 		f.ports = append(f.ports, uuidN(i%20, i))
 	}
@@ -90,9 +91,19 @@ func (w *patchWorld) setup() patchFixture {
 	for i, name := range []string{"g1", "g2", "b d"} {
 		w.put(Prefix+KindGroups+"/"+f.groups[i], jsonOf(w.t, api.SecurityGroup{ID: f.groups[i], Name: name}))
 	}
-	w.put(Prefix+KindRouters+"/"+f.router, jsonOf(w.t, api.Router{ID: f.router, Name: "r", Host: "h1",
-		Interfaces: []api.RouterInterface{{NetworkID: f.nets[0], PortID: f.ports[0], IP: "10.1.0.1", CIDR: "10.1.0.0/24"}}}))
+	w.put(Prefix+KindNetworks+"/"+f.ext, jsonOf(w.t, api.Network{ID: f.ext, Name: "public", CIDR: "203.0.113.0/24", Gateway: "203.0.113.1",
+		MTU: 1500, External: true, Provider: &api.Provider{Type: api.ProviderFlat, Physnet: "physnet1"}}))
+	w.router(f, "h1", 0)
+	fip := uuidN(0x400, 1)
+	w.put(Prefix+KindFloatingIPs+"/"+fip, jsonOf(w.t, api.FloatingIP{ID: fip, NetworkID: f.ext, IP: "203.0.113.20",
+		PortID: f.ports[2], FixedIP: "10.1.0.2", RouterID: f.router}))
 	return f
+}
+
+func (w *patchWorld) router(f patchFixture, host string, port int) {
+	w.put(Prefix+KindRouters+"/"+f.router, jsonOf(w.t, api.Router{ID: f.router, Name: "r", Host: host,
+		Gateway:    &api.RouterGateway{NetworkID: f.ext, IP: "203.0.113.5"},
+		Interfaces: []api.RouterInterface{{NetworkID: f.nets[0], PortID: f.ports[port], IP: "10.1.0.1", CIDR: "10.1.0.0/24"}}}))
 }
 
 func (w *patchWorld) network(f patchFixture, i int, vni uint32) {
@@ -179,8 +190,7 @@ func (w *patchWorld) randomOther(f patchFixture) {
 			w.put(key, "")
 		}
 	case 5:
-		w.put(Prefix+KindRouters+"/"+f.router, jsonOf(w.t, api.Router{ID: f.router, Name: "r", Host: fmt.Sprint("h", 1+w.pick(2)),
-			Interfaces: []api.RouterInterface{{NetworkID: f.nets[0], PortID: f.ports[w.pick(2)], IP: "10.1.0.1", CIDR: "10.1.0.0/24"}}}))
+		w.router(f, fmt.Sprint("h", 1+w.pick(2)), w.pick(2))
 	case 6:
 		w.put(Prefix+KindHosts+"/h3", jsonOf(w.t, api.Host{Name: "h3", TunnelIP: "192.0.2." + []string{"3", "1"}[w.pick(2)], TunnelType: api.TunnelVXLAN}))
 	}
@@ -316,14 +326,18 @@ func TestPatchEqualsBuild(t *testing.T) {
 					if !d.All {
 						patchedSteps++
 					} else {
-						// Only a router's interface port changing in the State makes the
-						// mirror build a port change whole.
-						rt := w.m.recs.routers[f.router].v
+						// Only a port that a router's interface or a floating IP names,
+						// changing in the State, makes the mirror build a port change
+						// whole.
+						named := []string{f.ports[2]}
+						for _, in := range w.m.recs.routers[f.router].v.Interfaces {
+							named = append(named, in.PortID)
+						}
 						diff := portDiff(prev, st)
-						if !slices.ContainsFunc(rt.Interfaces, func(in api.RouterInterface) bool {
-							a, okA := prev.Ports[in.PortID]
-							b, okB := st.Ports[in.PortID]
-							return diff[in.PortID] && (okA != okB || !reflect.DeepEqual(a, b))
+						if !slices.ContainsFunc(named, func(id string) bool {
+							a, okA := prev.Ports[id]
+							b, okB := st.Ports[id]
+							return diff[id] && (okA != okB || !reflect.DeepEqual(a, b))
 						}) {
 							t.Fatalf("step %d: a change of ports %v only, and the delta is All", step, diff)
 						}
@@ -372,3 +386,37 @@ func TestPatchEqualsBuild(t *testing.T) {
 		})
 	}
 }
+
+// Many ports changed at once are built whole: the reader recomputes them all anyway.
+func TestPatchGivesWayToBulk(t *testing.T) {
+	t.Parallel()
+	w := newPatchWorld(t, 7)
+	f := w.setup()
+	f.ports = nil
+	for i := range 400 {
+		f.ports = append(f.ports, uuidN(0x1000+i, i))
+	}
+	for i := range f.ports {
+		w.randomPort(f, i)
+	}
+	st0, _ := w.m.SharedSince(0)
+	for i := range 99 {
+		w.randomPort(f, i)
+	}
+	st1, d := w.m.SharedSince(st0.Gen)
+	if d.All || len(d.Ports) == 0 {
+		t.Fatalf("99 of 400 ports changed: delta %+v", d)
+	}
+	for i := range 101 {
+		w.randomPort(f, i)
+	}
+	st2, d := w.m.SharedSince(st1.Gen)
+	if !d.All {
+		t.Fatalf("101 of 400 ports changed: delta %+v", d)
+	}
+	if got, want := st2, w.m.recs.build(w.rev); got.Gen != st1.Gen+1 || !reflect.DeepEqual(withoutGen(got), want) {
+		t.Fatalf("after the bulk change: gen %d after %d, state differs from a build", got.Gen, st1.Gen)
+	}
+}
+
+func withoutGen(st State) State { st.Gen = 0; return st }
