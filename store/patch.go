@@ -2,9 +2,12 @@ package store
 
 import (
 	"container/heap"
+	"fmt"
+	"log/slog"
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/lanes-net/lanes/api"
 )
@@ -322,4 +325,83 @@ func (q *ageQueue) Pop() any {
 	a := q.list[len(q.list)-1]
 	q.list = q.list[:len(q.list)-1]
 	return a
+}
+
+// Verify builds the State from scratch and compares it with the current one, which
+// may have been patched: the two must be equal. A difference is a bug of the patch;
+// Verify then makes the next read a full build (a Delta of All) and returns an error
+// naming what differs. It holds the mirror for the time of a full build, so it is
+// meant for a periodic check, not for every change.
+func (m *Mirror) Verify() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	got := m.sharedLocked()
+	want := m.recs.build(m.rev)
+	got.Gen = 0
+	if reflect.DeepEqual(got, want) {
+		return nil
+	}
+	m.stale, m.dirtyAll = true, true
+	ports := differingPorts(got, want)
+	what := "records other than ports"
+	if len(ports) > 0 {
+		what = fmt.Sprintf("ports %s", strings.Join(ports[:min(len(ports), 5)], ", "))
+		if len(ports) > 5 {
+			what += fmt.Sprintf(" and %d more", len(ports)-5)
+		}
+		if a, b := withoutPorts(got), withoutPorts(want); !reflect.DeepEqual(a, b) {
+			what += " and records other than ports"
+		}
+	}
+	slog.Error("store mirror: patched state differs from a full build; building it whole", "differs", what)
+	return fmt.Errorf("patched state differs from a full build in %s", what)
+}
+
+// differingPorts lists, sorted, the ports whose record in the State or problems
+// differ between a and b.
+func differingPorts(a, b State) []string {
+	probs := func(st State) map[string][]Problem {
+		m := map[string][]Problem{}
+		for _, p := range st.Problems {
+			if p.Kind == KindPorts {
+				m[p.ID] = append(m[p.ID], p)
+			}
+		}
+		return m
+	}
+	pa, pb := probs(a), probs(b)
+	ids := map[string]bool{}
+	for id := range a.Ports {
+		ids[id] = true
+	}
+	for id := range b.Ports {
+		ids[id] = true
+	}
+	for id := range pa {
+		ids[id] = true
+	}
+	for id := range pb {
+		ids[id] = true
+	}
+	var diff []string
+	for id := range ids {
+		x, okx := a.Ports[id]
+		y, oky := b.Ports[id]
+		if okx != oky || !reflect.DeepEqual(x, y) || !slices.Equal(pa[id], pb[id]) {
+			diff = append(diff, id)
+		}
+	}
+	slices.Sort(diff)
+	return diff
+}
+
+// withoutPorts is st without its ports, their problems and what may differ between
+// two equal States (Gen, Revision).
+func withoutPorts(st State) State {
+	st.Ports, st.Gen, st.Revision = nil, 0, 0
+	st.Problems = slices.DeleteFunc(slices.Clone(st.Problems), func(p Problem) bool { return p.Kind == KindPorts })
+	if len(st.Problems) == 0 {
+		st.Problems = nil
+	}
+	return st
 }

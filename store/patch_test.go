@@ -209,36 +209,11 @@ func (w *patchWorld) randomStatusOp(f patchFixture) {
 	}
 }
 
-// portDiff lists the ports whose record in the State or problems differ between a and b.
+// portDiff is differingPorts as a set.
 func portDiff(a, b State) map[string]bool {
-	probs := func(st State) map[string][]Problem {
-		m := map[string][]Problem{}
-		for _, p := range st.Problems {
-			if p.Kind == KindPorts {
-				m[p.ID] = append(m[p.ID], p)
-			}
-		}
-		return m
-	}
-	pa, pb := probs(a), probs(b)
-	ids := map[string]bool{}
-	for _, m := range []map[string]api.Port{a.Ports, b.Ports} {
-		for id := range m {
-			ids[id] = true
-		}
-	}
-	for _, m := range []map[string][]Problem{pa, pb} {
-		for id := range m {
-			ids[id] = true
-		}
-	}
 	diff := map[string]bool{}
-	for id := range ids {
-		x, okx := a.Ports[id]
-		y, oky := b.Ports[id]
-		if okx != oky || !reflect.DeepEqual(x, y) || !reflect.DeepEqual(pa[id], pb[id]) {
-			diff[id] = true
-		}
+	for _, id := range differingPorts(a, b) {
+		diff[id] = true
 	}
 	return diff
 }
@@ -420,3 +395,45 @@ func TestPatchGivesWayToBulk(t *testing.T) {
 }
 
 func withoutGen(st State) State { st.Gen = 0; return st }
+
+// Verify finds a patched State that went wrong, and the next read builds it whole.
+func TestVerifyCatchesABadPatch(t *testing.T) {
+	t.Parallel()
+	w := newPatchWorld(t, 3)
+	f := w.setup()
+	for i := range 20 {
+		w.randomPort(f, i)
+	}
+	st0, _ := w.m.SharedSince(0)
+	if err := w.m.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	// Lose what the index knows of a kept port's claims: a newer port with its MAC then
+	// gets in.
+	old := st0.Ports[slices.Sorted(maps.Keys(st0.Ports))[0]]
+	w.m.mu.Lock()
+	for c, h := range w.m.ix.holder {
+		if h == old.ID {
+			delete(w.m.ix.holder, c)
+		}
+	}
+	w.m.mu.Unlock()
+	ip := old.FixedIPs[0][:strings.LastIndex(old.FixedIPs[0], ".")] + ".200"
+	twin := api.Port{ID: uuidN(0x500, 1), Name: "twin", NetworkID: old.NetworkID, Host: "h1", MAC: old.MAC, FixedIPs: []string{ip}}
+	w.put(Prefix+KindPorts+"/"+twin.ID, jsonOf(t, twin))
+	st1, d := w.m.SharedSince(st0.Gen)
+	if d.All || !d.Ports[twin.ID] {
+		t.Fatalf("delta %+v", d)
+	}
+	err := w.m.Verify()
+	if err == nil || !strings.Contains(err.Error(), twin.ID) {
+		t.Fatalf("Verify = %v, want the twin named", err)
+	}
+	st2, d := w.m.SharedSince(st1.Gen)
+	if !d.All || !reflect.DeepEqual(withoutGen(st2), w.m.recs.build(w.rev)) {
+		t.Fatalf("after Verify: delta %+v", d)
+	}
+	if err := w.m.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}
