@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/lanes-net/lanes/api"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -61,4 +62,52 @@ func BenchmarkClone10kPorts(b *testing.B) {
 	for range b.N {
 		st.Clone()
 	}
+}
+
+// One port event at 10 000 ports, as the mirror takes it: the put applied, then the
+// State patched (incremental) or built again (full, in the same run); the ratio is
+// what the patch saves per event.
+func BenchmarkPortEvent10kPorts(b *testing.B) {
+	rs := benchRecords(b)
+	m := (&Store{}).NewMirror(MirrorOptions{})
+	m.recs, m.stale, m.dirtyAll = rs, true, true
+	m.Shared()
+	var moved *record[api.Port]
+	for _, r := range rs.ports {
+		moved = r
+		break
+	}
+	var values [2][]byte
+	for i := range values {
+		p := moved.v
+		p.Host = fmt.Sprint("elsewhere", i)
+		values[i] = []byte(jsonOf(b, p))
+	}
+	rev := int64(1 << 30)
+	event := func(full bool) {
+		rev++
+		kv := &mvccpb.KeyValue{Key: []byte(moved.key), Value: values[rev%2], CreateRevision: moved.create, ModRevision: rev}
+		m.mu.Lock()
+		m.applyEvent(mvccpb.PUT, kv)
+		m.stale, m.rev = true, rev
+		m.dirtyAll = m.dirtyAll || full
+		m.mu.Unlock()
+		if st, d := m.SharedSince(m.gen); d.All != full || st.Ports[moved.v.ID].Host != fmt.Sprint("elsewhere", rev%2) {
+			b.Fatalf("full %v: delta %+v, port %+v", full, d, st.Ports[moved.v.ID])
+		}
+	}
+	const fulls = 10
+	start := time.Now()
+	for range fulls {
+		event(true)
+	}
+	full := time.Since(start) / fulls
+	b.ResetTimer()
+	for b.Loop() {
+		event(false)
+	}
+	b.StopTimer()
+	inc := b.Elapsed() / time.Duration(b.N)
+	b.ReportMetric(float64(full.Nanoseconds()), "full-ns/event")
+	b.ReportMetric(float64(full)/float64(inc), "full/incremental")
 }

@@ -98,20 +98,47 @@ func (rs *records) buildL3(st *State) []Problem {
 		}
 		st.FloatingIPs[id] = f
 	}
-	// Router ports follow their router: the host the store names may be down.
 	for pid, p := range st.Ports {
-		if !p.IsRouterInterface() {
-			continue
-		}
-		rt, ok := st.Routers[p.DeviceID]
-		if !ok {
-			continue
-		}
-		if h := api.RouterHost(&rt, st.Hosts); h != "" && h != p.Host {
-			p = clonePort(p)
-			p.Host = h
-			st.Ports[pid] = p
+		if p.IsRouterInterface() {
+			st.Ports[pid] = st.routerPortHost(p)
 		}
 	}
 	return probs
+}
+
+// routerPortHost returns p, a port of st, on its router's current host: the host the
+// store names may be down.
+func (st *State) routerPortHost(p api.Port) api.Port {
+	if !p.IsRouterInterface() {
+		return p
+	}
+	rt, ok := st.Routers[p.DeviceID]
+	if !ok {
+		return p
+	}
+	if h := api.RouterHost(&rt, st.Hosts); h != "" && h != p.Host {
+		p = clonePort(p)
+		p.Host = h
+	}
+	return p
+}
+
+// l3PortRefs lists the ports that routers and floating IPs name: whether such a port
+// is in the State decides what of the router or floating IP is, so a State cannot be
+// patched for a change of one of them alone.
+func (rs *records) l3PortRefs() map[string]bool {
+	refs := map[string]bool{}
+	for _, r := range rs.routers {
+		if r.bad == nil {
+			for _, in := range r.v.Interfaces {
+				refs[in.PortID] = true
+			}
+		}
+	}
+	for _, r := range rs.fips {
+		if r.bad == nil && r.v.PortID != "" {
+			refs[r.v.PortID] = true
+		}
+	}
+	return refs
 }

@@ -24,7 +24,9 @@ import (
 type State struct {
 	Revision int64
 	// Gen numbers the mirror's builds of its State, from 1: two States of one mirror
-	// with the same Gen are the same (SharedSince says what differs between two).
+	// with the same Gen are the same (SharedSince says what differs between two). A
+	// change that leaves the State as it was (a port put again as it was) makes no new
+	// generation.
 	Gen      uint64
 	Networks map[string]api.Network       // by ID
 	Ports    map[string]api.Port          // by ID
@@ -60,6 +62,7 @@ func newState() State {
 func (st State) Clone() State {
 	c := State{
 		Revision: st.Revision,
+		Gen:      st.Gen,
 		Networks: maps.Clone(st.Networks),
 		Ports:    make(map[string]api.Port, len(st.Ports)),
 		Groups:   make(map[string]api.SecurityGroup, len(st.Groups)),
@@ -103,12 +106,22 @@ type Mirror struct {
 	changed chan struct{}
 	synced  chan struct{}
 
-	mu      sync.Mutex
-	recs    *records
-	rev     int64
-	built   State // recs checked against each other, when !stale
-	gen     uint64
-	stale   bool
+	mu    sync.Mutex
+	recs  *records
+	rev   int64
+	built State // recs checked against each other, when !stale
+	gen   uint64
+	stale bool
+	// ix says how built's ports came out, so that the next build can patch built for
+	// the ports changed since (dirtyPorts), unless anything else changed (dirtyAll).
+	// Statuses are patched too (dirtyStatuses).
+	ix            *portIndex
+	dirtyPorts    map[string]bool
+	dirtyStatuses map[string]bool
+	dirtyAll      bool
+	// deltas are the changes of the latest patched builds since the last full one,
+	// oldest first, at most maxDeltas: what SharedSince answers from.
+	deltas  []buildDelta
 	relists int
 	// reported remembers the problems already logged, so each is logged once.
 	reported map[Problem]bool
@@ -154,16 +167,89 @@ func (m *Mirror) Snapshot() State {
 func (m *Mirror) Shared() State {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.sharedLocked()
+}
+
+func (m *Mirror) sharedLocked() State {
 	if m.stale {
-		m.built = m.recs.build(m.rev)
-		m.gen++
-		m.built.Gen = m.gen
-		m.stale = false
-		m.logNew(m.built.Problems)
+		m.rebuild()
 	}
 	st := m.built
 	st.Revision = m.rev
 	return st
+}
+
+// rebuild brings built up to date with recs: patched for the ports and statuses that
+// changed, when nothing else did, else built again.
+func (m *Mirror) rebuild() {
+	dirty, dirtyStatuses, all := m.dirtyPorts, m.dirtyStatuses, m.dirtyAll || m.ix == nil
+	m.stale, m.dirtyPorts, m.dirtyStatuses, m.dirtyAll = false, nil, nil, false
+	if !all {
+		if p, ok := m.ix.patch(m.recs, m.built, m.rev, dirty, dirtyStatuses); ok {
+			if len(p.ports) == 0 && len(dirtyStatuses) == 0 {
+				return // the same State: no new generation for readers to look at
+			}
+			m.gen++
+			p.st.Gen = m.gen
+			m.built = p.st
+			m.deltas = append(m.deltas, buildDelta{gen: m.gen, ports: p.ports})
+			if len(m.deltas) > maxDeltas {
+				m.deltas = slices.Delete(m.deltas, 0, len(m.deltas)-maxDeltas)
+			}
+			m.logChanged(p.removed, p.added)
+			return
+		}
+	}
+	m.built, m.ix = m.recs.buildIndexed(m.rev)
+	m.gen++
+	m.built.Gen = m.gen
+	m.deltas = nil
+	m.logNew(m.built.Problems)
+}
+
+// note marks what a change of the record kind/id leaves to the next build.
+func (m *Mirror) note(kind, id string) {
+	switch {
+	case m.dirtyAll:
+	case kind == KindPorts:
+		if m.dirtyPorts == nil {
+			m.dirtyPorts = map[string]bool{}
+		}
+		m.dirtyPorts[id] = true
+		// A bulk change is cheaper built whole, and a reader recomputes all of it
+		// anyway.
+		if len(m.dirtyPorts) > max(64, len(m.recs.ports)/4) {
+			m.dirtyAll, m.dirtyPorts, m.dirtyStatuses = true, nil, nil
+		}
+	case kind == KindStatus:
+		if m.dirtyStatuses == nil {
+			m.dirtyStatuses = map[string]bool{}
+		}
+		m.dirtyStatuses[id] = true
+	default:
+		m.dirtyAll, m.dirtyPorts, m.dirtyStatuses = true, nil, nil
+	}
+}
+
+// logChanged logs the added problems not logged before and forgets the removed ones
+// that are gone.
+func (m *Mirror) logChanged(removed, added []Problem) {
+	if m.reported == nil {
+		m.reported = map[Problem]bool{}
+	}
+	stay := make(map[Problem]bool, len(added))
+	for _, p := range added {
+		stay[p] = true
+		if !m.reported[p] {
+			slog.Warn("store mirror: record left out", "key", p.Key, "part", p.Part, "class", p.Class, "err", p.Err)
+			m.reported[p] = true
+		}
+	}
+	for _, p := range removed {
+		if !stay[p] {
+			delete(m.reported, p)
+		}
+	}
 }
 
 // logNew logs the problems not logged before and forgets those that are gone.
@@ -280,6 +366,7 @@ func (m *Mirror) list(ctx context.Context, again bool) (int64, error) {
 	}
 	m.mu.Lock()
 	m.recs, m.rev, m.stale = recs, resp.Header.Revision, true
+	m.dirtyAll, m.dirtyPorts, m.dirtyStatuses = true, nil, nil
 	m.markReceived(time.Now())
 	if again {
 		m.relists++
@@ -314,7 +401,7 @@ func (m *Mirror) watch(ctx context.Context, rev int64) error {
 		changed := false
 		m.mu.Lock()
 		for _, ev := range wr.Events {
-			if m.apply(m.recs, ev.Type, ev.Kv) {
+			if m.applyEvent(ev.Type, ev.Kv) {
 				changed = true
 			}
 			m.rev = ev.Kv.ModRevision
@@ -331,17 +418,32 @@ func (m *Mirror) watch(ctx context.Context, rev int64) error {
 	return errors.New("watch closed")
 }
 
-// apply puts or deletes one key in rs and reports whether rs changed.
-func (m *Mirror) apply(rs *records, typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) bool {
+// applyEvent applies one watched event to the mirror's records (m.mu held), notes it
+// for the next build, and reports whether the records changed.
+func (m *Mirror) applyEvent(typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) bool {
+	kind, id, changed := m.apply(m.recs, typ, kv)
+	if changed {
+		m.note(kind, id)
+	}
+	return changed
+}
+
+// apply puts or deletes one key in rs and reports whether rs changed, and the kind and
+// ID of the record.
+func (m *Mirror) apply(rs *records, typ mvccpb.Event_EventType, kv *mvccpb.KeyValue) (string, string, bool) {
 	key := string(kv.Key)
 	kind, id, ok := strings.Cut(strings.TrimPrefix(key, Prefix), "/")
 	if kind == "status" { // status/<host>/<port id>, kept by port ID
 		_, id, ok = parseStatusKey(key)
 	}
 	if !ok || id == "" || strings.Contains(id, "/") {
-		return false
+		return kind, id, false
 	}
-	del := typ == mvccpb.DELETE
+	return kind, id, m.applyRecord(rs, kind, id, typ == mvccpb.DELETE, kv)
+}
+
+// applyRecord puts or deletes the record kind/id in rs and reports whether rs changed.
+func (m *Mirror) applyRecord(rs *records, kind, id string, del bool, kv *mvccpb.KeyValue) bool {
 	switch kind {
 	case KindNetworks:
 		return put(rs.networks, id, del, func() *record[api.Network] { return readNetwork(kv, id) })

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -187,5 +189,111 @@ func TestMirrorStatusFilter(t *testing.T) {
 	st := waitState(t, m, "h1's status", func(st State) bool { return st.Statuses[mine.ID].State == api.StatusActive })
 	if _, ok := st.Statuses[theirs.ID]; ok || len(st.Ports) != 2 {
 		t.Fatalf("filter: %+v", st)
+	}
+}
+
+// waitShared waits, through Changed, until the mirror's shared state satisfies cond.
+func waitShared(t *testing.T, m *Mirror, what string, cond func(State) bool) State {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		st := m.Shared()
+		if cond(st) {
+			return st
+		}
+		select {
+		case <-m.Changed():
+		case <-deadline:
+			t.Fatalf("mirror never showed %s; state at revision %d: %+v", what, st.Revision, st)
+		}
+	}
+}
+
+// SharedSince follows real writes: port changes give exact Deltas across builds,
+// including the ports whose verdict changes with another's (a conflict resolved), and
+// anything else, or a reader too far behind, gets All.
+func TestMirrorSharedSince(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := tctx(t)
+	registerHost(t, s, "h1", "192.168.1.1")
+	registerHost(t, s, "h2", "192.168.1.2")
+	mustNet(t, s, "net", "10.0.0.0/24")
+	p1 := mustPort(t, s, api.Port{Name: "p1", NetworkID: "net", Host: "h1"})
+	m := s.NewMirror(MirrorOptions{})
+	runMirror(t, m)
+	st0, d := m.SharedSince(0)
+	if !d.All || st0.Gen == 0 {
+		t.Fatalf("first read: gen %d, delta %+v", st0.Gen, d)
+	}
+	if again, d := m.SharedSince(st0.Gen); again.Gen != st0.Gen || !d.Empty() {
+		t.Fatalf("nothing changed: gen %d, delta %+v", again.Gen, d)
+	}
+	wantPorts := func(from State, ids ...string) State {
+		t.Helper()
+		st, d := m.SharedSince(from.Gen)
+		want := map[string]bool{}
+		for _, id := range ids {
+			want[id] = true
+		}
+		if d.All || !maps.Equal(d.Ports, want) {
+			t.Fatalf("from gen %d to %d: delta %+v, want the ports %v", from.Gen, st.Gen, d, ids)
+		}
+		return st
+	}
+
+	p2 := mustPort(t, s, api.Port{Name: "p2", NetworkID: "net", Host: "h2"})
+	waitShared(t, m, "p2", func(st State) bool { _, ok := st.Ports[p2.ID]; return ok })
+	st1 := wantPorts(st0, p2.ID)
+
+	// Two changes, read in several builds or one: one Delta.
+	if _, err := s.UpdatePort(ctx, p1.ID, func(p *api.Port) error { p.Host = "h2"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	waitShared(t, m, "p1 on h2", func(st State) bool { return st.Ports[p1.ID].Host == "h2" })
+	if err := s.DeletePort(ctx, p2.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitShared(t, m, "p2 gone", func(st State) bool { _, ok := st.Ports[p2.ID]; return !ok })
+	st2 := wantPorts(st1, p1.ID, p2.ID)
+
+	// A newer port with p1's MAC, written around the CLI, is left out; deleting p1
+	// lets it in, so both are in the Delta.
+	twin := api.Port{ID: NewUUID(), Name: "twin", NetworkID: p1.NetworkID, Host: "h1", MAC: p1.MAC, FixedIPs: []string{"10.0.0.99"}}
+	if _, err := s.Client().Put(ctx, pPorts+twin.ID, jsonOf(t, twin)); err != nil {
+		t.Fatal(err)
+	}
+	waitShared(t, m, "the twin's conflict", func(st State) bool {
+		pr := st.ProblemsOf(KindPorts, twin.ID)
+		return len(pr) == 1 && pr[0].Class == ProblemConflict
+	})
+	st3 := wantPorts(st2, twin.ID)
+	if err := s.DeletePort(ctx, p1.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitShared(t, m, "the twin in", func(st State) bool { _, ok := st.Ports[twin.ID]; return ok && len(st.Problems) == 0 })
+	st4 := wantPorts(st3, p1.ID, twin.ID)
+
+	// Anything but a port: All.
+	mustNet(t, s, "other", "10.1.0.0/24")
+	waitShared(t, m, "the other network", func(st State) bool { return len(st.Networks) == 2 })
+	if _, d := m.SharedSince(st4.Gen); !d.All {
+		t.Fatalf("after a network create: delta %+v", d)
+	}
+
+	// A reader more builds behind than the mirror remembers: All.
+	behind, _ := m.SharedSince(0)
+	for i := range maxDeltas + 1 {
+		name := fmt.Sprint("twin", i)
+		if _, err := s.UpdatePort(ctx, twin.ID, func(p *api.Port) error { p.Name = name; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		waitShared(t, m, name, func(st State) bool { return st.Ports[twin.ID].Name == name })
+	}
+	if st, d := m.SharedSince(behind.Gen); !d.All || st.Gen < behind.Gen+maxDeltas+1 {
+		t.Fatalf("%d builds behind: delta %+v", st.Gen-behind.Gen, d)
+	}
+	if m.Relists() != 0 {
+		t.Fatalf("relisted %d times", m.Relists())
 	}
 }

@@ -360,6 +360,13 @@ func byAge[T any](m map[string]*record[T]) []string {
 // on: only records that decode and validate, with what they claim uncontested and what
 // they name present; everything else is in Problems.
 func (rs *records) build(rev int64) State {
+	st, _ := rs.buildIndexed(rev)
+	return st
+}
+
+// buildIndexed is build, and also returns how the ports' claims fell out, so that the
+// mirror can patch the State for the next change of a few ports (patch.go).
+func (rs *records) buildIndexed(rev int64) (State, *portIndex) {
 	st := State{
 		Revision: rev,
 		Networks: make(map[string]api.Network, len(rs.networks)),
@@ -371,6 +378,7 @@ func (rs *records) build(rev int64) State {
 		Routers:     make(map[string]api.Router, len(rs.routers)),
 		FloatingIPs: make(map[string]api.FloatingIP, len(rs.fips)),
 	}
+	ix := newPortIndex()
 	var probs []Problem
 	addBad := func(p *Problem, parts []Problem) {
 		if p != nil {
@@ -384,14 +392,20 @@ func (rs *records) build(rev int64) State {
 	for _, r := range rs.groups {
 		addBad(r.bad, r.parts)
 	}
-	for _, r := range rs.ports {
-		addBad(r.bad, nil)
+	for id, r := range rs.ports {
+		if r.bad != nil {
+			probs = append(probs, *r.bad)
+			ix.probs[id] = []Problem{*r.bad}
+		}
 	}
 	for _, r := range rs.hosts {
 		addBad(r.bad, nil)
 	}
-	for _, r := range rs.statuses {
-		addBad(r.bad, nil)
+	for id, r := range rs.statuses {
+		if r.bad != nil {
+			probs = append(probs, *r.bad)
+			ix.statusProbs[id] = *r.bad
+		}
 	}
 
 	// Networks: one per VNI, the oldest. A newer network with a taken VNI is left out
@@ -417,6 +431,7 @@ func (rs *records) build(rev int64) State {
 			left[id] = r.bad.Err
 		}
 	}
+	ix.left = left
 
 	// Groups: a rule naming a remote group that is not there is dropped; a remote
 	// group nobody can be a member of would allow nothing anyway.
@@ -449,29 +464,27 @@ func (rs *records) build(rev int64) State {
 	}
 
 	// Ports, oldest first, so that an older port keeps its MAC, IPs and device names
-	// when a newer one claims them too.
-	taken := make(claims, 3*len(rs.ports))
+	// when a newer one claims them too. Only older ports have taken anything when a
+	// port is judged, so whoever holds a claim is older.
+	taken := ix.holder
+	heldBy := func(c claim) string { return taken[c] }
+	var buf [2 + api.MaxFixedIPs]claim
 	for _, id := range byAge(rs.ports) {
 		r := rs.ports[id]
-		p, class, err := rs.checkPort(r, st.Networks, left, taken)
-		if err != nil {
-			probs = append(probs, r.problem(KindPorts, id, p.Host, class, "", err))
-			continue
+		v := rs.judgePort(id, r, &st, left, heldBy, buf[:0])
+		if len(v.probs) > 0 {
+			probs = append(probs, v.probs...)
+			ix.probs[id] = v.probs
 		}
-		// An unknown group is dropped: a group allows traffic, so without it the
-		// port has less access than intended, never more.
-		if !all(p.SecurityGroups, st.hasGroup) {
-			p = clonePort(p)
-			p.SecurityGroups = slices.DeleteFunc(p.SecurityGroups, func(g string) bool {
-				if st.hasGroup(g) {
-					return false
-				}
-				probs = append(probs, r.problem(KindPorts, id, p.Host, ProblemDangling, "security_group "+g,
-					fmt.Errorf("security group %s is not a usable security group; the port goes without it", clip(g, 64))))
-				return true
-			})
+		switch {
+		case v.kept:
+			for _, c := range v.want {
+				taken[c] = id
+			}
+			st.Ports[id] = v.port
+		case v.want != nil:
+			ix.addLost(id, slices.Clone(v.want))
 		}
-		st.Ports[id] = p
 	}
 
 	// Hosts: a tunnel IP belongs to one host; two would share one tunnel port.
@@ -494,59 +507,88 @@ func (rs *records) build(rev int64) State {
 		}
 	}
 	probs = append(probs, rs.buildL3(&st)...) // l3records.go
+	ix.l3refs = rs.l3PortRefs()
 
-	slices.SortFunc(probs, func(a, b Problem) int {
-		return cmp.Or(strings.Compare(a.Key, b.Key), strings.Compare(a.Part, b.Part), strings.Compare(a.Err, b.Err))
-	})
+	slices.SortFunc(probs, compareProblems)
 	st.Problems = probs
-	return st
+	return st, ix
+}
+
+// compareProblems is the order of State.Problems.
+func compareProblems(a, b Problem) int {
+	return cmp.Or(strings.Compare(a.Key, b.Key), strings.Compare(a.Part, b.Part), strings.Compare(a.Err, b.Err))
 }
 
 func (st *State) hasGroup(id string) bool { _, ok := st.Groups[id]; return ok }
 
-// checkPort checks a port against its network (kept in nets, or left out for the
-// reason in left) and takes what it claims; it returns the port, or the class of its
-// problem and the problem.
-func (rs *records) checkPort(r *record[api.Port], nets map[string]api.Network, left map[string]string, taken claims) (api.Port, string, error) {
+// portVerdict is what became of one port in a State.
+type portVerdict struct {
+	kept bool
+	port api.Port // as kept: without the groups it cannot use
+	// want is what the port claims, when it got as far as claiming (kept, or left
+	// out for a conflict); nil when it failed before (undecodable, invalid, dangling).
+	want  []claim
+	probs []Problem // whole or per part, in a fixed order
+}
+
+// judgePort checks the port r (key ID id) on its own, against its network (kept in
+// st.Networks, or left out for the reason in left) and st's groups, and against the
+// claims of the ports older than it: heldBy names the older port holding a claim, or
+// "". The port's claims are appended to buf.
+func (rs *records) judgePort(id string, r *record[api.Port], st *State, left map[string]string, heldBy func(claim) string, buf []claim) portVerdict {
+	if r.bad != nil {
+		return portVerdict{probs: []Problem{*r.bad}}
+	}
 	p := r.v
-	n, ok := nets[p.NetworkID]
+	whole := func(class string, err error) []Problem {
+		return []Problem{r.problem(KindPorts, id, p.Host, class, "", err)}
+	}
+	n, ok := st.Networks[p.NetworkID]
 	if !ok {
 		if why, known := left[p.NetworkID]; known {
-			return p, ProblemDangling, fmt.Errorf("network %s is left out: %s", clip(p.NetworkID, 64), why)
+			return portVerdict{probs: whole(ProblemDangling, fmt.Errorf("network %s is left out: %s", clip(p.NetworkID, 64), why))}
 		}
-		return p, ProblemDangling, fmt.Errorf("network %s does not exist", clip(p.NetworkID, 64))
+		return portVerdict{probs: whole(ProblemDangling, fmt.Errorf("network %s does not exist", clip(p.NetworkID, 64)))}
 	}
 	if nr := rs.networks[p.NetworkID]; r.vettedNet != nr.mod {
 		r.vettedNet, r.vetErr = nr.mod, api.ValidatePort(&p, &n, false)
 	}
 	if r.vetErr != nil {
-		return p, ProblemInvalid, r.vetErr
+		return portVerdict{probs: whole(ProblemInvalid, r.vetErr)}
 	}
-	if err := claimPort(taken, &p, n.VNI); err != nil {
-		return p, ProblemConflict, err
-	}
-	return p, "", nil
-}
-
-// claimPort takes the port's MAC and IPs in its network (vni) and its device names, or
-// says which older port holds one of them. It takes nothing when it fails.
-func claimPort(cs claims, p *api.Port, vni uint32) error {
 	// Validated: the MAC is six two-digit octets, the IPs are canonical IPv4 or IPv6.
-	var buf [2 + api.MaxFixedIPs]claim
-	want := append(buf[:0], claim{claimDevice, 0, p.ID[:api.DeviceIDLen]}, claim{claimMAC, vni, strings.ToLower(p.MAC)})
-	for _, a := range p.FixedIPs {
-		want = append(want, claim{claimIP, vni, a})
-	}
+	want := portClaims(buf, &p, n.VNI)
 	for _, c := range want {
-		if h, ok := cs[c]; ok && h != p.ID {
+		if h := heldBy(c); h != "" && h != id {
 			what := map[claimKind]string{claimDevice: "device name " + api.TapName(p.ID), claimMAC: "MAC " + c.value, claimIP: "IP " + c.value}[c.what]
-			return fmt.Errorf("%s is also port %s's, which is older and keeps it", what, h)
+			return portVerdict{want: want, probs: whole(ProblemConflict, fmt.Errorf("%s is also port %s's, which is older and keeps it", what, h))}
 		}
 	}
-	for _, c := range want {
-		cs[c] = p.ID
+	// An unknown group is dropped: a group allows traffic, so without it the port has
+	// less access than intended, never more.
+	var probs []Problem
+	if !all(p.SecurityGroups, st.hasGroup) {
+		p = clonePort(p)
+		p.SecurityGroups = slices.DeleteFunc(p.SecurityGroups, func(g string) bool {
+			if st.hasGroup(g) {
+				return false
+			}
+			probs = append(probs, r.problem(KindPorts, id, p.Host, ProblemDangling, "security_group "+g,
+				fmt.Errorf("security group %s is not a usable security group; the port goes without it", clip(g, 64))))
+			return true
+		})
 	}
-	return nil
+	return portVerdict{kept: true, port: p, want: want, probs: probs}
+}
+
+// portClaims appends to buf what a port of a network with the given VNI claims: its
+// device names, and its MAC and IPs within the network.
+func portClaims(buf []claim, p *api.Port, vni uint32) []claim {
+	buf = append(buf, claim{claimDevice, 0, p.ID[:api.DeviceIDLen]}, claim{claimMAC, vni, strings.ToLower(p.MAC)})
+	for _, a := range p.FixedIPs {
+		buf = append(buf, claim{claimIP, vni, a})
+	}
+	return buf
 }
 
 // all reports whether ok holds for every element of s.

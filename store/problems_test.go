@@ -22,7 +22,7 @@ func jsonOf(t testing.TB, v any) string {
 
 // withoutProblems is st as the data path sees it.
 func withoutProblems(st State) State {
-	st.Problems, st.Revision = nil, 0
+	st.Problems, st.Revision, st.Gen = nil, 0, 0
 	return st
 }
 
