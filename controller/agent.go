@@ -258,6 +258,13 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 // also computes it from scratch and checks that both agree. They always should: a
 // difference is a bug in the incremental path, logged, and the full view is used.
 func (a *agent) deriveView(full bool) *view.View {
+	if full {
+		// The store's patched State against a build from scratch; a difference is
+		// logged, and the next read below is a full build.
+		if err := a.mirror.Verify(); err != nil {
+			a.log.Error("store mirror: patched state differs from a full build", "err", err)
+		}
+	}
 	st, d := a.mirror.SharedSince(a.gen)
 	a.gen = st.Gen
 	st, d = a.guard.Apply(st, d)

@@ -91,10 +91,12 @@ func TestIncrementalEqualsFull(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for step := range 60 {
+	const steps = 100
+	incremental := 0 // passes that took the incremental path
+	for step := range steps {
 		var what string
 		switch k := rnd.IntN(10); {
-		case k < 4 || len(remote) < 3:
+		case k < 3 || len(remote) < 2:
 			p, err := r.st.CreatePort(ctx, api.Port{Name: fmt.Sprintf("r%d", step), NetworkID: nets[rnd.IntN(2)].ID, Host: hosts[rnd.IntN(len(hosts))]})
 			if err != nil {
 				t.Fatal(err)
@@ -138,6 +140,9 @@ func TestIncrementalEqualsFull(t *testing.T) {
 		}
 		r.sync(false)
 		inc := r.capture()
+		if !inc.view.Changes.All {
+			incremental++
+		}
 		r.sync(true)
 		full := r.capture()
 		if msgs := logs.take(); len(msgs) > 0 {
@@ -147,6 +152,11 @@ func TestIncrementalEqualsFull(t *testing.T) {
 			t.Fatalf("step %d (%s): incremental and full passes differ: %s", step, what, d)
 		}
 	}
+	// Creates, deletes, moves and raw writes of remote ports are all incremental.
+	if incremental < steps/2 {
+		t.Errorf("only %d of %d passes took the incremental path", incremental, steps)
+	}
+	t.Logf("%d of %d passes incremental", incremental, steps)
 }
 
 // passOutcome is what a pass leaves: both bridges' flows and the agent's view and
