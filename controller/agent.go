@@ -258,7 +258,7 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 // also computes it from scratch and checks that both agree. They always should: a
 // difference is a bug in the incremental path, logged, and the full view is used.
 func (a *agent) deriveView(full bool) *view.View {
-	if full {
+	if full && a.view != nil { // the first pass reads a state built from scratch anyway
 		// The store's patched State against a build from scratch; a difference is
 		// logged, and the next read below is a full build.
 		if err := a.mirror.Verify(); err != nil {
