@@ -3,6 +3,7 @@ package flows
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -257,12 +258,84 @@ func localPortFlows(in localIn) ([]Flow, error) {
 }
 
 // Build computes the flow set of d like Desired.Flows, reusing the flows of every
-// owner whose input is the same as in the previous Build: they are neither built,
+// owner whose input is the same as in the previous pass: they are neither built,
 // validated nor keyed again, and the Set hands out the very same slices, so a diff
 // sees them unchanged by identity. The checks across owners (one owner per flow key
 // and cookie, the registry's catch-alls) are kept up to date for the owners that
-// changed. An error leaves the Builder as if it had never built anything.
+// changed. Its cost follows the host's size; Update's follows the change. An error
+// leaves the Builder as if it had never built anything.
 func (b *Builder) Build(d *Desired) (Set, error) {
+	return b.pass(d, nil, true)
+}
+
+// Update is Build for a change of a few remote ports: d is complete but for its
+// RemotePorts, which list only the ports whose IDs are in changed and that exist now
+// (a changed ID not listed is a port that left; a port listed is taken as changed
+// too). The other remote ports are those the Builder already has. Networks,
+// tunnels and local ports are few and compared whole, as in Build; the remote ports
+// a changed network or tunnel touches are redone from what the Builder kept of them.
+// The result equals Build of the complete Desired. Update on a Builder that holds
+// nothing is an error: it has no remote ports to start from.
+func (b *Builder) Update(d *Desired, changed map[string]bool) (Set, error) {
+	if b.owners == nil {
+		return Set{}, fmt.Errorf("incremental flow update without a previous build")
+	}
+	return b.pass(d, changed, false)
+}
+
+// inputs is what the Builder keeps of the Desired it last built, so that Update
+// needs only what changed: the networks and tunnels, every remote port (with flows
+// or not: a tunnel that comes gives flows to those waiting for it), which remote
+// ports each network and host has, and each network's flood list as counts.
+type inputs struct {
+	tunnelType string
+	nets       map[string]Network
+	tunnels    map[tunnelKey]uint32
+	remote     map[string]RemotePort
+	onNet      map[string]map[string]bool     // network ID -> its remote ports' IDs
+	onHost     map[netip.Addr]map[string]bool // host tunnel IP -> its remote ports' IDs
+	// flood counts, per network and tunnel ofport, the remote ports with flows
+	// through that tunnel: a network floods to the ofports counted; floodOf says
+	// where each remote port with flows is counted.
+	flood   map[string]map[uint32]int
+	floodOf map[string]floodRef
+	others  map[Owner]bool // the last pass's owners that are not remote ports
+}
+
+type tunnelKey struct {
+	ip netip.Addr
+	t  string
+}
+
+type floodRef struct {
+	net    string
+	ofport uint32
+}
+
+func addTo[K comparable](m map[K]map[string]bool, k K, id string) {
+	if m[k] == nil {
+		m[k] = map[string]bool{}
+	}
+	m[k][id] = true
+}
+
+func delFrom[K comparable](m map[K]map[string]bool, k K, id string) {
+	if delete(m[k], id); len(m[k]) == 0 {
+		delete(m, k)
+	}
+}
+
+// pass builds d's owners: all of them (all: d is complete), or those the changed
+// remote ports and the few other owners touch (Update).
+func (b *Builder) pass(d *Desired, changed map[string]bool, all bool) (Set, error) {
+	set, err := b.collect(d, changed, all)
+	if err != nil {
+		*b = Builder{}
+	}
+	return set, err
+}
+
+func (b *Builder) collect(d *Desired, changed map[string]bool, all bool) (Set, error) {
 	if d.PatchIntOfport == 0 {
 		return Set{}, fmt.Errorf("patch-int ofport not set")
 	}
@@ -275,7 +348,12 @@ func (b *Builder) Build(d *Desired) (Set, error) {
 		}
 		return t
 	}
-	ps := b.newPass()
+	in := &b.inputs
+	// complete: d lists every remote port. redo: every remote port is redone, as
+	// when the host's tunnel type changes every network and tunnel without a type
+	// of its own.
+	complete, redo := all, all || in.tunnelType != d.TunnelType
+	ps := newPass()
 	if err := take(b, ps, Owner{CatSetup, ""}, setupIn{d.TunnelType, d.PatchIntOfport}, setupFlows); err != nil {
 		return Set{}, err
 	}
@@ -292,11 +370,6 @@ func (b *Builder) Build(d *Desired) (Set, error) {
 			return Set{}, fmt.Errorf("network %s: %w", n.ID, err)
 		}
 		nets[n.ID] = n
-	}
-
-	type tunnelKey struct {
-		ip netip.Addr
-		t  string
 	}
 	tunnels := make(map[tunnelKey]uint32, len(d.Tunnels))
 	for _, t := range d.Tunnels {
@@ -315,28 +388,123 @@ func (b *Builder) Build(d *Desired) (Set, error) {
 		}
 	}
 
-	flood := map[string][]uint32{} // network ID -> tunnel ofports
-	for _, p := range d.RemotePorts {
-		n, ok := nets[p.NetworkID]
+	// The remote ports to redo: the changed ones, and those of the networks and
+	// hosts whose network or tunnel changed.
+	dirty := map[string]bool{}
+	if complete {
+		seen := make(map[string]bool, len(d.RemotePorts))
+		for _, p := range d.RemotePorts {
+			if seen[p.ID] {
+				return Set{}, fmt.Errorf("%s listed twice", Owner{CatRemotePort, p.ID})
+			}
+			seen[p.ID] = true
+		}
+		for id := range in.remote {
+			dirty[id] = true
+		}
+		in.remote = make(map[string]RemotePort, len(d.RemotePorts))
+		in.onNet, in.onHost = map[string]map[string]bool{}, map[netip.Addr]map[string]bool{}
+		for _, p := range d.RemotePorts {
+			dirty[p.ID] = true
+			in.put(p)
+		}
+	} else {
+		for id := range changed {
+			dirty[id] = true
+		}
+		listed := make(map[string]bool, len(d.RemotePorts))
+		for _, p := range d.RemotePorts {
+			if listed[p.ID] {
+				return Set{}, fmt.Errorf("%s listed twice", Owner{CatRemotePort, p.ID})
+			}
+			listed[p.ID] = true
+			dirty[p.ID] = true
+		}
+		for id := range changed {
+			if !listed[id] {
+				in.take(id)
+			}
+		}
+		for _, p := range d.RemotePorts {
+			in.take(p.ID)
+			in.put(p)
+		}
+		for id, n := range nets {
+			if old, ok := in.nets[id]; !ok || old != n {
+				maps.Copy(dirty, in.onNet[id])
+			}
+		}
+		for id := range in.nets {
+			if _, ok := nets[id]; !ok {
+				maps.Copy(dirty, in.onNet[id])
+			}
+		}
+		for k, ofport := range tunnels {
+			if old, ok := in.tunnels[k]; !ok || old != ofport {
+				maps.Copy(dirty, in.onHost[k.ip])
+			}
+		}
+		for k := range in.tunnels {
+			if _, ok := tunnels[k]; !ok {
+				maps.Copy(dirty, in.onHost[k.ip])
+			}
+		}
+		if redo {
+			for id := range in.remote {
+				dirty[id] = true
+			}
+		}
+	}
+	if in.flood == nil {
+		in.flood, in.floodOf = map[string]map[uint32]int{}, map[string]floodRef{}
+	}
+	floodChanged := map[string]bool{}
+	for id := range dirty {
+		o := Owner{CatRemotePort, id}
+		if ref, ok := in.floodOf[id]; ok {
+			delete(in.floodOf, id)
+			if in.flood[ref.net][ref.ofport]--; in.flood[ref.net][ref.ofport] == 0 {
+				delete(in.flood[ref.net], ref.ofport)
+				floodChanged[ref.net] = true
+			}
+		}
+		p, ok := in.remote[id]
+		n, known := nets[p.NetworkID]
 		ofport, up := tunnels[tunnelKey{p.HostIP.Unmap(), typeOf(n.TunnelType)}]
-		if !ok || !up {
+		if !ok || !known || !up {
+			b.drop(ps, o) // no flows until its network and tunnel are there
 			continue
 		}
-		o := Owner{CatRemotePort, p.ID}
 		if err := take(b, ps, o, remoteIn{o, n.LocalVLAN, n.VNI, ofport, p.MAC, p.IPs, p.Router}, remotePortFlows); err != nil {
 			return Set{}, err
 		}
-		if !slices.Contains(flood[n.ID], ofport) {
-			flood[n.ID] = append(flood[n.ID], ofport)
+		in.floodOf[id] = floodRef{n.ID, ofport}
+		if in.flood[n.ID] == nil {
+			in.flood[n.ID] = map[uint32]int{}
+		}
+		if in.flood[n.ID][ofport]++; in.flood[n.ID][ofport] == 1 {
+			floodChanged[n.ID] = true
 		}
 	}
 
 	for _, n := range d.Networks {
 		o := Owner{CatNetwork, n.ID}
-		ports := flood[n.ID]
-		slices.Sort(ports)
+		if old := b.owners[o]; old != nil && !redo && !floodChanged[n.ID] {
+			// Its flood list is as before: the input differs only if the network does.
+			prev := old.in.(networkIn)
+			if prev.net == n && prev.tunnelType == typeOf(n.TunnelType) {
+				ps.listed[o] = true
+				continue
+			}
+		}
+		ports := slices.Sorted(maps.Keys(in.flood[n.ID]))
 		if err := take(b, ps, o, networkIn{o, n, typeOf(n.TunnelType), ports}, networkFlows); err != nil {
 			return Set{}, err
+		}
+	}
+	for id := range in.flood {
+		if _, ok := nets[id]; !ok && len(in.flood[id]) == 0 {
+			delete(in.flood, id)
 		}
 	}
 
@@ -352,7 +520,37 @@ func (b *Builder) Build(d *Desired) (Set, error) {
 			return Set{}, err
 		}
 	}
+	// Setup, networks, tunnels and local ports are listed whole every pass: those of
+	// the last pass not listed now left.
+	others := map[Owner]bool{}
+	for o := range ps.listed {
+		if o.Category != CatRemotePort {
+			others[o] = true
+		}
+	}
+	for o := range in.others {
+		if !others[o] {
+			b.drop(ps, o)
+		}
+	}
+	in.tunnelType, in.nets, in.tunnels, in.others = d.TunnelType, nets, tunnels, others
 	return b.commit(ps)
+}
+
+// put records remote port p and where it is.
+func (in *inputs) put(p RemotePort) {
+	in.remote[p.ID] = p
+	addTo(in.onNet, p.NetworkID, p.ID)
+	addTo(in.onHost, p.HostIP.Unmap(), p.ID)
+}
+
+// take forgets remote port id, if it was there.
+func (in *inputs) take(id string) {
+	if p, ok := in.remote[id]; ok {
+		delete(in.remote, id)
+		delFrom(in.onNet, p.NetworkID, id)
+		delFrom(in.onHost, p.HostIP.Unmap(), id)
+	}
 }
 
 // checkAddrs refuses what would make a port's flows wrong: a MAC that is not an
