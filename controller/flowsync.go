@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,30 +54,40 @@ type flowInput struct {
 // Sync installs the flows of v and returns the set installed (or tried).
 func (s *flowStep) Sync(v *view.View, in flowInput) (flows.Set, error) {
 	full := s.reconnected() || in.Full // in this order: reconnected also notes the counts
-	set, err := s.compute(desired(v, in, s.tunnelType), full)
+	set, err := s.compute(v, in, full)
 	if err != nil {
 		return flows.Set{}, fmt.Errorf("compute flows: %w", err)
 	}
 	tunErr := s.brTun.SyncSet(set)
 	if tunErr == nil {
 		s.forget.Update(v)
+	} else {
+		s.forget.Missed()
 	}
 	intErr := s.brInt.SyncSet(set)
 	s.countFlows()
 	return set, errors.Join(tunErr, intErr)
 }
 
-// compute builds the flow set of d incrementally and, when full, from scratch as
-// well: the incremental set must equal the full one, and if it ever does not, that
-// is a bug worth an error in the log, and the full set is what gets installed.
-func (s *flowStep) compute(d *flows.Desired, full bool) (flows.Set, error) {
-	fromScratch := s.builder.Owners() == 0 // on start: nothing to compare with
-	set, err := s.builder.Build(d)
+// compute builds the flow set of v: from the remote ports the view says changed
+// when it says which (the Builder keeps the others), else from the whole view. When
+// full, it computes the set from scratch as well: the incremental set must equal
+// the full one, and if it ever does not, that is a bug worth an error in the log,
+// and the full set is what gets installed.
+func (s *flowStep) compute(v *view.View, in flowInput, full bool) (flows.Set, error) {
+	fromScratch := s.builder.Owners() == 0 // on start, or after an error: nothing to compare with
+	var set flows.Set
+	var err error
+	if fromScratch || v.Changes.All {
+		set, err = s.builder.Build(desired(v, in, s.tunnelType))
+	} else {
+		set, err = s.builder.Update(desiredOf(v, in, s.tunnelType, v.Changes.Remote), v.Changes.Remote)
+	}
 	if !full || fromScratch {
 		return set, err
 	}
 	var fresh flows.Builder
-	want, ferr := fresh.Build(d)
+	want, ferr := fresh.Build(desired(v, in, s.tunnelType))
 	if ferr != nil {
 		s.builder = flows.Builder{}
 		return flows.Set{}, ferr
@@ -110,6 +121,16 @@ func (s *flowStep) reconnected() bool {
 // desired is the flows' input: this host's networks with their VLANs, the tunnels to
 // live peers, and the local and remote ports of those networks.
 func desired(v *view.View, in flowInput, tunnelType string) *flows.Desired {
+	d := desiredOf(v, in, tunnelType, nil)
+	for _, r := range v.Remote {
+		d.RemotePorts = append(d.RemotePorts, remotePort(r))
+	}
+	return d
+}
+
+// desiredOf is desired with, of the remote ports, only those in remote that the view
+// has (for flows.Builder.Update): the networks, tunnels and local ports are few.
+func desiredOf(v *view.View, in flowInput, tunnelType string, remote map[string]bool) *flows.Desired {
 	d := &flows.Desired{TunnelType: tunnelType, PatchIntOfport: uint32(in.PatchInt)}
 	for id, n := range v.Networks {
 		if vlan, ok := in.VLANs[id]; ok {
@@ -137,10 +158,25 @@ func desired(v *view.View, in flowInput, tunnelType string) *flows.Desired {
 		}
 		d.LocalPorts = append(d.LocalPorts, lp)
 	}
-	for _, r := range v.Remote {
-		d.RemotePorts = append(d.RemotePorts, flows.RemotePort{ID: r.ID, NetworkID: r.NetworkID, MAC: r.HW, IPs: r.Addrs, HostIP: r.HostIP, Router: r.IsRouterInterface()})
+	for id := range remote {
+		if r, ok := remoteByID(v, id); ok {
+			d.RemotePorts = append(d.RemotePorts, remotePort(r))
+		}
 	}
 	return d
+}
+
+func remotePort(r view.RemotePort) flows.RemotePort {
+	return flows.RemotePort{ID: r.ID, NetworkID: r.NetworkID, MAC: r.HW, IPs: r.Addrs, HostIP: r.HostIP, Router: r.IsRouterInterface()}
+}
+
+// remoteByID finds a remote port of the view (v.Remote is sorted by ID).
+func remoteByID(v *view.View, id string) (view.RemotePort, bool) {
+	i, ok := slices.BinarySearchFunc(v.Remote, id, func(r view.RemotePort, id string) int { return strings.Compare(r.ID, id) })
+	if !ok {
+		return view.RemotePort{}, false
+	}
+	return v.Remote[i], true
 }
 
 // Check compares, per bridge, how many flows of this round the switch holds with how
@@ -190,42 +226,88 @@ type forgetter struct {
 	log *slog.Logger
 	br  *ofsync.Bridge
 
-	mu     sync.Mutex
-	known  map[string]bool      // MACs of the last view's remote ports
+	mu sync.Mutex
+	// macs and refs are the last view's remote ports: their MACs by port ID, and how
+	// many ports have each MAC, so that a view that says which remote ports changed
+	// costs those only.
+	macs   map[string]string
+	refs   map[string]int
 	leftAt map[string]time.Time // MACs that left, and when
 	timer  *time.Timer
+	// missed: a view went by unseen, so the next one's Changes do not say what
+	// changed since the last one seen.
+	missed bool
 }
 
 func newForgetter(ctx context.Context, log *slog.Logger, br *ofsync.Bridge) *forgetter {
-	return &forgetter{ctx: ctx, log: log, br: br, known: map[string]bool{}, leftAt: map[string]time.Time{}}
+	return &forgetter{ctx: ctx, log: log, br: br, macs: map[string]string{}, refs: map[string]int{}, leftAt: map[string]time.Time{}}
 }
 
-// Update records the view's MACs and forgets the learned entries of those that left.
+// Update records the view's remote MACs and forgets the learned entries of those that
+// left: of the remote ports v.Changes names, or of all when it names none. A remote
+// MAC that became local stays.
 func (f *forgetter) Update(v *view.View) {
-	now := map[string]bool{} // every MAC of the view: a remote MAC that became local stays
-	remote := map[string]bool{}
-	for _, p := range v.Remote {
-		now[p.HW.String()] = true
-		remote[p.HW.String()] = true
-	}
+	local := make(map[string]bool, len(v.Local))
 	for _, p := range v.Local {
-		now[p.HW.String()] = true
+		local[p.HW.String()] = true
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	var maybeLeft, came []string
+	if v.Changes.All || f.missed {
+		f.missed = false
+		for mac := range f.refs {
+			maybeLeft = append(maybeLeft, mac)
+		}
+		f.macs, f.refs = make(map[string]string, len(v.Remote)), make(map[string]int, len(v.Remote))
+		for _, p := range v.Remote {
+			f.add(p.ID, p.HW.String())
+		}
+		for mac := range f.leftAt {
+			came = append(came, mac) // back if the view has it
+		}
+	} else {
+		for id := range v.Changes.Remote {
+			if mac, ok := f.macs[id]; ok {
+				delete(f.macs, id)
+				if f.refs[mac]--; f.refs[mac] <= 0 {
+					delete(f.refs, mac)
+				}
+				maybeLeft = append(maybeLeft, mac)
+			}
+			if p, ok := remoteByID(v, id); ok {
+				f.add(id, p.HW.String())
+				came = append(came, p.HW.String())
+			}
+		}
+		for mac := range local {
+			came = append(came, mac)
+		}
+	}
 	t := time.Now()
-	for mac := range f.known {
-		if !now[mac] {
+	for _, mac := range maybeLeft {
+		if f.refs[mac] == 0 && !local[mac] {
 			f.leftAt[mac] = t
 		}
 	}
-	for mac := range f.leftAt {
-		if now[mac] {
+	for _, mac := range came {
+		if f.refs[mac] > 0 || local[mac] {
 			delete(f.leftAt, mac) // back: its l2pop entry wins anyway
 		}
 	}
-	f.known = remote
 	f.forgetLocked()
+}
+
+// Missed notes a view that Update did not see (its flows did not go in).
+func (f *forgetter) Missed() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.missed = true
+}
+
+func (f *forgetter) add(id, mac string) {
+	f.macs[id] = mac
+	f.refs[mac]++
 }
 
 func (f *forgetter) forgetLocked() {
