@@ -104,6 +104,47 @@ func indexFrom(prev *Flows, s flows.Set, b flows.Bridge, round uint16) Flows {
 	return fl
 }
 
+// with returns f changed to bridge b's flows of s for the owners listed (sorted),
+// those whose flows in s may differ from the set f was taken from (flows.Set.Changed):
+// an owner's entry is kept when its flows are the very slice it was given, and the
+// stretches between the owners listed are copied whole. Its cost is the owners
+// listed, plus a copy.
+func (f Flows) with(s flows.Set, b flows.Bridge, owners []flows.Owner, round uint16) Flows {
+	out := Flows{owners: make([]owned, 0, len(f.owners)+len(owners))}
+	i := 0 // f's next owner not yet copied
+	for _, o := range owners {
+		j, found := slices.BinarySearchFunc(f.owners[i:], o, func(x owned, o flows.Owner) int { return compareOwners(x.owner, o) })
+		j += i
+		out.owners = append(out.owners, f.owners[i:j]...)
+		var prev *ownerFlows
+		if i = j; found {
+			prev = f.owners[j].ownerFlows
+			i++
+		}
+		fs := s.FlowsOf(b, o)
+		switch {
+		case len(fs) == 0:
+		case prev != nil && prev.round == round && len(prev.given) == len(fs) && &prev.given[0] == &fs[0]:
+			out.owners = append(out.owners, owned{o, prev})
+		default:
+			out.owners = append(out.owners, owned{o, &ownerFlows{given: fs, round: round}})
+		}
+	}
+	out.owners = append(out.owners, f.owners[i:]...)
+	return out
+}
+
+// only returns the entries of f of the owners listed (sorted) that f has.
+func (f Flows) only(owners []flows.Owner) Flows {
+	out := Flows{owners: make([]owned, 0, len(owners))}
+	for _, o := range owners {
+		if j, ok := slices.BinarySearchFunc(f.owners, o, func(x owned, o flows.Owner) int { return compareOwners(x.owner, o) }); ok {
+			out.owners = append(out.owners, f.owners[j])
+		}
+	}
+	return out
+}
+
 // IndexFlows takes a list of flows, stamped with round, each owned by its cookie's
 // owner (category and owner hash).
 func IndexFlows(fs []flows.Flow, round uint16) Flows {
@@ -139,12 +180,20 @@ func (f Flows) Len() int {
 // perTable counts the flows by table.
 func (f Flows) perTable() map[uint8]int {
 	n := map[uint8]int{}
+	f.count(n, 1)
+	return n
+}
+
+// count adds sign times f's flows per table to n; a table's count that drops to
+// zero goes.
+func (f Flows) count(n map[uint8]int, sign int) {
 	for _, o := range f.owners {
 		for _, fl := range o.given {
-			n[fl.Table]++
+			if n[fl.Table] += sign; n[fl.Table] == 0 {
+				delete(n, fl.Table)
+			}
 		}
 	}
-	return n
 }
 
 // All lists every flow, stamped, owner by owner.
