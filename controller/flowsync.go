@@ -145,7 +145,6 @@ func desiredOf(v *view.View, in flowInput, tunnelType string, remote map[string]
 			}
 		}
 	}
-	slices.SortFunc(d.Tunnels, func(x, y flows.Tunnel) int { return int(x.Ofport) - int(y.Ofport) })
 	for _, p := range v.Local {
 		if _, ok := in.VLANs[p.NetworkID]; !ok {
 			continue

@@ -299,7 +299,31 @@ type inputs struct {
 	// where each remote port with flows is counted.
 	flood   map[string]map[uint32]int
 	floodOf map[string]floodRef
-	others  map[Owner]bool // the last pass's owners that are not remote ports
+	// tunnelOwners and locals are the last pass's owners of those kinds.
+	tunnelOwners map[Owner]bool
+	locals       map[Owner]bool
+	seen         map[tunnelKey]bool // scratch: sameTunnels' duplicates
+}
+
+// sameTunnels reports whether ts are the tunnels of the last pass, in any order:
+// a host has a tunnel per peer, and they rarely change, so a pass that finds them
+// the same redoes none of them.
+func (in *inputs) sameTunnels(ts []Tunnel, typeOf func(string) string) bool {
+	if len(ts) != len(in.tunnels) {
+		return false
+	}
+	if in.seen == nil {
+		in.seen = make(map[tunnelKey]bool, len(ts))
+	}
+	defer clear(in.seen)
+	for _, t := range ts {
+		k := tunnelKey{t.RemoteIP.Unmap(), typeOf(t.Type)}
+		if ofport, ok := in.tunnels[k]; !ok || ofport != t.Ofport || in.seen[k] {
+			return false
+		}
+		in.seen[k] = true
+	}
+	return true
 }
 
 type tunnelKey struct {
@@ -371,21 +395,33 @@ func (b *Builder) collect(d *Desired, changed map[string]bool, all bool) (Set, e
 		}
 		nets[n.ID] = n
 	}
-	tunnels := make(map[tunnelKey]uint32, len(d.Tunnels))
-	for _, t := range d.Tunnels {
-		ip := t.RemoteIP.Unmap()
-		if !ip.IsValid() || t.Ofport == 0 {
-			return Set{}, fmt.Errorf("tunnel to %v (ofport %d): want a remote IP and an ofport", t.RemoteIP, t.Ofport)
+	tunnels := in.tunnels
+	sameTunnels := in.tunnelType == d.TunnelType && in.sameTunnels(d.Tunnels, typeOf)
+	if !sameTunnels {
+		tunnels = make(map[tunnelKey]uint32, len(d.Tunnels))
+		owners := make(map[Owner]bool, len(d.Tunnels))
+		for _, t := range d.Tunnels {
+			ip := t.RemoteIP.Unmap()
+			if !ip.IsValid() || t.Ofport == 0 {
+				return Set{}, fmt.Errorf("tunnel to %v (ofport %d): want a remote IP and an ofport", t.RemoteIP, t.Ofport)
+			}
+			k := tunnelKey{ip, typeOf(t.Type)}
+			if _, dup := tunnels[k]; dup {
+				return Set{}, fmt.Errorf("%s tunnel %s listed twice", k.t, ip)
+			}
+			tunnels[k] = t.Ofport
+			o := Owner{CatTunnel, TunnelOwnerKey(ip, k.t, d.TunnelType)}
+			owners[o] = true
+			if err := take(b, ps, o, tunnelIn{o, ip, k.t, t.Ofport}, tunnelFlows); err != nil {
+				return Set{}, err
+			}
 		}
-		k := tunnelKey{ip, typeOf(t.Type)}
-		if _, dup := tunnels[k]; dup {
-			return Set{}, fmt.Errorf("%s tunnel %s listed twice", k.t, ip)
+		for o := range in.tunnelOwners {
+			if !owners[o] {
+				b.drop(ps, o)
+			}
 		}
-		tunnels[k] = t.Ofport
-		o := Owner{CatTunnel, TunnelOwnerKey(ip, k.t, d.TunnelType)}
-		if err := take(b, ps, o, tunnelIn{o, ip, k.t, t.Ofport}, tunnelFlows); err != nil {
-			return Set{}, err
-		}
+		in.tunnelOwners = owners
 	}
 
 	// The remote ports to redo: the changed ones, and those of the networks and
@@ -440,12 +476,12 @@ func (b *Builder) collect(d *Desired, changed map[string]bool, all bool) (Set, e
 			}
 		}
 		for k, ofport := range tunnels {
-			if old, ok := in.tunnels[k]; !ok || old != ofport {
+			if old, ok := in.tunnels[k]; !sameTunnels && (!ok || old != ofport) {
 				maps.Copy(dirty, in.onHost[k.ip])
 			}
 		}
 		for k := range in.tunnels {
-			if _, ok := tunnels[k]; !ok {
+			if _, ok := tunnels[k]; !sameTunnels && !ok {
 				maps.Copy(dirty, in.onHost[k.ip])
 			}
 		}
@@ -493,7 +529,6 @@ func (b *Builder) collect(d *Desired, changed map[string]bool, all bool) (Set, e
 			// Its flood list is as before: the input differs only if the network does.
 			prev := old.in.(networkIn)
 			if prev.net == n && prev.tunnelType == typeOf(n.TunnelType) {
-				ps.listed[o] = true
 				continue
 			}
 		}
@@ -508,6 +543,13 @@ func (b *Builder) collect(d *Desired, changed map[string]bool, all bool) (Set, e
 		}
 	}
 
+	for id := range in.nets {
+		if _, ok := nets[id]; !ok {
+			b.drop(ps, Owner{CatNetwork, id})
+		}
+	}
+
+	locals := make(map[Owner]bool, len(d.LocalPorts))
 	for _, p := range d.LocalPorts {
 		if _, ok := nets[p.NetworkID]; !ok {
 			return Set{}, fmt.Errorf("local port %s: network %s has no local VLAN", p.ID, p.NetworkID)
@@ -516,24 +558,20 @@ func (b *Builder) collect(d *Desired, changed map[string]bool, all bool) (Set, e
 			continue
 		}
 		o := Owner{CatLocalPort, p.ID}
+		if locals[o] {
+			return Set{}, fmt.Errorf("%s listed twice", o)
+		}
+		locals[o] = true
 		if err := take(b, ps, o, localIn{o, p}, localPortFlows); err != nil {
 			return Set{}, err
 		}
 	}
-	// Setup, networks, tunnels and local ports are listed whole every pass: those of
-	// the last pass not listed now left.
-	others := map[Owner]bool{}
-	for o := range ps.listed {
-		if o.Category != CatRemotePort {
-			others[o] = true
-		}
-	}
-	for o := range in.others {
-		if !others[o] {
+	for o := range in.locals {
+		if !locals[o] {
 			b.drop(ps, o)
 		}
 	}
-	in.tunnelType, in.nets, in.tunnels, in.others = d.TunnelType, nets, tunnels, others
+	in.tunnelType, in.nets, in.tunnels, in.locals = d.TunnelType, nets, tunnels, locals
 	return b.commit(ps)
 }
 

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/lanes-net/lanes/internal/chunked"
 )
 
 // Set is a host's complete flow set: per bridge, per owner, each owner's flows in
@@ -26,8 +28,9 @@ type Set struct {
 var setIDs atomic.Uint64
 
 type bridgeSet struct {
-	sorted []Owner  // by category and key
-	flows  [][]Flow // flows[i] are sorted[i]'s, never empty
+	// owners holds each owner's flows, never empty, by category and key; its chunks
+	// are shared with the Sets before and after that did not change them.
+	owners chunked.Seq[Owner, []Flow]
 	// byCookie maps every round-0 cookie the bridge's flows carry or give learned
 	// entries to its owner. Only diagnostics ask, so it is built on first use rather
 	// than on every change.
@@ -38,7 +41,7 @@ type bridgeSet struct {
 // Owners lists the owners that have flows on bridge b, sorted by category and key.
 func (s Set) Owners(b Bridge) []Owner {
 	if bs := s.bridges[b]; bs != nil {
-		return slices.Clone(bs.sorted)
+		return bs.owners.Keys()
 	}
 	return nil
 }
@@ -50,7 +53,7 @@ func (s Set) Flows(b Bridge) []Flow {
 		return nil
 	}
 	var fs []Flow
-	for _, ofs := range bs.flows {
+	for _, ofs := range bs.owners.All() {
 		fs = append(fs, ofs...)
 	}
 	return fs
@@ -65,10 +68,8 @@ func (s Set) OwnerFlows(b Bridge, o Owner) []Flow {
 }
 
 func (bs *bridgeSet) owned(o Owner) []Flow {
-	if i, ok := slices.BinarySearchFunc(bs.sorted, o, compareOwner); ok {
-		return bs.flows[i]
-	}
-	return nil
+	fs, _ := bs.owners.Get(o, compareOwner)
+	return fs
 }
 
 // Owner names the owner of a flow on bridge b by its cookie, whatever the cookie's
@@ -82,8 +83,8 @@ func (s Set) Owner(b Bridge, c Cookie) (Owner, bool) {
 	}
 	bs.cookieOnce.Do(func() {
 		bs.byCookie = map[Cookie]Owner{}
-		for i, o := range bs.sorted {
-			for _, f := range bs.flows[i] {
+		for o, fs := range bs.owners.All() {
+			for _, f := range fs {
 				for c, claimant := range cookiesOf(o, f) {
 					bs.byCookie[c] = claimant
 				}
@@ -164,8 +165,6 @@ type cookieClaim struct {
 type pass struct {
 	gone []ownerBuilt // owners that left or changed, with their previous flows
 	came []ownerBuilt // owners that came or changed, with their new flows
-	// listed are the owners the pass put, to refuse one listed twice.
-	listed map[Owner]bool
 }
 
 type ownerBuilt struct {
@@ -173,7 +172,7 @@ type ownerBuilt struct {
 	*built
 }
 
-func newPass() *pass { return &pass{listed: map[Owner]bool{}} }
+func newPass() *pass { return &pass{} }
 
 // ownerInput is an owner's input: what its flows are a pure function of.
 type ownerInput[T any] interface{ equal(T) bool }
@@ -181,10 +180,6 @@ type ownerInput[T any] interface{ equal(T) bool }
 // take makes in owner o's input in this pass: its flows stay those of the previous
 // pass if its input was the same, else they are build(in), validated and keyed.
 func take[T ownerInput[T]](b *Builder, ps *pass, o Owner, in T, build func(T) ([]Flow, error)) error {
-	if ps.listed[o] {
-		return fmt.Errorf("%s listed twice", o)
-	}
-	ps.listed[o] = true
 	old := b.owners[o]
 	if old != nil {
 		if prev, ok := old.in.(T); ok && prev.equal(in) {
@@ -339,15 +334,15 @@ func (ix *bridgeIndex) checkCatchAlls(b Bridge) error {
 // parent and which owners of each bridge differ from it.
 func (s Set) with(gone, came []ownerBuilt) Set {
 	out := Set{id: setIDs.Add(1), parent: s.id, changed: map[Bridge][]Owner{}}
-	changes := map[Bridge][]change{}
+	changes := map[Bridge][]chunked.Change[Owner, []Flow]{}
 	for _, o := range gone {
 		for _, bf := range o.bridges {
-			changes[bf.bridge] = append(changes[bf.bridge], change{owner: o.owner})
+			changes[bf.bridge] = append(changes[bf.bridge], chunked.Change[Owner, []Flow]{Key: o.owner, Del: true})
 		}
 	}
 	for _, o := range came {
 		for _, bf := range o.bridges {
-			changes[bf.bridge] = append(changes[bf.bridge], change{owner: o.owner, flows: bf.flows})
+			changes[bf.bridge] = append(changes[bf.bridge], chunked.Change[Owner, []Flow]{Key: o.owner, Val: bf.flows})
 		}
 	}
 	if len(changes) == 0 {
@@ -360,56 +355,25 @@ func (s Set) with(gone, came []ownerBuilt) Set {
 	}
 	for br, cs := range changes {
 		// An owner that changed is in both lists: its removal first, then its flows,
-		// so that a stable sort leaves the flows last and splice keeps them.
-		slices.SortStableFunc(cs, func(x, y change) int { return compareOwner(x.owner, y.owner) })
-		old := s.bridges[br]
-		if old == nil {
-			old = &bridgeSet{}
+		// so that a stable sort leaves the flows last, and the last change counts.
+		slices.SortStableFunc(cs, func(x, y chunked.Change[Owner, []Flow]) int { return compareOwner(x.Key, y.Key) })
+		var old chunked.Seq[Owner, []Flow]
+		if s.bridges[br] != nil {
+			old = s.bridges[br].owners
 		}
-		bs := splice(old, cs)
 		for i, c := range cs {
-			if i == 0 || cs[i-1].owner != c.owner {
-				out.changed[br] = append(out.changed[br], c.owner)
+			if i == 0 || cs[i-1].Key != c.Key {
+				out.changed[br] = append(out.changed[br], c.Key)
 			}
 		}
-		if len(bs.sorted) == 0 {
+		bs := &bridgeSet{owners: old.With(cs, compareOwner)}
+		if bs.owners.Len() == 0 {
 			delete(out.bridges, br)
 			continue
 		}
 		out.bridges[br] = bs
 	}
 	return out
-}
-
-// change is an owner's new flows on a bridge, or its removal (no flows).
-type change struct {
-	owner Owner
-	flows []Flow
-}
-
-// splice returns old with the changes (sorted by owner; of one owner, the last
-// counts) applied. It finds each changed owner by binary search and copies the
-// stretches between them whole: its cost is the changes', plus a copy.
-func splice(old *bridgeSet, cs []change) *bridgeSet {
-	n := len(old.sorted) + len(cs)
-	bs := &bridgeSet{sorted: make([]Owner, 0, n), flows: make([][]Flow, 0, n)}
-	i := 0 // old's next owner not yet copied
-	for k, c := range cs {
-		if k+1 < len(cs) && cs[k+1].owner == c.owner {
-			continue // a later change of the same owner wins
-		}
-		j, found := slices.BinarySearchFunc(old.sorted[i:], c.owner, compareOwner)
-		j += i
-		bs.sorted, bs.flows = append(bs.sorted, old.sorted[i:j]...), append(bs.flows, old.flows[i:j]...)
-		if i = j; found {
-			i++
-		}
-		if len(c.flows) > 0 {
-			bs.sorted, bs.flows = append(bs.sorted, c.owner), append(bs.flows, c.flows)
-		}
-	}
-	bs.sorted, bs.flows = append(bs.sorted, old.sorted[i:]...), append(bs.flows, old.flows[i:]...)
-	return bs
 }
 
 // Changed lists the owners of bridge b whose flows in s may differ from those in
@@ -438,15 +402,13 @@ func (s Set) FlowsOf(b Bridge, o Owner) []Flow {
 // their reference.
 func (s Set) Check() error {
 	for b, bs := range s.bridges {
-		if len(bs.sorted) != len(bs.flows) {
-			return fmt.Errorf("%s: %d owners with %d lists of flows", b, len(bs.sorted), len(bs.flows))
-		}
 		ix := &bridgeIndex{keys: map[string]Owner{}, cookies: map[Cookie]cookieClaim{}, catchAll: map[uint8]int{}}
-		for i, o := range bs.sorted {
-			if i > 0 && compareOwner(bs.sorted[i-1], o) >= 0 {
-				return fmt.Errorf("%s: owners %s and %s out of order", b, bs.sorted[i-1], o)
+		var prev *Owner
+		for o, fs := range bs.owners.All() {
+			if prev != nil && compareOwner(*prev, o) >= 0 {
+				return fmt.Errorf("%s: owners %s and %s out of order", b, *prev, o)
 			}
-			fs := bs.flows[i]
+			prev = &o
 			if len(fs) == 0 {
 				return fmt.Errorf("%s: owner %s listed without flows", b, o)
 			}
@@ -479,8 +441,8 @@ func (s Set) Same(t Set) error {
 		if !slices.Equal(so, to) {
 			return fmt.Errorf("%s: %d owners, want %d (first difference: %s)", b, len(so), len(to), firstDiff(so, to))
 		}
-		for i, o := range so {
-			if sf, tf := s.bridges[b].flows[i], t.bridges[b].flows[i]; !slices.EqualFunc(sf, tf, Flow.Equal) {
+		for _, o := range so {
+			if sf, tf := s.bridges[b].owned(o), t.bridges[b].owned(o); !slices.EqualFunc(sf, tf, Flow.Equal) {
 				return fmt.Errorf("%s: owner %s: flows %v, want %v", b, o, sf, tf)
 			}
 		}
