@@ -122,6 +122,7 @@ func (s *flowStep) reconnected() bool {
 // live peers, and the local and remote ports of those networks.
 func desired(v *view.View, in flowInput, tunnelType string) *flows.Desired {
 	d := desiredOf(v, in, tunnelType, nil)
+	d.RemotePorts = make([]flows.RemotePort, 0, len(v.Remote))
 	for _, r := range v.Remote {
 		d.RemotePorts = append(d.RemotePorts, remotePort(r))
 	}
@@ -229,69 +230,100 @@ type forgetter struct {
 	// macs and refs are the last view's remote ports: their MACs by port ID, and how
 	// many ports have each MAC, so that a view that says which remote ports changed
 	// costs those only.
-	macs   map[string]string
-	refs   map[string]int
-	leftAt map[string]time.Time // MACs that left, and when
+	macs   map[string]*macOfPort
+	refs   map[mac]int
+	pass   uint64 // numbers the passes over whole views, for macOfPort.mark
+	leftAt map[mac]time.Time // MACs that left, and when
 	timer  *time.Timer
 	// missed: a view went by unseen, so the next one's Changes do not say what
 	// changed since the last one seen.
 	missed bool
 }
 
+// mac is an Ethernet address as a map key (the view's are 6 bytes: it parses them).
+type mac [6]byte
+
+// macOfPort is a remote port's MAC; mark is the number of the last pass over a whole
+// view that had the port, so that the ports it lacks are found without a set.
+type macOfPort struct {
+	mac  mac
+	mark uint64
+}
+
+func macOf(hw net.HardwareAddr) mac {
+	var m mac
+	copy(m[:], hw)
+	return m
+}
+
 func newForgetter(ctx context.Context, log *slog.Logger, br *ofsync.Bridge) *forgetter {
-	return &forgetter{ctx: ctx, log: log, br: br, macs: map[string]string{}, refs: map[string]int{}, leftAt: map[string]time.Time{}}
+	return &forgetter{ctx: ctx, log: log, br: br, macs: map[string]*macOfPort{}, refs: map[mac]int{}, leftAt: map[mac]time.Time{}}
 }
 
 // Update records the view's remote MACs and forgets the learned entries of those that
 // left: of the remote ports v.Changes names, or of all when it names none. A remote
 // MAC that became local stays.
 func (f *forgetter) Update(v *view.View) {
-	local := make(map[string]bool, len(v.Local))
+	local := make(map[mac]bool, len(v.Local))
 	for _, p := range v.Local {
-		local[p.HW.String()] = true
+		local[macOf(p.HW)] = true
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var maybeLeft, came []string
+	var maybeLeft, came []mac
+	set := func(id string, now mac, there bool) {
+		old, had := f.macs[id]
+		if had && there && old.mac == now {
+			old.mark = f.pass
+			return
+		}
+		if had {
+			delete(f.macs, id)
+			if f.refs[old.mac]--; f.refs[old.mac] <= 0 {
+				delete(f.refs, old.mac)
+			}
+			maybeLeft = append(maybeLeft, old.mac)
+		}
+		if there {
+			f.macs[id] = &macOfPort{now, f.pass}
+			f.refs[now]++
+			came = append(came, now)
+		}
+	}
 	if v.Changes.All || f.missed {
 		f.missed = false
-		for mac := range f.refs {
-			maybeLeft = append(maybeLeft, mac)
-		}
-		f.macs, f.refs = make(map[string]string, len(v.Remote)), make(map[string]int, len(v.Remote))
+		f.pass++
 		for _, p := range v.Remote {
-			f.add(p.ID, p.HW.String())
+			set(p.ID, macOf(p.HW), true)
 		}
-		for mac := range f.leftAt {
-			came = append(came, mac) // back if the view has it
+		if len(f.macs) > len(v.Remote) { // some left: those this pass did not mark
+			for id, m := range f.macs {
+				if m.mark != f.pass {
+					set(id, mac{}, false)
+				}
+			}
+		}
+		for m := range f.leftAt {
+			came = append(came, m) // back if the view has it
 		}
 	} else {
 		for id := range v.Changes.Remote {
-			if mac, ok := f.macs[id]; ok {
-				delete(f.macs, id)
-				if f.refs[mac]--; f.refs[mac] <= 0 {
-					delete(f.refs, mac)
-				}
-				maybeLeft = append(maybeLeft, mac)
-			}
-			if p, ok := remoteByID(v, id); ok {
-				f.add(id, p.HW.String())
-				came = append(came, p.HW.String())
-			}
+			p, ok := remoteByID(v, id)
+			set(id, macOf(p.HW), ok)
 		}
-		for mac := range local {
-			came = append(came, mac)
-		}
+	}
+	for m := range local {
+		came = append(came, m)
 	}
 	t := time.Now()
-	for _, mac := range maybeLeft {
-		if f.refs[mac] == 0 && !local[mac] {
-			f.leftAt[mac] = t
+	for _, m := range maybeLeft {
+		if f.refs[m] == 0 && !local[m] {
+			f.leftAt[m] = t
 		}
 	}
-	for _, mac := range came {
-		if f.refs[mac] > 0 || local[mac] {
-			delete(f.leftAt, mac) // back: its l2pop entry wins anyway
+	for _, m := range came {
+		if f.refs[m] > 0 || local[m] {
+			delete(f.leftAt, m) // back: its l2pop entry wins anyway
 		}
 	}
 	f.forgetLocked()
@@ -304,21 +336,14 @@ func (f *forgetter) Missed() {
 	f.missed = true
 }
 
-func (f *forgetter) add(id, mac string) {
-	f.macs[id] = mac
-	f.refs[mac]++
-}
-
 func (f *forgetter) forgetLocked() {
 	var gone []net.HardwareAddr
-	for mac, at := range f.leftAt {
+	for m, at := range f.leftAt {
 		if time.Since(at) > forgetFor {
-			delete(f.leftAt, mac)
+			delete(f.leftAt, m)
 			continue
 		}
-		if hw, err := net.ParseMAC(mac); err == nil {
-			gone = append(gone, hw)
-		}
+		gone = append(gone, net.HardwareAddr(slices.Clone(m[:])))
 	}
 	if err := f.br.Forget(gone); err != nil && !errors.Is(err, ofsync.ErrNotConnected) {
 		f.log.Warn("forget learned MACs", "err", err)

@@ -291,7 +291,8 @@ type inputs struct {
 	tunnelType string
 	nets       map[string]Network
 	tunnels    map[tunnelKey]uint32
-	remote     map[string]RemotePort
+	remote     map[string]*remoteEntry
+	pass       uint64 // numbers the passes, for remoteEntry.mark
 	onNet      map[string]map[string]bool     // network ID -> its remote ports' IDs
 	onHost     map[netip.Addr]map[string]bool // host tunnel IP -> its remote ports' IDs
 	// flood counts, per network and tunnel ofport, the remote ports with flows
@@ -324,6 +325,14 @@ func (in *inputs) sameTunnels(ts []Tunnel, typeOf func(string) string) bool {
 		in.seen[k] = true
 	}
 	return true
+}
+
+// remoteEntry is a remote port as the last pass that listed it had it; mark is that
+// pass's number, so that a complete pass finds the ports it no longer lists, and
+// repeats, without a set of its own.
+type remoteEntry struct {
+	port RemotePort
+	mark uint64
 }
 
 type tunnelKey struct {
@@ -376,7 +385,7 @@ func (b *Builder) collect(d *Desired, changed map[string]bool, all bool) (Set, e
 	// complete: d lists every remote port. redo: every remote port is redone, as
 	// when the host's tunnel type changes every network and tunnel without a type
 	// of its own.
-	complete, redo := all, all || in.tunnelType != d.TunnelType
+	complete, redo := all, in.tunnelType != d.TunnelType
 	ps := newPass()
 	if err := take(b, ps, Owner{CatSetup, ""}, setupIn{d.TunnelType, d.PatchIntOfport}, setupFlows); err != nil {
 		return Set{}, err
@@ -424,71 +433,77 @@ func (b *Builder) collect(d *Desired, changed map[string]bool, all bool) (Set, e
 		in.tunnelOwners = owners
 	}
 
-	// The remote ports to redo: the changed ones, and those of the networks and
-	// hosts whose network or tunnel changed.
+	// The remote ports to redo: those that came, changed or left, and those of the
+	// networks and hosts whose network or tunnel changed.
 	dirty := map[string]bool{}
-	if complete {
-		seen := make(map[string]bool, len(d.RemotePorts))
-		for _, p := range d.RemotePorts {
-			if seen[p.ID] {
-				return Set{}, fmt.Errorf("%s listed twice", Owner{CatRemotePort, p.ID})
+	if in.remote == nil {
+		in.remote = make(map[string]*remoteEntry, len(d.RemotePorts))
+		in.onNet, in.onHost = map[string]map[string]bool{}, map[netip.Addr]map[string]bool{}
+	}
+	in.pass++
+	had, kept := len(in.remote), 0
+	for _, p := range d.RemotePorts {
+		e := in.remote[p.ID]
+		switch {
+		case e == nil:
+			e = &remoteEntry{port: p}
+			in.put(e)
+			dirty[p.ID] = true
+		case e.mark == in.pass:
+			return Set{}, fmt.Errorf("%s listed twice", Owner{CatRemotePort, p.ID})
+		default:
+			kept++
+			if !e.port.same(p) || changed[p.ID] {
+				in.take(p.ID)
+				e = &remoteEntry{port: p}
+				in.put(e)
+				dirty[p.ID] = true
 			}
-			seen[p.ID] = true
 		}
+		e.mark = in.pass
+	}
+	if complete && kept < had { // some left: those this pass did not mark
+		for id, e := range in.remote {
+			if e.mark != in.pass {
+				in.take(id)
+				dirty[id] = true
+			}
+		}
+	}
+	for id := range changed {
+		if e := in.remote[id]; !complete && e != nil && e.mark != in.pass {
+			in.take(id) // changed and not listed: it left
+			dirty[id] = true
+		}
+	}
+	for id, n := range nets {
+		if old, ok := in.nets[id]; !ok || old != n {
+			maps.Copy(dirty, in.onNet[id])
+		}
+	}
+	for id := range in.nets {
+		if _, ok := nets[id]; !ok {
+			maps.Copy(dirty, in.onNet[id])
+		}
+	}
+	for k, ofport := range tunnels {
+		if old, ok := in.tunnels[k]; !sameTunnels && (!ok || old != ofport) {
+			maps.Copy(dirty, in.onHost[k.ip])
+		}
+	}
+	for k := range in.tunnels {
+		if _, ok := tunnels[k]; !sameTunnels && !ok {
+			maps.Copy(dirty, in.onHost[k.ip])
+		}
+	}
+	if redo {
 		for id := range in.remote {
 			dirty[id] = true
 		}
-		in.remote = make(map[string]RemotePort, len(d.RemotePorts))
-		in.onNet, in.onHost = map[string]map[string]bool{}, map[netip.Addr]map[string]bool{}
-		for _, p := range d.RemotePorts {
-			dirty[p.ID] = true
-			in.put(p)
-		}
-	} else {
-		for id := range changed {
-			dirty[id] = true
-		}
-		listed := make(map[string]bool, len(d.RemotePorts))
-		for _, p := range d.RemotePorts {
-			if listed[p.ID] {
-				return Set{}, fmt.Errorf("%s listed twice", Owner{CatRemotePort, p.ID})
-			}
-			listed[p.ID] = true
-			dirty[p.ID] = true
-		}
-		for id := range changed {
-			if !listed[id] {
-				in.take(id)
-			}
-		}
-		for _, p := range d.RemotePorts {
-			in.take(p.ID)
-			in.put(p)
-		}
-		for id, n := range nets {
-			if old, ok := in.nets[id]; !ok || old != n {
-				maps.Copy(dirty, in.onNet[id])
-			}
-		}
-		for id := range in.nets {
-			if _, ok := nets[id]; !ok {
-				maps.Copy(dirty, in.onNet[id])
-			}
-		}
-		for k, ofport := range tunnels {
-			if old, ok := in.tunnels[k]; !sameTunnels && (!ok || old != ofport) {
-				maps.Copy(dirty, in.onHost[k.ip])
-			}
-		}
-		for k := range in.tunnels {
-			if _, ok := tunnels[k]; !sameTunnels && !ok {
-				maps.Copy(dirty, in.onHost[k.ip])
-			}
-		}
-		if redo {
-			for id := range in.remote {
-				dirty[id] = true
-			}
+	}
+	for id := range changed {
+		if in.remote[id] == nil {
+			dirty[id] = true // left, or never had flows: its owner goes if it has one
 		}
 	}
 	if in.flood == nil {
@@ -504,7 +519,11 @@ func (b *Builder) collect(d *Desired, changed map[string]bool, all bool) (Set, e
 				floodChanged[ref.net] = true
 			}
 		}
-		p, ok := in.remote[id]
+		e, ok := in.remote[id]
+		var p RemotePort
+		if ok {
+			p = e.port
+		}
 		n, known := nets[p.NetworkID]
 		ofport, up := tunnels[tunnelKey{p.HostIP.Unmap(), typeOf(n.TunnelType)}]
 		if !ok || !known || !up {
@@ -575,20 +594,27 @@ func (b *Builder) collect(d *Desired, changed map[string]bool, all bool) (Set, e
 	return b.commit(ps)
 }
 
-// put records remote port p and where it is.
-func (in *inputs) put(p RemotePort) {
-	in.remote[p.ID] = p
+// put records remote port e and where it is.
+func (in *inputs) put(e *remoteEntry) {
+	p := e.port
+	in.remote[p.ID] = e
 	addTo(in.onNet, p.NetworkID, p.ID)
 	addTo(in.onHost, p.HostIP.Unmap(), p.ID)
 }
 
 // take forgets remote port id, if it was there.
 func (in *inputs) take(id string) {
-	if p, ok := in.remote[id]; ok {
+	if e, ok := in.remote[id]; ok {
 		delete(in.remote, id)
-		delFrom(in.onNet, p.NetworkID, id)
-		delFrom(in.onHost, p.HostIP.Unmap(), id)
+		delFrom(in.onNet, e.port.NetworkID, id)
+		delFrom(in.onHost, e.port.HostIP.Unmap(), id)
 	}
+}
+
+// same reports whether p and q are the same port, field by field.
+func (p RemotePort) same(q RemotePort) bool {
+	return p.ID == q.ID && p.NetworkID == q.NetworkID && bytes.Equal(p.MAC, q.MAC) && slices.Equal(p.IPs, q.IPs) &&
+		p.HostIP == q.HostIP && p.Router == q.Router
 }
 
 // checkAddrs refuses what would make a port's flows wrong: a MAC that is not an
