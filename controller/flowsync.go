@@ -232,7 +232,7 @@ type forgetter struct {
 	// costs those only.
 	macs   map[string]*macOfPort
 	refs   map[mac]int
-	pass   uint64 // numbers the passes over whole views, for macOfPort.mark
+	pass   uint64            // numbers the passes over whole views, for macOfPort.mark
 	leftAt map[mac]time.Time // MACs that left, and when
 	timer  *time.Timer
 	// missed: a view went by unseen, so the next one's Changes do not say what
