@@ -56,6 +56,7 @@ func (s *flowStep) Sync(v *view.View, in flowInput) (flows.Set, error) {
 	full := s.reconnected() || in.Full // in this order: reconnected also notes the counts
 	set, err := s.compute(v, in, full)
 	if err != nil {
+		s.forget.Missed()
 		return flows.Set{}, fmt.Errorf("compute flows: %w", err)
 	}
 	tunErr := s.brTun.SyncSet(set)
