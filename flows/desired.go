@@ -290,7 +290,7 @@ func (b *Builder) Update(d *Desired, changed map[string]bool) (Set, error) {
 type inputs struct {
 	tunnelType string
 	nets       map[string]Network
-	tunnels    map[tunnelKey]uint32
+	tunnels    map[tunnelKey]*tunnelAt
 	remote     map[string]*remoteEntry
 	pass       uint64                         // numbers the passes, for remoteEntry.mark
 	onNet      map[string]map[string]bool     // network ID -> its remote ports' IDs
@@ -303,7 +303,6 @@ type inputs struct {
 	// tunnelOwners and locals are the last pass's owners of those kinds.
 	tunnelOwners map[Owner]bool
 	locals       map[Owner]bool
-	seen         map[tunnelKey]bool // scratch: sameTunnels' duplicates
 }
 
 // sameTunnels reports whether ts are the tunnels of the last pass, in any order:
@@ -313,16 +312,14 @@ func (in *inputs) sameTunnels(ts []Tunnel, typeOf func(string) string) bool {
 	if len(ts) != len(in.tunnels) {
 		return false
 	}
-	if in.seen == nil {
-		in.seen = make(map[tunnelKey]bool, len(ts))
-	}
-	defer clear(in.seen)
+	in.pass++ // a repeat finds its entry marked
 	for _, t := range ts {
 		k := tunnelKey{t.RemoteIP.Unmap(), typeOf(t.Type)}
-		if ofport, ok := in.tunnels[k]; !ok || ofport != t.Ofport || in.seen[k] {
+		at := in.tunnels[k]
+		if at == nil || at.ofport != t.Ofport || at.mark == in.pass {
 			return false
 		}
-		in.seen[k] = true
+		at.mark = in.pass
 	}
 	return true
 }
@@ -338,6 +335,13 @@ type remoteEntry struct {
 type tunnelKey struct {
 	ip netip.Addr
 	t  string
+}
+
+// tunnelAt is a tunnel's ofport; mark is the last pass that found it listed (see
+// remoteEntry).
+type tunnelAt struct {
+	ofport uint32
+	mark   uint64
 }
 
 type floodRef struct {
@@ -407,7 +411,7 @@ func (b *Builder) collect(d *Desired, changed map[string]bool, all bool) (Set, e
 	tunnels := in.tunnels
 	sameTunnels := in.tunnelType == d.TunnelType && in.sameTunnels(d.Tunnels, typeOf)
 	if !sameTunnels {
-		tunnels = make(map[tunnelKey]uint32, len(d.Tunnels))
+		tunnels = make(map[tunnelKey]*tunnelAt, len(d.Tunnels))
 		owners := make(map[Owner]bool, len(d.Tunnels))
 		for _, t := range d.Tunnels {
 			ip := t.RemoteIP.Unmap()
@@ -418,7 +422,7 @@ func (b *Builder) collect(d *Desired, changed map[string]bool, all bool) (Set, e
 			if _, dup := tunnels[k]; dup {
 				return Set{}, fmt.Errorf("%s tunnel %s listed twice", k.t, ip)
 			}
-			tunnels[k] = t.Ofport
+			tunnels[k] = &tunnelAt{ofport: t.Ofport}
 			o := Owner{CatTunnel, TunnelOwnerKey(ip, k.t, d.TunnelType)}
 			owners[o] = true
 			if err := take(b, ps, o, tunnelIn{o, ip, k.t, t.Ofport}, tunnelFlows); err != nil {
@@ -486,14 +490,16 @@ func (b *Builder) collect(d *Desired, changed map[string]bool, all bool) (Set, e
 			maps.Copy(dirty, in.onNet[id])
 		}
 	}
-	for k, ofport := range tunnels {
-		if old, ok := in.tunnels[k]; !sameTunnels && (!ok || old != ofport) {
-			maps.Copy(dirty, in.onHost[k.ip])
+	if !sameTunnels {
+		for k, at := range tunnels {
+			if old, ok := in.tunnels[k]; !ok || old.ofport != at.ofport {
+				maps.Copy(dirty, in.onHost[k.ip])
+			}
 		}
-	}
-	for k := range in.tunnels {
-		if _, ok := tunnels[k]; !sameTunnels && !ok {
-			maps.Copy(dirty, in.onHost[k.ip])
+		for k := range in.tunnels {
+			if _, ok := tunnels[k]; !ok {
+				maps.Copy(dirty, in.onHost[k.ip])
+			}
 		}
 	}
 	if redo {
@@ -525,11 +531,12 @@ func (b *Builder) collect(d *Desired, changed map[string]bool, all bool) (Set, e
 			p = e.port
 		}
 		n, known := nets[p.NetworkID]
-		ofport, up := tunnels[tunnelKey{p.HostIP.Unmap(), typeOf(n.TunnelType)}]
+		at, up := tunnels[tunnelKey{p.HostIP.Unmap(), typeOf(n.TunnelType)}]
 		if !ok || !known || !up {
 			b.drop(ps, o) // no flows until its network and tunnel are there
 			continue
 		}
+		ofport := at.ofport
 		if err := take(b, ps, o, remoteIn{o, n.LocalVLAN, n.VNI, ofport, p.MAC, p.IPs, p.Router}, remotePortFlows); err != nil {
 			return Set{}, err
 		}
