@@ -292,7 +292,7 @@ type inputs struct {
 	nets       map[string]Network
 	tunnels    map[tunnelKey]*tunnelAt
 	remote     map[string]*remoteEntry
-	pass       uint64                         // numbers the passes, for remoteEntry.mark
+	pass       uint64                         // numbers the passes, for the marks of remoteEntry and tunnelAt
 	onNet      map[string]map[string]bool     // network ID -> its remote ports' IDs
 	onHost     map[netip.Addr]map[string]bool // host tunnel IP -> its remote ports' IDs
 	// flood counts, per network and tunnel ofport, the remote ports with flows
