@@ -26,11 +26,15 @@ func TestMatchStringAsFormatted(t *testing.T) {
 		}
 		return r.Uint64N(n)
 	}
-	v4 := func() netip.Addr { return netip.AddrFrom4([4]byte{10, byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32())}) }
-	v6 := func() netip.Addr { return netip.MustParseAddr(fmt.Sprintf("fe80::%x:%x", r.Uint32N(1<<16), r.Uint32N(1<<16))) }
+	v4 := func() netip.Addr {
+		return netip.AddrFrom4([4]byte{10, byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32())})
+	}
+	v6 := func() netip.Addr {
+		return netip.MustParseAddr(fmt.Sprintf("fe80::%x:%x", r.Uint32N(1<<16), r.Uint32N(1<<16)))
+	}
 	for i := range 5000 {
 		m := Match{InPort: uint32(maybe(1 << 16)), EthType: []uint16{0, EthARP, EthIPv4, EthIPv6, 0x88cc}[r.IntN(5)], TunID: maybe(1 << 24),
-			VLAN: []VLAN{{}, TagVID(uint16(1 + r.IntN(4094))), {TCI: uint16(r.Uint32()), Mask: uint16(r.Uint32())}}[r.IntN(3)],
+			VLAN:   []VLAN{{}, TagVID(uint16(1 + r.IntN(4094))), {TCI: uint16(r.Uint32()), Mask: uint16(r.Uint32())}}[r.IntN(3)],
 			EthSrc: hw(), EthDst: hw(), ARPOp: uint16(maybe(3)), IPProto: []uint8{0, IPProtoICMP, IPProtoUDP, IPProtoTCP, IPProtoICMPv6, 99}[r.IntN(6)],
 			TpSrc: uint16(maybe(65536)), TpDst: uint16(maybe(65536)), ICMPv6Type: uint8(maybe(256)), NDSll: hw(), NDTll: hw()}
 		if m.EthDst != nil && r.IntN(2) == 0 {
