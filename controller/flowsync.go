@@ -140,6 +140,7 @@ func desiredOf(v *view.View, in flowInput, tunnelType string, remote map[string]
 		}
 	}
 	slices.SortFunc(d.Networks, func(x, y flows.Network) int { return int(x.LocalVLAN) - int(y.LocalVLAN) })
+	d.Tunnels = make([]flows.Tunnel, 0, len(in.OVS.Tunnels))
 	for k, t := range in.OVS.Tunnels {
 		if _, ok := v.Tunnels[k]; ok && t.Ofport > 0 {
 			if addr, err := netip.ParseAddr(k.IP); err == nil {
