@@ -3,6 +3,7 @@ package flows
 import (
 	"cmp"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"sync"
@@ -441,11 +442,19 @@ func (s Set) Same(t Set) error {
 		if !slices.Equal(so, to) {
 			return fmt.Errorf("%s: %d owners, want %d (first difference: %s)", b, len(so), len(to), firstDiff(so, to))
 		}
-		for _, o := range so {
-			if sf, tf := s.bridges[b].owned(o), t.bridges[b].owned(o); !slices.EqualFunc(sf, tf, Flow.Equal) {
+		if len(so) == 0 {
+			continue
+		}
+		// Both hold the same owners in the same order: walk their flows side by side.
+		next, stop := iter.Pull2(t.bridges[b].owners.All())
+		for o, sf := range s.bridges[b].owners.All() {
+			_, tf, _ := next()
+			if !sameFlows(sf, tf) {
+				stop()
 				return fmt.Errorf("%s: owner %s: flows %v, want %v", b, o, sf, tf)
 			}
 		}
+		stop()
 	}
 	for b := range s.bridges {
 		if b != BrInt && b != BrTun {
@@ -453,6 +462,18 @@ func (s Set) Same(t Set) error {
 		}
 	}
 	return nil
+}
+
+// sameFlows reports whether a and b are equal flows, by identity first: a Builder's
+// Sets share the slices of owners that did not change.
+func sameFlows(a, b []Flow) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	return slices.EqualFunc(a, b, Flow.Equal)
 }
 
 func firstDiff(a, b []Owner) string {
