@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -53,30 +54,41 @@ type flowInput struct {
 // Sync installs the flows of v and returns the set installed (or tried).
 func (s *flowStep) Sync(v *view.View, in flowInput) (flows.Set, error) {
 	full := s.reconnected() || in.Full // in this order: reconnected also notes the counts
-	set, err := s.compute(desired(v, in, s.tunnelType), full)
+	set, err := s.compute(v, in, full)
 	if err != nil {
+		s.forget.Missed()
 		return flows.Set{}, fmt.Errorf("compute flows: %w", err)
 	}
 	tunErr := s.brTun.SyncSet(set)
 	if tunErr == nil {
 		s.forget.Update(v)
+	} else {
+		s.forget.Missed()
 	}
 	intErr := s.brInt.SyncSet(set)
 	s.countFlows()
 	return set, errors.Join(tunErr, intErr)
 }
 
-// compute builds the flow set of d incrementally and, when full, from scratch as
-// well: the incremental set must equal the full one, and if it ever does not, that
-// is a bug worth an error in the log, and the full set is what gets installed.
-func (s *flowStep) compute(d *flows.Desired, full bool) (flows.Set, error) {
-	fromScratch := s.builder.Owners() == 0 // on start: nothing to compare with
-	set, err := s.builder.Build(d)
+// compute builds the flow set of v: from the remote ports the view says changed
+// when it says which (the Builder keeps the others), else from the whole view. When
+// full, it computes the set from scratch as well: the incremental set must equal
+// the full one, and if it ever does not, that is a bug worth an error in the log,
+// and the full set is what gets installed.
+func (s *flowStep) compute(v *view.View, in flowInput, full bool) (flows.Set, error) {
+	fromScratch := s.builder.Owners() == 0 // on start, or after an error: nothing to compare with
+	var set flows.Set
+	var err error
+	if fromScratch || v.Changes.All {
+		set, err = s.builder.Build(desired(v, in, s.tunnelType))
+	} else {
+		set, err = s.builder.Update(desiredOf(v, in, s.tunnelType, v.Changes.Remote), v.Changes.Remote)
+	}
 	if !full || fromScratch {
 		return set, err
 	}
 	var fresh flows.Builder
-	want, ferr := fresh.Build(d)
+	want, ferr := fresh.Build(desired(v, in, s.tunnelType))
 	if ferr != nil {
 		s.builder = flows.Builder{}
 		return flows.Set{}, ferr
@@ -110,6 +122,17 @@ func (s *flowStep) reconnected() bool {
 // desired is the flows' input: this host's networks with their VLANs, the tunnels to
 // live peers, and the local and remote ports of those networks.
 func desired(v *view.View, in flowInput, tunnelType string) *flows.Desired {
+	d := desiredOf(v, in, tunnelType, nil)
+	d.RemotePorts = make([]flows.RemotePort, 0, len(v.Remote))
+	for _, r := range v.Remote {
+		d.RemotePorts = append(d.RemotePorts, remotePort(r))
+	}
+	return d
+}
+
+// desiredOf is desired with, of the remote ports, only those in remote that the view
+// has (for flows.Builder.Update): the networks, tunnels and local ports are few.
+func desiredOf(v *view.View, in flowInput, tunnelType string, remote map[string]bool) *flows.Desired {
 	d := &flows.Desired{TunnelType: tunnelType, PatchIntOfport: uint32(in.PatchInt)}
 	for id, n := range v.Networks {
 		if vlan, ok := in.VLANs[id]; ok {
@@ -117,6 +140,7 @@ func desired(v *view.View, in flowInput, tunnelType string) *flows.Desired {
 		}
 	}
 	slices.SortFunc(d.Networks, func(x, y flows.Network) int { return int(x.LocalVLAN) - int(y.LocalVLAN) })
+	d.Tunnels = make([]flows.Tunnel, 0, len(in.OVS.Tunnels))
 	for k, t := range in.OVS.Tunnels {
 		if _, ok := v.Tunnels[k]; ok && t.Ofport > 0 {
 			if addr, err := netip.ParseAddr(k.IP); err == nil {
@@ -124,7 +148,6 @@ func desired(v *view.View, in flowInput, tunnelType string) *flows.Desired {
 			}
 		}
 	}
-	slices.SortFunc(d.Tunnels, func(x, y flows.Tunnel) int { return int(x.Ofport) - int(y.Ofport) })
 	for _, p := range v.Local {
 		if _, ok := in.VLANs[p.NetworkID]; !ok {
 			continue
@@ -137,10 +160,25 @@ func desired(v *view.View, in flowInput, tunnelType string) *flows.Desired {
 		}
 		d.LocalPorts = append(d.LocalPorts, lp)
 	}
-	for _, r := range v.Remote {
-		d.RemotePorts = append(d.RemotePorts, flows.RemotePort{ID: r.ID, NetworkID: r.NetworkID, MAC: r.HW, IPs: r.Addrs, HostIP: r.HostIP, Router: r.IsRouterInterface()})
+	for id := range remote {
+		if r, ok := remoteByID(v, id); ok {
+			d.RemotePorts = append(d.RemotePorts, remotePort(r))
+		}
 	}
 	return d
+}
+
+func remotePort(r view.RemotePort) flows.RemotePort {
+	return flows.RemotePort{ID: r.ID, NetworkID: r.NetworkID, MAC: r.HW, IPs: r.Addrs, HostIP: r.HostIP, Router: r.IsRouterInterface()}
+}
+
+// remoteByID finds a remote port of the view (v.Remote is sorted by ID).
+func remoteByID(v *view.View, id string) (view.RemotePort, bool) {
+	i, ok := slices.BinarySearchFunc(v.Remote, id, func(r view.RemotePort, id string) int { return strings.Compare(r.ID, id) })
+	if !ok {
+		return view.RemotePort{}, false
+	}
+	return v.Remote[i], true
 }
 
 // Check compares, per bridge, how many flows of this round the switch holds with how
@@ -190,54 +228,124 @@ type forgetter struct {
 	log *slog.Logger
 	br  *ofsync.Bridge
 
-	mu     sync.Mutex
-	known  map[string]bool      // MACs of the last view's remote ports
-	leftAt map[string]time.Time // MACs that left, and when
+	mu sync.Mutex
+	// macs and refs are the last view's remote ports: their MACs by port ID, and how
+	// many ports have each MAC, so that a view that says which remote ports changed
+	// costs those only.
+	macs   map[string]*macOfPort
+	refs   map[mac]int
+	pass   uint64            // numbers the passes over whole views, for macOfPort.mark
+	leftAt map[mac]time.Time // MACs that left, and when
 	timer  *time.Timer
+	// missed: a view went by unseen, so the next one's Changes do not say what
+	// changed since the last one seen.
+	missed bool
+}
+
+// mac is an Ethernet address as a map key (the view's are 6 bytes: it parses them).
+type mac [6]byte
+
+// macOfPort is a remote port's MAC; mark is the number of the last pass over a whole
+// view that had the port, so that the ports it lacks are found without a set.
+type macOfPort struct {
+	mac  mac
+	mark uint64
+}
+
+func macOf(hw net.HardwareAddr) mac {
+	var m mac
+	copy(m[:], hw)
+	return m
 }
 
 func newForgetter(ctx context.Context, log *slog.Logger, br *ofsync.Bridge) *forgetter {
-	return &forgetter{ctx: ctx, log: log, br: br, known: map[string]bool{}, leftAt: map[string]time.Time{}}
+	return &forgetter{ctx: ctx, log: log, br: br, macs: map[string]*macOfPort{}, refs: map[mac]int{}, leftAt: map[mac]time.Time{}}
 }
 
-// Update records the view's MACs and forgets the learned entries of those that left.
+// Update records the view's remote MACs and forgets the learned entries of those that
+// left: of the remote ports v.Changes names, or of all when it names none. A remote
+// MAC that became local stays.
 func (f *forgetter) Update(v *view.View) {
-	now := map[string]bool{} // every MAC of the view: a remote MAC that became local stays
-	remote := map[string]bool{}
-	for _, p := range v.Remote {
-		now[p.HW.String()] = true
-		remote[p.HW.String()] = true
-	}
+	local := make(map[mac]bool, len(v.Local))
 	for _, p := range v.Local {
-		now[p.HW.String()] = true
+		local[macOf(p.HW)] = true
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	var maybeLeft, came []mac
+	set := func(id string, now mac, there bool) {
+		old, had := f.macs[id]
+		if had && there && old.mac == now {
+			old.mark = f.pass
+			return
+		}
+		if had {
+			delete(f.macs, id)
+			if f.refs[old.mac]--; f.refs[old.mac] <= 0 {
+				delete(f.refs, old.mac)
+			}
+			maybeLeft = append(maybeLeft, old.mac)
+		}
+		if there {
+			f.macs[id] = &macOfPort{now, f.pass}
+			f.refs[now]++
+			came = append(came, now)
+		}
+	}
+	if v.Changes.All || f.missed {
+		f.missed = false
+		f.pass++
+		for _, p := range v.Remote {
+			set(p.ID, macOf(p.HW), true)
+		}
+		if len(f.macs) > len(v.Remote) { // some left: those this pass did not mark
+			for id, m := range f.macs {
+				if m.mark != f.pass {
+					set(id, mac{}, false)
+				}
+			}
+		}
+		for m := range f.leftAt {
+			came = append(came, m) // back if the view has it
+		}
+	} else {
+		for id := range v.Changes.Remote {
+			p, ok := remoteByID(v, id)
+			set(id, macOf(p.HW), ok)
+		}
+	}
+	for m := range local {
+		came = append(came, m)
+	}
 	t := time.Now()
-	for mac := range f.known {
-		if !now[mac] {
-			f.leftAt[mac] = t
+	for _, m := range maybeLeft {
+		if f.refs[m] == 0 && !local[m] {
+			f.leftAt[m] = t
 		}
 	}
-	for mac := range f.leftAt {
-		if now[mac] {
-			delete(f.leftAt, mac) // back: its l2pop entry wins anyway
+	for _, m := range came {
+		if f.refs[m] > 0 || local[m] {
+			delete(f.leftAt, m) // back: its l2pop entry wins anyway
 		}
 	}
-	f.known = remote
 	f.forgetLocked()
+}
+
+// Missed notes a view that Update did not see (its flows did not go in).
+func (f *forgetter) Missed() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.missed = true
 }
 
 func (f *forgetter) forgetLocked() {
 	var gone []net.HardwareAddr
-	for mac, at := range f.leftAt {
+	for m, at := range f.leftAt {
 		if time.Since(at) > forgetFor {
-			delete(f.leftAt, mac)
+			delete(f.leftAt, m)
 			continue
 		}
-		if hw, err := net.ParseMAC(mac); err == nil {
-			gone = append(gone, hw)
-		}
+		gone = append(gone, net.HardwareAddr(slices.Clone(m[:])))
 	}
 	if err := f.br.Forget(gone); err != nil && !errors.Is(err, ofsync.ErrNotConnected) {
 		f.log.Warn("forget learned MACs", "err", err)

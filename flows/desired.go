@@ -3,6 +3,7 @@ package flows
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"slices"
@@ -257,12 +258,121 @@ func localPortFlows(in localIn) ([]Flow, error) {
 }
 
 // Build computes the flow set of d like Desired.Flows, reusing the flows of every
-// owner whose input is the same as in the previous Build: they are neither built,
+// owner whose input is the same as in the previous pass: they are neither built,
 // validated nor keyed again, and the Set hands out the very same slices, so a diff
 // sees them unchanged by identity. The checks across owners (one owner per flow key
 // and cookie, the registry's catch-alls) are kept up to date for the owners that
-// changed. An error leaves the Builder as if it had never built anything.
+// changed. Its cost follows the host's size; Update's follows the change. An error
+// leaves the Builder as if it had never built anything.
 func (b *Builder) Build(d *Desired) (Set, error) {
+	return b.pass(d, nil, true)
+}
+
+// Update is Build for a change of a few remote ports: d is complete but for its
+// RemotePorts, which list only the ports whose IDs are in changed and that exist now
+// (a changed ID not listed is a port that left; a port listed is taken as changed
+// too). The other remote ports are those the Builder already has. Networks,
+// tunnels and local ports are few and compared whole, as in Build; the remote ports
+// a changed network or tunnel touches are redone from what the Builder kept of them.
+// The result equals Build of the complete Desired. Update on a Builder that holds
+// nothing is an error: it has no remote ports to start from.
+func (b *Builder) Update(d *Desired, changed map[string]bool) (Set, error) {
+	if b.owners == nil {
+		return Set{}, fmt.Errorf("incremental flow update without a previous build")
+	}
+	return b.pass(d, changed, false)
+}
+
+// inputs is what the Builder keeps of the Desired it last built, so that Update
+// needs only what changed: the networks and tunnels, every remote port (with flows
+// or not: a tunnel that comes gives flows to those waiting for it), which remote
+// ports each network and host has, and each network's flood list as counts.
+type inputs struct {
+	tunnelType string
+	nets       map[string]Network
+	tunnels    map[tunnelKey]*tunnelAt
+	remote     map[string]*remoteEntry
+	pass       uint64                         // numbers the passes, for the marks of remoteEntry and tunnelAt
+	onNet      map[string]map[string]bool     // network ID -> its remote ports' IDs
+	onHost     map[netip.Addr]map[string]bool // host tunnel IP -> its remote ports' IDs
+	// flood counts, per network and tunnel ofport, the remote ports with flows
+	// through that tunnel: a network floods to the ofports counted; floodOf says
+	// where each remote port with flows is counted.
+	flood   map[string]map[uint32]int
+	floodOf map[string]floodRef
+	// tunnelOwners and locals are the last pass's owners of those kinds.
+	tunnelOwners map[Owner]bool
+	locals       map[Owner]bool
+}
+
+// sameTunnels reports whether ts are the tunnels of the last pass, in any order:
+// a host has a tunnel per peer, and they rarely change, so a pass that finds them
+// the same redoes none of them.
+func (in *inputs) sameTunnels(ts []Tunnel, typeOf func(string) string) bool {
+	if len(ts) != len(in.tunnels) {
+		return false
+	}
+	in.pass++ // a repeat finds its entry marked
+	for _, t := range ts {
+		k := tunnelKey{t.RemoteIP.Unmap(), typeOf(t.Type)}
+		at := in.tunnels[k]
+		if at == nil || at.ofport != t.Ofport || at.mark == in.pass {
+			return false
+		}
+		at.mark = in.pass
+	}
+	return true
+}
+
+// remoteEntry is a remote port as the last pass that listed it had it; mark is that
+// pass's number, so that a complete pass finds the ports it no longer lists, and
+// repeats, without a set of its own.
+type remoteEntry struct {
+	port RemotePort
+	mark uint64
+}
+
+type tunnelKey struct {
+	ip netip.Addr
+	t  string
+}
+
+// tunnelAt is a tunnel's ofport; mark is the last pass that found it listed (see
+// remoteEntry).
+type tunnelAt struct {
+	ofport uint32
+	mark   uint64
+}
+
+type floodRef struct {
+	net    string
+	ofport uint32
+}
+
+func addTo[K comparable](m map[K]map[string]bool, k K, id string) {
+	if m[k] == nil {
+		m[k] = map[string]bool{}
+	}
+	m[k][id] = true
+}
+
+func delFrom[K comparable](m map[K]map[string]bool, k K, id string) {
+	if delete(m[k], id); len(m[k]) == 0 {
+		delete(m, k)
+	}
+}
+
+// pass builds d's owners: all of them (all: d is complete), or those the changed
+// remote ports and the few other owners touch (Update).
+func (b *Builder) pass(d *Desired, changed map[string]bool, all bool) (Set, error) {
+	set, err := b.collect(d, changed, all)
+	if err != nil {
+		*b = Builder{}
+	}
+	return set, err
+}
+
+func (b *Builder) collect(d *Desired, changed map[string]bool, all bool) (Set, error) {
 	if d.PatchIntOfport == 0 {
 		return Set{}, fmt.Errorf("patch-int ofport not set")
 	}
@@ -275,7 +385,12 @@ func (b *Builder) Build(d *Desired) (Set, error) {
 		}
 		return t
 	}
-	ps := b.newPass()
+	in := &b.inputs
+	// complete: d lists every remote port. redo: every remote port is redone, as
+	// when the host's tunnel type changes every network and tunnel without a type
+	// of its own.
+	complete, redo := all, in.tunnelType != d.TunnelType
+	ps := newPass()
 	if err := take(b, ps, Owner{CatSetup, ""}, setupIn{d.TunnelType, d.PatchIntOfport}, setupFlows); err != nil {
 		return Set{}, err
 	}
@@ -293,53 +408,174 @@ func (b *Builder) Build(d *Desired) (Set, error) {
 		}
 		nets[n.ID] = n
 	}
-
-	type tunnelKey struct {
-		ip netip.Addr
-		t  string
+	tunnels := in.tunnels
+	sameTunnels := in.tunnelType == d.TunnelType && in.sameTunnels(d.Tunnels, typeOf)
+	if !sameTunnels {
+		tunnels = make(map[tunnelKey]*tunnelAt, len(d.Tunnels))
+		owners := make(map[Owner]bool, len(d.Tunnels))
+		for _, t := range d.Tunnels {
+			ip := t.RemoteIP.Unmap()
+			if !ip.IsValid() || t.Ofport == 0 {
+				return Set{}, fmt.Errorf("tunnel to %v (ofport %d): want a remote IP and an ofport", t.RemoteIP, t.Ofport)
+			}
+			k := tunnelKey{ip, typeOf(t.Type)}
+			if _, dup := tunnels[k]; dup {
+				return Set{}, fmt.Errorf("%s tunnel %s listed twice", k.t, ip)
+			}
+			tunnels[k] = &tunnelAt{ofport: t.Ofport}
+			o := Owner{CatTunnel, TunnelOwnerKey(ip, k.t, d.TunnelType)}
+			owners[o] = true
+			if err := take(b, ps, o, tunnelIn{o, ip, k.t, t.Ofport}, tunnelFlows); err != nil {
+				return Set{}, err
+			}
+		}
+		for o := range in.tunnelOwners {
+			if !owners[o] {
+				b.drop(ps, o)
+			}
+		}
+		in.tunnelOwners = owners
 	}
-	tunnels := make(map[tunnelKey]uint32, len(d.Tunnels))
-	for _, t := range d.Tunnels {
-		ip := t.RemoteIP.Unmap()
-		if !ip.IsValid() || t.Ofport == 0 {
-			return Set{}, fmt.Errorf("tunnel to %v (ofport %d): want a remote IP and an ofport", t.RemoteIP, t.Ofport)
-		}
-		k := tunnelKey{ip, typeOf(t.Type)}
-		if _, dup := tunnels[k]; dup {
-			return Set{}, fmt.Errorf("%s tunnel %s listed twice", k.t, ip)
-		}
-		tunnels[k] = t.Ofport
-		o := Owner{CatTunnel, TunnelOwnerKey(ip, k.t, d.TunnelType)}
-		if err := take(b, ps, o, tunnelIn{o, ip, k.t, t.Ofport}, tunnelFlows); err != nil {
-			return Set{}, err
-		}
-	}
 
-	flood := map[string][]uint32{} // network ID -> tunnel ofports
+	// The remote ports to redo: those that came, changed or left, and those of the
+	// networks and hosts whose network or tunnel changed.
+	dirty := map[string]bool{}
+	if in.remote == nil {
+		in.remote = make(map[string]*remoteEntry, len(d.RemotePorts))
+		in.onNet, in.onHost = map[string]map[string]bool{}, map[netip.Addr]map[string]bool{}
+	}
+	in.pass++
+	had, kept := len(in.remote), 0
 	for _, p := range d.RemotePorts {
-		n, ok := nets[p.NetworkID]
-		ofport, up := tunnels[tunnelKey{p.HostIP.Unmap(), typeOf(n.TunnelType)}]
-		if !ok || !up {
+		e := in.remote[p.ID]
+		switch {
+		case e == nil:
+			e = &remoteEntry{port: p}
+			in.put(e)
+			dirty[p.ID] = true
+		case e.mark == in.pass:
+			return Set{}, fmt.Errorf("%s listed twice", Owner{CatRemotePort, p.ID})
+		default:
+			kept++
+			if !e.port.same(p) || changed[p.ID] {
+				in.take(p.ID)
+				e = &remoteEntry{port: p}
+				in.put(e)
+				dirty[p.ID] = true
+			}
+		}
+		e.mark = in.pass
+	}
+	if complete && kept < had { // some left: those this pass did not mark
+		for id, e := range in.remote {
+			if e.mark != in.pass {
+				in.take(id)
+				dirty[id] = true
+			}
+		}
+	}
+	for id := range changed {
+		if e := in.remote[id]; !complete && e != nil && e.mark != in.pass {
+			in.take(id) // changed and not listed: it left
+			dirty[id] = true
+		}
+	}
+	for id, n := range nets {
+		if old, ok := in.nets[id]; !ok || old != n {
+			maps.Copy(dirty, in.onNet[id])
+		}
+	}
+	for id := range in.nets {
+		if _, ok := nets[id]; !ok {
+			maps.Copy(dirty, in.onNet[id])
+		}
+	}
+	if !sameTunnels {
+		for k, at := range tunnels {
+			if old, ok := in.tunnels[k]; !ok || old.ofport != at.ofport {
+				maps.Copy(dirty, in.onHost[k.ip])
+			}
+		}
+		for k := range in.tunnels {
+			if _, ok := tunnels[k]; !ok {
+				maps.Copy(dirty, in.onHost[k.ip])
+			}
+		}
+	}
+	if redo {
+		for id := range in.remote {
+			dirty[id] = true
+		}
+	}
+	for id := range changed {
+		if in.remote[id] == nil {
+			dirty[id] = true // left, or never had flows: its owner goes if it has one
+		}
+	}
+	if in.flood == nil {
+		in.flood, in.floodOf = map[string]map[uint32]int{}, map[string]floodRef{}
+	}
+	floodChanged := map[string]bool{}
+	for id := range dirty {
+		o := Owner{CatRemotePort, id}
+		if ref, ok := in.floodOf[id]; ok {
+			delete(in.floodOf, id)
+			if in.flood[ref.net][ref.ofport]--; in.flood[ref.net][ref.ofport] == 0 {
+				delete(in.flood[ref.net], ref.ofport)
+				floodChanged[ref.net] = true
+			}
+		}
+		e, ok := in.remote[id]
+		var p RemotePort
+		if ok {
+			p = e.port
+		}
+		n, known := nets[p.NetworkID]
+		at, up := tunnels[tunnelKey{p.HostIP.Unmap(), typeOf(n.TunnelType)}]
+		if !ok || !known || !up {
+			b.drop(ps, o) // no flows until its network and tunnel are there
 			continue
 		}
-		o := Owner{CatRemotePort, p.ID}
+		ofport := at.ofport
 		if err := take(b, ps, o, remoteIn{o, n.LocalVLAN, n.VNI, ofport, p.MAC, p.IPs, p.Router}, remotePortFlows); err != nil {
 			return Set{}, err
 		}
-		if !slices.Contains(flood[n.ID], ofport) {
-			flood[n.ID] = append(flood[n.ID], ofport)
+		in.floodOf[id] = floodRef{n.ID, ofport}
+		if in.flood[n.ID] == nil {
+			in.flood[n.ID] = map[uint32]int{}
+		}
+		if in.flood[n.ID][ofport]++; in.flood[n.ID][ofport] == 1 {
+			floodChanged[n.ID] = true
 		}
 	}
 
 	for _, n := range d.Networks {
 		o := Owner{CatNetwork, n.ID}
-		ports := flood[n.ID]
-		slices.Sort(ports)
+		if old := b.owners[o]; old != nil && !redo && !floodChanged[n.ID] {
+			// Its flood list is as before: the input differs only if the network does.
+			prev := old.in.(networkIn)
+			if prev.net == n && prev.tunnelType == typeOf(n.TunnelType) {
+				continue
+			}
+		}
+		ports := slices.Sorted(maps.Keys(in.flood[n.ID]))
 		if err := take(b, ps, o, networkIn{o, n, typeOf(n.TunnelType), ports}, networkFlows); err != nil {
 			return Set{}, err
 		}
 	}
+	for id := range in.flood {
+		if _, ok := nets[id]; !ok && len(in.flood[id]) == 0 {
+			delete(in.flood, id)
+		}
+	}
 
+	for id := range in.nets {
+		if _, ok := nets[id]; !ok {
+			b.drop(ps, Owner{CatNetwork, id})
+		}
+	}
+
+	locals := make(map[Owner]bool, len(d.LocalPorts))
 	for _, p := range d.LocalPorts {
 		if _, ok := nets[p.NetworkID]; !ok {
 			return Set{}, fmt.Errorf("local port %s: network %s has no local VLAN", p.ID, p.NetworkID)
@@ -348,11 +584,44 @@ func (b *Builder) Build(d *Desired) (Set, error) {
 			continue
 		}
 		o := Owner{CatLocalPort, p.ID}
+		if locals[o] {
+			return Set{}, fmt.Errorf("%s listed twice", o)
+		}
+		locals[o] = true
 		if err := take(b, ps, o, localIn{o, p}, localPortFlows); err != nil {
 			return Set{}, err
 		}
 	}
+	for o := range in.locals {
+		if !locals[o] {
+			b.drop(ps, o)
+		}
+	}
+	in.tunnelType, in.nets, in.tunnels, in.locals = d.TunnelType, nets, tunnels, locals
 	return b.commit(ps)
+}
+
+// put records remote port e and where it is.
+func (in *inputs) put(e *remoteEntry) {
+	p := e.port
+	in.remote[p.ID] = e
+	addTo(in.onNet, p.NetworkID, p.ID)
+	addTo(in.onHost, p.HostIP.Unmap(), p.ID)
+}
+
+// take forgets remote port id, if it was there.
+func (in *inputs) take(id string) {
+	if e, ok := in.remote[id]; ok {
+		delete(in.remote, id)
+		delFrom(in.onNet, e.port.NetworkID, id)
+		delFrom(in.onHost, e.port.HostIP.Unmap(), id)
+	}
+}
+
+// same reports whether p and q are the same port, field by field.
+func (p RemotePort) same(q RemotePort) bool {
+	return p.ID == q.ID && p.NetworkID == q.NetworkID && bytes.Equal(p.MAC, q.MAC) && slices.Equal(p.IPs, q.IPs) &&
+		p.HostIP == q.HostIP && p.Router == q.Router
 }
 
 // checkAddrs refuses what would make a port's flows wrong: a MAC that is not an

@@ -55,8 +55,8 @@ func actionEqual(a, b Action) bool {
 // to the next lets a diff see them unchanged by identity.
 func (s Set) EachOwner(b Bridge, fn func(Owner, []Flow)) {
 	if bs := s.bridges[b]; bs != nil {
-		for i, o := range bs.sorted {
-			fn(o, bs.flows[i])
+		for o, fs := range bs.owners.All() {
+			fn(o, fs)
 		}
 	}
 }

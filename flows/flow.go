@@ -242,84 +242,128 @@ func (Learn) action()            {}
 // String renders the match in ovs-ofctl's order (lib/match.c match_format):
 // priority, protocol shorthand, tun_id, in_port, VLAN, dl_src, dl_dst, other
 // dl_type, then the ARP fields.
-func (m Match) String(priority uint16) string {
-	var p []string
-	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
+func (m Match) String(priority uint16) string { return string(m.appendTo(nil, priority)) }
+
+// appendTo appends String's text to b. Every flow is keyed by it when it is built,
+// so it appends rather than formats field by field.
+func (m Match) appendTo(b []byte, priority uint16) []byte {
+	start := len(b)
+	field := func(name string) {
+		if len(b) > start {
+			b = append(b, ',')
+		}
+		b = append(b, name...)
+	}
+	num := func(name string, v uint64) {
+		field(name)
+		b = strconv.AppendUint(b, v, 10)
+	}
 	if priority != DefaultPriority {
-		add("priority=%d", priority)
+		num("priority=", uint64(priority))
 	}
 	shorthand := ipShorthand(m.EthType, m.IPProto)
 	if shorthand != "" {
-		add("%s", shorthand)
+		field(shorthand)
 	}
 	if m.TunID != 0 {
-		add("tun_id=%#x", m.TunID)
+		field("tun_id=0x")
+		b = strconv.AppendUint(b, m.TunID, 16)
 	}
 	if m.InPort != 0 {
-		add("in_port=%d", m.InPort)
+		num("in_port=", uint64(m.InPort))
 	}
 	switch v := m.VLAN; {
 	case v.Mask == 0:
 	case v.Mask == VLANPresent|0x0fff && v.TCI&VLANPresent != 0:
-		add("dl_vlan=%d", v.TCI&0x0fff)
+		num("dl_vlan=", uint64(v.TCI&0x0fff))
 	default:
-		add("vlan_tci=0x%04x/0x%04x", v.TCI, v.Mask)
+		field("vlan_tci=")
+		b = appendHex4(b, v.TCI)
+		b = append(b, '/')
+		b = appendHex4(b, v.Mask)
 	}
 	if m.EthSrc != nil {
-		add("dl_src=%s", m.EthSrc)
+		field("dl_src=")
+		b = appendHW(b, m.EthSrc)
 	}
 	if m.EthDst != nil {
+		field("dl_dst=")
+		b = appendHW(b, m.EthDst)
 		if m.EthDstMask != nil {
-			add("dl_dst=%s/%s", m.EthDst, m.EthDstMask)
-		} else {
-			add("dl_dst=%s", m.EthDst)
+			b = append(b, '/')
+			b = appendHW(b, m.EthDstMask)
 		}
 	}
 	if m.EthType != 0 && shorthand == "" {
-		add("dl_type=0x%04x", m.EthType)
+		field("dl_type=")
+		b = appendHex4(b, m.EthType)
 	}
 	if m.ARPSpa.IsValid() {
+		field("arp_spa=")
 		if m.ARPSpa.Bits() == 32 {
-			add("arp_spa=%s", m.ARPSpa.Addr())
+			b = m.ARPSpa.Addr().AppendTo(b)
 		} else {
-			add("arp_spa=%s", m.ARPSpa)
+			b = m.ARPSpa.AppendTo(b)
 		}
 	}
 	if m.ARPTpa.IsValid() {
-		add("arp_tpa=%s", m.ARPTpa)
+		field("arp_tpa=")
+		b = m.ARPTpa.AppendTo(b)
 	}
 	if m.ARPOp != 0 {
-		add("arp_op=%d", m.ARPOp)
+		num("arp_op=", uint64(m.ARPOp))
 	}
 	if m.IPv6Src.IsValid() {
-		add("ipv6_src=%s", m.IPv6Src)
+		field("ipv6_src=")
+		b = m.IPv6Src.AppendTo(b)
 	}
 	if m.ICMPv6Type != 0 {
-		add("icmp_type=%d", m.ICMPv6Type)
+		num("icmp_type=", uint64(m.ICMPv6Type))
 	}
 	if m.NDTarget.IsValid() {
+		field("nd_target=")
 		if m.NDTarget.IsSingleIP() {
-			add("nd_target=%s", m.NDTarget.Addr())
+			b = m.NDTarget.Addr().AppendTo(b)
 		} else {
-			add("nd_target=%s", m.NDTarget)
+			b = m.NDTarget.AppendTo(b)
 		}
 	}
 	if m.NDSll != nil {
-		add("nd_sll=%s", m.NDSll)
+		field("nd_sll=")
+		b = appendHW(b, m.NDSll)
 	}
 	if m.NDTll != nil {
-		add("nd_tll=%s", m.NDTll)
+		field("nd_tll=")
+		b = appendHW(b, m.NDTll)
 	}
 	if m.IPProto != 0 && shorthand == "" {
-		add("nw_proto=%d", m.IPProto)
+		num("nw_proto=", uint64(m.IPProto))
 	}
 	if m.TpSrc != 0 {
-		add("tp_src=%d", m.TpSrc)
+		num("tp_src=", uint64(m.TpSrc))
 	}
 	if m.TpDst != 0 {
-		add("tp_dst=%d", m.TpDst)
+		num("tp_dst=", uint64(m.TpDst))
 	}
-	return strings.Join(p, ",")
+	return b
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendHex4 appends v as 0x and four hex digits (%#04x would drop the padding).
+func appendHex4(b []byte, v uint16) []byte {
+	return append(b, '0', 'x', hexDigits[v>>12], hexDigits[v>>8&0xf], hexDigits[v>>4&0xf], hexDigits[v&0xf])
+}
+
+// appendHW appends a as net.HardwareAddr.String does.
+func appendHW(b []byte, a net.HardwareAddr) []byte {
+	for i, x := range a {
+		if i > 0 {
+			b = append(b, ':')
+		}
+		b = append(b, hexDigits[x>>4], hexDigits[x&0xf])
+	}
+	return b
 }
 
 // String renders the flow exactly as one line of
@@ -357,11 +401,16 @@ func ActionsString(as []Action) string {
 // Key identifies the flow within its bridge as OpenFlow does (table, priority,
 // match): two flows with the same key replace each other.
 func (f Flow) Key() string {
-	k := fmt.Sprintf("table=%d,priority=%d", f.Table, f.Priority)
-	if m := f.Match.String(DefaultPriority); m != "" { // priority is spelled out above
-		k += "," + m
+	b := make([]byte, 0, 96)
+	b = append(b, "table="...)
+	b = strconv.AppendUint(b, uint64(f.Table), 10)
+	b = append(b, ",priority="...)
+	b = strconv.AppendUint(b, uint64(f.Priority), 10)
+	n := len(b)
+	if b = f.Match.appendTo(append(b, ','), DefaultPriority); len(b) == n+1 { // priority is spelled out above
+		b = b[:n]
 	}
-	return k
+	return string(b)
 }
 
 // WithRound returns the flow with round r in its cookie and in the cookie of any

@@ -3,9 +3,13 @@ package flows
 import (
 	"cmp"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
+
+	"github.com/lanes-net/lanes/internal/chunked"
 )
 
 // Set is a host's complete flow set: per bridge, per owner, each owner's flows in
@@ -13,11 +17,21 @@ import (
 // or Build has returned it; the zero Set is empty.
 type Set struct {
 	bridges map[Bridge]*bridgeSet
+	// id names the Set, parent the one it was derived from (0: none), and changed
+	// lists, per bridge, the owners that differ from the parent: a consumer that
+	// holds the parent (ofsync) redoes only those.
+	id, parent uint64
+	changed    map[Bridge][]Owner
 }
 
+// setIDs numbers the Sets Builders make, process-wide, so that a Set from one
+// Builder is never taken for the parent of another's.
+var setIDs atomic.Uint64
+
 type bridgeSet struct {
-	sorted []Owner  // by category and key
-	flows  [][]Flow // flows[i] are sorted[i]'s, never empty
+	// owners holds each owner's flows, never empty, by category and key; its chunks
+	// are shared with the Sets before and after that did not change them.
+	owners chunked.Seq[Owner, []Flow]
 	// byCookie maps every round-0 cookie the bridge's flows carry or give learned
 	// entries to its owner. Only diagnostics ask, so it is built on first use rather
 	// than on every change.
@@ -28,7 +42,7 @@ type bridgeSet struct {
 // Owners lists the owners that have flows on bridge b, sorted by category and key.
 func (s Set) Owners(b Bridge) []Owner {
 	if bs := s.bridges[b]; bs != nil {
-		return slices.Clone(bs.sorted)
+		return bs.owners.Keys()
 	}
 	return nil
 }
@@ -40,7 +54,7 @@ func (s Set) Flows(b Bridge) []Flow {
 		return nil
 	}
 	var fs []Flow
-	for _, ofs := range bs.flows {
+	for _, ofs := range bs.owners.All() {
 		fs = append(fs, ofs...)
 	}
 	return fs
@@ -55,10 +69,8 @@ func (s Set) OwnerFlows(b Bridge, o Owner) []Flow {
 }
 
 func (bs *bridgeSet) owned(o Owner) []Flow {
-	if i, ok := slices.BinarySearchFunc(bs.sorted, o, compareOwner); ok {
-		return bs.flows[i]
-	}
-	return nil
+	fs, _ := bs.owners.Get(o, compareOwner)
+	return fs
 }
 
 // Owner names the owner of a flow on bridge b by its cookie, whatever the cookie's
@@ -72,8 +84,8 @@ func (s Set) Owner(b Bridge, c Cookie) (Owner, bool) {
 	}
 	bs.cookieOnce.Do(func() {
 		bs.byCookie = map[Cookie]Owner{}
-		for i, o := range bs.sorted {
-			for _, f := range bs.flows[i] {
+		for o, fs := range bs.owners.All() {
+			for _, f := range fs {
 				for c, claimant := range cookiesOf(o, f) {
 					bs.byCookie[c] = claimant
 				}
@@ -108,13 +120,17 @@ func compareOwner(x, y Owner) int {
 // Builder builds successive Sets of one host, reusing what did not change: for each
 // owner it keeps the input its flows were built from and the flows, validated and
 // keyed, and for each bridge which owner holds each flow key and cookie and how many
-// catch-alls each table has. It holds the current owners only: an owner that leaves
-// is forgotten in the Build that no longer lists it. A Builder is not safe for
-// concurrent use; the Sets it returns are.
+// catch-alls each table has. It also keeps what the owners' inputs are derived from
+// (desired.go: the networks, tunnels and every remote port, with or without flows),
+// so that Update, told which remote ports changed, redoes only the owners they
+// touch. It holds the current owners only: an owner that leaves is forgotten in the
+// pass that no longer has it. A Builder is not safe for concurrent use; the Sets it
+// returns are.
 type Builder struct {
 	owners  map[Owner]*built
 	set     Set
 	indexes map[Bridge]*bridgeIndex
+	inputs  inputs // desired.go
 }
 
 // Owners counts the owners the last Build kept: none means the next Build computes
@@ -145,24 +161,30 @@ type cookieClaim struct {
 	n     int // flows (and learn actions) carrying the cookie
 }
 
-// pass is one Build's owners as they are collected.
+// pass is one Build's or Update's changes to the owners as they are collected: the
+// owners it touches only, so that its cost follows the change, not the host.
 type pass struct {
-	next   map[Owner]*built
-	came   []Owner // built anew: new owners and changed ones
-	reused int
+	gone []ownerBuilt // owners that left or changed, with their previous flows
+	came []ownerBuilt // owners that came or changed, with their new flows
 }
 
-func (b *Builder) newPass() *pass { return &pass{next: make(map[Owner]*built, len(b.owners))} }
+type ownerBuilt struct {
+	owner Owner
+	*built
+}
+
+func newPass() *pass { return &pass{} }
 
 // ownerInput is an owner's input: what its flows are a pure function of.
 type ownerInput[T any] interface{ equal(T) bool }
 
-// take puts owner o's flows for input in into next: the previous Build's if its
-// input was the same, else build(in), validated and keyed.
+// take makes in owner o's input in this pass: its flows stay those of the previous
+// pass if its input was the same, else they are build(in), validated and keyed.
 func take[T ownerInput[T]](b *Builder, ps *pass, o Owner, in T, build func(T) ([]Flow, error)) error {
-	if old := b.owners[o]; old != nil {
+	old := b.owners[o]
+	if old != nil {
 		if prev, ok := old.in.(T); ok && prev.equal(in) {
-			return ps.put(o, old, true)
+			return nil
 		}
 	}
 	fs, err := build(in)
@@ -182,55 +204,44 @@ func take[T ownerInput[T]](b *Builder, ps *pass, o Owner, in T, build func(T) ([
 		bt.bridges[i].flows = append(bt.bridges[i].flows, f)
 		bt.bridges[i].keys = append(bt.bridges[i].keys, f.Key())
 	}
-	return ps.put(o, bt, false)
-}
-
-// put records o's flows; an owner listed twice is an error (the Build fails, so
-// which of the two is kept does not matter).
-func (ps *pass) put(o Owner, bt *built, reused bool) error {
-	n := len(ps.next)
-	if ps.next[o] = bt; len(ps.next) == n {
-		return fmt.Errorf("%s listed twice", o)
+	if old != nil {
+		ps.gone = append(ps.gone, ownerBuilt{o, old})
 	}
-	if reused {
-		ps.reused++
-	} else {
-		ps.came = append(ps.came, o)
-	}
+	ps.came = append(ps.came, ownerBuilt{o, bt})
 	return nil
 }
 
-// commit makes next the current owners: it updates the indexes for the owners that
-// left, came or changed, checks them, and derives the new Set from the previous one.
+// drop takes owner o out in this pass, if it had flows.
+func (b *Builder) drop(ps *pass, o Owner) {
+	if old := b.owners[o]; old != nil {
+		ps.gone = append(ps.gone, ownerBuilt{o, old})
+	}
+}
+
+// commit applies the pass: it updates the indexes for the owners that left, came or
+// changed, checks them, and derives the new Set from the previous one. On an error
+// the Builder forgets everything: the next Build starts from scratch.
 func (b *Builder) commit(ps *pass) (Set, error) {
 	if b.indexes == nil {
 		b.indexes = map[Bridge]*bridgeIndex{}
 	}
-	next, came := ps.next, ps.came
-	var gone []Owner
-	for _, o := range came {
-		if b.owners[o] != nil {
-			gone = append(gone, o) // changed
-		}
+	if b.owners == nil {
+		b.owners = map[Owner]*built{}
 	}
-	if ps.reused+len(gone) < len(b.owners) { // some left: find them
-		for o := range b.owners {
-			if _, ok := next[o]; !ok {
-				gone = append(gone, o)
-			}
-		}
-	}
-	// Sorted, so that an error names the same owners whatever the map order.
-	slices.SortFunc(gone, compareOwner)
-	slices.SortFunc(came, compareOwner)
+	gone, came := ps.gone, ps.came
+	// Sorted, so that an error names the same owners whatever the map order, and so
+	// that the Set merges them in one walk.
+	byOwner := func(x, y ownerBuilt) int { return compareOwner(x.owner, y.owner) }
+	slices.SortFunc(gone, byOwner)
+	slices.SortFunc(came, byOwner)
 	for _, o := range gone {
-		for _, bf := range b.owners[o].bridges {
-			b.index(bf.bridge).remove(o, bf)
+		for _, bf := range o.bridges {
+			b.index(bf.bridge).remove(o.owner, bf)
 		}
 	}
 	for _, o := range came {
-		for _, bf := range next[o].bridges {
-			if err := b.index(bf.bridge).add(o, bf); err != nil {
+		for _, bf := range o.bridges {
+			if err := b.index(bf.bridge).add(o.owner, bf); err != nil {
 				*b = Builder{}
 				return Set{}, err
 			}
@@ -242,8 +253,13 @@ func (b *Builder) commit(ps *pass) (Set, error) {
 			return Set{}, err
 		}
 	}
-	b.set = b.set.with(b.owners, next, gone, came)
-	b.owners = next
+	b.set = b.set.with(gone, came)
+	for _, o := range gone {
+		delete(b.owners, o.owner)
+	}
+	for _, o := range came {
+		b.owners[o.owner] = o.built
+	}
 	return b.set, nil
 }
 
@@ -313,45 +329,46 @@ func (ix *bridgeIndex) checkCatchAlls(b Bridge) error {
 	return nil
 }
 
-// with returns s changed from the owners prev to next, of which gone left or changed
-// and came came or changed (both sorted). A bridge none of them touches keeps its
-// bridgeSet.
-func (s Set) with(prev, next map[Owner]*built, gone, came []Owner) Set {
-	goneOn := map[Bridge]map[Owner]bool{}
+// with returns s changed by gone (owners that left or changed, with their previous
+// flows) and came (owners that came or changed, with their new ones), both sorted.
+// A bridge none of them touches keeps its bridgeSet; the new Set remembers s as its
+// parent and which owners of each bridge differ from it.
+func (s Set) with(gone, came []ownerBuilt) Set {
+	out := Set{id: setIDs.Add(1), parent: s.id, changed: map[Bridge][]Owner{}}
+	changes := map[Bridge][]chunked.Change[Owner, []Flow]{}
 	for _, o := range gone {
-		for _, bf := range prev[o].bridges {
-			if goneOn[bf.bridge] == nil {
-				goneOn[bf.bridge] = map[Owner]bool{}
-			}
-			goneOn[bf.bridge][o] = true
+		for _, bf := range o.bridges {
+			changes[bf.bridge] = append(changes[bf.bridge], chunked.Change[Owner, []Flow]{Key: o.owner, Del: true})
 		}
 	}
-	cameOn := map[Bridge]*bridgeSet{}
 	for _, o := range came {
-		for _, bf := range next[o].bridges {
-			if cameOn[bf.bridge] == nil {
-				cameOn[bf.bridge] = &bridgeSet{}
-			}
-			cameOn[bf.bridge].sorted = append(cameOn[bf.bridge].sorted, o)
-			cameOn[bf.bridge].flows = append(cameOn[bf.bridge].flows, bf.flows)
+		for _, bf := range o.bridges {
+			changes[bf.bridge] = append(changes[bf.bridge], chunked.Change[Owner, []Flow]{Key: o.owner, Val: bf.flows})
 		}
 	}
-	out := Set{bridges: maps.Clone(s.bridges)}
+	if len(changes) == 0 {
+		out.bridges = s.bridges
+		return out
+	}
+	out.bridges = maps.Clone(s.bridges)
 	if out.bridges == nil {
 		out.bridges = map[Bridge]*bridgeSet{}
 	}
-	for br := range goneOn {
-		if cameOn[br] == nil {
-			cameOn[br] = &bridgeSet{}
+	for br, cs := range changes {
+		// An owner that changed is in both lists: its removal first, then its flows,
+		// so that a stable sort leaves the flows last, and the last change counts.
+		slices.SortStableFunc(cs, func(x, y chunked.Change[Owner, []Flow]) int { return compareOwner(x.Key, y.Key) })
+		var old chunked.Seq[Owner, []Flow]
+		if s.bridges[br] != nil {
+			old = s.bridges[br].owners
 		}
-	}
-	for br, added := range cameOn {
-		old := s.bridges[br]
-		if old == nil {
-			old = &bridgeSet{}
+		for i, c := range cs {
+			if i == 0 || cs[i-1].Key != c.Key {
+				out.changed[br] = append(out.changed[br], c.Key)
+			}
 		}
-		bs := merge(old, goneOn[br], added)
-		if len(bs.sorted) == 0 {
+		bs := &bridgeSet{owners: old.With(cs, compareOwner)}
+		if bs.owners.Len() == 0 {
 			delete(out.bridges, br)
 			continue
 		}
@@ -360,23 +377,24 @@ func (s Set) with(prev, next map[Owner]*built, gone, came []Owner) Set {
 	return out
 }
 
-// merge returns old without the owners in left and with those of added merged in.
-func merge(old *bridgeSet, left map[Owner]bool, added *bridgeSet) *bridgeSet {
-	n := len(old.sorted) - len(left) + len(added.sorted)
-	bs := &bridgeSet{sorted: make([]Owner, 0, n), flows: make([][]Flow, 0, n)}
-	j := 0
-	for i, o := range old.sorted {
-		if left[o] {
-			continue
-		}
-		for j < len(added.sorted) && compareOwner(added.sorted[j], o) < 0 {
-			bs.sorted, bs.flows = append(bs.sorted, added.sorted[j]), append(bs.flows, added.flows[j])
-			j++
-		}
-		bs.sorted, bs.flows = append(bs.sorted, o), append(bs.flows, old.flows[i])
+// Changed lists the owners of bridge b whose flows in s may differ from those in
+// parent, sorted, when s was derived from parent by a Builder; otherwise ok is false
+// and the caller compares everything. An owner listed may have the same flows as
+// before (it was rebuilt), one not listed has the very same slice.
+func (s Set) Changed(b Bridge, parent Set) (owners []Owner, ok bool) {
+	if parent.id == 0 || s.parent != parent.id {
+		return nil, false
 	}
-	bs.sorted, bs.flows = append(bs.sorted, added.sorted[j:]...), append(bs.flows, added.flows[j:]...)
-	return bs
+	return s.changed[b], true
+}
+
+// FlowsOf returns owner o's flows on bridge b themselves, not a copy (see
+// EachOwner), or nil.
+func (s Set) FlowsOf(b Bridge, o Owner) []Flow {
+	if bs := s.bridges[b]; bs != nil {
+		return bs.owned(o)
+	}
+	return nil
 }
 
 // Check validates s from scratch, owner by owner and across owners, the way a Set
@@ -385,15 +403,13 @@ func merge(old *bridgeSet, left map[Owner]bool, added *bridgeSet) *bridgeSet {
 // their reference.
 func (s Set) Check() error {
 	for b, bs := range s.bridges {
-		if len(bs.sorted) != len(bs.flows) {
-			return fmt.Errorf("%s: %d owners with %d lists of flows", b, len(bs.sorted), len(bs.flows))
-		}
 		ix := &bridgeIndex{keys: map[string]Owner{}, cookies: map[Cookie]cookieClaim{}, catchAll: map[uint8]int{}}
-		for i, o := range bs.sorted {
-			if i > 0 && compareOwner(bs.sorted[i-1], o) >= 0 {
-				return fmt.Errorf("%s: owners %s and %s out of order", b, bs.sorted[i-1], o)
+		var prev *Owner
+		for o, fs := range bs.owners.All() {
+			if prev != nil && compareOwner(*prev, o) >= 0 {
+				return fmt.Errorf("%s: owners %s and %s out of order", b, *prev, o)
 			}
-			fs := bs.flows[i]
+			prev = &o
 			if len(fs) == 0 {
 				return fmt.Errorf("%s: owner %s listed without flows", b, o)
 			}
@@ -426,11 +442,19 @@ func (s Set) Same(t Set) error {
 		if !slices.Equal(so, to) {
 			return fmt.Errorf("%s: %d owners, want %d (first difference: %s)", b, len(so), len(to), firstDiff(so, to))
 		}
-		for i, o := range so {
-			if sf, tf := s.bridges[b].flows[i], t.bridges[b].flows[i]; !slices.EqualFunc(sf, tf, Flow.Equal) {
+		if len(so) == 0 {
+			continue
+		}
+		// Both hold the same owners in the same order: walk their flows side by side.
+		next, stop := iter.Pull2(t.bridges[b].owners.All())
+		for o, sf := range s.bridges[b].owners.All() {
+			_, tf, _ := next()
+			if !sameFlows(sf, tf) {
+				stop()
 				return fmt.Errorf("%s: owner %s: flows %v, want %v", b, o, sf, tf)
 			}
 		}
+		stop()
 	}
 	for b := range s.bridges {
 		if b != BrInt && b != BrTun {
@@ -438,6 +462,18 @@ func (s Set) Same(t Set) error {
 		}
 	}
 	return nil
+}
+
+// sameFlows reports whether a and b are equal flows, by identity first: a Builder's
+// Sets share the slices of owners that did not change.
+func sameFlows(a, b []Flow) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	if len(a) == 0 || &a[0] == &b[0] {
+		return true
+	}
+	return slices.EqualFunc(a, b, Flow.Equal)
 }
 
 func firstDiff(a, b []Owner) string {

@@ -17,6 +17,7 @@ type randomHost struct {
 	r    *rand.Rand
 	d    flows.Desired
 	next int
+	away []flows.Network // networks taken out, to come back (update_test.go)
 }
 
 func newRandomHost(seed uint64) *randomHost {

@@ -39,12 +39,19 @@ type Bridge struct {
 	mu sync.Mutex
 	sw *ofctrl.OFSwitch
 	// desired is the last set given to Sync; nil until then, so that nothing is
-	// swept before the caller has read its whole desired state.
-	desired *Flows
+	// swept before the caller has read its whole desired state. desiredOf is the
+	// flows.Set it came from (SyncSet), so that a Set derived from it is taken in
+	// owner by owner.
+	desired   *Flows
+	desiredOf flows.Set
 	// installed is what the switch holds, as far as committed bundles tell;
 	// perTable counts its flows by table, for Status, which runs on every Sync.
+	// inSync: installed is desired, so a change of a few owners is diffed for those
+	// owners alone.
 	installed Flows
 	perTable  map[uint8]int
+	inSync    bool
+	fastDiffs int // diffs of the changed owners alone (a test asks)
 	// needFull is set by a new connection: the next push re-adds everything.
 	needFull bool
 	connects int
@@ -157,7 +164,7 @@ func (b *Bridge) loop(ctx context.Context) {
 			b.sw = sw
 			b.connects++
 			b.needFull = true
-			err := b.pushLocked()
+			err := b.pushLocked(nil, false)
 			n := b.installed.Len()
 			b.mu.Unlock()
 			if err != nil && !errors.Is(err, ErrNotConnected) {
@@ -174,13 +181,24 @@ func (b *Bridge) Wait() { <-b.done }
 
 // SyncSet makes the switch hold exactly this bridge's flows of s (stamped with this
 // round). Only the owners whose flows changed since the last committed bundle are
-// rendered and diffed. It returns once the bundle committed, or ErrNotConnected (the
-// set is kept and pushed on connect).
+// rendered and diffed; when s was derived from the set of the last SyncSet and that
+// one is installed (flows.Set.Changed), only the owners that changed are even looked
+// at. It returns once the bundle committed, or ErrNotConnected (the set is kept and
+// pushed on connect).
 func (b *Bridge) SyncSet(s flows.Set) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	br := flows.Bridge(b.Name)
+	if changed, ok := s.Changed(br, b.desiredOf); ok && b.desired != nil {
+		next := b.desired.with(s, br, changed, b.round)
+		fast := b.inSync && !b.needFull
+		b.desired, b.desiredOf, b.inSync = &next, s, false
+		return b.pushLocked(changed, fast)
+	}
 	// Under the lock: a push fills the render caches of the entries indexFrom reuses.
-	return b.syncLocked(indexFrom(b.desired, s, flows.Bridge(b.Name), b.round))
+	idx := indexFrom(b.desired, s, br, b.round)
+	b.desiredOf = s
+	return b.syncLocked(idx)
 }
 
 // Sync is SyncSet for a list of flows, each owned by its cookie.
@@ -191,6 +209,7 @@ func (b *Bridge) Sync(desired []flows.Flow) error {
 func (b *Bridge) sync(idx Flows) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.desiredOf = flows.Set{}
 	return b.syncLocked(idx)
 }
 
@@ -199,8 +218,8 @@ func (b *Bridge) syncLocked(idx Flows) error {
 		// First desired state of this process: re-add all and sweep older rounds.
 		b.needFull = true
 	}
-	b.desired = &idx
-	return b.pushLocked()
+	b.desired, b.inSync = &idx, false
+	return b.pushLocked(nil, false)
 }
 
 // Replay re-adds every desired flow and sweeps other rounds, in one bundle: for a
@@ -210,10 +229,13 @@ func (b *Bridge) Replay() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.needFull = true
-	return b.pushLocked()
+	return b.pushLocked(nil, false)
 }
 
-func (b *Bridge) pushLocked() error {
+// pushLocked sends what turns the installed flows into the desired ones. With fast,
+// only lists the owners that can differ between the two (installed was the desired
+// set those owners changed from): the diff and the flow counts look at them alone.
+func (b *Bridge) pushLocked(only []flows.Owner, fast bool) error {
 	if b.sw == nil || !b.sw.IsReady() {
 		b.lastErr = ErrNotConnected
 		return ErrNotConnected
@@ -221,8 +243,19 @@ func (b *Bridge) pushLocked() error {
 	if b.desired == nil {
 		return nil
 	}
-	plan := Diff(b.installed, *b.desired, b.needFull)
+	var plan Plan
+	var was, now Flows // only's entries, installed and desired
+	if fast {
+		b.fastDiffs++
+		was, now = b.installed.only(only), b.desired.only(only)
+		plan = Diff(was, now, false)
+	} else {
+		plan = Diff(b.installed, *b.desired, b.needFull)
+	}
 	if plan.Empty() {
+		// Equal flows: the desired entries are installed, and their counts are those
+		// of the installed ones.
+		b.installed, b.inSync = *b.desired, true
 		return nil
 	}
 	start := time.Now()
@@ -234,8 +267,13 @@ func (b *Bridge) pushLocked() error {
 	if err != nil {
 		return fmt.Errorf("%s: bundle of %d adds, %d deletes: %w", b.Name, len(plan.Add), len(plan.Delete), err)
 	}
-	b.installed = *b.desired
-	b.perTable = b.installed.perTable()
+	b.installed, b.inSync = *b.desired, true
+	if fast && b.perTable != nil {
+		was.count(b.perTable, -1)
+		now.count(b.perTable, 1)
+	} else {
+		b.perTable = b.installed.perTable()
+	}
 	b.needFull = false
 	b.log.Debug("bundle committed", "adds", len(plan.Add), "deletes", len(plan.Delete), "sweep", plan.Sweep, "took", time.Since(start))
 	return nil

@@ -12,6 +12,7 @@ import (
 	"strconv"
 
 	"github.com/lanes-net/lanes/flows"
+	"github.com/lanes-net/lanes/internal/chunked"
 )
 
 // Plan is the set of FlowMods that turns the installed flows into the desired ones.
@@ -34,14 +35,32 @@ type Entry struct {
 // Flows is one bridge's flows by owner, stamped with a round. An owner's flows are
 // rendered and keyed only when they changed and are diffed against installed ones:
 // an owner whose flows are unchanged costs a comparison, and a new or deleted owner
-// a FlowMod per flow.
+// a FlowMod per flow. Its chunks are shared with the Flows it was derived from
+// wherever no owner changed (with).
 type Flows struct {
-	owners []owned // sorted by category and key
+	seq chunked.Seq[flows.Owner, *ownerFlows] // by category and key
 }
 
 type owned struct {
 	owner flows.Owner
 	*ownerFlows
+}
+
+// entries lists the owners in order.
+func (f Flows) entries() []owned {
+	out := make([]owned, 0, f.seq.Len())
+	for o, of := range f.seq.All() {
+		out = append(out, owned{o, of})
+	}
+	return out
+}
+
+func fromEntries(es []owned) Flows {
+	keys, vals := make([]flows.Owner, len(es)), make([]*ownerFlows, len(es))
+	for i, e := range es {
+		keys[i], vals[i] = e.owner, e.ownerFlows
+	}
+	return Flows{chunked.FromSorted(keys, vals)}
 }
 
 type ownerFlows struct {
@@ -73,54 +92,85 @@ func (o *ownerFlows) index() map[string]Entry {
 
 // Index takes bridge b's flows of a set, stamped with round.
 func Index(s flows.Set, b flows.Bridge, round uint16) Flows {
-	var fl Flows
+	var es []owned
 	s.EachOwner(b, func(o flows.Owner, fs []flows.Flow) {
-		fl.owners = append(fl.owners, owned{o, &ownerFlows{given: fs, round: round}})
+		es = append(es, owned{o, &ownerFlows{given: fs, round: round}})
 	})
-	return fl
+	return fromEntries(es)
+}
+
+// reuse returns prev when it holds the very slice fs (a flows.Builder hands out the
+// same slice for an unchanged owner) for round, so that its rendering stays cached,
+// and a new entry otherwise.
+func reuse(prev *ownerFlows, fs []flows.Flow, round uint16) *ownerFlows {
+	if prev != nil && prev.round == round && len(prev.given) == len(fs) && len(fs) > 0 && &prev.given[0] == &fs[0] {
+		return prev
+	}
+	return &ownerFlows{given: fs, round: round}
 }
 
 // indexFrom is Index reusing prev's entry of every owner whose flows are the very
-// slice prev was given (a flows.Builder hands out the same slice for an unchanged
-// owner): no allocation, and its rendering stays cached. prev may be nil.
+// slice prev was given: no allocation, and its rendering stays cached. prev may be
+// nil.
 func indexFrom(prev *Flows, s flows.Set, b flows.Bridge, round uint16) Flows {
 	if prev == nil {
 		return Index(s, b, round)
 	}
-	var fl Flows
-	i := 0
+	var es []owned
 	s.EachOwner(b, func(o flows.Owner, fs []flows.Flow) {
-		for i < len(prev.owners) && compareOwners(prev.owners[i].owner, o) < 0 {
-			i++
-		}
-		if i < len(prev.owners) && prev.owners[i].owner == o {
-			if of := prev.owners[i].ownerFlows; of.round == round && len(of.given) == len(fs) && len(fs) > 0 && &of.given[0] == &fs[0] {
-				fl.owners = append(fl.owners, prev.owners[i])
-				return
-			}
-		}
-		fl.owners = append(fl.owners, owned{o, &ownerFlows{given: fs, round: round}})
+		old, _ := prev.seq.Get(o, compareOwners)
+		es = append(es, owned{o, reuse(old, fs, round)})
 	})
-	return fl
+	return fromEntries(es)
+}
+
+// with returns f changed to bridge b's flows of s for the owners listed (sorted),
+// those whose flows in s may differ from the set f was taken from (flows.Set.Changed):
+// an owner's entry is kept when its flows are the very slice it was given, and the
+// chunks of the owners not listed are shared. Its cost is the owners listed.
+func (f Flows) with(s flows.Set, b flows.Bridge, owners []flows.Owner, round uint16) Flows {
+	cs := make([]chunked.Change[flows.Owner, *ownerFlows], len(owners))
+	for i, o := range owners {
+		cs[i].Key = o
+		fs := s.FlowsOf(b, o)
+		if len(fs) == 0 {
+			cs[i].Del = true
+			continue
+		}
+		old, _ := f.seq.Get(o, compareOwners)
+		cs[i].Val = reuse(old, fs, round)
+	}
+	return Flows{f.seq.With(cs, compareOwners)}
+}
+
+// only returns the entries of f of the owners listed (sorted) that f has.
+func (f Flows) only(owners []flows.Owner) Flows {
+	es := make([]owned, 0, len(owners))
+	for _, o := range owners {
+		if of, ok := f.seq.Get(o, compareOwners); ok {
+			es = append(es, owned{o, of})
+		}
+	}
+	return fromEntries(es)
 }
 
 // IndexFlows takes a list of flows, stamped with round, each owned by its cookie's
 // owner (category and owner hash).
 func IndexFlows(fs []flows.Flow, round uint16) Flows {
 	by := map[flows.Cookie]*ownerFlows{}
-	var fl Flows
+	var es []owned
 	for _, f := range fs {
 		c := f.Cookie &^ flows.RoundMask
 		of := by[c]
 		if of == nil {
 			of = &ownerFlows{round: round}
 			by[c] = of
-			fl.owners = append(fl.owners, owned{flows.Owner{Category: c.Category(), Key: strconv.FormatUint(uint64(c), 16)}, of})
+			es = append(es, owned{flows.Owner{Category: c.Category(), Key: strconv.FormatUint(uint64(c), 16)}, of})
 		}
 		of.given = append(of.given, f)
 	}
-	slices.SortFunc(fl.owners, func(x, y owned) int { return compareOwners(x.owner, y.owner) })
-	return fl
+	slices.SortFunc(es, func(x, y owned) int { return compareOwners(x.owner, y.owner) })
+	return fromEntries(es)
 }
 
 func compareOwners(x, y flows.Owner) int {
@@ -130,7 +180,7 @@ func compareOwners(x, y flows.Owner) int {
 // Len is the number of flows.
 func (f Flows) Len() int {
 	n := 0
-	for _, o := range f.owners {
+	for _, o := range f.seq.All() {
 		n += len(o.given)
 	}
 	return n
@@ -139,18 +189,26 @@ func (f Flows) Len() int {
 // perTable counts the flows by table.
 func (f Flows) perTable() map[uint8]int {
 	n := map[uint8]int{}
-	for _, o := range f.owners {
+	f.count(n, 1)
+	return n
+}
+
+// count adds sign times f's flows per table to n; a table's count that drops to
+// zero goes.
+func (f Flows) count(n map[uint8]int, sign int) {
+	for _, o := range f.seq.All() {
 		for _, fl := range o.given {
-			n[fl.Table]++
+			if n[fl.Table] += sign; n[fl.Table] == 0 {
+				delete(n, fl.Table)
+			}
 		}
 	}
-	return n
 }
 
 // All lists every flow, stamped, owner by owner.
 func (f Flows) All() []flows.Flow {
 	out := make([]flows.Flow, 0, f.Len())
-	for _, o := range f.owners {
+	for _, o := range f.seq.All() {
 		out = append(out, o.flows()...)
 	}
 	return out
@@ -177,11 +235,11 @@ func sameFlows(a, b *ownerFlows) bool {
 // flow is re-added, as after a reconnect, when the switch may hold anything. A flow
 // that moves from one owner to another (same key, new cookie) is only added.
 //
-// An owner whose flows did not change takes over installed's cached rendering, so
-// desired must not be shared between bridges or diffed concurrently.
+// Diffing fills the render caches of the entries, so desired must not be diffed
+// concurrently.
 func Diff(installed, desired Flows, full bool) Plan {
 	p := Plan{Sweep: full}
-	in, de := installed.owners, desired.owners
+	in, de := installed.entries(), desired.entries()
 	for i, j := 0, 0; i < len(in) || j < len(de); {
 		c := 0
 		switch {
@@ -205,7 +263,6 @@ func Diff(installed, desired Flows, full bool) Plan {
 		old, cur := in[i].ownerFlows, de[j].ownerFlows
 		i, j = i+1, j+1
 		if sameFlows(old, cur) {
-			de[j-1].ownerFlows = old
 			if full {
 				p.Add = append(p.Add, old.flows()...)
 			}

@@ -283,7 +283,7 @@ func TestIncrementalEqualsFull(t *testing.T) {
 			}
 			installed = desired
 		}
-		for _, of := range installed.owners {
+		for _, of := range installed.entries() {
 			if !changed[of.owner] && of.idx != nil {
 				t.Errorf("%s: owner %s never changed but was rendered and keyed", br, of.owner)
 			}
@@ -349,7 +349,7 @@ func TestIndexFromReuses(t *testing.T) {
 	}
 	cur := indexFrom(&prev, s2, flows.BrTun, 4)
 	entry := func(fl Flows, key string) *ownerFlows {
-		for _, o := range fl.owners {
+		for _, o := range fl.entries() {
 			if o.owner.Key == key {
 				return o.ownerFlows
 			}
