@@ -9,7 +9,6 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -161,24 +160,15 @@ func desiredOf(v *view.View, in flowInput, tunnelType string, remote map[string]
 		d.LocalPorts = append(d.LocalPorts, lp)
 	}
 	for id := range remote {
-		if r, ok := remoteByID(v, id); ok {
+		if r, ok := v.RemoteByID(id); ok {
 			d.RemotePorts = append(d.RemotePorts, remotePort(r))
 		}
 	}
 	return d
 }
 
-func remotePort(r view.RemotePort) flows.RemotePort {
+func remotePort(r *view.RemotePort) flows.RemotePort {
 	return flows.RemotePort{ID: r.ID, NetworkID: r.NetworkID, MAC: r.HW, IPs: r.Addrs, HostIP: r.HostIP, Router: r.IsRouterInterface()}
-}
-
-// remoteByID finds a remote port of the view (v.Remote is sorted by ID).
-func remoteByID(v *view.View, id string) (view.RemotePort, bool) {
-	i, ok := slices.BinarySearchFunc(v.Remote, id, func(r view.RemotePort, id string) int { return strings.Compare(r.ID, id) })
-	if !ok {
-		return view.RemotePort{}, false
-	}
-	return v.Remote[i], true
 }
 
 // Check compares, per bridge, how many flows of this round the switch holds with how
@@ -310,8 +300,12 @@ func (f *forgetter) Update(v *view.View) {
 		}
 	} else {
 		for id := range v.Changes.Remote {
-			p, ok := remoteByID(v, id)
-			set(id, macOf(p.HW), ok)
+			var hw net.HardwareAddr
+			p, ok := v.RemoteByID(id)
+			if ok {
+				hw = p.HW
+			}
+			set(id, macOf(hw), ok)
 		}
 	}
 	for m := range local {

@@ -207,8 +207,8 @@ func (c *randomCluster) removeTwins() {
 // remoteChanges is what a view diff says of two views' remote ports.
 func remoteChanges(prev, cur *view.View) view.Changes {
 	ch := view.Changes{Remote: map[string]bool{}, Members: map[string]bool{}}
-	byID := func(v *view.View) map[string]view.RemotePort {
-		m := map[string]view.RemotePort{}
+	byID := func(v *view.View) map[string]*view.RemotePort {
+		m := map[string]*view.RemotePort{}
 		for _, p := range v.Remote {
 			m[p.ID] = p
 		}
