@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"sync/atomic"
 	"time"
 
@@ -59,6 +60,10 @@ type agent struct {
 	// the next one updates the view for what changed since (view.Update).
 	gen  uint64
 	view *view.View
+	// firewallOK and ofports are the last pass's firewall outcome and local ofports:
+	// whether the next pass's flows may go in before its firewall (reconcile).
+	firewallOK bool
+	ofports    map[string]int
 
 	started   time.Time
 	converged time.Time
@@ -193,8 +198,17 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	fail("ovsdb", ovsErr)
 	fail("l3", a.l3.Sync(ctx, v, vlans, full)) // l3.go: routers served here
 	tOVSDB := time.Now()
-	fw := <-fwDone
-	fail("firewall", fw.err)
+	// A pass that changed remote ports only (the view says so, and no local port's
+	// ofport moved) puts their flows in without waiting for the firewall's restore
+	// processes: a remote port's flows need nothing of the firewall, whose remote-group
+	// sets only widen or narrow what local ports admit from it. Otherwise the flows
+	// wait, so that no local port forwards before it is filtered.
+	flowsFirst := !v.Changes.All && a.firewallOK && maps.Equal(ovs.Ofports, a.ofports)
+	var fw fwOutcome
+	if !flowsFirst {
+		fw = <-fwDone
+		fail("firewall", fw.err)
+	}
 	tFW := time.Now()
 
 	// The responder learns the ports' ofports before their DHCP flows go in.
@@ -207,6 +221,11 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 		fail("flows", flowErr)
 	}
 	tFlows := time.Now()
+	if flowsFirst {
+		fw = <-fwDone
+		fail("firewall", fw.err)
+	}
+	a.firewallOK, a.ofports = fw.err == nil, ovs.Ofports
 
 	// Kernel devices of ports that left this host, after their qvo left br-int.
 	a.prune.Sync(v, append(wired.Left, ovs.Removed...), full)
