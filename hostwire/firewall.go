@@ -77,6 +77,9 @@ type Firewall struct {
 	// admitted is what each port's rules admitted when last applied (device ID ->
 	// admission); connections only that admitted are forgotten when it narrows.
 	admitted map[string]portAdmission
+	// rendered are the remote-group sets of the last Render, reused by the next one
+	// for every set whose members did not change.
+	rendered map[string]*IPSet
 }
 
 // ApplyStats tells what an Apply wrote.
@@ -402,10 +405,11 @@ func (f *Firewall) Apply(ctx context.Context, st FirewallState) (ApplyStats, err
 	if err != nil {
 		return stats, err
 	}
-	rs, err := Render(st)
+	rs, err := render(st, f.rendered)
 	if err != nil {
 		return stats, fmt.Errorf("render firewall: %w", err)
 	}
+	f.rendered = rs.Sets
 	// Sets first: new rules may reference them.
 	if err := f.writeSets(ctx, rs, &stats); err != nil {
 		return stats, err
@@ -457,14 +461,19 @@ func (f *Firewall) Apply(ctx context.Context, st FirewallState) (ApplyStats, err
 	return stats, err
 }
 
-// forgetConnections deletes conntrack entries, with one netlink dump per family
-// whatever the number of ports and entries, no process:
+// forgetConnections deletes conntrack entries, no process:
 //   - every entry of the zones in released, whose ports are gone, so a port that
 //     reuses the zone later starts with no state and a deleted port's connection is
 //     not kept alive by a stale entry;
 //   - in the zones of ports whose rules now admit less than when last applied (a
 //     rule removed, a remote-group member gone, the port's groups changed), the
 //     entries the old rules admitted and the new ones do not.
+//
+// A dump walks every bucket of the kernel's conntrack hash, which all namespaces
+// share (nf_conntrack_buckets, 262144 on a large host: ~13 ms of kernel time
+// however few entries there are), so the walks are few: none when admissions only
+// widened (a member or a rule added), one dump of both families to find the
+// entries, and a delete pass per family only when it found some.
 func (f *Firewall) forgetConnections(released []int, now map[string]portAdmission) (int, error) {
 	var filters []netlink.CustomConntrackFilter
 	for _, z := range released {
@@ -477,7 +486,7 @@ func (f *Firewall) forgetConnections(released []int, now map[string]portAdmissio
 	rv := revoked{zones: map[uint16][2]portAdmission{}}
 	var narrowed []string
 	for id, cur := range now {
-		if old, ok := f.admitted[id]; ok && old.zone == cur.zone && !old.equal(cur) {
+		if old, ok := f.admitted[id]; ok && old.zone == cur.zone && !cur.covers(&old) {
 			rv.zones[uint16(cur.zone)] = [2]portAdmission{old, cur}
 			narrowed = append(narrowed, id)
 		}
@@ -491,8 +500,24 @@ func (f *Firewall) forgetConnections(released []int, now map[string]portAdmissio
 	}
 	var n uint
 	err := f.host.Do(func() error {
+		// AF_UNSPEC dumps both families in one walk of the table.
+		flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, unix.AF_UNSPEC)
+		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return fmt.Errorf("list conntrack: %w", err)
+		}
+		interrupted := err != nil
+		fams := map[netlink.InetFamily]bool{}
+		for _, fl := range flows {
+			if slices.ContainsFunc(filters, func(cf netlink.CustomConntrackFilter) bool { return cf.MatchConntrackFlow(fl) }) {
+				fams[netlink.InetFamily(fl.FamilyType)] = true
+			}
+		}
 		var errs []error
 		for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
+			// An interrupted dump may have missed entries: look again per family.
+			if !fams[fam] && !interrupted {
+				continue
+			}
 			m, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, fam, filters...)
 			n += m
 			if err != nil {
