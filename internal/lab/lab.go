@@ -47,6 +47,12 @@ type Config struct {
 	// each in its own namespace on the management network, instead of the member
 	// host 1's lanesd embeds. Up starts it.
 	EtcdMembers int `json:"etcd_members"`
+	// EtcdCompaction is the external members' periodic auto-compaction retention;
+	// empty means lanes' embedded etcd's (etcdembed.DefaultCompactionRetention, 5m).
+	// Benchmarks shorten it so that compaction happens within their run.
+	EtcdCompaction string `json:"etcd_compaction,omitempty"`
+	// LanesdLogLevel is every lanesd's --log-level; empty is lanesd's default (info).
+	LanesdLogLevel string `json:"lanesd_log_level,omitempty"`
 	// Secure runs etcd as in production: TLS on every client and peer URL, a client
 	// certificate per host and for the operator (Dir/pki, made with lanesctl pki), and
 	// etcd authentication with lanes' roles. With external members Up runs
@@ -379,6 +385,9 @@ func (l *Lab) LanesdArgs(h *Host) []string {
 		"--ovs-rundir", h.OVSDir,
 		"--socket", h.Socket(),
 		"--metrics", h.MetricsAddr(),
+	}
+	if l.LanesdLogLevel != "" {
+		args = append(args, "--log-level", l.LanesdLogLevel)
 	}
 	if l.isL3(h) {
 		args = append(args, "--l3", "--bridge-mapping", "physnet1:br-ex")
