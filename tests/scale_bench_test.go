@@ -40,6 +40,8 @@ import (
 // LANES_SCALE="100/1000,1000/10000" picks the sizes (hosts/ports). With
 // LANES_SCALE_PROFILE=<dir> it writes lanesd's CPU profiles of the single-port
 // events and of the restart, and heap profiles after the first and the last load.
+// LANES_SCALE_GOMEMLIMIT=<limit> runs lanesd with that GOMEMLIMIT (the Go runtime's
+// soft memory limit, an operator's knob), to weigh RSS against CPU.
 func BenchmarkScale(b *testing.B) {
 	sizes := [][2]int{{100, 1000}, {1000, 10000}}
 	if env := os.Getenv("LANES_SCALE"); env != "" {
@@ -127,6 +129,9 @@ func runScale(b *testing.B, hosts, ports int) scaleResult {
 	l := newLab(b, 1, withEtcdCluster(1), func(c *lab.Config) {
 		c.EtcdCompaction = benchEtcdRetention
 		c.LanesdLogLevel = "debug" // the restart's passes, with their steps' times
+		if lim := os.Getenv("LANES_SCALE_GOMEMLIMIT"); lim != "" {
+			c.LanesdEnv = []string{"GOMEMLIMIT=" + lim}
+		}
 	})
 	s := &scaleLab{b: b, l: l, h: l.Host("h1"), hosts: hosts, nextIP: map[string]int{}}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -175,6 +180,7 @@ func runScale(b *testing.B, hosts, ports int) scaleResult {
 		}
 		r.rss = append(r.rss, float64(rssKiB(b, pid))/1024)
 		r.db = append(r.db, s.dbMiB())
+		fmt.Printf("memory of lanesd at %d ports, cycle %d: RSS %.1f MiB, %s\n", ports, cycle, r.rss[cycle], s.goMemory())
 		if cycle == 0 || cycle == 2 {
 			s.heapProfile(fmt.Sprintf("heap-%d-c%d", ports, cycle))
 		}
@@ -183,6 +189,25 @@ func runScale(b *testing.B, hosts, ports int) scaleResult {
 		s.compactAndDefrag()
 	}
 	return r
+}
+
+// goMemory is what lanesd's Go runtime says of its memory (its metrics): what of
+// the RSS is live heap, heap waiting for the next GC, heap not yet returned.
+func (s *scaleLab) goMemory() string {
+	out, err := exec.Command("ip", "netns", "exec", s.h.Netns, "curl", "-sS", fmt.Sprintf("http://%s/metrics", s.h.MetricsAddr())).Output()
+	if err != nil {
+		s.b.Fatalf("lanesd metrics: %v", err)
+	}
+	val := map[string]float64{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if name, v, ok := strings.Cut(l, " "); ok && strings.HasPrefix(name, "go_memstats_") {
+			val[name], _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	mib := func(k string) float64 { return val["go_memstats_"+k] / (1 << 20) }
+	return fmt.Sprintf("heap in use %.1f MiB, idle %.1f (released %.1f), next GC at %.1f, stacks %.1f, other runtime %.1f",
+		mib("heap_inuse_bytes"), mib("heap_idle_bytes"), mib("heap_released_bytes"), mib("next_gc_bytes"), mib("stack_inuse_bytes"),
+		mib("sys_bytes")-mib("heap_sys_bytes")-mib("stack_sys_bytes"))
 }
 
 // compactAndDefrag waits until etcd's periodic compaction has passed the current
