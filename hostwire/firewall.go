@@ -289,11 +289,24 @@ func (f *Firewall) Resync(ctx context.Context) error {
 	f.hooked = map[TableID]bool{}
 	f.sets = map[string][]string{}
 	f.zones = map[string]int{}
-	for _, id := range Tables {
-		st, err := f.save(ctx, id)
-		if err != nil {
-			return err
-		}
+	// The four saves are independent processes: at once, a start waits for the
+	// slowest, not the sum.
+	saved := make([]savedTable, len(Tables))
+	errs := make([]error, len(Tables))
+	var wg sync.WaitGroup
+	for i, id := range Tables {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			saved[i], errs[i] = f.save(ctx, id)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for i, id := range Tables {
+		st := saved[i]
 		cur := map[string][]string{}
 		for _, c := range st.chains {
 			if strings.HasPrefix(c, ChainPrefix) {
