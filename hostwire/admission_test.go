@@ -1,6 +1,7 @@
 package hostwire
 
 import (
+	"math/rand/v2"
 	"net"
 	"os/exec"
 	"strconv"
@@ -211,5 +212,68 @@ func TestFirewallForgetsLeftMembers(t *testing.T) {
 		if want := i%2 == 0; present(e) != want {
 			t.Errorf("%s -> %s: present=%v, want %v", e.src, e.dst, !want, want)
 		}
+	}
+}
+
+// TestCoversNeverHidesARevocation: for random pairs of rule sets and member lists,
+// whenever covers says the new admission holds the old one, no connection is one
+// the old admitted and the new does not; so skipping the conntrack dump then
+// forgets nothing that a dump would have.
+func TestCoversNeverHidesARevocation(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 4))
+	addrs := []string{"10.0.0.1", "10.0.0.5", "10.0.0.6", "10.0.0.7", "10.0.1.9"}
+	protos := []string{"", "tcp", "udp", "icmp"}
+	randomState := func() FirewallState {
+		var rules []api.Rule
+		for i := range rng.IntN(5) {
+			r := api.Rule{ID: strconv.Itoa(i), Direction: []string{api.Ingress, api.Egress}[rng.IntN(2)], Ethertype: api.IPv4, Protocol: protos[rng.IntN(len(protos))]}
+			if r.Protocol == "tcp" || r.Protocol == "udp" {
+				if lo := rng.IntN(3) * 1000; lo > 0 {
+					r.PortMin, r.PortMax = lo, lo+rng.IntN(2)*500
+				}
+			}
+			switch rng.IntN(3) {
+			case 0:
+				r.RemoteGroupID = "peers"
+			case 1:
+				r.RemoteCIDR = []string{"10.0.0.0/24", "10.0.0.4/30", "0.0.0.0/0"}[rng.IntN(3)]
+			}
+			rules = append(rules, r)
+		}
+		var members []string
+		for _, a := range addrs[1:] {
+			if rng.IntN(2) == 0 {
+				members = append(members, a)
+			}
+		}
+		return FirewallState{
+			Ports: []FirewallPort{{ID: portID(1), NetworkID: testNet, MAC: macOf(1), FixedIPs: []string{"10.0.0.1"},
+				PortSecurity: rng.IntN(8) > 0, SecurityGroups: []string{"svc"}}},
+			Groups:  map[string]*api.SecurityGroup{"svc": {ID: "svc", Rules: rules}},
+			Members: map[string]map[string][]string{"peers": {testNet: members}},
+		}
+	}
+	covered := 0
+	for range 3000 {
+		old, cur := admissionsOf(t, randomState()), admissionsOf(t, randomState())
+		if !cur.covers(&old) {
+			continue
+		}
+		covered++
+		rv := revoked{zones: map[uint16][2]portAdmission{uint16(old.zone): {old, cur}}}
+		for _, src := range addrs {
+			for _, dst := range addrs {
+				for _, proto := range []uint8{1, 6, 17} {
+					for _, dport := range []uint16{22, 1000, 1400, 2000} {
+						if f := ctFlow(uint16(old.zone), proto, src, dst, dport); rv.MatchConntrackFlow(f) {
+							t.Fatalf("covers held, yet %s -> %s:%d/%d is revoked\nold %+v\nnew %+v", src, dst, dport, proto, old, cur)
+						}
+					}
+				}
+			}
+		}
+	}
+	if covered < 100 {
+		t.Fatalf("only %d covered pairs: the test checks too little", covered)
 	}
 }
