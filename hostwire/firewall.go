@@ -722,6 +722,13 @@ func (f *Firewall) writeSets(ctx context.Context, rs *Ruleset, stats *ApplyStats
 		if exists && old != nil && slices.Equal(old, s.Members) {
 			continue
 		}
+		if exists && old != nil {
+			if lines, ok := setEdits(n, old, s.Members); ok {
+				b.WriteString(lines)
+				written = append(written, n)
+				continue
+			}
+		}
 		if exists {
 			// Build the new content aside and swap it in: the set is never seen empty.
 			tmp := n + "-n"
@@ -747,6 +754,40 @@ func (f *Firewall) writeSets(ctx context.Context, rs *Ruleset, stats *ApplyStats
 	}
 	stats.SetsWritten += len(written)
 	return nil
+}
+
+// setEdits returns ipset restore lines that turn a set holding old into one holding
+// new (both sorted) member by member, when few change: a member joining or leaving
+// a group of a thousand costs two lines, not a thousand and a swap. Each line is
+// atomic in the kernel; the members that leave go first, so the set never holds
+// more than old and new together.
+func setEdits(name string, old, new []string) (string, bool) {
+	var del, add []string
+	i, j := 0, 0
+	for i < len(old) || j < len(new) {
+		switch {
+		case j == len(new) || (i < len(old) && old[i] < new[j]):
+			del = append(del, old[i])
+			i++
+		case i == len(old) || new[j] < old[i]:
+			add = append(add, new[j])
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	if n := len(del) + len(add); n > 8 && n*4 > len(new) {
+		return "", false
+	}
+	var b strings.Builder
+	for _, m := range del {
+		fmt.Fprintf(&b, "del %s %s -exist\n", name, m)
+	}
+	for _, m := range add {
+		fmt.Fprintf(&b, "add %s %s -exist\n", name, m)
+	}
+	return b.String(), true
 }
 
 func (f *Firewall) deleteSets(ctx context.Context, rs *Ruleset, stats *ApplyStats) error {

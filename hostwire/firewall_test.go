@@ -3,7 +3,10 @@ package hostwire
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -246,5 +249,72 @@ func TestFirewallBackend(t *testing.T) {
 	th.sh(t, "iptables-nft", "-N", ChainPrefix+"nftchain")
 	if _, err := NewFirewall(th.h, FirewallOptions{Backend: BackendLegacy}); err == nil || !strings.Contains(err.Error(), "nft backend hold lanes chains") {
 		t.Errorf("legacy start over nft lanes chains: %v", err)
+	}
+}
+
+// TestSetEditsEqualRewrite: random member changes of a remote group, applied as
+// edits when few and as a swap when many, leave the kernel's ipset holding exactly
+// the rendered members after every step.
+func TestSetEditsEqualRewrite(t *testing.T) {
+	skipUnlessKernel(t)
+	th := newTestHost(t, ovsproc.NetnsForTest(t))
+	rng := rand.New(rand.NewPCG(14, 5))
+	st := fwState(1)
+	members := []string{"10.0.0.1"}
+	for i := range 60 {
+		members = append(members, fmt.Sprintf("10.1.%d.%d", i/200, i%200))
+	}
+	for step := range 30 {
+		switch rng.IntN(4) {
+		case 0: // one joins
+			members = append(slices.Clone(members), fmt.Sprintf("10.2.%d.%d", step, rng.IntN(250)))
+		case 1: // one leaves
+			if len(members) > 1 {
+				i := 1 + rng.IntN(len(members)-1)
+				members = slices.Delete(slices.Clone(members), i, i+1)
+			}
+		case 2: // one moves
+			members = append(slices.Clone(members[:len(members)-1]), fmt.Sprintf("10.3.%d.%d", step, rng.IntN(250)))
+		case 3: // many change
+			members = []string{"10.0.0.1"}
+			for range rng.IntN(80) {
+				members = append(members, fmt.Sprintf("10.4.%d.%d", rng.IntN(4), rng.IntN(250)))
+			}
+		}
+		st.Members = map[string]map[string][]string{"web": {testNet: members}, "other": {}}
+		s := th.apply(t, st)
+		for i := range st.Ports {
+			st.Ports[i].Zone = th.fw.Zones()[DeviceID(st.Ports[i].ID)]
+		}
+		rs, err := Render(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, set := range rs.Sets {
+			out := th.sh(t, "ipset", "list", name)
+			_, body, _ := strings.Cut(out, "Members:\n")
+			got := strings.Fields(body)
+			slices.Sort(got)
+			if !slices.Equal(got, set.Members) {
+				t.Fatalf("step %d (%+v): ipset %s holds %v, want %v", step, s, name, got, set.Members)
+			}
+		}
+	}
+}
+
+func TestSetEdits(t *testing.T) {
+	many := make([]string, 40)
+	for i := range many {
+		many[i] = fmt.Sprintf("10.0.0.%03d", i)
+	}
+	moved := append(slices.Clone(many[1:]), "10.0.1.1")
+	if lines, ok := setEdits("s", many, moved); !ok || lines != "del s 10.0.0.000 -exist\nadd s 10.0.1.1 -exist\n" {
+		t.Errorf("one member moved: %q %v", lines, ok)
+	}
+	if _, ok := setEdits("s", many, many[:10]); ok {
+		t.Error("30 of 40 members gone: want a rewrite")
+	}
+	if lines, ok := setEdits("s", []string{"a"}, nil); !ok || lines != "del s a -exist\n" {
+		t.Errorf("the last member gone: %q %v", lines, ok)
 	}
 }
