@@ -601,7 +601,8 @@ func memberSet(name string, fam Family, members []string) *IPSet {
 	for i, m := range out {
 		prefixes[i] = seen[m]
 	}
-	return &IPSet{Name: name, Family: fam, Members: out, prefixes: prefixes, src: members}
+	// A copy: a caller may reuse the slice it passed.
+	return &IPSet{Name: name, Family: fam, Members: out, prefixes: prefixes, src: slices.Clone(members)}
 }
 
 // ruleSpec turns a security group rule into iptables arguments, in the order Neutron's
