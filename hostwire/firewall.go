@@ -80,6 +80,13 @@ type Firewall struct {
 	// rendered are the remote-group sets of the last Render, reused by the next one
 	// for every set whose members did not change.
 	rendered map[string]*IPSet
+	// found are the lanes chains' rules and the lanes sets' members as Resync read
+	// them (iptables-save, ipset save), for chains and sets whose content is unknown:
+	// one equal to what Apply wants is taken as written, so a restarted lanesd on an
+	// unchanged host rewrites nothing. Anything that differs, in substance or only in
+	// how the tools print it, is rewritten whole, as unknown content always was.
+	found     map[TableID]map[string][]string
+	foundSets map[string][]string
 }
 
 // ApplyStats tells what an Apply wrote.
@@ -305,15 +312,19 @@ func (f *Firewall) Resync(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
+	f.found = map[TableID]map[string][]string{}
 	for i, id := range Tables {
 		st := saved[i]
 		cur := map[string][]string{}
+		found := map[string][]string{}
 		for _, c := range st.chains {
 			if strings.HasPrefix(c, ChainPrefix) {
 				cur[c] = nil
+				found[c] = st.rules[c]
 			}
 		}
 		f.applied[id] = cur
+		f.found[id] = found
 		f.hooked[id] = hooksPresent(id, st)
 		if id.Table == "raw" && id.Family == V4 {
 			for _, r := range st.rules[ChainPrerouting] {
@@ -324,7 +335,62 @@ func (f *Firewall) Resync(ctx context.Context) error {
 			}
 		}
 	}
-	return f.refreshSets(ctx)
+	if err := f.refreshSets(ctx); err != nil {
+		return err
+	}
+	out, err := f.host.Exec(ctx, nil, f.bins["ipset"], "save")
+	if err != nil {
+		return fmt.Errorf("read ipsets: %w", err)
+	}
+	f.foundSets = parseIPSetSave(string(out))
+	return nil
+}
+
+// sameSavedRule reports whether saved, a rule as iptables-save prints it, is the
+// rendered rule: iptables prints MACs in lower case, Neutron's rules (and lanes')
+// write them in upper case.
+func sameSavedRule(saved, rendered string) bool {
+	if saved == rendered {
+		return true
+	}
+	const mac = "--mac-source "
+	i := strings.Index(rendered, mac)
+	if i < 0 || len(rendered) < i+len(mac)+17 {
+		return false
+	}
+	j := i + len(mac) + 17
+	return saved == rendered[:i]+mac+strings.ToLower(rendered[i+len(mac):j])+rendered[j:]
+}
+
+// parseIPSetSave returns the sorted members of each lanes set in `ipset save`
+// output; a set with an entry lanes never writes (options after the member) is left
+// out, as unknown.
+func parseIPSetSave(out string) map[string][]string {
+	sets := map[string][]string{}
+	odd := map[string]bool{}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || !(strings.HasPrefix(f[1], SetPrefix4) || strings.HasPrefix(f[1], SetPrefix6)) {
+			continue
+		}
+		switch {
+		case f[0] == "create":
+			if sets[f[1]] == nil {
+				sets[f[1]] = []string{}
+			}
+		case f[0] == "add" && len(f) == 3:
+			sets[f[1]] = append(sets[f[1]], f[2])
+		default:
+			odd[f[1]] = true
+		}
+	}
+	for n := range odd {
+		delete(sets, n)
+	}
+	for _, m := range sets {
+		sort.Strings(m)
+	}
+	return sets
 }
 
 // hooksPresent reports whether each hook of the table appears exactly once.
@@ -447,9 +513,10 @@ func (f *Firewall) Apply(ctx context.Context, st FirewallState) (ApplyStats, err
 			continue
 		}
 		applied := f.applied[id]
-		for _, c := range r.changed {
+		for _, c := range append(r.changed, r.adopted...) {
 			applied[c] = rs.Tables[id].Chains[c]
 		}
+		delete(f.found, id)
 		for _, c := range r.gone {
 			delete(applied, c)
 		}
@@ -553,8 +620,10 @@ func (f *Firewall) forgetConnections(released []int, now map[string]portAdmissio
 // tableResult is what writeTable did to one table.
 type tableResult struct {
 	changed, gone []string
-	wrote         bool
-	err           error
+	// adopted are chains of unknown content that Resync found as wanted.
+	adopted []string
+	wrote   bool
+	err     error
 }
 
 // writeTable writes the changed lanes chains of one table (and the hooks, the first
@@ -565,6 +634,12 @@ func (f *Firewall) writeTable(ctx context.Context, id TableID, t *Table) tableRe
 	var r tableResult
 	for _, c := range sortedKeys(t.Chains) {
 		old, ok := applied[c]
+		if ok && old == nil {
+			if found, ok := f.found[id][c]; ok && slices.EqualFunc(found, t.Chains[c], sameSavedRule) {
+				r.adopted = append(r.adopted, c)
+				continue
+			}
+		}
 		if !ok || old == nil || !slices.Equal(old, t.Chains[c]) {
 			r.changed = append(r.changed, c)
 		}
@@ -722,6 +797,10 @@ func (f *Firewall) writeSets(ctx context.Context, rs *Ruleset, stats *ApplyStats
 		if exists && old != nil && slices.Equal(old, s.Members) {
 			continue
 		}
+		if found, ok := f.foundSets[n]; exists && old == nil && ok && slices.Equal(found, s.Members) {
+			f.sets[n] = s.Members
+			continue
+		}
 		if exists && old != nil {
 			if lines, ok := setEdits(n, old, s.Members); ok {
 				b.WriteString(lines)
@@ -739,6 +818,7 @@ func (f *Firewall) writeSets(ctx context.Context, rs *Ruleset, stats *ApplyStats
 		}
 		written = append(written, n)
 	}
+	f.foundSets = nil
 	if len(written) == 0 {
 		return nil
 	}

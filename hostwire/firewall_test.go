@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -318,3 +319,69 @@ func TestSetEdits(t *testing.T) {
 		t.Errorf("the last member gone: %q %v", lines, ok)
 	}
 }
+
+// TestFirewallRestartAdoptsWhatIsThere: a new Firewall (lanesd restarted) on a host
+// that holds what it wants writes nothing; after a change (a rule, members, a port),
+// what it writes leaves the host equal to a host written from scratch.
+func TestFirewallRestartAdoptsWhatIsThere(t *testing.T) {
+	skipUnlessKernel(t)
+	th := newTestHost(t, ovsproc.NetnsForTest(t))
+	st := fwState(1, 2, 3)
+	st.Members["web"]["n6"] = []string{"fd00::1", "fd00::2"}
+	th.apply(t, st)
+	restart := func() {
+		t.Helper()
+		fw, err := NewFirewall(th.h, FirewallOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		th.fw = fw
+	}
+	restart()
+	if s := th.apply(t, st); s.Changed() {
+		t.Errorf("first apply after a restart on an unchanged host wrote %+v", s)
+	}
+	saved := func() string {
+		var b strings.Builder
+		for _, id := range Tables {
+			bin := "iptables-save"
+			if id.Family == V6 {
+				bin = "ip6tables-save"
+			}
+			for _, l := range strings.Split(th.sh(t, bin, "-t", id.Table), "\n") {
+				if strings.HasPrefix(l, "-A "+ChainPrefix) || strings.HasPrefix(l, ":"+ChainPrefix) {
+					// Zones are kept across a restart, given afresh from scratch.
+					b.WriteString(id.String() + " " + zoneNumber.ReplaceAllString(l, "--zone Z") + "\n")
+				}
+			}
+		}
+		for _, l := range strings.Split(th.sh(t, "ipset", "save"), "\n") {
+			// initval is the random seed of the set's hash, not its content.
+			l, _, _ = strings.Cut(l, " initval ")
+			b.WriteString(l + "\n")
+		}
+		lines := strings.Split(b.String(), "\n")
+		slices.Sort(lines)
+		return strings.Join(lines, "\n")
+	}
+	changed := fwState(1, 3, 4)
+	changed.Groups["web"].Rules = append(changed.Groups["web"].Rules, api.Rule{ID: "9", Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "udp", PortMin: 53})
+	changed.Members["web"][testNet] = append(changed.Members["web"][testNet], "10.9.9.9")
+	restart()
+	if s := th.apply(t, changed); !s.Changed() {
+		t.Fatal("a changed state after a restart wrote nothing")
+	}
+	got := saved()
+	// The same state written on a host cleared first, by a firewall that never saw
+	// the old one.
+	if err := th.fw.RemoveAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	restart()
+	th.apply(t, changed)
+	if want := saved(); got != want {
+		t.Errorf("after a restart and a change the host holds\n%s\nwritten from scratch\n%s", got, want)
+	}
+}
+
+var zoneNumber = regexp.MustCompile(`--zone \d+`)
