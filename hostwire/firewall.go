@@ -791,6 +791,7 @@ func hookFix(id TableID, st savedTable) []string {
 func (f *Firewall) writeSets(ctx context.Context, rs *Ruleset, stats *ApplyStats) error {
 	var b strings.Builder
 	var written []string
+	edits := map[string]setEdit{}
 	for _, n := range sortedKeys(rs.Sets) {
 		s := rs.Sets[n]
 		old, exists := f.sets[n]
@@ -802,9 +803,8 @@ func (f *Firewall) writeSets(ctx context.Context, rs *Ruleset, stats *ApplyStats
 			continue
 		}
 		if exists && old != nil {
-			if lines, ok := setEdits(n, old, s.Members); ok {
-				b.WriteString(lines)
-				written = append(written, n)
+			if e, ok := setEdits(old, s.Members); ok {
+				edits[n] = e
 				continue
 			}
 		}
@@ -819,6 +819,18 @@ func (f *Firewall) writeSets(ctx context.Context, rs *Ruleset, stats *ApplyStats
 		written = append(written, n)
 	}
 	f.foundSets = nil
+	// A set whose edits fail is rebuilt and swapped in with the others.
+	for _, n := range f.editSets(edits) {
+		writeSet(&b, rs.Sets[n], n+"-n")
+		fmt.Fprintf(&b, "swap %s-n %s\ndestroy %s-n\n", n, n, n)
+		written = append(written, n)
+	}
+	for n := range edits {
+		if !slices.Contains(written, n) {
+			f.sets[n] = rs.Sets[n].Members
+			stats.SetsWritten++
+		}
+	}
 	if len(written) == 0 {
 		return nil
 	}
@@ -836,38 +848,84 @@ func (f *Firewall) writeSets(ctx context.Context, rs *Ruleset, stats *ApplyStats
 	return nil
 }
 
-// setEdits returns ipset restore lines that turn a set holding old into one holding
-// new (both sorted) member by member, when few change: a member joining or leaving
-// a group of a thousand costs two lines, not a thousand and a swap. Each line is
-// atomic in the kernel; the members that leave go first, so the set never holds
-// more than old and new together.
-func setEdits(name string, old, new []string) (string, bool) {
-	var del, add []string
+// setEdit is the members a set loses and gains.
+type setEdit struct{ del, add []string }
+
+// setEdits returns what turns a set holding old into one holding new (both sorted)
+// member by member, when few change: a member joining or leaving a group of a
+// thousand is one kernel call, not a thousand adds and a swap.
+func setEdits(old, new []string) (setEdit, bool) {
+	var e setEdit
 	i, j := 0, 0
 	for i < len(old) || j < len(new) {
 		switch {
 		case j == len(new) || (i < len(old) && old[i] < new[j]):
-			del = append(del, old[i])
+			e.del = append(e.del, old[i])
 			i++
 		case i == len(old) || new[j] < old[i]:
-			add = append(add, new[j])
+			e.add = append(e.add, new[j])
 			j++
 		default:
 			i++
 			j++
 		}
 	}
-	if n := len(del) + len(add); n > 8 && n*4 > len(new) {
-		return "", false
+	if n := len(e.del) + len(e.add); n > 8 && n*4 > len(new) {
+		return setEdit{}, false
 	}
-	var b strings.Builder
-	for _, m := range del {
-		fmt.Fprintf(&b, "del %s %s -exist\n", name, m)
+	return e, true
+}
+
+// editSets applies the edits over netlink, no process, and returns the sets whose
+// edits failed (their content is unknown: the caller rewrites them). Each edit is
+// atomic in the kernel; the members that leave go first, so a set never holds more
+// than its old and new members together.
+func (f *Firewall) editSets(edits map[string]setEdit) (failed []string) {
+	if len(edits) == 0 {
+		return nil
 	}
-	for _, m := range add {
-		fmt.Fprintf(&b, "add %s %s -exist\n", name, m)
+	start := time.Now()
+	var errs []error
+	err := f.host.Do(func() error {
+		for _, n := range sortedKeys(edits) {
+			e := edits[n]
+			if err := editSet(n, e); err != nil {
+				errs = append(errs, err)
+				failed = append(failed, n)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		failed = sortedKeys(edits)
+		errs = append(errs, err)
 	}
-	return b.String(), true
+	err = errors.Join(errs...)
+	f.observe("ipset", time.Since(start), err)
+	if err != nil {
+		f.log.Warn("ipset edits failed; rewriting those sets", "sets", failed, "err", err)
+	}
+	return failed
+}
+
+func editSet(name string, e setEdit) error {
+	for _, op := range []struct {
+		members []string
+		do      func(string, *netlink.IPSetEntry) error
+	}{{e.del, netlink.IpsetDel}, {e.add, netlink.IpsetAdd}} {
+		for _, m := range op.members {
+			p, err := parsePrefix(m)
+			if err != nil {
+				return fmt.Errorf("ipset %s member %q: %w", name, m, err)
+			}
+			// Replace: no error for a member already there or already gone.
+			entry := &netlink.IPSetEntry{IP: p.Addr().AsSlice(), CIDR: uint8(p.Bits()), Replace: true}
+			if err := op.do(name, entry); err != nil {
+				return fmt.Errorf("ipset %s member %s: %w", name, m, err)
+			}
+		}
+	}
+	return nil
 }
 
 func (f *Firewall) deleteSets(ctx context.Context, rs *Ruleset, stats *ApplyStats) error {
