@@ -513,7 +513,7 @@ func restartLines(log string, since time.Time) []string {
 				continue
 			}
 		}
-		if strings.Contains(l, "level=DEBUG") && !strings.Contains(l, `msg=reconciled`) {
+		if strings.Contains(l, "level=DEBUG") && !strings.Contains(l, `msg=reconciled`) && !strings.Contains(l, `msg=startup`) {
 			continue
 		}
 		out = append(out, l)
