@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -68,17 +69,14 @@ func logChanges(log *slog.Logger, prev, next *diag.Snapshot) {
 			log.Info("network left", "network", n.Name, "network_id", id, "vni", n.VNI)
 		}
 	}
-	for _, name := range sortedKeys(next.Tunnels) {
-		if _, ok := prev.Tunnels[name]; !ok {
-			t := next.Tunnels[name]
-			log.Info("tunnel added", "tunnel", t.Name, "type", t.Type, "remote_ip", t.RemoteIP, "peer", nv.Peers[t.RemoteIP].Name, "ofport", t.Ofport)
-		}
+	// A thousand tunnels are compared on every pass: sort only those that changed.
+	for _, name := range sortedKeys(missing(next.Tunnels, prev.Tunnels)) {
+		t := next.Tunnels[name]
+		log.Info("tunnel added", "tunnel", t.Name, "type", t.Type, "remote_ip", t.RemoteIP, "peer", nv.Peers[t.RemoteIP].Name, "ofport", t.Ofport)
 	}
-	for _, name := range sortedKeys(prev.Tunnels) {
-		if _, ok := next.Tunnels[name]; !ok {
-			t := prev.Tunnels[name]
-			log.Info("tunnel removed", "tunnel", t.Name, "type", t.Type, "remote_ip", t.RemoteIP, "peer", pv.Peers[t.RemoteIP].Name)
-		}
+	for _, name := range sortedKeys(missing(prev.Tunnels, next.Tunnels)) {
+		t := prev.Tunnels[name]
+		log.Info("tunnel removed", "tunnel", t.Name, "type", t.Type, "remote_ip", t.RemoteIP, "peer", pv.Peers[t.RemoteIP].Name)
 	}
 	// Groups in use by a local port: their rules are what this host enforces.
 	used, usedBefore := groupsOf(nv), groupsOf(pv)
@@ -99,7 +97,8 @@ func logChanges(log *slog.Logger, prev, next *diag.Snapshot) {
 	// here; a port joining or leaving it anywhere rewrites that set.
 	remote, remoteBefore := remoteGroupsOf(nv), remoteGroupsOf(pv)
 	for _, id := range sortedKeys(remote) {
-		if remoteBefore[id] && !reflect.DeepEqual(pv.Members[id], nv.Members[id]) {
+		// Typed, not reflect.DeepEqual: the lists hold every member in the cluster.
+		if remoteBefore[id] && !maps.EqualFunc(pv.Members[id], nv.Members[id], slices.Equal[[]netip.Addr]) {
 			log.Info("security group members changed", "group", nv.Groups[id].Name, "group_id", id,
 				"members_before", countMembers(pv.Members[id]), "members", countMembers(nv.Members[id]))
 		}
@@ -163,6 +162,17 @@ func groupsOf(v *view.View) map[string]bool {
 		}
 	}
 	return used
+}
+
+// missing is the set of keys of a that b does not have.
+func missing[V any](a, b map[string]V) map[string]bool {
+	out := map[string]bool{}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			out[k] = true
+		}
+	}
+	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -181,14 +181,14 @@ func sampleConntrack(ctx context.Context, log *slog.Logger, m *Metrics, host *ho
 func countConntrack(m *Metrics, host *hostwire.Host, fw *hostwire.Firewall) error {
 	perZone := map[uint16]int{}
 	err := host.Do(func() error {
-		for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
-			entries, err := netlink.ConntrackTableList(netlink.ConntrackTable, fam)
-			if err != nil {
-				return fmt.Errorf("conntrack dump (family %d): %w", fam, err)
-			}
-			for _, e := range entries {
-				perZone[e.Zone]++
-			}
+		// Both families in one dump: each walks the whole conntrack hash, which
+		// costs the same however few entries it holds.
+		entries, err := netlink.ConntrackTableList(netlink.ConntrackTable, unix.AF_UNSPEC)
+		if err != nil {
+			return fmt.Errorf("conntrack dump: %w", err)
+		}
+		for _, e := range entries {
+			perZone[e.Zone]++
 		}
 		return nil
 	})

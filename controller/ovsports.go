@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"maps"
 
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/controller/view"
@@ -16,6 +17,41 @@ type ovsStep struct {
 	db         *ovsdb.Client
 	tunnelType string // this host's default type, what the qvo rows name
 	localIP    string
+	// rows are the OVSDB rows the last pass read, kept while the client's
+	// generation stays gen: a store event elsewhere leaves OVSDB as it was, and
+	// listing and indexing a thousand tunnel rows again was most of the step.
+	rows *ovsRows
+	gen  uint64
+}
+
+// ovsRows are br-tun's tunnel ports by peer and type, and br-int's VM ports. They
+// are shared with the results of passes (read-only).
+type ovsRows struct {
+	tunnels map[view.TunnelKey]ovsdb.TunnelPort
+	vmPorts []ovsdb.VMPort
+}
+
+// read returns the rows as of now, listing them only when OVSDB changed.
+func (s *ovsStep) read(ctx context.Context, full bool) (*ovsRows, error) {
+	// Read before listing: a change during the listing makes the next pass list again.
+	g := s.db.Generation()
+	if s.rows != nil && !full && g == s.gen {
+		return s.rows, nil
+	}
+	tps, err := s.db.ListTunnelPorts(ctx, api.BrTun)
+	if err != nil {
+		return nil, err
+	}
+	vmPorts, err := s.db.ListVMPorts(ctx, api.BrInt)
+	if err != nil {
+		return nil, err
+	}
+	r := &ovsRows{tunnels: make(map[view.TunnelKey]ovsdb.TunnelPort, len(tps)), vmPorts: vmPorts}
+	for _, t := range tps {
+		r.tunnels[view.TunnelKey{IP: t.RemoteIP, Type: t.Type}] = t
+	}
+	s.rows, s.gen = r, g
+	return r, nil
 }
 
 // ovsResult is what OVSDB holds after the step.
@@ -28,20 +64,20 @@ type ovsResult struct {
 // Sync makes OVSDB hold a tunnel port per peer and a tagged qvo per wired local port.
 func (s *ovsStep) Sync(ctx context.Context, v *view.View, vlans map[string]uint16, wired map[string]bool, full bool) (ovsResult, error) {
 	res := ovsResult{Ofports: map[string]int{}, Tunnels: map[view.TunnelKey]ovsdb.TunnelPort{}}
-	existingTun, err := s.db.ListTunnelPorts(ctx, api.BrTun)
+	rows, err := s.read(ctx, full)
 	if err != nil {
 		return res, err
 	}
-	vmPorts, err := s.db.ListVMPorts(ctx, api.BrInt)
-	if err != nil {
-		return res, err
-	}
+	vmPorts := rows.vmPorts
+	// The tunnels as they are, shared unless some go.
+	res.Tunnels = rows.tunnels
 	b := s.db.NewBatch()
 	changes := 0
-	for _, t := range existingTun {
-		k := view.TunnelKey{IP: t.RemoteIP, Type: t.Type}
-		res.Tunnels[k] = t
+	for k, t := range rows.tunnels {
 		if _, ok := v.Tunnels[k]; !ok {
+			if changes == 0 {
+				res.Tunnels = maps.Clone(rows.tunnels)
+			}
 			b.DeleteTunnelPort(api.BrTun, t.Type, t.RemoteIP)
 			delete(res.Tunnels, k)
 			changes++
@@ -99,7 +135,7 @@ func (s *ovsStep) Sync(ctx context.Context, v *view.View, vlans map[string]uint1
 		if err != nil {
 			return res, err
 		}
-		clear(res.Tunnels)
+		res.Tunnels = make(map[view.TunnelKey]ovsdb.TunnelPort, len(tps))
 		for _, t := range tps {
 			res.Tunnels[view.TunnelKey{IP: t.RemoteIP, Type: t.Type}] = t
 		}

@@ -44,18 +44,26 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// ofnet logs through logrus at info level for every connection event; ours are enough.
 	logrus.SetLevel(logrus.WarnLevel)
 	m := NewMetrics()
+	// A restart's time before its first reconcile, phase by phase (debug).
+	phase := time.Now()
+	took := func(what string) {
+		log.Debug("startup", "phase", what, "took", time.Since(phase).Round(time.Millisecond))
+		phase = time.Now()
+	}
 
 	st, stopStore, err := openStore(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer stopStore()
+	took("store")
 
 	db, err := ovsdb.Connect(ctx, cfg.OVSDB)
 	if err != nil {
 		return fmt.Errorf("ovsdb %s: %w", cfg.OVSDB, err)
 	}
 	defer db.Close()
+	took("ovsdb")
 
 	host, err := hostwire.Open(netns.None())
 	if err != nil {
@@ -66,12 +74,14 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("firewall: %w", err)
 	}
+	took("firewall")
 	log.Info("firewall", "iptables_backend", fw.Backend(), "chosen_by", map[bool]string{true: "--iptables-backend", false: "iptables in $PATH"}[cfg.IPTablesBackend != ""])
 
 	a, err := newAgent(ctx, cfg, log, m, st, db, host, fw)
 	if err != nil {
 		return err
 	}
+	took("agent")
 	addr, _ := cfg.TunnelAddr()
 	reg, err := registerHost(ctx, st, api.Host{Name: cfg.Host, TunnelIP: addr.String(), TunnelType: cfg.TunnelType,
 		TunnelTypes: cfg.AcceptedTunnelTypes(), L3: cfg.L3}, log)
@@ -81,6 +91,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// reg is never revoked: the key expires after HostLeaseTTL once lanesd is gone.
 	// Close writes the last heartbeat, so host list says when lanesd stopped.
 	defer reg.Close()
+	took("register")
 	if cfg.L3 { // l3.go: routers are served only while reg holds the lease
 		if a.l3, err = newL3Step(log, db, cfg.Host, cfg.BridgeMappings, cfg.DatapathType, reg.SurelyHeld); err != nil {
 			return err

@@ -190,3 +190,59 @@ func (rv revoked) MatchConntrackFlow(f *netlink.ConntrackFlow) bool {
 	}
 	return was && !is
 }
+
+// covers reports whether pa admits every connection old admitted, so that going
+// from old to pa forgets nothing and needs no conntrack dump. It is sufficient, not
+// exact: with other own addresses it says no, and the dump decides.
+func (pa *portAdmission) covers(old *portAdmission) bool {
+	if pa.all {
+		return true
+	}
+	if old.all || !slices.Equal(pa.own, old.own) {
+		return false
+	}
+	for i := range old.rules {
+		o := &old.rules[i]
+		if !slices.ContainsFunc(pa.rules, func(c admission) bool { return c.covers(o) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// covers reports whether rule a admits everything rule o does, on the fields
+// portAdmission.admits looks at.
+func (a *admission) covers(o *admission) bool {
+	if a.dir != o.dir || a.fam != o.fam || (a.proto != 0 && a.proto != o.proto) {
+		return false
+	}
+	if a.portMin != 0 && (o.portMin == 0 || o.portMin < a.portMin || o.portMax > a.portMax) {
+		return false
+	}
+	return a.anyRemote || (!o.anyRemote && subset(o.remote, a.remote))
+}
+
+// subset reports whether every prefix of sub is in set. Both are usually in the
+// same (sorted) order, which one walk checks; otherwise a map does.
+func subset(sub, set []netip.Prefix) bool {
+	j := 0
+	for _, p := range sub {
+		for j < len(set) && set[j] != p {
+			j++
+		}
+		if j == len(set) {
+			in := make(map[netip.Prefix]bool, len(set))
+			for _, q := range set {
+				in[q] = true
+			}
+			for _, q := range sub {
+				if !in[q] {
+					return false
+				}
+			}
+			return true
+		}
+		j++
+	}
+	return true
+}

@@ -146,3 +146,48 @@ func ensureAll(h *Host, specs []PortSpec) error {
 	}
 	return nil
 }
+
+// BenchmarkRenderRemoteMembers: 10 local ports, each on its own network, in a group
+// whose remote-group rule covers 10k members (1k per network); one member changes
+// per pass. Full parses every set again, reused only the changed network's.
+func BenchmarkRenderRemoteMembers(b *testing.B) {
+	_, st := benchState(10)
+	gid := st.Groups["bench-group-0000-0000-0000-000000000000"].ID
+	members := map[string][]string{}
+	for i := range st.Ports {
+		st.Ports[i].NetworkID = fmt.Sprintf("net-%d", i)
+		st.Ports[i].Zone = ZoneStart + i
+		for k := range 1000 {
+			members[st.Ports[i].NetworkID] = append(members[st.Ports[i].NetworkID], fmt.Sprintf("10.%d.%d.%d", i, k>>8, k&0xff))
+		}
+	}
+	st.Members[gid] = members
+	change := func(i int) FirewallState {
+		m := make(map[string][]string, len(members))
+		for n, l := range members {
+			m[n] = l
+		}
+		m["net-0"] = append(m["net-0"][:999:999], fmt.Sprintf("10.200.%d.%d", (i>>8)&0xff, i&0xff))
+		s := st
+		s.Members = map[string]map[string][]string{gid: m}
+		return s
+	}
+	b.Run("full", func(b *testing.B) {
+		for i := range b.N {
+			if _, err := Render(change(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("reused", func(b *testing.B) {
+		rs, err := Render(st)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for i := range b.N {
+			if rs, err = render(change(i), rs.Sets); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

@@ -77,6 +77,16 @@ type Firewall struct {
 	// admitted is what each port's rules admitted when last applied (device ID ->
 	// admission); connections only that admitted are forgotten when it narrows.
 	admitted map[string]portAdmission
+	// rendered are the remote-group sets of the last Render, reused by the next one
+	// for every set whose members did not change.
+	rendered map[string]*IPSet
+	// found are the lanes chains' rules and the lanes sets' members as Resync read
+	// them (iptables-save, ipset save), for chains and sets whose content is unknown:
+	// one equal to what Apply wants is taken as written, so a restarted lanesd on an
+	// unchanged host rewrites nothing. Anything that differs, in substance or only in
+	// how the tools print it, is rewritten whole, as unknown content always was.
+	found     map[TableID]map[string][]string
+	foundSets map[string][]string
 }
 
 // ApplyStats tells what an Apply wrote.
@@ -286,18 +296,35 @@ func (f *Firewall) Resync(ctx context.Context) error {
 	f.hooked = map[TableID]bool{}
 	f.sets = map[string][]string{}
 	f.zones = map[string]int{}
-	for _, id := range Tables {
-		st, err := f.save(ctx, id)
-		if err != nil {
-			return err
-		}
+	// The four saves are independent processes: at once, a start waits for the
+	// slowest, not the sum.
+	saved := make([]savedTable, len(Tables))
+	errs := make([]error, len(Tables))
+	var wg sync.WaitGroup
+	for i, id := range Tables {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			saved[i], errs[i] = f.save(ctx, id)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	f.found = map[TableID]map[string][]string{}
+	for i, id := range Tables {
+		st := saved[i]
 		cur := map[string][]string{}
+		found := map[string][]string{}
 		for _, c := range st.chains {
 			if strings.HasPrefix(c, ChainPrefix) {
 				cur[c] = nil
+				found[c] = st.rules[c]
 			}
 		}
 		f.applied[id] = cur
+		f.found[id] = found
 		f.hooked[id] = hooksPresent(id, st)
 		if id.Table == "raw" && id.Family == V4 {
 			for _, r := range st.rules[ChainPrerouting] {
@@ -308,7 +335,62 @@ func (f *Firewall) Resync(ctx context.Context) error {
 			}
 		}
 	}
-	return f.refreshSets(ctx)
+	if err := f.refreshSets(ctx); err != nil {
+		return err
+	}
+	out, err := f.host.Exec(ctx, nil, f.bins["ipset"], "save")
+	if err != nil {
+		return fmt.Errorf("read ipsets: %w", err)
+	}
+	f.foundSets = parseIPSetSave(string(out))
+	return nil
+}
+
+// sameSavedRule reports whether saved, a rule as iptables-save prints it, is the
+// rendered rule: iptables prints MACs in lower case, Neutron's rules (and lanes')
+// write them in upper case.
+func sameSavedRule(saved, rendered string) bool {
+	if saved == rendered {
+		return true
+	}
+	const mac = "--mac-source "
+	i := strings.Index(rendered, mac)
+	if i < 0 || len(rendered) < i+len(mac)+17 {
+		return false
+	}
+	j := i + len(mac) + 17
+	return saved == rendered[:i]+mac+strings.ToLower(rendered[i+len(mac):j])+rendered[j:]
+}
+
+// parseIPSetSave returns the sorted members of each lanes set in `ipset save`
+// output; a set with an entry lanes never writes (options after the member) is left
+// out, as unknown.
+func parseIPSetSave(out string) map[string][]string {
+	sets := map[string][]string{}
+	odd := map[string]bool{}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 || !(strings.HasPrefix(f[1], SetPrefix4) || strings.HasPrefix(f[1], SetPrefix6)) {
+			continue
+		}
+		switch {
+		case f[0] == "create":
+			if sets[f[1]] == nil {
+				sets[f[1]] = []string{}
+			}
+		case f[0] == "add" && len(f) == 3:
+			sets[f[1]] = append(sets[f[1]], f[2])
+		default:
+			odd[f[1]] = true
+		}
+	}
+	for n := range odd {
+		delete(sets, n)
+	}
+	for _, m := range sets {
+		sort.Strings(m)
+	}
+	return sets
 }
 
 // hooksPresent reports whether each hook of the table appears exactly once.
@@ -402,10 +484,11 @@ func (f *Firewall) Apply(ctx context.Context, st FirewallState) (ApplyStats, err
 	if err != nil {
 		return stats, err
 	}
-	rs, err := Render(st)
+	rs, err := render(st, f.rendered)
 	if err != nil {
 		return stats, fmt.Errorf("render firewall: %w", err)
 	}
+	f.rendered = rs.Sets
 	// Sets first: new rules may reference them.
 	if err := f.writeSets(ctx, rs, &stats); err != nil {
 		return stats, err
@@ -430,9 +513,10 @@ func (f *Firewall) Apply(ctx context.Context, st FirewallState) (ApplyStats, err
 			continue
 		}
 		applied := f.applied[id]
-		for _, c := range r.changed {
+		for _, c := range append(r.changed, r.adopted...) {
 			applied[c] = rs.Tables[id].Chains[c]
 		}
+		delete(f.found, id)
 		for _, c := range r.gone {
 			delete(applied, c)
 		}
@@ -457,14 +541,19 @@ func (f *Firewall) Apply(ctx context.Context, st FirewallState) (ApplyStats, err
 	return stats, err
 }
 
-// forgetConnections deletes conntrack entries, with one netlink dump per family
-// whatever the number of ports and entries, no process:
+// forgetConnections deletes conntrack entries, no process:
 //   - every entry of the zones in released, whose ports are gone, so a port that
 //     reuses the zone later starts with no state and a deleted port's connection is
 //     not kept alive by a stale entry;
 //   - in the zones of ports whose rules now admit less than when last applied (a
 //     rule removed, a remote-group member gone, the port's groups changed), the
 //     entries the old rules admitted and the new ones do not.
+//
+// A dump walks every bucket of the kernel's conntrack hash, which all namespaces
+// share (nf_conntrack_buckets, 262144 on a large host: ~13 ms of kernel time
+// however few entries there are), so the walks are few: none when admissions only
+// widened (a member or a rule added), one dump of both families to find the
+// entries, and a delete pass per family only when it found some.
 func (f *Firewall) forgetConnections(released []int, now map[string]portAdmission) (int, error) {
 	var filters []netlink.CustomConntrackFilter
 	for _, z := range released {
@@ -477,7 +566,7 @@ func (f *Firewall) forgetConnections(released []int, now map[string]portAdmissio
 	rv := revoked{zones: map[uint16][2]portAdmission{}}
 	var narrowed []string
 	for id, cur := range now {
-		if old, ok := f.admitted[id]; ok && old.zone == cur.zone && !old.equal(cur) {
+		if old, ok := f.admitted[id]; ok && old.zone == cur.zone && !cur.covers(&old) {
 			rv.zones[uint16(cur.zone)] = [2]portAdmission{old, cur}
 			narrowed = append(narrowed, id)
 		}
@@ -491,8 +580,24 @@ func (f *Firewall) forgetConnections(released []int, now map[string]portAdmissio
 	}
 	var n uint
 	err := f.host.Do(func() error {
+		// AF_UNSPEC dumps both families in one walk of the table.
+		flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, unix.AF_UNSPEC)
+		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return fmt.Errorf("list conntrack: %w", err)
+		}
+		interrupted := err != nil
+		fams := map[netlink.InetFamily]bool{}
+		for _, fl := range flows {
+			if slices.ContainsFunc(filters, func(cf netlink.CustomConntrackFilter) bool { return cf.MatchConntrackFlow(fl) }) {
+				fams[netlink.InetFamily(fl.FamilyType)] = true
+			}
+		}
 		var errs []error
 		for _, fam := range []netlink.InetFamily{unix.AF_INET, unix.AF_INET6} {
+			// An interrupted dump may have missed entries: look again per family.
+			if !fams[fam] && !interrupted {
+				continue
+			}
 			m, err := netlink.ConntrackDeleteFilters(netlink.ConntrackTable, fam, filters...)
 			n += m
 			if err != nil {
@@ -515,8 +620,10 @@ func (f *Firewall) forgetConnections(released []int, now map[string]portAdmissio
 // tableResult is what writeTable did to one table.
 type tableResult struct {
 	changed, gone []string
-	wrote         bool
-	err           error
+	// adopted are chains of unknown content that Resync found as wanted.
+	adopted []string
+	wrote   bool
+	err     error
 }
 
 // writeTable writes the changed lanes chains of one table (and the hooks, the first
@@ -527,6 +634,12 @@ func (f *Firewall) writeTable(ctx context.Context, id TableID, t *Table) tableRe
 	var r tableResult
 	for _, c := range sortedKeys(t.Chains) {
 		old, ok := applied[c]
+		if ok && old == nil {
+			if found, ok := f.found[id][c]; ok && slices.EqualFunc(found, t.Chains[c], sameSavedRule) {
+				r.adopted = append(r.adopted, c)
+				continue
+			}
+		}
 		if !ok || old == nil || !slices.Equal(old, t.Chains[c]) {
 			r.changed = append(r.changed, c)
 		}
@@ -678,11 +791,22 @@ func hookFix(id TableID, st savedTable) []string {
 func (f *Firewall) writeSets(ctx context.Context, rs *Ruleset, stats *ApplyStats) error {
 	var b strings.Builder
 	var written []string
+	edits := map[string]setEdit{}
 	for _, n := range sortedKeys(rs.Sets) {
 		s := rs.Sets[n]
 		old, exists := f.sets[n]
 		if exists && old != nil && slices.Equal(old, s.Members) {
 			continue
+		}
+		if found, ok := f.foundSets[n]; exists && old == nil && ok && slices.Equal(found, s.Members) {
+			f.sets[n] = s.Members
+			continue
+		}
+		if exists && old != nil {
+			if e, ok := setEdits(old, s.Members); ok {
+				edits[n] = e
+				continue
+			}
 		}
 		if exists {
 			// Build the new content aside and swap it in: the set is never seen empty.
@@ -693,6 +817,19 @@ func (f *Firewall) writeSets(ctx context.Context, rs *Ruleset, stats *ApplyStats
 			writeSet(&b, s, n)
 		}
 		written = append(written, n)
+	}
+	f.foundSets = nil
+	// A set whose edits fail is rebuilt and swapped in with the others.
+	for _, n := range f.editSets(edits) {
+		writeSet(&b, rs.Sets[n], n+"-n")
+		fmt.Fprintf(&b, "swap %s-n %s\ndestroy %s-n\n", n, n, n)
+		written = append(written, n)
+	}
+	for n := range edits {
+		if !slices.Contains(written, n) {
+			f.sets[n] = rs.Sets[n].Members
+			stats.SetsWritten++
+		}
 	}
 	if len(written) == 0 {
 		return nil
@@ -708,6 +845,86 @@ func (f *Firewall) writeSets(ctx context.Context, rs *Ruleset, stats *ApplyStats
 		f.sets[n] = rs.Sets[n].Members
 	}
 	stats.SetsWritten += len(written)
+	return nil
+}
+
+// setEdit is the members a set loses and gains.
+type setEdit struct{ del, add []string }
+
+// setEdits returns what turns a set holding old into one holding new (both sorted)
+// member by member, when few change: a member joining or leaving a group of a
+// thousand is one kernel call, not a thousand adds and a swap.
+func setEdits(old, new []string) (setEdit, bool) {
+	var e setEdit
+	i, j := 0, 0
+	for i < len(old) || j < len(new) {
+		switch {
+		case j == len(new) || (i < len(old) && old[i] < new[j]):
+			e.del = append(e.del, old[i])
+			i++
+		case i == len(old) || new[j] < old[i]:
+			e.add = append(e.add, new[j])
+			j++
+		default:
+			i++
+			j++
+		}
+	}
+	if n := len(e.del) + len(e.add); n > 8 && n*4 > len(new) {
+		return setEdit{}, false
+	}
+	return e, true
+}
+
+// editSets applies the edits over netlink, no process, and returns the sets whose
+// edits failed (their content is unknown: the caller rewrites them). Each edit is
+// atomic in the kernel; the members that leave go first, so a set never holds more
+// than its old and new members together.
+func (f *Firewall) editSets(edits map[string]setEdit) (failed []string) {
+	if len(edits) == 0 {
+		return nil
+	}
+	start := time.Now()
+	var errs []error
+	err := f.host.Do(func() error {
+		for _, n := range sortedKeys(edits) {
+			e := edits[n]
+			if err := editSet(n, e); err != nil {
+				errs = append(errs, err)
+				failed = append(failed, n)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		failed = sortedKeys(edits)
+		errs = append(errs, err)
+	}
+	err = errors.Join(errs...)
+	f.observe("ipset", time.Since(start), err)
+	if err != nil {
+		f.log.Warn("ipset edits failed; rewriting those sets", "sets", failed, "err", err)
+	}
+	return failed
+}
+
+func editSet(name string, e setEdit) error {
+	for _, op := range []struct {
+		members []string
+		do      func(string, *netlink.IPSetEntry) error
+	}{{e.del, netlink.IpsetDel}, {e.add, netlink.IpsetAdd}} {
+		for _, m := range op.members {
+			p, err := parsePrefix(m)
+			if err != nil {
+				return fmt.Errorf("ipset %s member %q: %w", name, m, err)
+			}
+			// Replace: no error for a member already there or already gone.
+			entry := &netlink.IPSetEntry{IP: p.Addr().AsSlice(), CIDR: uint8(p.Bits()), Replace: true}
+			if err := op.do(name, entry); err != nil {
+				return fmt.Errorf("ipset %s member %s: %w", name, m, err)
+			}
+		}
+	}
 	return nil
 }
 

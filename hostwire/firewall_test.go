@@ -1,9 +1,15 @@
 package hostwire
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
 	"os/exec"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -248,3 +254,161 @@ func TestFirewallBackend(t *testing.T) {
 		t.Errorf("legacy start over nft lanes chains: %v", err)
 	}
 }
+
+// TestSetEditsEqualRewrite: random member changes of a remote group, applied as
+// edits when few and as a swap when many, leave the kernel's ipset holding exactly
+// the rendered members after every step.
+func TestSetEditsEqualRewrite(t *testing.T) {
+	skipUnlessKernel(t)
+	th := newTestHost(t, ovsproc.NetnsForTest(t))
+	// Failed edits fall back to a rewrite with a warning: the edits must not fail.
+	var warnings bytes.Buffer
+	fw, err := NewFirewall(th.h, FirewallOptions{Log: slog.New(slog.NewTextHandler(&warnings, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	th.fw = fw
+	t.Cleanup(func() {
+		if warnings.Len() > 0 {
+			t.Errorf("warnings: %s", warnings.String())
+		}
+	})
+	rng := rand.New(rand.NewPCG(14, 5))
+	st := fwState(1)
+	// An IPv6 remote-group rule too: its set takes the group's IPv6 members.
+	web := *st.Groups["web"]
+	web.Rules = append(slices.Clone(web.Rules), api.Rule{ID: "6", Direction: api.Ingress, Ethertype: api.IPv6, RemoteGroupID: "web"})
+	st.Groups["web"] = &web
+	member := func(step int) string {
+		switch rng.IntN(3) {
+		case 0:
+			return fmt.Sprintf("fd00:%x::%x", step, rng.IntN(250))
+		case 1:
+			return fmt.Sprintf("10.5.%d.0/24", rng.IntN(250))
+		}
+		return fmt.Sprintf("10.2.%d.%d", step, rng.IntN(250))
+	}
+	members := []string{"10.0.0.1", "fd00::1"}
+	for i := range 60 {
+		members = append(members, fmt.Sprintf("10.1.%d.%d", i/200, i%200))
+	}
+	for step := range 30 {
+		switch rng.IntN(4) {
+		case 0: // one joins
+			members = append(slices.Clone(members), member(step))
+		case 1: // one leaves
+			if len(members) > 1 {
+				i := 1 + rng.IntN(len(members)-1)
+				members = slices.Delete(slices.Clone(members), i, i+1)
+			}
+		case 2: // one moves
+			members = append(slices.Clone(members[:len(members)-1]), member(step))
+		case 3: // many change
+			members = []string{"10.0.0.1"}
+			for range rng.IntN(80) {
+				members = append(members, fmt.Sprintf("10.4.%d.%d", rng.IntN(4), rng.IntN(250)))
+			}
+		}
+		st.Members = map[string]map[string][]string{"web": {testNet: members}, "other": {}}
+		s := th.apply(t, st)
+		for i := range st.Ports {
+			st.Ports[i].Zone = th.fw.Zones()[DeviceID(st.Ports[i].ID)]
+		}
+		rs, err := Render(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, set := range rs.Sets {
+			out := th.sh(t, "ipset", "list", name)
+			_, body, _ := strings.Cut(out, "Members:\n")
+			got := strings.Fields(body)
+			slices.Sort(got)
+			if !slices.Equal(got, set.Members) {
+				t.Fatalf("step %d (%+v): ipset %s holds %v, want %v", step, s, name, got, set.Members)
+			}
+		}
+	}
+}
+
+func TestSetEdits(t *testing.T) {
+	many := make([]string, 40)
+	for i := range many {
+		many[i] = fmt.Sprintf("10.0.0.%03d", i)
+	}
+	moved := append(slices.Clone(many[1:]), "10.0.1.1")
+	if e, ok := setEdits(many, moved); !ok || !slices.Equal(e.del, []string{"10.0.0.000"}) || !slices.Equal(e.add, []string{"10.0.1.1"}) {
+		t.Errorf("one member moved: %+v %v", e, ok)
+	}
+	if _, ok := setEdits(many, many[:10]); ok {
+		t.Error("30 of 40 members gone: want a rewrite")
+	}
+	if e, ok := setEdits([]string{"a"}, nil); !ok || !slices.Equal(e.del, []string{"a"}) || e.add != nil {
+		t.Errorf("the last member gone: %+v %v", e, ok)
+	}
+}
+
+// TestFirewallRestartAdoptsWhatIsThere: a new Firewall (lanesd restarted) on a host
+// that holds what it wants writes nothing; after a change (a rule, members, a port),
+// what it writes leaves the host equal to a host written from scratch.
+func TestFirewallRestartAdoptsWhatIsThere(t *testing.T) {
+	skipUnlessKernel(t)
+	th := newTestHost(t, ovsproc.NetnsForTest(t))
+	st := fwState(1, 2, 3)
+	st.Members["web"]["n6"] = []string{"fd00::1", "fd00::2"}
+	th.apply(t, st)
+	restart := func() {
+		t.Helper()
+		fw, err := NewFirewall(th.h, FirewallOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		th.fw = fw
+	}
+	restart()
+	if s := th.apply(t, st); s.Changed() {
+		t.Errorf("first apply after a restart on an unchanged host wrote %+v", s)
+	}
+	saved := func() string {
+		var b strings.Builder
+		for _, id := range Tables {
+			bin := "iptables-save"
+			if id.Family == V6 {
+				bin = "ip6tables-save"
+			}
+			for _, l := range strings.Split(th.sh(t, bin, "-t", id.Table), "\n") {
+				if strings.HasPrefix(l, "-A "+ChainPrefix) || strings.HasPrefix(l, ":"+ChainPrefix) {
+					// Zones are kept across a restart, given afresh from scratch.
+					b.WriteString(id.String() + " " + zoneNumber.ReplaceAllString(l, "--zone Z") + "\n")
+				}
+			}
+		}
+		for _, l := range strings.Split(th.sh(t, "ipset", "save"), "\n") {
+			// initval is the random seed of the set's hash, not its content.
+			l, _, _ = strings.Cut(l, " initval ")
+			b.WriteString(l + "\n")
+		}
+		lines := strings.Split(b.String(), "\n")
+		slices.Sort(lines)
+		return strings.Join(lines, "\n")
+	}
+	changed := fwState(1, 3, 4)
+	changed.Groups["web"].Rules = append(changed.Groups["web"].Rules, api.Rule{ID: "9", Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "udp", PortMin: 53})
+	changed.Members["web"][testNet] = append(changed.Members["web"][testNet], "10.9.9.9")
+	restart()
+	if s := th.apply(t, changed); !s.Changed() {
+		t.Fatal("a changed state after a restart wrote nothing")
+	}
+	got := saved()
+	// The same state written on a host cleared first, by a firewall that never saw
+	// the old one.
+	if err := th.fw.RemoveAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	restart()
+	th.apply(t, changed)
+	if want := saved(); got != want {
+		t.Errorf("after a restart and a change the host holds\n%s\nwritten from scratch\n%s", got, want)
+	}
+}
+
+var zoneNumber = regexp.MustCompile(`--zone \d+`)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -147,6 +148,9 @@ type IPSet struct {
 	Members []string // sorted, canonical (a /32 or /128 is written as the bare address)
 	// prefixes are Members parsed, once per set, for the admission model.
 	prefixes []netip.Prefix
+	// src is the member list the set was made from: an Apply whose list for the
+	// set is equal reuses the set instead of parsing and sorting it again.
+	src []string
 }
 
 // Ruleset is the rendered firewall of a host.
@@ -159,6 +163,8 @@ type Ruleset struct {
 	admits map[string]portAdmission
 	// setOwner names the (group, network) pair of each set, to refuse a shared name.
 	setOwner map[string]string
+	// prev holds the sets of an earlier Ruleset that render may reuse.
+	prev map[string]*IPSet
 }
 
 // RestoreText renders one table as complete iptables-restore input (every lanes chain
@@ -233,8 +239,13 @@ func portComment(what, portID string) string {
 
 // Render computes the desired lanes chains of every table and the remote-group ipsets.
 // It is pure: the same state gives the same text, ports in sorted order.
-func Render(st FirewallState) (*Ruleset, error) {
-	rs := &Ruleset{Tables: map[TableID]*Table{}, Sets: map[string]*IPSet{}, admits: map[string]portAdmission{}, setOwner: map[string]string{}}
+func Render(st FirewallState) (*Ruleset, error) { return render(st, nil) }
+
+// render is Render reusing the sets of prev (an earlier Ruleset) whose member list
+// is equal to the one st has for them: a set is parsed and sorted only when its
+// members changed, so a member change elsewhere costs a comparison, not a rebuild.
+func render(st FirewallState, prev map[string]*IPSet) (*Ruleset, error) {
+	rs := &Ruleset{prev: prev, Tables: map[TableID]*Table{}, Sets: map[string]*IPSet{}, admits: map[string]portAdmission{}, setOwner: map[string]string{}}
 	for _, id := range Tables {
 		rs.Tables[id] = &Table{ID: id, Chains: map[string][]string{}}
 	}
@@ -514,7 +525,12 @@ func groupRules(fam Family, p *FirewallPort, st FirewallState, rs *Ruleset) (ing
 				}
 				rs.setOwner[set] = owner
 				if rs.Sets[set] == nil {
-					rs.Sets[set] = memberSet(set, fam, st.Members[r.RemoteGroupID][p.NetworkID])
+					src := st.Members[r.RemoteGroupID][p.NetworkID]
+					if old := rs.prev[set]; old != nil && old.Family == fam && slices.Equal(old.src, src) {
+						rs.Sets[set] = old
+					} else {
+						rs.Sets[set] = memberSet(set, fam, src)
+					}
 				}
 			}
 			spec, err := ruleSpec(fam, r, set)
@@ -542,12 +558,14 @@ func groupRules(fam Family, p *FirewallPort, st FirewallState, rs *Ruleset) (ing
 }
 
 func memberSet(name string, fam Family, members []string) *IPSet {
-	seen := map[string]netip.Prefix{}
-	var out []string
-	add := func(p netip.Prefix) {
-		s := p.String()
-		if p.IsSingleIP() {
-			s = p.Addr().String()
+	seen := make(map[string]netip.Prefix, len(members))
+	out := make([]string, 0, len(members))
+	add := func(p netip.Prefix, s string) {
+		if s == "" {
+			s = p.String()
+			if p.IsSingleIP() {
+				s = p.Addr().String()
+			}
 		}
 		if _, dup := seen[s]; !dup {
 			seen[s] = p
@@ -559,25 +577,32 @@ func memberSet(name string, fam Family, members []string) *IPSet {
 		if err != nil || famOf(p) != fam {
 			continue
 		}
+		if p.Addr().Is4() && !strings.Contains(m, "/") {
+			// A bare IPv4 address that parses is written canonically already (no
+			// leading zeros, no mapped form): keep the member's own string.
+			add(p, m)
+			continue
+		}
 		if p.Bits() == 0 {
 			// hash:net cannot hold a /0: store it as its two halves, as Neutron does.
 			if fam == V4 {
-				add(netip.MustParsePrefix("0.0.0.0/1"))
-				add(netip.MustParsePrefix("128.0.0.0/1"))
+				add(netip.MustParsePrefix("0.0.0.0/1"), "")
+				add(netip.MustParsePrefix("128.0.0.0/1"), "")
 			} else {
-				add(netip.MustParsePrefix("::/1"))
-				add(netip.MustParsePrefix("8000::/1"))
+				add(netip.MustParsePrefix("::/1"), "")
+				add(netip.MustParsePrefix("8000::/1"), "")
 			}
 			continue
 		}
-		add(p)
+		add(p, "")
 	}
 	sort.Strings(out)
 	prefixes := make([]netip.Prefix, len(out))
 	for i, m := range out {
 		prefixes[i] = seen[m]
 	}
-	return &IPSet{Name: name, Family: fam, Members: out, prefixes: prefixes}
+	// A copy: a caller may reuse the slice it passed.
+	return &IPSet{Name: name, Family: fam, Members: out, prefixes: prefixes, src: slices.Clone(members)}
 }
 
 // ruleSpec turns a security group rule into iptables arguments, in the order Neutron's

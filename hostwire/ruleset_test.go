@@ -2,9 +2,12 @@ package hostwire
 
 import (
 	"flag"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -139,5 +142,81 @@ func TestRenderRejectsSharedDevice(t *testing.T) {
 	}}
 	if _, err := Render(st); err == nil {
 		t.Fatal("two ports with the same device name accepted")
+	}
+}
+
+// TestRenderReusedSetsEqualFresh: a render that reuses the sets of the previous one
+// equals a render from scratch after every step of random member changes (members
+// added, removed, replaced, a network's list emptied or dropped, a group's rules
+// switched between families).
+func TestRenderReusedSetsEqualFresh(t *testing.T) {
+	rng := rand.New(rand.NewPCG(14, 1))
+	st := goldenState()
+	web := st.Groups["5b7e9c2a-1111-4b3c-8d2e-000000000001"]
+	nets := []string{"9a000000-net-a", "9b000000-net-b"}
+	pool := []string{"10.0.0.5", "10.0.0.6", "10.0.0.7", "10.0.1.0/24", "fd00::1", "fd00::2", "0.0.0.0/0", "10.0.0.5/32", "bad"}
+	var prev map[string]*IPSet
+	for step := range 300 {
+		members := map[string][]string{}
+		for n, l := range st.Members[web.ID] {
+			members[n] = l
+		}
+		n := nets[rng.IntN(len(nets))]
+		switch l := members[n]; rng.IntN(6) {
+		case 0:
+			members[n] = append(slices.Clone(l), pool[rng.IntN(len(pool))])
+		case 1:
+			if len(l) > 0 {
+				i := rng.IntN(len(l))
+				members[n] = slices.Delete(slices.Clone(l), i, i+1)
+			}
+		case 2:
+			if len(l) > 0 {
+				c := slices.Clone(l)
+				c[rng.IntN(len(c))] = pool[rng.IntN(len(pool))]
+				members[n] = c
+			}
+		case 3:
+			members[n] = nil
+		case 4:
+			delete(members, n)
+		case 5:
+			g := *web
+			g.Rules = slices.Clone(g.Rules)
+			for i := range g.Rules {
+				if g.Rules[i].RemoteGroupID != "" {
+					g.Rules[i].Ethertype = map[string]string{api.IPv4: api.IPv6, api.IPv6: api.IPv4}[g.Rules[i].Ethertype]
+				}
+			}
+			web = &g
+			st.Groups = map[string]*api.SecurityGroup{web.ID: web, "7c000000-2222-4b3c-8d2e-000000000002": st.Groups["7c000000-2222-4b3c-8d2e-000000000002"]}
+		}
+		st.Members = map[string]map[string][]string{web.ID: members}
+		got, err := render(st, prev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := Render(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Sets) != len(want.Sets) {
+			t.Fatalf("step %d: %d sets, want %d", step, len(got.Sets), len(want.Sets))
+		}
+		for name, w := range want.Sets {
+			g := got.Sets[name]
+			if g == nil || g.Family != w.Family || !slices.Equal(g.Members, w.Members) || !slices.Equal(g.prefixes, w.prefixes) {
+				t.Fatalf("step %d: set %s = %+v, want %+v", step, name, g, w)
+			}
+		}
+		for _, id := range Tables {
+			if got.RestoreText(id) != want.RestoreText(id) {
+				t.Fatalf("step %d: %s differs", step, id)
+			}
+		}
+		if !reflect.DeepEqual(got.admits, want.admits) {
+			t.Fatalf("step %d: admissions differ", step)
+		}
+		prev = got.Sets
 	}
 }

@@ -106,6 +106,10 @@ func (c *Client) Connected() bool { return c.c.Connected() }
 // read-backs); a no-op ensure leaves it unchanged.
 func (c *Client) Transactions() uint64 { return c.txCount.Load() }
 
+// Generation counts the changes the client has seen in OVSDB: reads done while it
+// stays the same saw the same rows, so a caller may keep what it derived from them.
+func (c *Client) Generation() uint64 { return c.gen.Load() }
+
 func (c *Client) notify() {
 	c.gen.Add(1)
 	c.changeMu.Lock()

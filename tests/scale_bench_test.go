@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/lanes-net/lanes/api"
@@ -29,7 +31,17 @@ import (
 // restart -> converged, lanesd's RSS and the etcd db size after each of three
 // load/purge cycles, and the growth per 1k ports.
 //
-// LANES_SCALE="100/1000,1000/10000" picks the sizes (hosts/ports).
+// The etcd runs with lanes' embedded etcd's compaction and defrag policy, shortened
+// so that it shows within a run: periodic auto-compaction with benchEtcdRetention
+// instead of 5m, and after each purge, once that revision is compacted, one defrag
+// check by the embedded etcd's rule (at least benchDefragMinFree and half the file
+// free) instead of every 10 minutes with 16 MiB.
+//
+// LANES_SCALE="100/1000,1000/10000" picks the sizes (hosts/ports). With
+// LANES_SCALE_PROFILE=<dir> it writes lanesd's CPU profiles of the single-port
+// events and of the restart, and heap profiles after the first and the last load.
+// LANES_SCALE_GOMEMLIMIT=<limit> runs lanesd with that GOMEMLIMIT (the Go runtime's
+// soft memory limit, an operator's knob), to weigh RSS against CPU.
 func BenchmarkScale(b *testing.B) {
 	sizes := [][2]int{{100, 1000}, {1000, 10000}}
 	if env := os.Getenv("LANES_SCALE"); env != "" {
@@ -106,9 +118,21 @@ type scaleLab struct {
 
 const simNetworks = 10
 
+// The bench's etcd compaction and defrag (see BenchmarkScale).
+const (
+	benchEtcdRetention = "5s"
+	benchDefragMinFree = 1 << 20
+)
+
 func runScale(b *testing.B, hosts, ports int) scaleResult {
 	b.StopTimer()
-	l := newLab(b, 1, withEtcdCluster(1))
+	l := newLab(b, 1, withEtcdCluster(1), func(c *lab.Config) {
+		c.EtcdCompaction = benchEtcdRetention
+		c.LanesdLogLevel = "debug" // the restart's passes, with their steps' times
+		if lim := os.Getenv("LANES_SCALE_GOMEMLIMIT"); lim != "" {
+			c.LanesdEnv = []string{"GOMEMLIMIT=" + lim}
+		}
+	})
 	s := &scaleLab{b: b, l: l, h: l.Host("h1"), hosts: hosts, nextIP: map[string]int{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
@@ -151,15 +175,76 @@ func runScale(b *testing.B, hosts, ports int) scaleResult {
 			t0 := time.Now()
 			r.addP50, r.addP99, r.delP50, r.delP99, r.cpuPerEvent = s.singleEvents(pid, 20)
 			s.profile(fmt.Sprintf("events-%d", ports), time.Since(t0), func() { s.singleEvents(pid, 20) })
-			r.restart, r.minFlowsInRestart = s.restart(base + ports)
+			r.restart, r.minFlowsInRestart = s.restart(base+ports, fmt.Sprintf("restart-%d", ports))
 			pid = s.h.LanesdPID()
 		}
 		r.rss = append(r.rss, float64(rssKiB(b, pid))/1024)
 		r.db = append(r.db, s.dbMiB())
+		fmt.Printf("memory of lanesd at %d ports, cycle %d: RSS %.1f MiB, %s\n", ports, cycle, r.rss[cycle], s.goMemory())
+		if cycle == 0 || cycle == 2 {
+			s.heapProfile(fmt.Sprintf("heap-%d-c%d", ports, cycle))
+		}
 		s.deletePorts(ids)
 		s.waitFlows(base, 10*time.Minute)
+		s.compactAndDefrag()
 	}
 	return r
+}
+
+// goMemory is what lanesd's Go runtime says of its memory (its metrics): what of
+// the RSS is live heap, heap waiting for the next GC, heap not yet returned.
+func (s *scaleLab) goMemory() string {
+	out, err := exec.Command("ip", "netns", "exec", s.h.Netns, "curl", "-sS", fmt.Sprintf("http://%s/metrics", s.h.MetricsAddr())).Output()
+	if err != nil {
+		s.b.Fatalf("lanesd metrics: %v", err)
+	}
+	val := map[string]float64{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if name, v, ok := strings.Cut(l, " "); ok && strings.HasPrefix(name, "go_memstats_") {
+			val[name], _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	mib := func(k string) float64 { return val["go_memstats_"+k] / (1 << 20) }
+	return fmt.Sprintf("heap in use %.1f MiB, idle %.1f (released %.1f), next GC at %.1f, stacks %.1f, other runtime %.1f",
+		mib("heap_inuse_bytes"), mib("heap_idle_bytes"), mib("heap_released_bytes"), mib("next_gc_bytes"), mib("stack_inuse_bytes"),
+		mib("sys_bytes")-mib("heap_sys_bytes")-mib("stack_sys_bytes"))
+}
+
+// compactAndDefrag waits until etcd's periodic compaction has passed the current
+// revision, then runs the defrag check once (see BenchmarkScale).
+func (s *scaleLab) compactAndDefrag() {
+	resp, err := s.cli.Get(s.ctx, store.Prefix+"hosts/", clientv3.WithCountOnly())
+	if err != nil {
+		s.b.Fatal(err)
+	}
+	rev := resp.Header.Revision
+	eventually(s.b, time.Minute, fmt.Sprintf("etcd compacted to revision %d", rev), func() error {
+		_, err := s.cli.Get(s.ctx, store.Prefix+"hosts/", clientv3.WithRev(rev-1), clientv3.WithCountOnly())
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("revision %d still there", rev-1)
+	})
+	if _, err := s.l.DefragEtcd(s.ctx, benchDefragMinFree); err != nil {
+		s.b.Fatal(err)
+	}
+}
+
+// heapProfile writes lanesd's heap profile (after a GC, as /debug/pprof/heap?gc=1
+// takes it) to $LANES_SCALE_PROFILE/<name>.pprof; without that variable it does
+// nothing.
+func (s *scaleLab) heapProfile(name string) {
+	dir := os.Getenv("LANES_SCALE_PROFILE")
+	if dir == "" {
+		return
+	}
+	url := fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", s.h.MetricsAddr())
+	if out, err := exec.Command("ip", "netns", "exec", s.h.Netns, "curl", "-sS", "-o", filepath.Join(dir, name+".pprof"), url).CombinedOutput(); err != nil {
+		s.b.Fatalf("heap profile %s: %v: %s", name, err, out)
+	}
 }
 
 // profile takes a CPU profile of lanesd (its /debug/pprof on the metrics listener)
@@ -344,13 +429,40 @@ func (s *scaleLab) poll(f func() bool) {
 
 // restart restarts lanesd and returns start -> converged as lanesd reports it, and
 // the fewest table-20 flows br-tun held meanwhile.
-func (s *scaleLab) restart(want int) (time.Duration, int) {
+func (s *scaleLab) restart(want int, name string) (time.Duration, int) {
 	if err := s.l.StopLanesd(s.h); err != nil {
 		s.b.Fatal(err)
 	}
+	vswitchd := s.vswitchdPID()
+	vsCPU := cpuTime(s.b, vswitchd)
 	restart := time.Now()
 	if err := s.l.StartLanesd(s.h); err != nil {
 		s.b.Fatal(err)
+	}
+	// The restart's profile starts as soon as lanesd's metrics listener answers,
+	// which it opens before its first reconcile.
+	if dir := os.Getenv("LANES_SCALE_PROFILE"); dir != "" {
+		done := make(chan error, 1)
+		go func() {
+			url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=4", s.h.MetricsAddr())
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				out, err := exec.Command("ip", "netns", "exec", s.h.Netns, "curl", "-sS", "-o", filepath.Join(dir, name+".pprof"), url).CombinedOutput()
+				if err == nil {
+					done <- nil
+					return
+				}
+				if time.Now().After(deadline) {
+					done <- fmt.Errorf("%w: %s", err, out)
+					return
+				}
+			}
+		}()
+		defer func() {
+			if err := <-done; err != nil {
+				s.b.Errorf("restart profile: %v", err)
+			}
+		}()
 	}
 	fewest := want
 	var st api.StatusReport
@@ -368,6 +480,9 @@ func (s *scaleLab) restart(want int) (time.Duration, int) {
 		}
 		return nil
 	})
+	// Whose CPU a restart takes: lanesd's own, and ovs-vswitchd's taking the flows.
+	fmt.Printf("restart at %d ports: converged after %s; CPU until then: lanesd %s, ovs-vswitchd %s\n", want,
+		st.Converged.Sub(st.Started).Round(time.Millisecond), cpuTime(s.b, s.h.LanesdPID()), cpuTime(s.b, vswitchd)-vsCPU)
 	s.waitFlows(want, time.Minute)
 	if b, err := os.ReadFile(s.h.LogFile()); err == nil {
 		var trouble []string
@@ -377,8 +492,48 @@ func (s *scaleLab) restart(want int) (time.Duration, int) {
 			}
 		}
 		s.b.Logf("lanesd warnings and errors so far (last 20):\n%s", strings.Join(trouble[max(0, len(trouble)-20):], "\n"))
+		// Printed, not logged: a benchmark's log is cut after a few lines.
+		fmt.Printf("lanesd's restart at %d ports, until converged:\n%s\n", want, strings.Join(restartLines(string(b), restart), "\n"))
 	}
 	return st.Converged.Sub(st.Started), fewest
+}
+
+// restartLines are the lines lanesd logged from since up to its "converged" line,
+// debug lines of a pass only for the first passes: where a restart spends its time.
+func restartLines(log string, since time.Time) []string {
+	var out []string
+	passes := 0
+	for _, l := range strings.Split(log, "\n") {
+		ts, _, ok := strings.Cut(strings.TrimPrefix(l, "time="), " ")
+		if t, err := time.Parse(time.RFC3339Nano, ts); !ok || err != nil || t.Before(since) {
+			continue
+		}
+		if strings.Contains(l, `msg=reconciled`) {
+			if passes++; passes > 5 {
+				continue
+			}
+		}
+		if strings.Contains(l, "level=DEBUG") && !strings.Contains(l, `msg=reconciled`) && !strings.Contains(l, `msg=startup`) {
+			continue
+		}
+		out = append(out, l)
+		if strings.Contains(l, "msg=converged") {
+			break
+		}
+	}
+	return out
+}
+
+func (s *scaleLab) vswitchdPID() int {
+	b, err := os.ReadFile(filepath.Join(s.h.OVSDir, "ovs-vswitchd.pid"))
+	if err != nil {
+		s.b.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		s.b.Fatal(err)
+	}
+	return pid
 }
 
 func (s *scaleLab) dbMiB() float64 {

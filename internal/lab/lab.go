@@ -47,6 +47,14 @@ type Config struct {
 	// each in its own namespace on the management network, instead of the member
 	// host 1's lanesd embeds. Up starts it.
 	EtcdMembers int `json:"etcd_members"`
+	// EtcdCompaction is the external members' periodic auto-compaction retention;
+	// empty means lanes' embedded etcd's (etcdembed.DefaultCompactionRetention, 5m).
+	// Benchmarks shorten it so that compaction happens within their run.
+	EtcdCompaction string `json:"etcd_compaction,omitempty"`
+	// LanesdLogLevel is every lanesd's --log-level; empty is lanesd's default (info).
+	LanesdLogLevel string `json:"lanesd_log_level,omitempty"`
+	// LanesdEnv is added to every lanesd's environment (e.g. GOMEMLIMIT=100MiB).
+	LanesdEnv []string `json:"lanesd_env,omitempty"`
 	// Secure runs etcd as in production: TLS on every client and peer URL, a client
 	// certificate per host and for the operator (Dir/pki, made with lanesctl pki), and
 	// etcd authentication with lanes' roles. With external members Up runs
@@ -380,6 +388,9 @@ func (l *Lab) LanesdArgs(h *Host) []string {
 		"--socket", h.Socket(),
 		"--metrics", h.MetricsAddr(),
 	}
+	if l.LanesdLogLevel != "" {
+		args = append(args, "--log-level", l.LanesdLogLevel)
+	}
 	if l.isL3(h) {
 		args = append(args, "--l3", "--bridge-mapping", "physnet1:br-ex")
 	}
@@ -411,7 +422,7 @@ func (l *Lab) StartLanesd(h *Host) error {
 	if pid := h.LanesdPID(); pid != 0 {
 		return fmt.Errorf("lanesd on %s already runs (pid %d)", h.Name, pid)
 	}
-	if err := l.startDetached(h.Netns, "lanesd", l.LanesdArgs(h), h.LogFile(), h.pidFile()); err != nil {
+	if err := l.startDetached(h.Netns, "lanesd", l.LanesdArgs(h), h.LogFile(), h.pidFile(), l.LanesdEnv...); err != nil {
 		return fmt.Errorf("start lanesd on %s: %w", h.Name, err)
 	}
 	return nil
@@ -420,7 +431,7 @@ func (l *Lab) StartLanesd(h *Host) error {
 // startDetached starts one of the lab's binaries inside a namespace, in a session of
 // its own (it outlives the caller, as a system service would), appending its output
 // to logFile and its PID to pidFile.
-func (l *Lab) startDetached(netns, bin string, args []string, logFile, pidFile string) error {
+func (l *Lab) startDetached(netns, bin string, args []string, logFile, pidFile string, env ...string) error {
 	logf, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -428,6 +439,9 @@ func (l *Lab) startDetached(netns, bin string, args []string, logFile, pidFile s
 	defer logf.Close()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", netns, filepath.Join(l.BinDir, bin)}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return err
