@@ -31,6 +31,13 @@ import (
 	"github.com/lanes-net/lanes/store"
 )
 
+// forgetConnectionsEvery paces the conntrack walks that follow remote-group members
+// leaving (hostwire.FirewallOptions.ForgetEvery): a walk costs ~13 ms of kernel time
+// on a host with a large conntrack hash, however few entries it holds, so a churn of
+// ports elsewhere in the cluster costs at most one per second, and a connection that
+// lost its admission lives on for at most that long.
+const forgetConnectionsEvery = time.Second
+
 // HostLeaseTTL is how long a host stays in the store after its lanesd stops renewing
 // its lease. Long enough to ride out a lanesd restart (peers keep their tunnels), short
 // enough that a dead host's tunnels go away soon.
@@ -70,7 +77,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	defer host.Close()
-	fw, err := hostwire.NewFirewall(host, hostwire.FirewallOptions{Log: log, Backend: cfg.IPTablesBackend, Observe: m.observeFirewall})
+	fw, err := hostwire.NewFirewall(host, hostwire.FirewallOptions{Log: log, Backend: cfg.IPTablesBackend, Observe: m.observeFirewall,
+		ForgetEvery: forgetConnectionsEvery})
 	if err != nil {
 		return fmt.Errorf("firewall: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -275,5 +276,66 @@ func TestCoversNeverHidesARevocation(t *testing.T) {
 	}
 	if covered < 100 {
 		t.Fatalf("only %d covered pairs: the test checks too little", covered)
+	}
+}
+
+// TestFirewallPacesForgetting: with ForgetEvery, members leaving one after another
+// cost one conntrack walk per period, not one each. The first departure is forgotten
+// at once, the next ones together within the period, and a member that leaves and
+// comes back within it keeps its connections.
+func TestFirewallPacesForgetting(t *testing.T) {
+	skipUnlessKernel(t)
+	if _, err := exec.LookPath("conntrack"); err != nil {
+		t.Skip("needs conntrack (conntrack-tools) to create entries")
+	}
+	th := newTestHost(t, ovsproc.NetnsForTest(t))
+	th.fw.forgetEvery = 500 * time.Millisecond
+	g := &api.SecurityGroup{ID: "peers", Rules: []api.Rule{{ID: "v4", Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "udp", RemoteGroupID: "peers"}}}
+	state := func(members ...string) FirewallState {
+		return FirewallState{
+			Ports: []FirewallPort{{ID: portID(1), NetworkID: testNet, MAC: macOf(1), FixedIPs: []string{"10.0.0.1"},
+				PortSecurity: true, SecurityGroups: []string{"peers"}}},
+			Groups:  map[string]*api.SecurityGroup{"peers": g},
+			Members: map[string]map[string][]string{"peers": {testNet: append([]string{"10.0.0.1"}, members...)}},
+		}
+	}
+	th.apply(t, state("10.0.0.5", "10.0.0.6", "10.0.0.7", "10.0.0.8"))
+	zone := strconv.Itoa(th.fw.Zones()[DeviceID(portID(1))])
+	for _, src := range []string{"10.0.0.5", "10.0.0.6", "10.0.0.7", "10.0.0.8"} {
+		th.sh(t, "conntrack", "-I", "-p", "udp", "-s", src, "-d", "10.0.0.1", "--sport", "40000", "--dport", "5000",
+			"--timeout", "120", "-w", zone)
+	}
+	present := func(src string) bool {
+		out, _ := th.ns.Exec("conntrack", "-L", "-p", "udp", "-s", src, "-w", zone)
+		return strings.Contains(out, "dport=5000")
+	}
+	if s := th.apply(t, state("10.0.0.6", "10.0.0.7", "10.0.0.8")); s.ConnsForgotten != 1 || present("10.0.0.5") {
+		t.Fatalf("the first member to leave: forgot %d at once, want 1", s.ConnsForgotten)
+	}
+	th.fw.mu.Lock()
+	walked := th.fw.walked
+	th.fw.mu.Unlock()
+	for _, members := range [][]string{{"10.0.0.7", "10.0.0.8"}, {"10.0.0.8"}, {}, {"10.0.0.8"}} {
+		if s := th.apply(t, state(members...)); s.ConnsForgotten != 0 {
+			t.Fatalf("members %v within the period: forgot %d at once, want the walk put off", members, s.ConnsForgotten)
+		}
+	}
+	if !present("10.0.0.6") {
+		t.Fatal("10.0.0.6 forgotten before the period ended")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for present("10.0.0.6") || present("10.0.0.7") {
+		if time.Now().After(deadline) {
+			t.Fatal("the members that left within the period kept their connections")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !present("10.0.0.8") {
+		t.Error("10.0.0.8 left and came back within the period but lost its connection")
+	}
+	th.fw.mu.Lock()
+	defer th.fw.mu.Unlock()
+	if th.fw.walked.Sub(walked) < th.fw.forgetEvery {
+		t.Errorf("the put-off walk ran %s after the first, want at least %s", th.fw.walked.Sub(walked), th.fw.forgetEvery)
 	}
 }

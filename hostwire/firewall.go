@@ -40,6 +40,14 @@ type FirewallOptions struct {
 	// per table (what is TableID.String(), e.g. "IPv4/filter") or one ipset restore
 	// (what is "ipset"). It is called from Apply's goroutines, concurrently.
 	Observe func(what string, took time.Duration, err error)
+	// ForgetEvery bounds how often connections are forgotten because rules or
+	// remote-group members narrowed what ports admit: each time walks the whole
+	// conntrack table (see forgetConnections), so under churn (members leaving one
+	// after another) the walks are paced at most one per ForgetEvery, each for all
+	// the narrowings since the last, and a narrowing waits at most that long. Zero:
+	// every Apply that narrows walks at once. The entries of removed ports' zones are
+	// always deleted at once, before the zone can be given to another port.
+	ForgetEvery time.Duration
 }
 
 // The two iptables backends. Rules written through one are invisible to the other, so
@@ -87,6 +95,14 @@ type Firewall struct {
 	// how the tools print it, is rewritten whole, as unknown content always was.
 	found     map[TableID]map[string][]string
 	foundSets map[string][]string
+
+	// forgetEvery paces the walks for narrowed admissions (FirewallOptions); walked
+	// is when the last one ran, latest the admissions of the last Apply, and
+	// forgetLater the timer of a walk put off, if one is.
+	forgetEvery time.Duration
+	walked      time.Time
+	latest      map[string]portAdmission
+	forgetLater *time.Timer
 }
 
 // ApplyStats tells what an Apply wrote.
@@ -110,7 +126,8 @@ func (s ApplyStats) Changed() bool {
 // host, so that zones stay stable across restarts and leftovers are removed by the
 // first Apply.
 func NewFirewall(h *Host, opts FirewallOptions) (*Firewall, error) {
-	f := &Firewall{host: h, log: opts.Log, observe: opts.Observe, bins: map[string]string{}, admitted: map[string]portAdmission{}}
+	f := &Firewall{host: h, log: opts.Log, observe: opts.Observe, bins: map[string]string{}, admitted: map[string]portAdmission{},
+		forgetEvery: opts.ForgetEvery}
 	if f.log == nil {
 		f.log = slog.Default()
 	}
@@ -536,9 +553,35 @@ func (f *Firewall) Apply(ctx context.Context, st FirewallState) (ApplyStats, err
 	}
 	// The new rules are in place: forget the connections of removed ports and those
 	// only removed rules and members admitted; none can start again in between.
+	f.latest = rs.admits
+	if len(released) == 0 && f.forgetEvery > 0 && time.Since(f.walked) < f.forgetEvery {
+		f.forgetSoon()
+		return stats, nil
+	}
 	n, err := f.forgetConnections(released, rs.admits)
 	stats.ConnsForgotten = n
 	return stats, err
+}
+
+// forgetSoon puts the walk for the admissions narrowed since the last one off until
+// forgetEvery after that one; f.mu is held. The walk then compares what was admitted
+// at the last walk with what the latest Apply admits, so it covers every narrowing in
+// between, and none that was undone.
+func (f *Firewall) forgetSoon() {
+	if f.forgetLater != nil {
+		return
+	}
+	f.forgetLater = time.AfterFunc(time.Until(f.walked.Add(f.forgetEvery)), func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.forgetLater = nil
+		if n, err := f.forgetConnections(nil, f.latest); err != nil {
+			f.log.Warn("forget connections: trying again", "err", err, "in", f.forgetEvery)
+			f.forgetSoon()
+		} else if n > 0 {
+			f.log.Debug("forgot connections of narrowed admissions, paced", "entries", n)
+		}
+	})
 }
 
 // forgetConnections deletes conntrack entries, no process:
@@ -579,6 +622,7 @@ func (f *Firewall) forgetConnections(released []int, now map[string]portAdmissio
 		return 0, nil
 	}
 	var n uint
+	f.walked = time.Now()
 	err := f.host.Do(func() error {
 		// AF_UNSPEC dumps both families in one walk of the table.
 		flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, unix.AF_UNSPEC)
