@@ -75,7 +75,7 @@ func newRig(t *testing.T) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := newAgent(ctx, cfg, log, m, st, db, host, fw)
+	a, err := newAgent(ctx, cfg, log, m, st, agentMirror(st), db, host, fw)
 	if err != nil {
 		t.Fatal(err)
 	}

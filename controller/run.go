@@ -64,6 +64,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	defer stopStore()
 	took("store")
+	// The store is listed while OVS, the firewall and the agent are opened: at 10k
+	// ports the list is a tenth of a restart, and nothing below needs it.
+	mirror := agentMirror(st)
+	go func() { _ = mirror.Run(ctx) }()
 
 	db, err := ovsdb.Connect(ctx, cfg.OVSDB)
 	if err != nil {
@@ -85,7 +89,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	took("firewall")
 	log.Info("firewall", "iptables_backend", fw.Backend(), "chosen_by", map[bool]string{true: "--iptables-backend", false: "iptables in $PATH"}[cfg.IPTablesBackend != ""])
 
-	a, err := newAgent(ctx, cfg, log, m, st, db, host, fw)
+	a, err := newAgent(ctx, cfg, log, m, st, mirror, db, host, fw)
 	if err != nil {
 		return err
 	}
@@ -106,7 +110,6 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}
 		a.l3.m = m
 	}
-	go func() { _ = a.mirror.Run(ctx) }()
 	h := &health{st: st, reg: reg, bridges: a.flows.bridges(), rundir: cfg.OVSRunDir, last: a.last.Load}
 
 	if cfg.Socket != "" {
@@ -133,8 +136,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 // newAgent assembles the steps over the clients and prepares what a first reconcile
 // needs: the host's bridges, a new flow round, the local VLANs and port statuses of
-// the previous lanesd, and a store mirror (not yet running).
-func newAgent(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics, st *store.Store, db *ovsdb.Client, host *hostwire.Host, fw *hostwire.Firewall) (*agent, error) {
+// the previous lanesd; it reads the store through mirror (which may be running).
+func newAgent(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics, st *store.Store, mirror *store.Mirror, db *ovsdb.Client, host *hostwire.Host, fw *hostwire.Firewall) (*agent, error) {
 	addr, _ := cfg.TunnelAddr()
 	a := &agent{cfg: cfg, log: log, m: m, started: time.Now(), prog: newProgress(),
 		guard:   newRecordGuard(cfg.Host),
@@ -162,12 +165,10 @@ func newAgent(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics, st 
 	if err := a.nets.Recover(ctx, db); err != nil {
 		return nil, err
 	}
-	// The agent writes its ports' statuses and remembers them itself; keeping them out
-	// of the mirror means its own writes do not wake it up for another reconcile.
 	if err := a.reports.Load(ctx); err != nil {
 		return nil, err
 	}
-	a.mirror = st.NewMirror(store.MirrorOptions{KeepStatus: func(api.PortStatus) bool { return false }})
+	a.mirror = mirror
 	a.ovsChanges = db.Changes
 	if a.links, err = host.WatchPorts(ctx); err != nil {
 		return nil, err
@@ -180,6 +181,13 @@ func (a *agent) wait() {
 	for _, b := range a.flows.bridges() {
 		b.Wait()
 	}
+}
+
+// agentMirror is the store mirror an agent reads. The agent writes its ports' statuses
+// and remembers them itself; keeping them out of the mirror means its own writes do
+// not wake it up for another reconcile.
+func agentMirror(st *store.Store) *store.Mirror {
+	return st.NewMirror(store.MirrorOptions{KeepStatus: func(api.PortStatus) bool { return false }})
 }
 
 // openStore connects to etcd, starting the embedded server first when configured.
