@@ -52,7 +52,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	logrus.SetLevel(logrus.WarnLevel)
 	m := NewMetrics()
 	// A restart's time before its first reconcile, phase by phase (debug).
-	phase := time.Now()
+	start := time.Now()
+	phase := start
 	took := func(what string) {
 		log.Debug("startup", "phase", what, "took", time.Since(phase).Round(time.Millisecond))
 		phase = time.Now()
@@ -93,6 +94,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	a.started = start // status's start -> converged counts the connections too
 	took("agent")
 	addr, _ := cfg.TunnelAddr()
 	reg, err := registerHost(ctx, st, api.Host{Name: cfg.Host, TunnelIP: addr.String(), TunnelType: cfg.TunnelType,
