@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"maps"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 
@@ -64,6 +65,8 @@ type agent struct {
 	// whether the next pass's flows may go in before its firewall (reconcile).
 	firewallOK bool
 	ofports    map[string]int
+	// churn counts the owners changed since memory was last returned (loop).
+	churn int
 
 	started   time.Time
 	converged time.Time
@@ -89,6 +92,9 @@ func (a *agent) loop(ctx context.Context) error {
 	defer canary.Stop()
 	retry := time.NewTimer(0)
 	defer retry.Stop()
+	settled := time.NewTimer(time.Hour)
+	settled.Stop()
+	defer settled.Stop()
 	full := true
 	for {
 		a.drainLinks()
@@ -97,7 +103,11 @@ func (a *agent) loop(ctx context.Context) error {
 		if a.passHook != nil {
 			a.passHook()
 		}
+		churnBefore := a.churn
 		next, err := a.reconcile(ctx, full)
+		if a.churn >= returnMemoryAfter && a.churn != churnBefore {
+			settled.Reset(settledAfter) // from the last pass of the burst
+		}
 		a.prog.busy(false)
 		full = false
 		if err != nil && ctx.Err() == nil {
@@ -118,6 +128,9 @@ func (a *agent) loop(ctx context.Context) error {
 			case <-resync.C:
 				full = true
 				break wait
+			case <-settled.C:
+				a.churn = 0
+				go returnMemory()
 			case <-canary.C:
 				a.prog.busy(true)
 				a.flows.Check(ctx)
@@ -134,6 +147,25 @@ func (a *agent) loop(ctx context.Context) error {
 				break wait
 			}
 		}
+	}
+}
+
+// A burst of changes (a bulk load, a purge, a full pass over a big cluster) leaves
+// the heap as large as the burst needed, and Go returns the freed part to the system
+// only slowly; lanesd then sits at the peak's RSS. Once a burst of returnMemoryAfter
+// changed owners has settled (no pass for settledAfter), lanesd collects and returns
+// the free memory at once: one forced GC per burst, off the loop.
+const (
+	returnMemoryAfter = 1000
+	settledAfter      = time.Second
+)
+
+var returning atomic.Bool
+
+func returnMemory() {
+	if returning.CompareAndSwap(false, true) {
+		defer returning.Store(false)
+		debug.FreeOSMemory()
 	}
 }
 
@@ -296,6 +328,11 @@ func (a *agent) deriveView(full bool) *view.View {
 		}
 	}
 	a.view = v
+	if v.Changes.All {
+		a.churn += len(v.Remote) + len(v.Local)
+	} else {
+		a.churn += len(v.Changes.Remote)
+	}
 	return v
 }
 

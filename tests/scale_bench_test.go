@@ -40,8 +40,8 @@ import (
 // LANES_SCALE="100/1000,1000/10000" picks the sizes (hosts/ports). With
 // LANES_SCALE_PROFILE=<dir> it writes lanesd's CPU profiles of the single-port
 // events and of the restart, and heap profiles after the first and the last load.
-// LANES_SCALE_GOMEMLIMIT=<limit> runs lanesd with that GOMEMLIMIT (the Go runtime's
-// soft memory limit, an operator's knob), to weigh RSS against CPU.
+// LANES_SCALE_ENV="GOGC=50 GOMEMLIMIT=150MiB" adds to lanesd's environment (the Go
+// runtime's knobs, an operator's), to weigh RSS against CPU.
 func BenchmarkScale(b *testing.B) {
 	sizes := [][2]int{{100, 1000}, {1000, 10000}}
 	if env := os.Getenv("LANES_SCALE"); env != "" {
@@ -129,9 +129,7 @@ func runScale(b *testing.B, hosts, ports int) scaleResult {
 	l := newLab(b, 1, withEtcdCluster(1), func(c *lab.Config) {
 		c.EtcdCompaction = benchEtcdRetention
 		c.LanesdLogLevel = "debug" // the restart's passes, with their steps' times
-		if lim := os.Getenv("LANES_SCALE_GOMEMLIMIT"); lim != "" {
-			c.LanesdEnv = []string{"GOMEMLIMIT=" + lim}
-		}
+		c.LanesdEnv = strings.Fields(os.Getenv("LANES_SCALE_ENV"))
 	})
 	s := &scaleLab{b: b, l: l, h: l.Host("h1"), hosts: hosts, nextIP: map[string]int{}}
 	ctx, cancel := context.WithCancel(context.Background())
