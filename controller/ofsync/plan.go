@@ -63,21 +63,24 @@ func fromEntries(es []owned) Flows {
 	return Flows{chunked.FromSorted(keys, vals)}
 }
 
+// ownerFlows is one owner's flows as given (the Builder's own slice, shared, not
+// copied) and the round they go in with. The flows stamped with the round are made
+// when a diff or a replay needs them and not kept: at 10k remote ports a kept copy
+// of every owner's flows was a fifth of lanesd's heap, for flows that are sent once.
+// Only an owner with more flows than a pair-by-pair diff compares (the bridges'
+// skeleton) keeps its index.
 type ownerFlows struct {
-	given   []flows.Flow // as the caller gave them
-	stamped []flows.Flow // with the round; nil until needed
-	idx     map[string]Entry
-	round   uint16
+	given []flows.Flow
+	idx   map[string]Entry
+	round uint16
 }
 
 func (o *ownerFlows) flows() []flows.Flow {
-	if o.stamped == nil {
-		o.stamped = make([]flows.Flow, len(o.given))
-		for i, f := range o.given {
-			o.stamped[i] = f.WithRound(o.round)
-		}
+	stamped := make([]flows.Flow, len(o.given))
+	for i, f := range o.given {
+		stamped[i] = f.WithRound(o.round)
 	}
-	return o.stamped
+	return stamped
 }
 
 func (o *ownerFlows) index() map[string]Entry {
