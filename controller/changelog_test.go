@@ -16,7 +16,7 @@ import (
 // Every change between two reconciles is one info line naming the object by name and
 // ID; a reconcile that changes nothing logs nothing.
 func TestLogChanges(t *testing.T) {
-	st := func(ports map[string]api.Port, rules int) store.State {
+	st := func(ports map[string]*api.Port, rules int) store.State {
 		g := api.SecurityGroup{ID: "g1", Name: "web"}
 		for i := 0; i < rules; i++ {
 			g.Rules = append(g.Rules, api.Rule{ID: string(rune('a' + i)), Direction: api.Ingress, Ethertype: api.IPv4})
@@ -33,10 +33,10 @@ func TestLogChanges(t *testing.T) {
 	p1 := api.Port{ID: "p1", Name: "vm1", NetworkID: "n1", Host: "h1", MAC: "fa:16:3e:00:00:01", FixedIPs: []string{"10.0.0.1"}, SecurityGroups: []string{"g1"}}
 	p2 := api.Port{ID: "p2", Name: "vm2", NetworkID: "n1", Host: "h2", MAC: "fa:16:3e:00:00:02", FixedIPs: []string{"10.0.0.2"}}
 	empty := &diag.Snapshot{View: view.Compute("h1", st(nil, 1))}
-	one := &diag.Snapshot{View: view.Compute("h1", st(map[string]api.Port{"p1": p1, "p2": p2}, 1)),
+	one := &diag.Snapshot{View: view.Compute("h1", st(map[string]*api.Port{"p1": &p1, "p2": &p2}, 1)),
 		Ofports: map[string]int{"p1": 7}, VLANs: map[string]uint16{"n1": 1},
 		Tunnels: map[string]diag.Tunnel{"vxlan-ac1f0002": {Name: "vxlan-ac1f0002", Type: "vxlan", RemoteIP: "172.31.0.2", Ofport: 3}}}
-	changed := &diag.Snapshot{View: view.Compute("h1", st(map[string]api.Port{"p1": p1, "p2": p2}, 2)),
+	changed := &diag.Snapshot{View: view.Compute("h1", st(map[string]*api.Port{"p1": &p1, "p2": &p2}, 2)),
 		Ofports: one.Ofports, VLANs: one.VLANs, Tunnels: one.Tunnels}
 
 	var buf bytes.Buffer
@@ -95,7 +95,7 @@ func TestLogChanges(t *testing.T) {
 	// A new address of a wired port: the port and the group it is a member of.
 	readdressed := p1
 	readdressed.FixedIPs = []string{"10.0.0.5"}
-	moved := &diag.Snapshot{View: view.Compute("h1", st(map[string]api.Port{"p1": readdressed, "p2": p2}, 2)),
+	moved := &diag.Snapshot{View: view.Compute("h1", st(map[string]*api.Port{"p1": &readdressed, "p2": &p2}, 2)),
 		Ofports: one.Ofports, VLANs: one.VLANs, Tunnels: one.Tunnels}
 	logChanges(log, changed, moved)
 	got = lines()
@@ -105,7 +105,7 @@ func TestLogChanges(t *testing.T) {
 	}
 	ungrouped := readdressed
 	ungrouped.SecurityGroups = nil
-	bare := &diag.Snapshot{View: view.Compute("h1", st(map[string]api.Port{"p1": ungrouped, "p2": p2}, 2)),
+	bare := &diag.Snapshot{View: view.Compute("h1", st(map[string]*api.Port{"p1": &ungrouped, "p2": &p2}, 2)),
 		Ofports: one.Ofports, VLANs: one.VLANs, Tunnels: one.Tunnels}
 	logChanges(log, moved, bare)
 	got = lines()

@@ -24,7 +24,7 @@ import (
 // scaleState is the benchmark's cluster: host h1 with one port on each of 10
 // networks, 1000 peers and 10 000 remote ports on those networks.
 func scaleState(hosts, ports int) (store.State, flowInput) {
-	st := store.State{Revision: 1, Networks: map[string]api.Network{}, Ports: map[string]api.Port{}, Groups: map[string]api.SecurityGroup{},
+	st := store.State{Revision: 1, Networks: map[string]api.Network{}, Ports: map[string]*api.Port{}, Groups: map[string]api.SecurityGroup{},
 		Hosts: map[string]api.Host{}, Statuses: map[string]api.PortStatus{}, Routers: map[string]api.Router{}, FloatingIPs: map[string]api.FloatingIP{}}
 	in := flowInput{PatchInt: 1, VLANs: map[string]uint16{}, OVS: ovsResult{Ofports: map[string]int{}, Tunnels: map[view.TunnelKey]ovsdb.TunnelPort{}}}
 	st.Hosts["h1"] = api.Host{Name: "h1", TunnelIP: "172.29.0.1", TunnelType: "vxlan"}
@@ -35,7 +35,7 @@ func scaleState(hosts, ports int) (store.State, flowInput) {
 		nets = append(nets, n.ID)
 		in.VLANs[n.ID] = uint16(1 + i)
 		p := api.Port{ID: fmt.Sprintf("local-%02d", i), NetworkID: n.ID, Host: "h1", MAC: fmt.Sprintf("fa:16:3e:01:00:%02x", i), FixedIPs: []string{fmt.Sprintf("10.%d.0.2", i)}}
-		st.Ports[p.ID] = p
+		st.Ports[p.ID] = &p
 		in.OVS.Ofports[p.ID] = 10 + i
 	}
 	for h := range hosts {
@@ -44,7 +44,7 @@ func scaleState(hosts, ports int) (store.State, flowInput) {
 		in.OVS.Tunnels[view.TunnelKey{IP: ip, Type: "vxlan"}] = ovsdb.TunnelPort{Ofport: 0x4000 + h}
 	}
 	for i := range ports {
-		st.Ports[scalePortID(i)] = scalePort(i, hosts, nets)
+		st.Ports[scalePortID(i)] = new(scalePort(i, hosts, nets))
 	}
 	return st, in
 }
@@ -73,7 +73,7 @@ func BenchmarkPortEvent(b *testing.B) {
 	without := view.Compute("h1", st)
 	p := scalePort(10000, 1000, nets)
 	st.Ports = maps.Clone(st.Ports)
-	st.Ports[p.ID] = p
+	st.Ports[p.ID] = &p
 	with := view.Compute("h1", st)
 	o := ovsproc.ForTest(b)
 	for _, br := range []string{"br-int", "br-tun"} {

@@ -80,23 +80,23 @@ func (c *randomCluster) change() string {
 	case 0, 1:
 		p := scalePort(c.next, 20+r.IntN(3), c.nets) // sometimes on a host not registered
 		c.next++
-		st.Ports[p.ID], what = p, "add remote port"
+		st.Ports[p.ID], what = &p, "add remote port"
 	case 2:
 		delete(st.Ports, scalePortID(r.IntN(c.next)))
 		what = "delete port"
 	case 3:
 		id := scalePortID(r.IntN(c.next))
-		if p, ok := st.Ports[id]; ok {
+		if p, ok := portCopy(st.Ports[id]); ok {
 			p.Host = fmt.Sprint("sim", r.IntN(22))
-			st.Ports[id], what = p, "move port"
+			st.Ports[id], what = &p, "move port"
 		}
 	case 4:
 		id := scalePortID(r.IntN(c.next))
-		if p, ok := st.Ports[id]; ok {
+		if p, ok := portCopy(st.Ports[id]); ok {
 			q := scalePort(c.next, 20, c.nets)
 			c.next++
 			p.MAC, p.FixedIPs = q.MAC, q.FixedIPs
-			st.Ports[id], what = p, "readdress port"
+			st.Ports[id], what = &p, "readdress port"
 		}
 	case 5:
 		name := fmt.Sprint("sim", 20+r.IntN(2))
@@ -143,13 +143,13 @@ func (c *randomCluster) awkward() string {
 	switch r.IntN(5) {
 	case 0:
 		id := fmt.Sprintf("local-%02d", r.IntN(10))
-		if p, ok := st.Ports[id]; ok && p.Host == "h1" {
+		if p, ok := portCopy(st.Ports[id]); ok && p.Host == "h1" {
 			p.Host = "sim0"
-			st.Ports[id] = p
+			st.Ports[id] = &p
 			return "local port " + id + " left: its network with it"
 		} else if ok {
 			p.Host = "h1"
-			st.Ports[id] = p
+			st.Ports[id] = &p
 			return "local port " + id + " back"
 		}
 	case 1:
@@ -162,23 +162,23 @@ func (c *randomCluster) awkward() string {
 		return "last remote ports of " + n + " deleted"
 	case 2:
 		id := scalePortID(r.IntN(c.next))
-		if p, ok := st.Ports[id]; ok {
+		if p, ok := portCopy(st.Ports[id]); ok {
 			if p.MAC == "not a mac" {
 				p.MAC = scalePort(c.next, 20, c.nets).MAC
 				c.next++
-				st.Ports[id] = p
+				st.Ports[id] = &p
 				return "port " + id + " valid again"
 			}
 			p.MAC = "not a mac"
-			st.Ports[id] = p
+			st.Ports[id] = &p
 			return "port " + id + " invalid"
 		}
 	case 3:
 		id := scalePortID(r.IntN(c.next))
-		if p, ok := st.Ports[id]; ok {
+		if p, ok := portCopy(st.Ports[id]); ok {
 			p.ID = fmt.Sprint("twin-", c.next) // same MAC, network and host: same flows
 			c.next++
-			st.Ports[p.ID] = p
+			st.Ports[p.ID] = &p
 			return "twin of " + id
 		}
 	default:
@@ -192,6 +192,15 @@ func (c *randomCluster) awkward() string {
 		return "host " + name + " readdressed"
 	}
 	return "nothing"
+}
+
+// portCopy is a copy of p to change, and whether there is a p: a port in a State
+// is never changed in place (views computed earlier still read it).
+func portCopy(p *api.Port) (api.Port, bool) {
+	if p == nil {
+		return api.Port{}, false
+	}
+	return *p, true
 }
 
 // removeTwins deletes the ports that claim another's flows, as an operator would.

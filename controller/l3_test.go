@@ -18,7 +18,7 @@ func l3State() store.State {
 				Provider: &api.Provider{Type: api.ProviderFlat, Physnet: "physnet1"}},
 			"blue": {ID: "blue", Name: "blue", VNI: 7, CIDR: "10.1.0.0/24", MTU: 1450},
 		},
-		Ports: map[string]api.Port{
+		Ports: map[string]*api.Port{
 			"qr1-port-id-0000": {ID: "qr1-port-id-0000", Name: "qr", NetworkID: "blue", Host: "net1", MAC: "fa:16:3e:00:00:01",
 				FixedIPs: []string{"10.1.0.1"}, DeviceOwner: api.DeviceOwnerRouterInterface, DeviceID: "r1"},
 			"vm-port-id-00000": {ID: "vm-port-id-00000", Name: "vm", NetworkID: "blue", Host: "cmp1", MAC: "fa:16:3e:00:00:02", FixedIPs: []string{"10.1.0.5"}},
@@ -82,9 +82,9 @@ func TestL3Desired(t *testing.T) {
 		t.Fatal("serving a router while the store says this host is down")
 	}
 	// The mirror moves the router's port to the host that serves it now.
-	p := st.Ports["qr1-port-id-0000"]
+	p := *st.Ports["qr1-port-id-0000"]
 	p.Host = "net2"
-	st.Ports[p.ID] = p
+	st.Ports[p.ID] = &p
 	other, _ := newL3Step(slog.Default(), nil, "net2", "", "netdev", nil)
 	if want, _ := other.desired(view.Compute("net2", st), vlans); len(want["r1"].spec.Interfaces) != 1 {
 		t.Fatalf("net2 after net1 went down: %+v, want r1 with its interface", want)

@@ -29,7 +29,7 @@ func (g *refGuard) apply(st store.State) store.State {
 		switch p.Kind {
 		case store.KindPorts:
 			if v, ok := g.ports[p.ID]; ok && !has(st.Ports, p.ID) {
-				st.Ports[p.ID] = v
+				st.Ports[p.ID] = &v
 			}
 		case store.KindNetworks:
 			if v, ok := g.networks[p.ID]; ok && !has(st.Networks, p.ID) {
@@ -49,7 +49,7 @@ func (g *refGuard) apply(st store.State) store.State {
 	}
 	for id, p := range st.Ports {
 		if _, ok := g.networks[p.NetworkID]; ok {
-			g.ports[id] = p
+			g.ports[id] = *p
 			for _, gid := range p.SecurityGroups {
 				if sg, ok := st.Groups[gid]; ok {
 					g.groups[gid] = sg
@@ -90,7 +90,7 @@ func (w *guardWorld) step() store.Delta {
 			delete(st.Ports, id)
 			probs[store.KindPorts+"/"+id] = store.Problem{Kind: store.KindPorts, ID: id, Class: store.ProblemInvalid, Err: "bad"}
 		} else {
-			st.Ports[id] = p
+			st.Ports[id] = &p
 			delete(probs, store.KindPorts+"/"+id)
 		}
 		d.Ports[id] = true
@@ -135,7 +135,7 @@ func (w *guardWorld) step() store.Delta {
 // port whose guarded record changed.
 func TestRecordGuardEqualsReference(t *testing.T) {
 	for seed := range uint64(20) {
-		w := &guardWorld{r: rand.New(rand.NewPCG(seed, 1)), st: store.State{Ports: map[string]api.Port{}, Networks: map[string]api.Network{}, Groups: map[string]api.SecurityGroup{}}}
+		w := &guardWorld{r: rand.New(rand.NewPCG(seed, 1)), st: store.State{Ports: map[string]*api.Port{}, Networks: map[string]api.Network{}, Groups: map[string]api.SecurityGroup{}}}
 		for i := range 12 {
 			w.ports = append(w.ports, fmt.Sprintf("p%02d", i))
 		}

@@ -27,7 +27,7 @@ func TestResolveVerdicts(t *testing.T) {
 			"echo":  {ID: "echo", Name: "echo", Rules: []api.Rule{{ID: "r8", Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "icmp", ICMPType: intp(8)}}},
 			"ssh":   {ID: "ssh", Name: "ssh", Rules: []api.Rule{{ID: "s", Direction: api.Ingress, Ethertype: api.IPv4, Protocol: "tcp", PortMin: 22, PortMax: 22}}},
 		},
-		Ports: map[string]api.Port{
+		Ports: map[string]*api.Port{
 			"p1": {ID: "p1", Name: "vm1", NetworkID: "n", Host: "h1", MAC: "fa:16:3e:00:00:01", FixedIPs: []string{"10.0.0.1"}, SecurityGroups: []string{"out"}},
 			"p2": {ID: "p2", Name: "vm2", NetworkID: "n", Host: "h2", MAC: "fa:16:3e:00:00:02", FixedIPs: []string{"10.0.0.2"}, SecurityGroups: []string{"reply"}},
 			"p3": {ID: "p3", Name: "vm3", NetworkID: "n", Host: "h2", MAC: "fa:16:3e:00:00:03", FixedIPs: []string{"10.0.0.3"}, SecurityGroups: []string{"echo", "ssh"}},
@@ -84,7 +84,7 @@ func TestResolveIPv6(t *testing.T) {
 			"out":  {ID: "out", Name: "out", Rules: []api.Rule{{ID: "e6", Direction: api.Egress, Ethertype: api.IPv6}}},
 			"ping": {ID: "ping", Name: "ping", Rules: []api.Rule{{ID: "p6", Direction: api.Ingress, Ethertype: api.IPv6, Protocol: "icmpv6"}}},
 		},
-		Ports: map[string]api.Port{
+		Ports: map[string]*api.Port{
 			"p1": {ID: "p1", Name: "vm1", NetworkID: "n", Host: "h1", MAC: "fa:16:3e:00:00:01", FixedIPs: []string{"10.0.0.1", "fd00:1::f816:3eff:fe00:1"}, SecurityGroups: []string{"out"}},
 			"p2": {ID: "p2", Name: "vm2", NetworkID: "n", Host: "h2", MAC: "fa:16:3e:00:00:02", FixedIPs: []string{"10.0.0.2", "fd00:1::f816:3eff:fe00:2"}, SecurityGroups: []string{"ping"}},
 			"p4": {ID: "p4", Name: "vm4", NetworkID: "o", Host: "h1", MAC: "fa:16:3e:00:00:04", FixedIPs: []string{"10.1.0.4"}},

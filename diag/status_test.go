@@ -24,7 +24,7 @@ func TestStatusWarnings(t *testing.T) {
 			"h2": {Name: "h2", TunnelIP: "172.31.0.2", TunnelType: api.TunnelVXLAN, Alive: true},
 			"h3": {Name: "h3", TunnelIP: "172.31.0.3", TunnelType: api.TunnelGRE, Alive: true},
 		},
-		Ports: map[string]api.Port{
+		Ports: map[string]*api.Port{
 			"p1": {ID: "p1", Name: "vm1", NetworkID: "n", Host: "h1", MAC: "fa:16:3e:00:00:01", FixedIPs: []string{"10.0.0.1"}},
 			"p2": {ID: "p2", Name: "vm2", NetworkID: "n", Host: "h2", MAC: "fa:16:3e:00:00:02", FixedIPs: []string{"10.0.0.2"}},
 			"p3": {ID: "p3", Name: "vm3", NetworkID: "n", Host: "h3", MAC: "fa:16:3e:00:00:03", FixedIPs: []string{"10.0.0.3"}},

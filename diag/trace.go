@@ -114,7 +114,7 @@ func resolve(snap *Snapshot, req api.TraceRequest) (traceCase, error) {
 			continue
 		}
 		if p.NetworkID == src.NetworkID {
-			c.dstPort = &p
+			c.dstPort = p
 			continue
 		}
 		n := v.State.Networks[p.NetworkID]

@@ -19,7 +19,7 @@ func TestStatusWarnsCrossFamilyPeer(t *testing.T) {
 			"h1": {Name: "h1", TunnelIP: "fd00:31::1", TunnelType: api.TunnelVXLAN, Alive: true},
 			"h2": {Name: "h2", TunnelIP: "172.31.0.2", TunnelType: api.TunnelVXLAN, Alive: true},
 		},
-		Ports: map[string]api.Port{
+		Ports: map[string]*api.Port{
 			"p1": {ID: "p1", Name: "vm1", NetworkID: "n", Host: "h1", MAC: "fa:16:3e:00:00:01", FixedIPs: []string{"10.0.0.1"}},
 			"p2": {ID: "p2", Name: "vm2", NetworkID: "n", Host: "h2", MAC: "fa:16:3e:00:00:02", FixedIPs: []string{"10.0.0.2"}},
 		},

@@ -107,8 +107,9 @@ func (rs *records) buildL3(st *State) []Problem {
 }
 
 // routerPortHost returns p, a port of st, on its router's current host: the host the
-// store names may be down.
-func (st *State) routerPortHost(p api.Port) api.Port {
+// store names may be down. p itself is never changed: when the host differs the
+// result is a new port.
+func (st *State) routerPortHost(p *api.Port) *api.Port {
 	if !p.IsRouterInterface() {
 		return p
 	}
@@ -117,8 +118,9 @@ func (st *State) routerPortHost(p api.Port) api.Port {
 		return p
 	}
 	if h := api.RouterHost(&rt, st.Hosts); h != "" && h != p.Host {
-		p = clonePort(p)
-		p.Host = h
+		c := clonePort(*p)
+		c.Host = h
+		return &c
 	}
 	return p
 }

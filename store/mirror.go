@@ -28,8 +28,15 @@ type State struct {
 	// change that leaves the State as it was (a port put again as it was) makes no new
 	// generation.
 	Gen      uint64
-	Networks map[string]api.Network       // by ID
-	Ports    map[string]api.Port          // by ID
+	Networks map[string]api.Network // by ID
+	// Ports (by ID) holds pointers so that a State patched for one port shares every
+	// other port with the State before it instead of copying them all: a port is too
+	// big for a map to keep inline. A *api.Port in a State is never changed once the
+	// State is handed out, since readers on other goroutines (the local API, trace)
+	// still hold older States that point at it; whoever wants a changed port copies it
+	// (clonePort) and stores the new pointer. Clone (and so Snapshot) copies the ports
+	// themselves.
+	Ports    map[string]*api.Port
 	Groups   map[string]api.SecurityGroup // by ID
 	Hosts    map[string]api.Host          // by name; Alive while the host's lease is held
 	Statuses map[string]api.PortStatus    // by port ID
@@ -47,7 +54,7 @@ type State struct {
 func newState() State {
 	return State{
 		Networks: map[string]api.Network{},
-		Ports:    map[string]api.Port{},
+		Ports:    map[string]*api.Port{},
 		Groups:   map[string]api.SecurityGroup{},
 		Hosts:    map[string]api.Host{},
 		Statuses: map[string]api.PortStatus{},
@@ -64,7 +71,7 @@ func (st State) Clone() State {
 		Revision: st.Revision,
 		Gen:      st.Gen,
 		Networks: maps.Clone(st.Networks),
-		Ports:    make(map[string]api.Port, len(st.Ports)),
+		Ports:    make(map[string]*api.Port, len(st.Ports)),
 		Groups:   make(map[string]api.SecurityGroup, len(st.Groups)),
 		Hosts:    maps.Clone(st.Hosts),
 		Statuses: maps.Clone(st.Statuses),
@@ -82,7 +89,8 @@ func (st State) Clone() State {
 		c.Routers[k] = r
 	}
 	for k, p := range st.Ports {
-		c.Ports[k] = clonePort(p)
+		cp := clonePort(*p)
+		c.Ports[k] = &cp
 	}
 	for k, g := range st.Groups {
 		c.Groups[k] = cloneGroup(g)

@@ -104,7 +104,7 @@ func (ix *portIndex) patch(rs *records, prev State, rev int64, dirty, dirtyStatu
 	out := patched{st: prev, ports: map[string]bool{}}
 	out.st.Revision = rev
 	q := &ageQueue{rs: rs, queued: map[string]bool{}}
-	held := func(p api.Port) []claim { return portClaims(nil, &p, prev.Networks[p.NetworkID].VNI) }
+	held := func(p *api.Port) []claim { return portClaims(nil, p, prev.Networks[p.NetworkID].VNI) }
 
 	for id := range dirty {
 		if p, ok := prev.Ports[id]; ok {
@@ -119,12 +119,14 @@ func (ix *portIndex) patch(rs *records, prev State, rev int64, dirty, dirtyStatu
 		q.push(id)
 	}
 
-	var ports map[string]api.Port // a copy of prev.Ports from the first change on
+	// ports is a copy of prev.Ports from the first change on; it shares the ports
+	// themselves, which nobody changes (see State.Ports).
+	var ports map[string]*api.Port
 	verdict := func(id string, v portVerdict) bool {
 		old, had := prev.Ports[id]
-		var now api.Port
+		var now *api.Port
 		if v.kept {
-			now = prev.routerPortHost(v.port)
+			now = prev.routerPortHost(&v.port)
 		}
 		portDiff := had != v.kept || had && !reflect.DeepEqual(old, now)
 		oldProbs := ix.probs[id]

@@ -231,7 +231,9 @@ func notPortsOrStatuses(st State) State {
 // After every step of random changes, the mirror's State (patched where it can be)
 // equals a build from scratch, no State handed out earlier changed, and a Delta that
 // is not All names exactly the ports that differ; a Delta across several builds names
-// all of theirs.
+// all of theirs. No port a State pointed at when it was handed out changed since, in
+// whatever later State still points at it, and a patched State shares the ports it
+// did not change with the one before (that sharing is what makes a patch cheap).
 func TestPatchEqualsBuild(t *testing.T) {
 	t.Parallel()
 	for seed := range uint64(4) {
@@ -248,6 +250,8 @@ func TestPatchEqualsBuild(t *testing.T) {
 			}
 			var history []past
 			var patchedSteps, portSteps int
+			// handed are deep copies of every port a State pointed at when handed out.
+			handed := map[*api.Port]api.Port{}
 			for step := range 2500 {
 				portsOnly := true
 				switch r := w.pick(100); {
@@ -283,6 +287,20 @@ func TestPatchEqualsBuild(t *testing.T) {
 				for i, h := range history {
 					if !reflect.DeepEqual(h.st, h.copy) {
 						t.Fatalf("step %d: the State of %d steps ago changed after it was handed out", step, len(history)-i)
+					}
+				}
+				for id, p := range st.Ports {
+					if was, ok := handed[p]; !ok {
+						handed[p] = clonePort(*p)
+					} else if !reflect.DeepEqual(*p, was) {
+						t.Fatalf("step %d: port %s changed in place after a State held it:\n was %+v\n now %+v", step, id, was, *p)
+					}
+				}
+				if !d.All {
+					for id, p := range prev.Ports {
+						if q, ok := st.Ports[id]; ok && !d.Ports[id] && q != p {
+							t.Fatalf("step %d: port %s is not in the delta but was copied, not shared", step, id)
+						}
 					}
 				}
 				if st.Gen == prev.Gen && !d.Empty() {

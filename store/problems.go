@@ -370,7 +370,7 @@ func (rs *records) buildIndexed(rev int64) (State, *portIndex) {
 	st := State{
 		Revision: rev,
 		Networks: make(map[string]api.Network, len(rs.networks)),
-		Ports:    make(map[string]api.Port, len(rs.ports)),
+		Ports:    make(map[string]*api.Port, len(rs.ports)),
 		Groups:   make(map[string]api.SecurityGroup, len(rs.groups)),
 		Hosts:    make(map[string]api.Host, len(rs.hosts)),
 		Statuses: make(map[string]api.PortStatus, len(rs.statuses)),
@@ -481,7 +481,8 @@ func (rs *records) buildIndexed(rev int64) (State, *portIndex) {
 			for _, c := range v.want {
 				taken[c] = id
 			}
-			st.Ports[id] = v.port
+			p := v.port
+			st.Ports[id] = &p
 		case v.want != nil:
 			ix.addLost(id, slices.Clone(v.want))
 		}

@@ -135,7 +135,7 @@ func TestMirrorLeavesPoisonOut(t *testing.T) {
 			check: func(t *testing.T, st State) {
 				want := withUnknownGroup
 				want.SecurityGroups = []string{web.ID}
-				if got := st.Ports[want.ID]; !reflect.DeepEqual(got, want) {
+				if got, ok := st.Ports[want.ID]; !ok || !reflect.DeepEqual(*got, want) {
 					t.Errorf("port kept as %+v, want %+v", got, want)
 				}
 				delete(st.Ports, want.ID)

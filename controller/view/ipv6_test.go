@@ -23,7 +23,7 @@ func TestComputeIPv6(t *testing.T) {
 			"h2": {Name: "h2", TunnelIP: "172.31.0.2", Alive: true},
 		},
 		Groups: map[string]api.SecurityGroup{"g": {ID: "g", Name: "g"}},
-		Ports: map[string]api.Port{
+		Ports: map[string]*api.Port{
 			"p1": {ID: "p1", NetworkID: "nd", Host: "h1", MAC: "fa:16:3e:00:00:01", FixedIPs: []string{"10.0.0.2", "fd00:1::f816:3eff:fe00:1"},
 				SecurityGroups: []string{"g"}, AllowedAddressPairs: []api.AddressPair{{IP: "fd00:1::/80"}, {IP: "fd00:1::99", MAC: "fa:16:3e:00:00:99"}}},
 			"p2": {ID: "p2", NetworkID: "nd", Host: "h2", MAC: "fa:16:3e:00:00:02", FixedIPs: []string{"10.0.0.3", "fd00:1::f816:3eff:fe00:2"},

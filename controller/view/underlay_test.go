@@ -57,9 +57,9 @@ func TestComputeIPv6Underlay(t *testing.T) {
 	h2 := st.Hosts["h2"]
 	h2.TunnelType = "geneve"
 	st.Hosts["h2"] = h2
-	p2 := st.Ports["p2"]
+	p2 := *st.Ports["p2"]
 	p2.NetworkID = "nb"
-	st.Ports["p2"] = p2
+	st.Ports["p2"] = &p2
 	v = Compute("h1", st)
 	p3, _ = v.LocalPort("p3")
 	if why := v.MismatchOf(p3); !strings.Contains(why, "which host h2 does not accept") || !strings.Contains(why, "and host h5 (IPv4)") {

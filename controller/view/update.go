@@ -54,10 +54,10 @@ func Update(prev *View, self string, st store.State, d store.Delta) *View {
 		}
 		var was, is placement
 		if had {
-			was = v.place(&old)
+			was = v.place(old)
 		}
 		if has {
-			is = v.place(&now)
+			is = v.place(now)
 		}
 		if was.kind != is.kind || was.net != is.net || was.host.Name != is.host.Name {
 			e.count(was, -1)
@@ -65,10 +65,10 @@ func Update(prev *View, self string, st store.State, d store.Delta) *View {
 		}
 		if had != has || old.NetworkID != now.NetworkID || !slices.Equal(old.SecurityGroups, now.SecurityGroups) || !slices.Equal(old.FixedIPs, now.FixedIPs) {
 			if had {
-				e.members(&old, -1)
+				e.members(old, -1)
 			}
 			if has {
-				e.members(&now, +1)
+				e.members(now, +1)
 			}
 		}
 		before := findRemote(prev.Remote, id)
@@ -103,7 +103,7 @@ func Update(prev *View, self string, st store.State, d store.Delta) *View {
 
 // needsCompute reports whether port id of ports is one only a full compute places:
 // this host's, or one of a host whose tunnel IP is not its own alone.
-func (v *View) needsCompute(ports map[string]api.Port, id string) bool {
+func (v *View) needsCompute(ports map[string]*api.Port, id string) bool {
 	p, ok := ports[id]
 	return ok && (p.Host == v.Host || v.hosts.known[p.Host].shared)
 }

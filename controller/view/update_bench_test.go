@@ -14,7 +14,7 @@ import (
 // scale is h1 with a port on each of 10 networks, 1000 peers and 10 000 remote
 // ports on those networks, every port in one group (as lanesctl creates them).
 func scale() store.State {
-	st := store.State{Revision: 1, Gen: 1, Networks: map[string]api.Network{}, Ports: map[string]api.Port{},
+	st := store.State{Revision: 1, Gen: 1, Networks: map[string]api.Network{}, Ports: map[string]*api.Port{},
 		Groups: map[string]api.SecurityGroup{"default": {ID: "default", Name: "default"}}, Hosts: map[string]api.Host{}}
 	st.Hosts["h1"] = api.Host{Name: "h1", TunnelIP: "172.29.0.1", TunnelType: "vxlan"}
 	for i := range 10 {
@@ -22,14 +22,14 @@ func scale() store.State {
 		st.Networks[n.ID] = n
 		p := api.Port{ID: fmt.Sprintf("local-%02d", i), NetworkID: n.ID, Host: "h1", MAC: fmt.Sprintf("fa:16:3e:01:00:%02x", i),
 			FixedIPs: []string{fmt.Sprintf("10.%d.0.2", i)}, SecurityGroups: []string{"default"}}
-		st.Ports[p.ID] = p
+		st.Ports[p.ID] = &p
 	}
 	for h := range 1000 {
 		st.Hosts[fmt.Sprint("sim", h)] = api.Host{Name: fmt.Sprint("sim", h), TunnelIP: fmt.Sprintf("172.30.%d.%d", 1+h/250, 1+h%250), TunnelType: "vxlan"}
 	}
 	for i := range 10000 {
 		p := scalePort(i)
-		st.Ports[p.ID] = p
+		st.Ports[p.ID] = &p
 	}
 	return st
 }
@@ -50,7 +50,7 @@ func BenchmarkRemotePortEvent(b *testing.B) {
 	with := without
 	with.Ports = maps.Clone(without.Ports)
 	p := scalePort(10000)
-	with.Ports[p.ID] = p
+	with.Ports[p.ID] = &p
 	states := [2]store.State{with, without}
 	d := store.Delta{Ports: map[string]bool{p.ID: true}}
 	const computes = 8

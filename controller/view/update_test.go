@@ -37,11 +37,11 @@ func cluster() store.State {
 			"h7": {Name: "h7", TunnelIP: "172.31.0.7", Alive: true},
 		},
 		Groups: map[string]api.SecurityGroup{"g1": {ID: "g1", Name: "g1"}, "g2": {ID: "g2", Name: "g2"}, "g3": {ID: "g3", Name: "g3"}},
-		Ports:  map[string]api.Port{},
+		Ports:  map[string]*api.Port{},
 	}
 	for i, n := range []string{"na", "nb", "nc"} {
 		p := api.Port{ID: fmt.Sprintf("l%d", i), NetworkID: n, Host: "h0", MAC: fmt.Sprintf("fa:16:3e:00:01:%02x", i), FixedIPs: []string{fmt.Sprintf("10.0.%d.1", i)}, SecurityGroups: []string{"g1"}}
-		st.Ports[p.ID] = p
+		st.Ports[p.ID] = &p
 	}
 	return st
 }
@@ -128,12 +128,13 @@ func next(r *rand.Rand, st store.State) (store.State, store.Delta) {
 		case ok && r.IntN(3) == 0:
 			delete(nx.Ports, id)
 		case ok && r.IntN(2) == 0:
-			old.Host = randHosts[r.IntN(len(randHosts))] // a move, nothing else
-			nx.Ports[id] = old
+			moved := *old
+			moved.Host = randHosts[r.IntN(len(randHosts))] // a move, nothing else
+			nx.Ports[id] = &moved
 		case r.IntN(20) == 0:
 			// named in the Delta, but unchanged
 		default:
-			nx.Ports[id] = randPort(r, id)
+			nx.Ports[id] = new(randPort(r, id))
 		}
 	}
 	if r.IntN(30) == 0 {
@@ -141,7 +142,7 @@ func next(r *rand.Rand, st store.State) (store.State, store.Delta) {
 		if _, ok := nx.Ports["l1"]; ok {
 			delete(nx.Ports, "l1")
 		} else {
-			nx.Ports["l1"] = api.Port{ID: "l1", NetworkID: "nb", Host: "h0", MAC: "fa:16:3e:00:01:01", FixedIPs: []string{"10.0.1.1"}}
+			nx.Ports["l1"] = &api.Port{ID: "l1", NetworkID: "nb", Host: "h0", MAC: "fa:16:3e:00:01:01", FixedIPs: []string{"10.0.1.1"}}
 		}
 		d.Ports["l1"] = true
 	}
@@ -206,7 +207,7 @@ func TestUpdateEqualsCompute(t *testing.T) {
 			st := cluster()
 			for i := range 30 {
 				id := fmt.Sprintf("p%02d", i)
-				st.Ports[id] = randPort(r, id)
+				st.Ports[id] = new(randPort(r, id))
 			}
 			v := Compute("h0", st)
 			before := Compute("h0", st)
@@ -278,7 +279,7 @@ func TestUpdateEmpty(t *testing.T) {
 func TestUpdateScenarios(t *testing.T) {
 	st := state() // h1's view: p2 on h2 and p7 on h5 are its remote ports
 	v := Compute("h1", st)
-	step := func(what string, change func(ports map[string]api.Port), ids ...string) *View {
+	step := func(what string, change func(ports map[string]*api.Port), ids ...string) *View {
 		t.Helper()
 		nx := st
 		nx.Gen++
@@ -295,29 +296,29 @@ func TestUpdateScenarios(t *testing.T) {
 		st, v = nx, u
 		return u
 	}
-	u := step("h2's last port leaves", func(ps map[string]api.Port) { delete(ps, "p2") }, "p2")
+	u := step("h2's last port leaves", func(ps map[string]*api.Port) { delete(ps, "p2") }, "p2")
 	if _, ok := u.Peers["172.31.0.2"]; ok || len(u.Tunnels) != 1 || !slices.Equal(keys(u.Changes.Remote), []string{"p2"}) || u.Changes.All {
 		t.Errorf("peers %v tunnels %v changes %+v", u.Peers, u.Tunnels, u.Changes)
 	}
-	bad := st.Ports["p7"]
+	bad := *st.Ports["p7"]
 	bad.MAC = "fa:16:3e"
-	u = step("p7's MAC stops parsing", func(ps map[string]api.Port) { ps["p7"] = bad }, "p7")
+	u = step("p7's MAC stops parsing", func(ps map[string]*api.Port) { ps["p7"] = &bad }, "p7")
 	if len(u.Remote) != 0 || len(u.Peers) != 0 || !u.Changes.Remote["p7"] || len(u.Problems) != 0 {
 		t.Errorf("remote %v peers %v changes %+v problems %v", u.Remote, u.Peers, u.Changes, u.Problems)
 	}
 	good := bad
 	good.MAC = "fa:16:3e:00:00:77"
-	u = step("p7's MAC parses again", func(ps map[string]api.Port) { ps["p7"] = good }, "p7")
+	u = step("p7's MAC parses again", func(ps map[string]*api.Port) { ps["p7"] = &good }, "p7")
 	if rp, ok := u.RemoteByID("p7"); !ok || rp.HW.String() != good.MAC || u.Peers["172.31.0.5"].Name != "h5" {
 		t.Errorf("p7 %v peers %v", rp, u.Peers)
 	}
 	grouped := good
 	grouped.SecurityGroups = []string{"g"}
-	u = step("p7 joins g", func(ps map[string]api.Port) { ps["p7"] = grouped }, "p7")
+	u = step("p7 joins g", func(ps map[string]*api.Port) { ps["p7"] = &grouped }, "p7")
 	if !u.Changes.Members["g"] || !slices.Contains(u.Members["g"]["nb"], netip.MustParseAddr("10.0.0.7")) {
 		t.Errorf("members %v changes %+v", u.Members, u.Changes)
 	}
-	u = step("a port of this host", func(ps map[string]api.Port) { delete(ps, "p3") }, "p3")
+	u = step("a port of this host", func(ps map[string]*api.Port) { delete(ps, "p3") }, "p3")
 	if !u.Changes.All || len(u.Networks) != 1 {
 		t.Errorf("networks %v changes %+v", u.Networks, u.Changes)
 	}
@@ -351,7 +352,7 @@ func TestUpdateConcurrentReaders(t *testing.T) {
 	st := cluster()
 	for i := range 30 {
 		id := fmt.Sprintf("p%02d", i)
-		st.Ports[id] = randPort(r, id)
+		st.Ports[id] = new(randPort(r, id))
 	}
 	v := Compute("h0", st)
 	for range 200 {

@@ -24,7 +24,7 @@ func state() store.State {
 			"h5": {Name: "h5", TunnelIP: "172.31.0.5"}, // agent down
 		},
 		Groups: map[string]api.SecurityGroup{"g": {ID: "g", Name: "g"}},
-		Ports:  map[string]api.Port{},
+		Ports:  map[string]*api.Port{},
 	}
 	for _, p := range []api.Port{
 		{ID: "p1", NetworkID: "na", Host: "h1", MAC: "fa:16:3e:00:00:01", FixedIPs: []string{"10.0.0.1"}, SecurityGroups: []string{"g"}},
@@ -36,7 +36,7 @@ func state() store.State {
 		{ID: "p7", NetworkID: "nb", Host: "h5", MAC: "fa:16:3e:00:00:07", FixedIPs: []string{"10.0.0.7"}},   // host down
 		{ID: "p6", NetworkID: "gone", Host: "h1", MAC: "fa:16:3e:00:00:06", FixedIPs: []string{"10.9.0.6"}}, // unknown network
 	} {
-		st.Ports[p.ID] = p
+		st.Ports[p.ID] = &p
 	}
 	return st
 }
@@ -95,9 +95,9 @@ func TestCompute(t *testing.T) {
 	}
 	// A port moving from h2 to h3 moves the tunnel.
 	st = state()
-	p := st.Ports["p2"]
+	p := *st.Ports["p2"]
 	p.Host = "h3"
-	st.Ports["p2"] = p
+	st.Ports["p2"] = &p
 	if v := Compute("h1", st); len(v.Peers) != 2 || v.Peers["172.31.0.3"].Name != "h3" || v.Peers["172.31.0.2"].Name != "" {
 		t.Errorf("peers after p2 moved to h3: %v", v.Peers)
 	}
@@ -107,12 +107,12 @@ func TestCompute(t *testing.T) {
 // and the others are unaffected.
 func TestComputeProblems(t *testing.T) {
 	st := state()
-	bad := st.Ports["p1"]
+	bad := *st.Ports["p1"]
 	bad.MAC = "not-a-mac"
-	st.Ports["p1"] = bad
-	remote := st.Ports["p2"]
+	st.Ports["p1"] = &bad
+	remote := *st.Ports["p2"]
 	remote.FixedIPs = []string{"10.0.0.300"}
-	st.Ports["p2"] = remote
+	st.Ports["p2"] = &remote
 	v := Compute("h1", st)
 	if got := ids(v.Local, func(p Port) string { return p.ID }); !slices.Equal(got, []string{"p3"}) {
 		t.Errorf("local ports %v: p1 has a bad MAC", got)
