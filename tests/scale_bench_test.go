@@ -132,6 +132,13 @@ func runScale(b *testing.B, hosts, ports int) scaleResult {
 		c.LanesdEnv = strings.Fields(os.Getenv("LANES_SCALE_ENV"))
 	})
 	s := &scaleLab{b: b, l: l, h: l.Host("h1"), hosts: hosts, nextIP: map[string]int{}}
+	if dir := os.Getenv("LANES_SCALE_PROFILE"); dir != "" {
+		b.Cleanup(func() { // before the lab goes: lanesd's whole log, for its passes' step times
+			if log, err := os.ReadFile(s.h.LogFile()); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("lanesd-%d.log", ports)), log, 0o644)
+			}
+		})
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	b.Cleanup(cancel)
 	s.ctx = ctx
