@@ -67,6 +67,8 @@ type agent struct {
 	ofports    map[string]int
 	// churn counts the owners changed since memory was last returned (loop).
 	churn int
+	// checking is set while a flow check (flowStep.Check) runs beside the loop.
+	checking atomic.Bool
 
 	started   time.Time
 	converged time.Time
@@ -132,9 +134,14 @@ func (a *agent) loop(ctx context.Context) error {
 				a.churn = 0
 				go returnMemory()
 			case <-canary.C:
-				a.prog.busy(true)
-				a.flows.Check(ctx)
-				a.prog.busy(false)
+				// Four ovs-ofctl runs: beside the loop, so that a store event
+				// never waits for them.
+				if a.checking.CompareAndSwap(false, true) {
+					go func() {
+						defer a.checking.Store(false)
+						a.flows.Check(ctx)
+					}()
+				}
 			case <-a.prog.poke: // the watchdog asks: waiting and responsive
 			case id, ok := <-a.links:
 				if !ok {

@@ -187,6 +187,12 @@ func (s *flowStep) Check(ctx context.Context) {
 			continue
 		}
 		s.countLearned(b.Name, learned) // metrics.go
+		// The count runs beside the reconcile loop: a bundle that committed while
+		// ovs-ofctl counted makes the two figures incomparable, so this round is
+		// skipped rather than a replay started on a false loss.
+		if now := b.Status(); now.Commits != st.Commits || now.Installed != st.Installed {
+			continue
+		}
 		if n < st.Installed {
 			s.log.Warn("bridge lost flows: replaying", "bridge", b.Name, "in_switch", n, "installed", st.Installed)
 			if err := b.Replay(); err != nil {

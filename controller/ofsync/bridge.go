@@ -55,6 +55,9 @@ type Bridge struct {
 	// needFull is set by a new connection: the next push re-adds everything.
 	needFull bool
 	connects int
+	// commits counts the bundles committed, so that a reader of the switch can tell
+	// whether one landed while it read (Status.Commits).
+	commits int
 	lastErr  error
 
 	connected chan *ofctrl.OFSwitch
@@ -268,6 +271,7 @@ func (b *Bridge) pushLocked(only []flows.Owner, fast bool) error {
 		return fmt.Errorf("%s: bundle of %d adds, %d deletes: %w", b.Name, len(plan.Add), len(plan.Delete), err)
 	}
 	b.installed, b.inSync = *b.desired, true
+	b.commits++
 	if fast && b.perTable != nil {
 		was.count(b.perTable, -1)
 		now.count(b.perTable, 1)
@@ -337,6 +341,8 @@ type Status struct {
 	FlowsPerTable map[uint8]int
 	Installed     int
 	LastError     string
+	// Commits counts the bundles committed since the bridge was opened.
+	Commits int
 }
 
 // Connects counts the connections made so far: a caller that sees it change knows
@@ -351,7 +357,7 @@ func (b *Bridge) Connects() int {
 func (b *Bridge) Status() Status {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	st := Status{Connected: b.sw != nil && b.sw.IsReady(), Round: b.round, FlowsPerTable: maps.Clone(b.perTable)}
+	st := Status{Connected: b.sw != nil && b.sw.IsReady(), Round: b.round, FlowsPerTable: maps.Clone(b.perTable), Commits: b.commits}
 	if st.FlowsPerTable == nil {
 		st.FlowsPerTable = map[uint8]int{}
 	}
