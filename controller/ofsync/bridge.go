@@ -58,7 +58,7 @@ type Bridge struct {
 	// commits counts the bundles committed, so that a reader of the switch can tell
 	// whether one landed while it read (Status.Commits).
 	commits int
-	lastErr  error
+	lastErr error
 
 	connected chan *ofctrl.OFSwitch
 	done      chan struct{}
