@@ -403,6 +403,9 @@ func (s *scaleLab) singleEvents(pid, k int) (addP50, addP99, delP50, delP99, cpu
 	var adds, dels []time.Duration
 	// lanesd's CPU at rest (flow checks every 2 s, the resync every 30 s, samples),
 	// measured just before, is not the events' cost: it is taken off, and printed.
+	// What the load before left to do (statuses, the memory returned after a burst)
+	// is neither: it is waited out first.
+	s.settle(pid)
 	idle0, t0 := cpuTime(s.b, pid), time.Now()
 	time.Sleep(idleWindow)
 	cpu0, t1 := cpuTime(s.b, pid), time.Now()
