@@ -67,8 +67,9 @@ type agent struct {
 	ofports    map[string]int
 	// churn counts the owners changed since memory was last returned (loop).
 	churn int
-	// checking is set while a flow check (flowStep.Check) runs beside the loop.
-	checking atomic.Bool
+	// checking is set while a flow check (flowStep.Check) runs beside the loop,
+	// returning while memory is being returned after a burst.
+	checking, returning atomic.Bool
 
 	started   time.Time
 	converged time.Time
@@ -132,7 +133,7 @@ func (a *agent) loop(ctx context.Context) error {
 				break wait
 			case <-settled.C:
 				a.churn = 0
-				go returnMemory()
+				go a.returnMemory()
 			case <-canary.C:
 				// Four ovs-ofctl runs: beside the loop, so that a store event
 				// never waits for them.
@@ -167,11 +168,10 @@ const (
 	settledAfter      = time.Second
 )
 
-var returning atomic.Bool
-
-func returnMemory() {
-	if returning.CompareAndSwap(false, true) {
-		defer returning.Store(false)
+// returnMemory returns free memory to the system, once at a time.
+func (a *agent) returnMemory() {
+	if a.returning.CompareAndSwap(false, true) {
+		defer a.returning.Store(false)
 		debug.FreeOSMemory()
 	}
 }

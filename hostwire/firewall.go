@@ -575,9 +575,10 @@ func (f *Firewall) forgetSoon() {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		f.forgetLater = nil
+		// A failed walk keeps the old admissions, so the next Apply (a change, or
+		// lanesd's periodic full pass) finds the narrowing again and retries.
 		if n, err := f.forgetConnections(nil, f.latest); err != nil {
-			f.log.Warn("forget connections: trying again", "err", err, "in", f.forgetEvery)
-			f.forgetSoon()
+			f.log.Warn("forget connections", "err", err)
 		} else if n > 0 {
 			f.log.Debug("forgot connections of narrowed admissions, paced", "entries", n)
 		}
