@@ -130,9 +130,22 @@ func (h *host) open(br flows.Bridge, round uint16) (*ofsync.Bridge, func()) {
 // syncConnected calls Sync until the bridge is connected and the bundle committed.
 func syncConnected(t testing.TB, b *ofsync.Bridge, fs []flows.Flow) {
 	t.Helper()
+	untilConnected(t, b, func() error { return b.Sync(fs) })
+}
+
+// syncSetConnected is syncConnected for a flows.Set (SyncSet).
+func syncSetConnected(t testing.TB, b *ofsync.Bridge, s flows.Set) {
+	t.Helper()
+	untilConnected(t, b, func() error { return b.SyncSet(s) })
+}
+
+// untilConnected calls sync until it succeeds, while it fails only for want of a
+// connection.
+func untilConnected(t testing.TB, b *ofsync.Bridge, sync func() error) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		err := b.Sync(fs)
+		err := sync()
 		if err == nil {
 			return
 		}

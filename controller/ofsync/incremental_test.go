@@ -1,36 +1,14 @@
 package ofsync_test
 
 import (
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/lanes-net/lanes/controller/ofsync"
 	"github.com/lanes-net/lanes/flows"
 )
-
-// syncSetConnected calls SyncSet until the bridge is connected and the bundle
-// committed.
-func syncSetConnected(t testing.TB, b *ofsync.Bridge, s flows.Set) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := b.SyncSet(s)
-		if err == nil {
-			return
-		}
-		if !errors.Is(err, ofsync.ErrNotConnected) {
-			t.Fatalf("sync %s: %v", b.Name, err)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sync %s: still not connected", b.Name)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // TestSyncSetIncremental: sets made by Builder.Update, each handed to SyncSet, go
 // out as diffs of their changed owners alone, and after every one the switch holds
