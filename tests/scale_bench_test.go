@@ -27,7 +27,7 @@ import (
 // ports written straight into etcd in the store's record format: persistent host
 // records, alive keys under one live lease, port records on networks h1 also has. It
 // reports, per size: bulk converge after the last write, one remote port add and
-// delete (write -> flows present or gone) p50/p99 with lanesd's CPU per event (above its CPU at rest),
+// delete (write -> the switch reports the flow added or deleted, by a flow monitor) p50/p99 with lanesd's CPU per event (above its CPU at rest),
 // restart -> converged, lanesd's RSS (once it has settled: idle for 2 s) and the etcd db size after each of three
 // load/purge cycles, and the growth per 1k ports.
 //
@@ -114,6 +114,7 @@ type scaleLab struct {
 	lease  clientv3.LeaseID
 	hosts  int
 	nextIP map[string]int
+	watch  *flowWatch // br-tun's table 20, as the switch reports it
 }
 
 const simNetworks = 10
@@ -165,6 +166,7 @@ func runScale(b *testing.B, hosts, ports int) scaleResult {
 		s.nets = append(s.nets, ns[0])
 	}
 	s.writeHosts()
+	s.watch = watchFlows(b, l.OVS(s.h), "br-tun", 20)
 	base := s.flows()
 	pid := s.h.LanesdPID()
 	r := scaleResult{hosts: hosts, ports: ports}
@@ -414,12 +416,16 @@ func (s *scaleLab) singleEvents(pid, k int) (addP50, addP99, delP50, delP99, cpu
 		p := s.port("single", i)
 		start := time.Now()
 		s.commit([]clientv3.Op{s.putPort(p)})
-		s.poll(func() bool { return s.hasMAC(p.MAC) })
-		adds = append(adds, time.Since(start))
+		adds = append(adds, s.watch.when(s.b, "ADDED", p.MAC, time.Minute).Sub(start))
+		if !s.hasMAC(p.MAC) {
+			s.b.Fatalf("the monitor reported the flow to %s added, but br-tun has none", p.MAC)
+		}
 		start = time.Now()
 		s.commit([]clientv3.Op{clientv3.OpDelete(store.Prefix + "ports/" + p.ID)})
-		s.poll(func() bool { return !s.hasMAC(p.MAC) })
-		dels = append(dels, time.Since(start))
+		dels = append(dels, s.watch.when(s.b, "DELETED", p.MAC, time.Minute).Sub(start))
+		if s.hasMAC(p.MAC) {
+			s.b.Fatalf("the monitor reported the flow to %s deleted, but br-tun still has it", p.MAC)
+		}
 	}
 	// Work that follows the flows (statuses, firewall) counts too: wait until lanesd
 	// is idle (no CPU over 200 ms) before reading its CPU time.
@@ -456,16 +462,6 @@ func (s *scaleLab) settle(pid int) {
 		time.Sleep(step)
 		if now := cpuTime(s.b, pid); now != last {
 			last, since = now, time.Now()
-		}
-	}
-}
-
-// poll calls f as fast as it answers (each call runs ovs-ofctl) until it holds.
-func (s *scaleLab) poll(f func() bool) {
-	deadline := time.Now().Add(time.Minute)
-	for !f() {
-		if time.Now().After(deadline) {
-			s.b.Fatal("flows not there within a minute")
 		}
 	}
 }
