@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ type flowWatch struct {
 	wake   chan struct{}        // closed and renewed at each event
 	done   chan struct{}
 	err    error
+	cancel func()
 }
 
 var monitorEvent = regexp.MustCompile(`event=(ADDED|DELETED|MODIFIED)\b.*\bdl_dst=([0-9a-f:]{17})`)
@@ -34,7 +36,7 @@ var monitorEvent = regexp.MustCompile(`event=(ADDED|DELETED|MODIFIED)\b.*\bdl_ds
 func watchFlows(tb testing.TB, o *ovsproc.OVS, br string, table int) *flowWatch {
 	tb.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "ovs-ofctl", "-O", "OpenFlow15", "monitor", "unix:"+o.MgmtSocket(br), fmt.Sprintf("watch:table=%d", table))
+	cmd := exec.CommandContext(ctx, "ovs-ofctl", "-O", "OpenFlow15", "monitor", "unix:"+o.MgmtSocket(br), fmt.Sprintf("watch:table=%d,!initial", table))
 	cmd.Env = append(os.Environ(), o.Env()...)
 	// ovs-ofctl prints the reply to the request on stdout and the updates that
 	// follow on stderr: both are read, as one stream.
@@ -65,6 +67,15 @@ func watchFlows(tb testing.TB, o *ovsproc.OVS, br string, table int) *flowWatch 
 				first = false
 				close(ready)
 			}
+			if strings.Contains(last, "event=PAUSED") {
+				// The switch drops updates while its backlog to us is full: the
+				// times read from here on would be wrong.
+				w.mu.Lock()
+				w.err = fmt.Errorf("ovs-ofctl monitor %s: paused by the switch, updates lost", br)
+				close(w.wake)
+				w.wake = make(chan struct{})
+				w.mu.Unlock()
+			}
 			if m := monitorEvent.FindStringSubmatch(sc.Text()); m != nil {
 				w.mu.Lock()
 				w.events[m[1]+" "+m[2]] = now
@@ -78,7 +89,8 @@ func watchFlows(tb testing.TB, o *ovsproc.OVS, br string, table int) *flowWatch 
 		close(w.wake)
 		w.mu.Unlock()
 	}()
-	tb.Cleanup(func() { cancel(); <-w.done })
+	w.cancel = cancel
+	tb.Cleanup(w.stop)
 	select {
 	case <-ready:
 	case <-w.done:
@@ -116,4 +128,10 @@ func (w *flowWatch) when(tb testing.TB, event, mac string, within time.Duration)
 			tb.Fatalf("no %s of a flow to %s within %s", event, mac, within)
 		}
 	}
+}
+
+// stop ends the monitor; it may be called more than once.
+func (w *flowWatch) stop() {
+	w.cancel()
+	<-w.done
 }
