@@ -276,6 +276,9 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	a.log.Debug("reconciled", "revision", v.Revision, "took", took, "wire", tWire.Sub(start), "ovsdb", tOVSDB.Sub(tWire),
 		"firewall_after_ovsdb", tFW.Sub(tOVSDB), "flows", tFlows.Sub(tFW), "status", time.Since(tFlows))
 	a.m.ReconcileSeconds.Observe(took.Seconds())
+	if full {
+		a.m.FullPasses.Inc()
+	}
 	a.m.StoreRevision.Set(float64(v.Revision))
 	a.m.TunnelPorts.Set(float64(len(ovs.Tunnels)))
 	if a.converged.IsZero() && len(errs) == 0 && flowErr == nil {

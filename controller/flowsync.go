@@ -58,13 +58,17 @@ func (s *flowStep) Sync(v *view.View, in flowInput) (flows.Set, error) {
 		s.forget.Missed()
 		return flows.Set{}, fmt.Errorf("compute flows: %w", err)
 	}
+	// The bridges' bundles go out side by side: each has its own connection, and
+	// a Set is immutable.
+	intDone := make(chan error, 1)
+	go func() { intDone <- s.brInt.SyncSet(set) }()
 	tunErr := s.brTun.SyncSet(set)
 	if tunErr == nil {
 		s.forget.Update(v)
 	} else {
 		s.forget.Missed()
 	}
-	intErr := s.brInt.SyncSet(set)
+	intErr := <-intDone
 	s.countFlows()
 	return set, errors.Join(tunErr, intErr)
 }

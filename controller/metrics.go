@@ -27,6 +27,7 @@ type Metrics struct {
 	Bundles           *prometheus.CounterVec   // by bridge, result
 	BundleSeconds     *prometheus.HistogramVec // by bridge
 	ReconcileSeconds  prometheus.Histogram
+	FullPasses        prometheus.Counter
 	ReconcileErrors   *prometheus.CounterVec   // by object kind
 	WatchLagSeconds   *prometheus.HistogramVec // by outcome
 	StoreRevision     prometheus.Gauge
@@ -61,6 +62,9 @@ func NewMetrics() *Metrics {
 		ReconcileSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "lanes_reconcile_seconds", Help: "Duration of one reconcile pass.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+		FullPasses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lanes_full_passes_total", Help: "Reconcile passes that recomputed everything from scratch (start, the periodic resync, a reconnect) and checked the incremental state against it.",
 		}),
 		ReconcileErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lanes_reconcile_errors_total", Help: "Reconcile failures, by kind of object.",
@@ -104,7 +108,7 @@ func NewMetrics() *Metrics {
 		}, []string{"action", "result"}),
 	}
 	m.Registry.MustRegister(m.LearnedFlows, m.ConntrackEntries, m.FirewallSeconds, m.Routers, m.RouterApplies)
-	m.Registry.MustRegister(m.Ports, m.Flows, m.Bundles, m.BundleSeconds, m.ReconcileSeconds,
+	m.Registry.MustRegister(m.Ports, m.Flows, m.Bundles, m.BundleSeconds, m.ReconcileSeconds, m.FullPasses,
 		m.ReconcileErrors, m.WatchLagSeconds, m.StoreRevision, m.TunnelPorts, m.OpenFlowConnected, m.StoreProblems, m.PeersDown)
 	v := version.Get()
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{

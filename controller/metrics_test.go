@@ -108,6 +108,9 @@ func TestMetricsScrape(t *testing.T) {
 	if m := series(fams, "lanes_reconcile_seconds", nil); m == nil || m.GetHistogram().GetSampleCount() != 1 {
 		t.Errorf("lanes_reconcile_seconds: %v", m)
 	}
+	if m := series(fams, "lanes_full_passes_total", nil); m == nil || m.GetCounter().GetValue() != 1 {
+		t.Errorf("lanes_full_passes_total after the first pass (a full one): %v", m)
+	}
 
 	// A pass without a store change (a retry, a resync) has no lag to record.
 	if _, err := r.a.reconcile(ctx, true); err != nil {
