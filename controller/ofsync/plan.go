@@ -219,18 +219,7 @@ func (f Flows) All() []flows.Flow {
 
 // sameFlows reports whether two owners' flows are the same flows in the same order.
 func sameFlows(a, b *ownerFlows) bool {
-	if a.round != b.round || len(a.given) != len(b.given) {
-		return false
-	}
-	if len(a.given) == 0 || &a.given[0] == &b.given[0] {
-		return true
-	}
-	for i := range a.given {
-		if !a.given[i].Equal(b.given[i]) {
-			return false
-		}
-	}
-	return true
+	return a.round == b.round && flows.FlowsEqual(a.given, b.given)
 }
 
 // Diff compares installed and desired flows owner by owner, and by key (table,
