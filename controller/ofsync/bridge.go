@@ -45,7 +45,8 @@ type Bridge struct {
 	desired   *Flows
 	desiredOf flows.Set
 	// installed is what the switch holds, as far as committed bundles tell;
-	// perTable counts its flows by table, for Status, which runs on every Sync.
+	// perTable counts its flows by table, for Status, which runs on every Sync: each
+	// committed plan adds its counts (Plan.counts), so that a change costs its owners.
 	// inSync: installed is desired, so a change of a few owners is diffed for those
 	// owners alone.
 	installed Flows
@@ -247,17 +248,19 @@ func (b *Bridge) pushLocked(only []flows.Owner, fast bool) error {
 		return nil
 	}
 	var plan Plan
-	var was, now Flows // only's entries, installed and desired
 	if fast {
 		b.fastDiffs++
-		was, now = b.installed.only(only), b.desired.only(only)
-		plan = Diff(was, now, false)
+		plan = Diff(b.installed.only(only), b.desired.only(only), false)
 	} else {
 		plan = Diff(b.installed, *b.desired, b.needFull)
 	}
+	if b.perTable == nil {
+		b.perTable = map[uint8]int{}
+	}
 	if plan.Empty() {
-		// Equal flows: the desired entries are installed, and their counts are those
-		// of the installed ones.
+		// Equal flows: the desired entries are installed (an owner whose flows were
+		// only reordered may count differently from Sync's list of flows).
+		applyCounts(b.perTable, plan)
 		b.installed, b.inSync = *b.desired, true
 		return nil
 	}
@@ -272,12 +275,7 @@ func (b *Bridge) pushLocked(only []flows.Owner, fast bool) error {
 	}
 	b.installed, b.inSync = *b.desired, true
 	b.commits++
-	if fast && b.perTable != nil {
-		was.count(b.perTable, -1)
-		now.count(b.perTable, 1)
-	} else {
-		b.perTable = b.installed.perTable()
-	}
+	applyCounts(b.perTable, plan)
 	b.needFull = false
 	b.log.Debug("bundle committed", "adds", len(plan.Add), "deletes", len(plan.Delete), "sweep", plan.Sweep, "took", time.Since(start))
 	return nil

@@ -8,6 +8,7 @@ package ofsync
 
 import (
 	"cmp"
+	"iter"
 	"slices"
 	"strconv"
 
@@ -21,6 +22,11 @@ type Plan struct {
 	Delete []flows.Flow // installed flows no longer desired (DELETE_STRICT)
 	// Sweep deletes every flow of another round (restart, reconnect).
 	Sweep bool
+	// counts is, per table, how many flows the desired owners have more than the
+	// installed ones: the installed counts plus these are the desired set's, without
+	// a walk over its unchanged owners. A table whose count does not change may be
+	// missing.
+	counts map[uint8]int
 }
 
 // Empty reports whether the plan changes nothing.
@@ -55,6 +61,44 @@ func (f Flows) entries() []owned {
 	return out
 }
 
+// cursor walks a Flows' owners in order, so that two of them are walked in step
+// without listing either.
+type cursor struct {
+	next  func() (flows.Owner, *ownerFlows, bool)
+	stop  func()
+	owner flows.Owner
+	of    *ownerFlows // nil at the end
+}
+
+func walk(f Flows) *cursor {
+	c := &cursor{}
+	c.next, c.stop = iter.Pull2(f.seq.All())
+	c.advance()
+	return c
+}
+
+func (c *cursor) advance() {
+	o, of, ok := c.next()
+	if !ok {
+		c.owner, c.of = flows.Owner{}, nil
+		return
+	}
+	c.owner, c.of = o, of
+}
+
+// compare orders the owners under two cursors; one at the end comes last.
+func (c *cursor) compare(d *cursor) int {
+	switch {
+	case c.of == nil && d.of == nil:
+		return 0
+	case c.of == nil:
+		return 1
+	case d.of == nil:
+		return -1
+	}
+	return compareOwners(c.owner, d.owner)
+}
+
 func fromEntries(es []owned) Flows {
 	keys, vals := make([]flows.Owner, len(es)), make([]*ownerFlows, len(es))
 	for i, e := range es {
@@ -75,12 +119,14 @@ type ownerFlows struct {
 	round uint16
 }
 
-func (o *ownerFlows) flows() []flows.Flow {
-	stamped := make([]flows.Flow, len(o.given))
-	for i, f := range o.given {
-		stamped[i] = f.WithRound(o.round)
+func (o *ownerFlows) flows() []flows.Flow { return o.appendTo(make([]flows.Flow, 0, len(o.given))) }
+
+// appendTo appends the owner's flows, stamped, to dst.
+func (o *ownerFlows) appendTo(dst []flows.Flow) []flows.Flow {
+	for i := range o.given {
+		dst = append(dst, o.given[i].WithRound(o.round))
 	}
-	return stamped
+	return dst
 }
 
 func (o *ownerFlows) index() map[string]Entry {
@@ -114,17 +160,26 @@ func reuse(prev *ownerFlows, fs []flows.Flow, round uint16) *ownerFlows {
 
 // indexFrom is Index reusing prev's entry of every owner whose flows are the very
 // slice prev was given: no allocation, and its rendering stays cached. prev may be
-// nil.
+// nil. Both are sorted by owner, so it walks them in step rather than looking every
+// owner up in prev.
 func indexFrom(prev *Flows, s flows.Set, b flows.Bridge, round uint16) Flows {
 	if prev == nil {
 		return Index(s, b, round)
 	}
-	var es []owned
+	keys, vals := make([]flows.Owner, 0, prev.seq.Len()), make([]*ownerFlows, 0, prev.seq.Len())
+	old := walk(*prev)
+	defer old.stop()
 	s.EachOwner(b, func(o flows.Owner, fs []flows.Flow) {
-		old, _ := prev.seq.Get(o, compareOwners)
-		es = append(es, owned{o, reuse(old, fs, round)})
+		for old.of != nil && compareOwners(old.owner, o) < 0 {
+			old.advance()
+		}
+		var was *ownerFlows
+		if old.of != nil && old.owner == o {
+			was = old.of
+		}
+		keys, vals = append(keys, o), append(vals, reuse(was, fs, round))
 	})
-	return fromEntries(es)
+	return Flows{chunked.FromSorted(keys, vals)}
 }
 
 // with returns f changed to bridge b's flows of s for the owners listed (sorted),
@@ -189,21 +244,30 @@ func (f Flows) Len() int {
 	return n
 }
 
-// perTable counts the flows by table.
+// perTable counts the flows by table: the reference of the counts a Bridge keeps
+// from its plans (Plan.counts).
 func (f Flows) perTable() map[uint8]int {
 	n := map[uint8]int{}
-	f.count(n, 1)
+	for _, o := range f.seq.All() {
+		for i := range o.given {
+			n[o.given[i].Table]++
+		}
+	}
 	return n
 }
 
-// count adds sign times f's flows per table to n; a table's count that drops to
-// zero goes.
-func (f Flows) count(n map[uint8]int, sign int) {
-	for _, o := range f.seq.All() {
-		for _, fl := range o.given {
-			if n[fl.Table] += sign; n[fl.Table] == 0 {
-				delete(n, fl.Table)
-			}
+// count adds sign times o's flows per table to the plan's counts.
+func (p *Plan) count(o *ownerFlows, sign int) {
+	for i := range o.given {
+		p.counts[o.given[i].Table] += sign
+	}
+}
+
+// applyCounts adds a plan's counts to n, dropping the tables left with none.
+func applyCounts(n map[uint8]int, p Plan) {
+	for t, d := range p.counts {
+		if n[t] += d; n[t] == 0 {
+			delete(n, t)
 		}
 	}
 }
@@ -230,36 +294,34 @@ func sameFlows(a, b *ownerFlows) bool {
 // Diffing fills the render caches of the entries, so desired must not be diffed
 // concurrently.
 func Diff(installed, desired Flows, full bool) Plan {
-	p := Plan{Sweep: full}
-	in, de := installed.entries(), desired.entries()
-	for i, j := 0, 0; i < len(in) || j < len(de); {
-		c := 0
-		switch {
-		case i == len(in):
-			c = 1
-		case j == len(de):
-			c = -1
-		default:
-			c = compareOwners(in[i].owner, de[j].owner)
-		}
-		switch {
+	p := Plan{Sweep: full, counts: map[uint8]int{}}
+	in, de := walk(installed), walk(desired)
+	defer in.stop()
+	defer de.stop()
+	for in.of != nil || de.of != nil {
+		switch c := in.compare(de); {
 		case c < 0: // gone
-			p.Delete = append(p.Delete, in[i].flows()...)
-			i++
+			p.Delete = in.of.appendTo(p.Delete)
+			p.count(in.of, -1)
+			in.advance()
 			continue
 		case c > 0: // new
-			p.Add = append(p.Add, de[j].flows()...)
-			j++
+			p.Add = de.of.appendTo(p.Add)
+			p.count(de.of, 1)
+			de.advance()
 			continue
 		}
-		old, cur := in[i].ownerFlows, de[j].ownerFlows
-		i, j = i+1, j+1
+		old, cur := in.of, de.of
+		in.advance()
+		de.advance()
 		if sameFlows(old, cur) {
 			if full {
-				p.Add = append(p.Add, old.flows()...)
+				p.Add = old.appendTo(p.Add)
 			}
 			continue
 		}
+		p.count(old, -1)
+		p.count(cur, 1)
 		if len(old.given)*len(cur.given) <= smallOwner {
 			p = diffSmall(p, old, cur, full)
 			continue

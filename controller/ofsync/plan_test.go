@@ -281,6 +281,19 @@ func TestIncrementalEqualsFull(t *testing.T) {
 			if full := byKey(Index(set, br, 1)); !maps.Equal(sw, full) {
 				t.Fatalf("%s step %d: switch after incremental plans differs from the full recompute", br, step)
 			}
+			// The counts a Bridge keeps from its plans are a recount of the desired
+			// flows, for a diff and for a full replay alike.
+			for _, full := range []bool{false, true} {
+				n := installed.perTable()
+				pl := p
+				if full {
+					pl = Diff(installed, desired, true)
+				}
+				applyCounts(n, pl)
+				if want := desired.perTable(); !equalCounts(n, want) {
+					t.Fatalf("%s step %d (full %v): flows per table from the plan %v, recounted %v", br, step, full, n, want)
+				}
+			}
 			installed = desired
 		}
 		for _, of := range installed.entries() {
