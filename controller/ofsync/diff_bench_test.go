@@ -72,3 +72,46 @@ func BenchmarkFromScratch(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkIncremental times the CPU side of SyncSet's fast path for the same move,
+// given as Builder.Update derives it: take in the changed owners, diff them.
+func BenchmarkIncremental(b *testing.B) {
+	moved := func(i int) bool { return i%10 == 3 }
+	var fb flows.Builder
+	d0, d1 := remoteState(50000, nil), remoteState(50000, moved)
+	s0, err := fb.Build(&d0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ids := map[string]bool{}
+	part := d1
+	part.RemotePorts = nil
+	for i, p := range d1.RemotePorts {
+		if moved(i) {
+			ids[p.ID] = true
+			part.RemotePorts = append(part.RemotePorts, p)
+		}
+	}
+	s1, err := fb.Update(&part, ids)
+	if err != nil {
+		b.Fatal(err)
+	}
+	changed, ok := s1.Changed(flows.BrTun, s0)
+	if !ok {
+		b.Fatal("not derived")
+	}
+	installed := Index(s0, flows.BrTun, 1)
+	b.Run("with", func(b *testing.B) {
+		for range b.N {
+			installed.with(s1, flows.BrTun, changed, 1)
+		}
+	})
+	_, pairs := installed.with(s1, flows.BrTun, changed, 1)
+	b.Run("diff", func(b *testing.B) {
+		for range b.N {
+			if p := diffPairs(pairs); len(p.Add) < 5000 {
+				b.Fatalf("%d adds", len(p.Add))
+			}
+		}
+	})
+}

@@ -124,9 +124,23 @@ func (o *ownerFlows) flows() []flows.Flow { return o.appendTo(make([]flows.Flow,
 // appendTo appends the owner's flows, stamped, to dst.
 func (o *ownerFlows) appendTo(dst []flows.Flow) []flows.Flow {
 	for i := range o.given {
-		dst = append(dst, o.given[i].WithRound(o.round))
+		dst = append(dst, stamp(&o.given[i], o.round))
 	}
 	return dst
+}
+
+// stamp is f.WithRound(round) sharing f's actions when none of them carries a
+// cookie (only learn() does): the flows of a plan are read, never changed, and a
+// copy of every action list was most of what a diff allocated.
+func stamp(f *flows.Flow, round uint16) flows.Flow {
+	for _, a := range f.Actions {
+		if _, ok := a.(flows.Learn); ok {
+			return f.WithRound(round)
+		}
+	}
+	g := *f
+	g.Cookie = g.Cookie.WithRound(round)
+	return g
 }
 
 func (o *ownerFlows) index() map[string]Entry {
@@ -185,31 +199,24 @@ func indexFrom(prev *Flows, s flows.Set, b flows.Bridge, round uint16) Flows {
 // with returns f changed to bridge b's flows of s for the owners listed (sorted),
 // those whose flows in s may differ from the set f was taken from (flows.Set.Changed):
 // an owner's entry is kept when its flows are the very slice it was given, and the
-// chunks of the owners not listed are shared. Its cost is the owners listed.
-func (f Flows) with(s flows.Set, b flows.Bridge, owners []flows.Owner, round uint16) Flows {
+// chunks of the owners not listed are shared. Its cost is the owners listed. It also
+// returns each listed owner's entries in f and in the result, for diffPairs (never
+// nil: an empty list is a diff of no owner).
+func (f Flows) with(s flows.Set, b flows.Bridge, owners []flows.Owner, round uint16) (Flows, []pair) {
 	cs := make([]chunked.Change[flows.Owner, *ownerFlows], len(owners))
+	ps := make([]pair, len(owners))
 	for i, o := range owners {
 		cs[i].Key = o
+		ps[i].installed, _ = f.seq.Get(o, compareOwners)
 		fs := s.FlowsOf(b, o)
 		if len(fs) == 0 {
 			cs[i].Del = true
 			continue
 		}
-		old, _ := f.seq.Get(o, compareOwners)
-		cs[i].Val = reuse(old, fs, round)
+		cs[i].Val = reuse(ps[i].installed, fs, round)
+		ps[i].desired = cs[i].Val
 	}
-	return Flows{f.seq.With(cs, compareOwners)}
-}
-
-// only returns the entries of f of the owners listed (sorted) that f has.
-func (f Flows) only(owners []flows.Owner) Flows {
-	es := make([]owned, 0, len(owners))
-	for _, o := range owners {
-		if of, ok := f.seq.Get(o, compareOwners); ok {
-			es = append(es, owned{o, of})
-		}
-	}
-	return fromEntries(es)
+	return Flows{f.seq.With(cs, compareOwners)}, ps
 }
 
 // IndexFlows takes a list of flows, stamped with round, each owned by its cookie's
@@ -301,54 +308,97 @@ func Diff(installed, desired Flows, full bool) Plan {
 	for in.of != nil || de.of != nil {
 		switch c := in.compare(de); {
 		case c < 0: // gone
-			p.Delete = in.of.appendTo(p.Delete)
-			p.count(in.of, -1)
+			p.owner(in.of, nil, full)
 			in.advance()
-			continue
 		case c > 0: // new
-			p.Add = de.of.appendTo(p.Add)
-			p.count(de.of, 1)
+			p.owner(nil, de.of, full)
 			de.advance()
-			continue
-		}
-		old, cur := in.of, de.of
-		in.advance()
-		de.advance()
-		if sameFlows(old, cur) {
-			if full {
-				p.Add = old.appendTo(p.Add)
-			}
-			continue
-		}
-		p.count(old, -1)
-		p.count(cur, 1)
-		if len(old.given)*len(cur.given) <= smallOwner {
-			p = diffSmall(p, old, cur, full)
-			continue
-		}
-		oi, ci := old.index(), cur.index()
-		for _, f := range old.flows() {
-			if _, ok := ci[f.Key()]; !ok {
-				p.Delete = append(p.Delete, f)
-			}
-		}
-		for _, f := range cur.flows() {
-			k := f.Key()
-			if e, ok := oi[k]; full || !ok || e.Text != ci[k].Text {
-				p.Add = append(p.Add, f)
-			}
+		default:
+			p.owner(in.of, de.of, full)
+			in.advance()
+			de.advance()
 		}
 	}
-	if len(p.Delete) > 0 {
-		// A flow that moved to another owner is replaced by its add (ADD replaces
-		// the cookie in place and keeps its counters); keys only the plan's flows.
-		added := make(map[string]bool, len(p.Add))
-		for _, f := range p.Add {
-			added[f.Key()] = true
-		}
-		p.Delete = slices.DeleteFunc(p.Delete, func(f flows.Flow) bool { return added[f.Key()] })
-	}
+	p.dropMoved()
 	return p
+}
+
+// pair is one owner's entries in the installed and the desired flows; nil where it
+// has none.
+type pair struct {
+	installed, desired *ownerFlows
+}
+
+// diffPairs is Diff of the owners listed alone (sorted), given their entries: the
+// fast path's diff, with no owner looked up again.
+func diffPairs(ps []pair) Plan {
+	p := Plan{counts: map[uint8]int{}}
+	n := 0
+	for _, x := range ps {
+		if x.desired != nil {
+			n += len(x.desired.given)
+		}
+	}
+	p.Add = make([]flows.Flow, 0, n)
+	for _, x := range ps {
+		if x.installed != nil || x.desired != nil {
+			p.owner(x.installed, x.desired, false)
+		}
+	}
+	p.dropMoved()
+	return p
+}
+
+// owner adds to the plan what turns one owner's installed flows (old, nil if it
+// had none) into its desired ones (cur, nil if it has none left).
+func (p *Plan) owner(old, cur *ownerFlows, full bool) {
+	switch {
+	case cur == nil:
+		p.Delete = old.appendTo(p.Delete)
+		p.count(old, -1)
+		return
+	case old == nil:
+		p.Add = cur.appendTo(p.Add)
+		p.count(cur, 1)
+		return
+	case sameFlows(old, cur):
+		if full {
+			p.Add = old.appendTo(p.Add)
+		}
+		return
+	}
+	p.count(old, -1)
+	p.count(cur, 1)
+	if len(old.given)*len(cur.given) <= smallOwner {
+		p.diffSmall(old, cur, full)
+		return
+	}
+	oi, ci := old.index(), cur.index()
+	for _, f := range old.flows() {
+		if _, ok := ci[f.Key()]; !ok {
+			p.Delete = append(p.Delete, f)
+		}
+	}
+	for _, f := range cur.flows() {
+		k := f.Key()
+		if e, ok := oi[k]; full || !ok || e.Text != ci[k].Text {
+			p.Add = append(p.Add, f)
+		}
+	}
+}
+
+// dropMoved drops the deletes of flows that moved to another owner: their add
+// replaces them (ADD replaces the cookie in place and keeps the counters). It keys
+// only the plan's flows.
+func (p *Plan) dropMoved() {
+	if len(p.Delete) == 0 {
+		return
+	}
+	added := make(map[string]bool, len(p.Add))
+	for _, f := range p.Add {
+		added[f.Key()] = true
+	}
+	p.Delete = slices.DeleteFunc(p.Delete, func(f flows.Flow) bool { return added[f.Key()] })
 }
 
 // smallOwner bounds the pairs of flows an owner's diff compares field by field
@@ -357,24 +407,25 @@ const smallOwner = 64
 
 // sameKey reports whether two flows have the same key (table, priority, match)
 // without rendering it.
-func sameKey(f, g flows.Flow) bool {
+func sameKey(f, g *flows.Flow) bool {
 	return f.Table == g.Table && f.Priority == g.Priority && f.Match.Equal(g.Match)
 }
 
-// diffSmall diffs one owner's few flows pair by pair.
-func diffSmall(p Plan, old, cur *ownerFlows, full bool) Plan {
-	for _, f := range old.flows() {
-		if !slices.ContainsFunc(cur.given, func(g flows.Flow) bool { return sameKey(f, g) }) {
-			p.Delete = append(p.Delete, f)
+// diffSmall diffs one owner's few flows pair by pair, stamping only the flows it
+// sends.
+func (p *Plan) diffSmall(old, cur *ownerFlows, full bool) {
+	for i := range old.given {
+		f := &old.given[i]
+		if !slices.ContainsFunc(cur.given, func(g flows.Flow) bool { return sameKey(f, &g) }) {
+			p.Delete = append(p.Delete, stamp(f, old.round))
 		}
 	}
-	for i, f := range cur.flows() {
-		g := cur.given[i]
-		if full || !slices.ContainsFunc(old.given, g.Equal) {
-			p.Add = append(p.Add, f)
+	for i := range cur.given {
+		g := &cur.given[i]
+		if full || !slices.ContainsFunc(old.given, func(f flows.Flow) bool { return g.Equal(f) }) {
+			p.Add = append(p.Add, stamp(g, cur.round))
 		}
 	}
-	return p
 }
 
 // SweepMasks returns (cookie, mask) pairs whose delete-by-cookie-mask removes every
