@@ -449,7 +449,7 @@ func (s Set) Same(t Set) error {
 		next, stop := iter.Pull2(t.bridges[b].owners.All())
 		for o, sf := range s.bridges[b].owners.All() {
 			_, tf, _ := next()
-			if !sameFlows(sf, tf) {
+			if !FlowsEqual(sf, tf) {
 				stop()
 				return fmt.Errorf("%s: owner %s: flows %v, want %v", b, o, sf, tf)
 			}
@@ -462,18 +462,6 @@ func (s Set) Same(t Set) error {
 		}
 	}
 	return nil
-}
-
-// sameFlows reports whether a and b are equal flows, by identity first: a Builder's
-// Sets share the slices of owners that did not change.
-func sameFlows(a, b []Flow) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	if len(a) == 0 || &a[0] == &b[0] {
-		return true
-	}
-	return slices.EqualFunc(a, b, Flow.Equal)
 }
 
 func firstDiff(a, b []Owner) string {

@@ -3,7 +3,6 @@ package ofsync_test
 import (
 	"fmt"
 	"net"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lanes-net/lanes/controller/ofsync"
 	"github.com/lanes-net/lanes/flows"
 	"github.com/lanes-net/lanes/internal/ovsproc"
 )
@@ -33,30 +33,9 @@ func unicastFlows(n int) []flows.Flow {
 	return fs
 }
 
-// remoteSet is the flow set of n remote ports without IPs (one br-tun flow each)
-// spread over 16 networks and 8 tunnels, with moved ports on another tunnel: the
-// flows lanes computes, owner by owner, plus about 60 of setup, networks and
-// tunnels.
+// remoteSet is remoteState's flow set, computed from scratch.
 func remoteSet(tb testing.TB, n int, moved func(i int) bool) flows.Set {
-	d := flows.Desired{TunnelType: "vxlan", PatchIntOfport: 1}
-	for v := range 16 {
-		d.Networks = append(d.Networks, flows.Network{ID: fmt.Sprintf("net-%d", v), VNI: 1000 + uint32(v), LocalVLAN: uint16(v + 1)})
-	}
-	for h := range 8 {
-		d.Tunnels = append(d.Tunnels, flows.Tunnel{RemoteIP: netip.AddrFrom4([4]byte{172, 31, 0, byte(h + 2)}), Ofport: uint32(h + 2)})
-	}
-	d.RemotePorts = make([]flows.RemotePort, n)
-	for i := range n {
-		h := i % 8
-		if moved != nil && moved(i) {
-			h = (h + 1) % 8
-		}
-		d.RemotePorts[i] = flows.RemotePort{
-			ID: fmt.Sprintf("port-%d", i), NetworkID: fmt.Sprintf("net-%d", i%16),
-			MAC:    net.HardwareAddr{0xfa, 0x16, 0x3e, byte(i >> 16), byte(i >> 8), byte(i)},
-			HostIP: netip.AddrFrom4([4]byte{172, 31, 0, byte(h + 2)}),
-		}
-	}
+	d := ofsync.RemoteState(n, moved)
 	s, err := d.Flows()
 	if err != nil {
 		tb.Fatal(err)
@@ -180,17 +159,24 @@ func BenchmarkInstall(b *testing.B) {
 }
 
 // BenchmarkModify times moving 10% of 50k remote ports to another tunnel (5k flows
-// replaced) on a bridge that holds all of them: SyncSet of the new set (diff owner by
-// owner, render the changed ones, one bundle) against `ovs-ofctl --bundle add-flows`
-// of just the changed lines on a bridge holding the same flows.
+// replaced) on a bridge that holds all of them, against `ovs-ofctl --bundle
+// add-flows` of just the changed lines on a bridge holding the same flows, in two
+// rows:
+//   - from scratch: SyncSet of a new set computed from nothing, so every owner is
+//     compared with the installed one, and the changed ones rendered and sent;
+//   - incremental: SyncSet of a set that flows.Builder.Update derived from the
+//     installed one, told which ports moved, as lanesd makes it: only the moved
+//     owners are looked at.
 //
-// As in BenchmarkInstall, each side's fastest of reps runs counts.
+// As in BenchmarkInstall, each side's fastest of reps runs counts; the rows and
+// ovs-ofctl alternate within a rep, each row against its own ovs-ofctl run.
 func BenchmarkModify(b *testing.B) {
 	o, oc := ovsproc.ForTest(b), ovsproc.ForTest(b)
 	h := &host{t: b, o: o}
 	const round, n = 1, 50000
+	moved := func(i int) bool { return i%10 == 3 }
 	before := remoteSet(b, n, nil)
-	after := remoteSet(b, n, func(i int) bool { return i%10 == 3 })
+	after := remoteSet(b, n, moved)
 	var changed []flows.Flow
 	old := map[string]string{}
 	for _, f := range before.Flows(flows.BrTun) {
@@ -202,51 +188,111 @@ func BenchmarkModify(b *testing.B) {
 		}
 	}
 	all, part := flowFile(b, before.Flows(flows.BrTun), round), flowFile(b, changed, round)
-	var ours, ofctl time.Duration
+	want := rendered(after.Flows(flows.BrTun), round)
+
+	// incremental returns the set before the move and the one Builder.Update derives
+	// from it, from a Builder of their own (Update changes its Builder).
+	incremental := func() (flows.Set, flows.Set) {
+		var fb flows.Builder
+		d0, d1 := ofsync.RemoteState(n, nil), ofsync.RemoteState(n, moved)
+		s0, err := fb.Build(&d0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		movedIDs := map[string]bool{}
+		partial := d1
+		partial.RemotePorts = nil
+		for i, p := range d1.RemotePorts {
+			if moved(i) {
+				movedIDs[p.ID] = true
+				partial.RemotePorts = append(partial.RemotePorts, p)
+			}
+		}
+		s1, err := fb.Update(&partial, movedIDs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return s0, s1
+	}
+
+	// once times one move on fresh bridges: SyncSet(to) on lanes' holding from, the
+	// changed lines on ovs-ofctl's holding the same; fast says whether SyncSet must
+	// take the path of the changed owners alone.
+	once := func(from, to flows.Set, fast bool) (ours, ofctl time.Duration) {
+		b.StopTimer()
+		const br = string(flows.BrTun)
+		addBridge(b, o, br)
+		addBridge(b, oc, br)
+		ofs, closeFn := h.open(flows.BrTun, round)
+		syncConnected(b, ofs, nil)
+		if err := ofs.SyncSet(from); err != nil {
+			b.Fatal(err)
+		}
+		ofctlBundle(b, oc, br, all)
+		fastBefore := ofs.FastDiffs()
+		b.StartTimer()
+
+		start := time.Now()
+		if err := ofs.SyncSet(to); err != nil {
+			b.Fatal(err)
+		}
+		ours = time.Since(start)
+		ofctl = ofctlBundle(b, oc, br, part)
+
+		b.StopTimer()
+		if took := ofs.FastDiffs() > fastBefore; took != fast {
+			b.Fatalf("SyncSet took the path of the changed owners alone: %v, want %v", took, fast)
+		}
+		sameSet(b, "lanes' "+br, h.dump(flows.BrTun), want)
+		sameSet(b, "ovs-ofctl's "+br, (&host{t: b, o: oc}).dump(flows.BrTun), want)
+		if st := ofs.Status(); st.Installed != len(want) {
+			b.Fatalf("lanes' %s: Status counts %d flows, the switch holds %d", br, st.Installed, len(want))
+		}
+		closeFn()
+		vsctl(b, o, "del-br", br)
+		vsctl(b, oc, "del-br", br)
+		b.StartTimer()
+		return ours, ofctl
+	}
+
+	type row struct {
+		name        string
+		ours, ofctl time.Duration
+	}
+	rows := []*row{{name: "from scratch"}, {name: "incremental"}}
 	for range b.N {
-		var bestOurs, bestOfctl time.Duration
+		best := make([][2]time.Duration, len(rows))
 		for rep := range reps {
 			b.StopTimer()
-			const br = string(flows.BrTun)
-			addBridge(b, o, br)
-			addBridge(b, oc, br)
-			ofs, closeFn := h.open(flows.BrTun, round)
-			syncConnected(b, ofs, nil)
-			if err := ofs.SyncSet(before); err != nil {
-				b.Fatal(err)
-			}
-			ofctlBundle(b, oc, br, all)
+			s0, s1 := incremental()
 			b.StartTimer()
-
-			start := time.Now()
-			if err := ofs.SyncSet(after); err != nil {
-				b.Fatal(err)
+			for i, r := range rows {
+				var ours, ofctl time.Duration
+				if r.name == "incremental" {
+					ours, ofctl = once(s0, s1, true)
+				} else {
+					ours, ofctl = once(before, after, false)
+				}
+				if rep == 0 || ours < best[i][0] {
+					best[i][0] = ours
+				}
+				if rep == 0 || ofctl < best[i][1] {
+					best[i][1] = ofctl
+				}
 			}
-			took := time.Since(start)
-			tookOfctl := ofctlBundle(b, oc, br, part)
-			if rep == 0 || took < bestOurs {
-				bestOurs = took
-			}
-			if rep == 0 || tookOfctl < bestOfctl {
-				bestOfctl = tookOfctl
-			}
-
-			b.StopTimer()
-			want := rendered(after.Flows(flows.BrTun), round)
-			sameSet(b, "lanes' "+br, h.dump(flows.BrTun), want)
-			sameSet(b, "ovs-ofctl's "+br, (&host{t: b, o: oc}).dump(flows.BrTun), want)
-			closeFn()
-			vsctl(b, o, "del-br", br)
-			vsctl(b, oc, "del-br", br)
-			b.StartTimer()
 		}
-		ours += bestOurs
-		ofctl += bestOfctl
+		for i, r := range rows {
+			r.ours += best[i][0]
+			r.ofctl += best[i][1]
+		}
 	}
-	ratio := ours.Seconds() / ofctl.Seconds()
-	b.ReportMetric(ratio, "sync/ofctl-time")
+	var table []string
+	for _, r := range rows {
+		ratio := r.ours.Seconds() / r.ofctl.Seconds()
+		b.ReportMetric(ratio, strings.ReplaceAll(r.name, " ", "-")+"/ofctl-time")
+		table = append(table, fmt.Sprintf("| %-12s | %6d | %9.0f ms | %9.0f ms | %5.2f |", r.name, len(changed),
+			float64(r.ours.Milliseconds())/float64(b.N), float64(r.ofctl.Milliseconds())/float64(b.N), ratio))
+	}
 	printTable("BenchmarkModify: move 10% of 50k remote ports, time ratio (target <= 1.2)",
-		fmt.Sprintf("| %6s | %12s | %12s | %5s |", "flows", "Sync", "ovs-ofctl", "ratio"),
-		[]string{fmt.Sprintf("| %6d | %9.0f ms | %9.0f ms | %5.2f |", len(changed),
-			float64(ours.Milliseconds())/float64(b.N), float64(ofctl.Milliseconds())/float64(b.N), ratio)})
+		fmt.Sprintf("| %-12s | %6s | %12s | %12s | %5s |", "set", "flows", "SyncSet", "ovs-ofctl", "ratio"), table)
 }

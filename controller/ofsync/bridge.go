@@ -45,7 +45,8 @@ type Bridge struct {
 	desired   *Flows
 	desiredOf flows.Set
 	// installed is what the switch holds, as far as committed bundles tell;
-	// perTable counts its flows by table, for Status, which runs on every Sync.
+	// perTable counts its flows by table, for Status, which runs on every Sync: each
+	// committed plan adds its counts (Plan.counts), so that a change costs its owners.
 	// inSync: installed is desired, so a change of a few owners is diffed for those
 	// owners alone.
 	installed Flows
@@ -167,7 +168,7 @@ func (b *Bridge) loop(ctx context.Context) {
 			b.sw = sw
 			b.connects++
 			b.needFull = true
-			err := b.pushLocked(nil, false)
+			err := b.pushLocked(nil)
 			n := b.installed.Len()
 			b.mu.Unlock()
 			if err != nil && !errors.Is(err, ErrNotConnected) {
@@ -193,10 +194,12 @@ func (b *Bridge) SyncSet(s flows.Set) error {
 	defer b.mu.Unlock()
 	br := flows.Bridge(b.Name)
 	if changed, ok := s.Changed(br, b.desiredOf); ok && b.desired != nil {
-		next := b.desired.with(s, br, changed, b.round)
-		fast := b.inSync && !b.needFull
+		next, pairs := b.desired.with(s, br, changed, b.round)
+		if !b.inSync || b.needFull {
+			pairs = nil // the installed flows are not the ones these owners changed from
+		}
 		b.desired, b.desiredOf, b.inSync = &next, s, false
-		return b.pushLocked(changed, fast)
+		return b.pushLocked(pairs)
 	}
 	// Under the lock: a push fills the render caches of the entries indexFrom reuses.
 	idx := indexFrom(b.desired, s, br, b.round)
@@ -222,7 +225,7 @@ func (b *Bridge) syncLocked(idx Flows) error {
 		b.needFull = true
 	}
 	b.desired, b.inSync = &idx, false
-	return b.pushLocked(nil, false)
+	return b.pushLocked(nil)
 }
 
 // Replay re-adds every desired flow and sweeps other rounds, in one bundle: for a
@@ -232,13 +235,14 @@ func (b *Bridge) Replay() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.needFull = true
-	return b.pushLocked(nil, false)
+	return b.pushLocked(nil)
 }
 
-// pushLocked sends what turns the installed flows into the desired ones. With fast,
-// only lists the owners that can differ between the two (installed was the desired
-// set those owners changed from): the diff and the flow counts look at them alone.
-func (b *Bridge) pushLocked(only []flows.Owner, fast bool) error {
+// pushLocked sends what turns the installed flows into the desired ones. Given
+// pairs, the installed and desired entries of the owners that can differ between the
+// two (installed was the desired set those owners changed from), the diff and the
+// flow counts look at them alone; nil pairs means a diff of every owner.
+func (b *Bridge) pushLocked(pairs []pair) error {
 	if b.sw == nil || !b.sw.IsReady() {
 		b.lastErr = ErrNotConnected
 		return ErrNotConnected
@@ -247,17 +251,19 @@ func (b *Bridge) pushLocked(only []flows.Owner, fast bool) error {
 		return nil
 	}
 	var plan Plan
-	var was, now Flows // only's entries, installed and desired
-	if fast {
+	if pairs != nil {
 		b.fastDiffs++
-		was, now = b.installed.only(only), b.desired.only(only)
-		plan = Diff(was, now, false)
+		plan = diffPairs(pairs)
 	} else {
 		plan = Diff(b.installed, *b.desired, b.needFull)
 	}
+	if b.perTable == nil {
+		b.perTable = map[uint8]int{}
+	}
 	if plan.Empty() {
-		// Equal flows: the desired entries are installed, and their counts are those
-		// of the installed ones.
+		// Equal flows: the desired entries are installed (an owner whose flows were
+		// only reordered may count differently from Sync's list of flows).
+		applyCounts(b.perTable, plan)
 		b.installed, b.inSync = *b.desired, true
 		return nil
 	}
@@ -272,12 +278,7 @@ func (b *Bridge) pushLocked(only []flows.Owner, fast bool) error {
 	}
 	b.installed, b.inSync = *b.desired, true
 	b.commits++
-	if fast && b.perTable != nil {
-		was.count(b.perTable, -1)
-		now.count(b.perTable, 1)
-	} else {
-		b.perTable = b.installed.perTable()
-	}
+	applyCounts(b.perTable, plan)
 	b.needFull = false
 	b.log.Debug("bundle committed", "adds", len(plan.Add), "deletes", len(plan.Delete), "sweep", plan.Sweep, "took", time.Since(start))
 	return nil

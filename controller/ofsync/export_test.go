@@ -6,3 +6,6 @@ func (b *Bridge) FastDiffs() int {
 	defer b.mu.Unlock()
 	return b.fastDiffs
 }
+
+// RemoteState is the benchmarks' desired state of n remote ports.
+var RemoteState = remoteState

@@ -8,6 +8,7 @@ package ofsync
 
 import (
 	"cmp"
+	"iter"
 	"slices"
 	"strconv"
 
@@ -21,6 +22,11 @@ type Plan struct {
 	Delete []flows.Flow // installed flows no longer desired (DELETE_STRICT)
 	// Sweep deletes every flow of another round (restart, reconnect).
 	Sweep bool
+	// counts is, per table, how many flows the desired owners have more than the
+	// installed ones: the installed counts plus these are the desired set's, without
+	// a walk over its unchanged owners. A table whose count does not change may be
+	// missing.
+	counts map[uint8]int
 }
 
 // Empty reports whether the plan changes nothing.
@@ -55,6 +61,44 @@ func (f Flows) entries() []owned {
 	return out
 }
 
+// cursor walks a Flows' owners in order, so that two of them are walked in step
+// without listing either.
+type cursor struct {
+	next  func() (flows.Owner, *ownerFlows, bool)
+	stop  func()
+	owner flows.Owner
+	of    *ownerFlows // nil at the end
+}
+
+func walk(f Flows) *cursor {
+	c := &cursor{}
+	c.next, c.stop = iter.Pull2(f.seq.All())
+	c.advance()
+	return c
+}
+
+func (c *cursor) advance() {
+	o, of, ok := c.next()
+	if !ok {
+		c.owner, c.of = flows.Owner{}, nil
+		return
+	}
+	c.owner, c.of = o, of
+}
+
+// compare orders the owners under two cursors; one at the end comes last.
+func (c *cursor) compare(d *cursor) int {
+	switch {
+	case c.of == nil && d.of == nil:
+		return 0
+	case c.of == nil:
+		return 1
+	case d.of == nil:
+		return -1
+	}
+	return compareOwners(c.owner, d.owner)
+}
+
 func fromEntries(es []owned) Flows {
 	keys, vals := make([]flows.Owner, len(es)), make([]*ownerFlows, len(es))
 	for i, e := range es {
@@ -75,12 +119,28 @@ type ownerFlows struct {
 	round uint16
 }
 
-func (o *ownerFlows) flows() []flows.Flow {
-	stamped := make([]flows.Flow, len(o.given))
-	for i, f := range o.given {
-		stamped[i] = f.WithRound(o.round)
+func (o *ownerFlows) flows() []flows.Flow { return o.appendTo(make([]flows.Flow, 0, len(o.given))) }
+
+// appendTo appends the owner's flows, stamped, to dst.
+func (o *ownerFlows) appendTo(dst []flows.Flow) []flows.Flow {
+	for i := range o.given {
+		dst = append(dst, stamp(&o.given[i], o.round))
 	}
-	return stamped
+	return dst
+}
+
+// stamp is f.WithRound(round) sharing f's actions when none of them carries a
+// cookie (only learn() does): the flows of a plan are read, never changed, and a
+// copy of every action list was most of what a diff allocated.
+func stamp(f *flows.Flow, round uint16) flows.Flow {
+	for _, a := range f.Actions {
+		if _, ok := a.(flows.Learn); ok {
+			return f.WithRound(round)
+		}
+	}
+	g := *f
+	g.Cookie = g.Cookie.WithRound(round)
+	return g
 }
 
 func (o *ownerFlows) index() map[string]Entry {
@@ -114,47 +174,49 @@ func reuse(prev *ownerFlows, fs []flows.Flow, round uint16) *ownerFlows {
 
 // indexFrom is Index reusing prev's entry of every owner whose flows are the very
 // slice prev was given: no allocation, and its rendering stays cached. prev may be
-// nil.
+// nil. Both are sorted by owner, so it walks them in step rather than looking every
+// owner up in prev.
 func indexFrom(prev *Flows, s flows.Set, b flows.Bridge, round uint16) Flows {
 	if prev == nil {
 		return Index(s, b, round)
 	}
-	var es []owned
+	keys, vals := make([]flows.Owner, 0, prev.seq.Len()), make([]*ownerFlows, 0, prev.seq.Len())
+	old := walk(*prev)
+	defer old.stop()
 	s.EachOwner(b, func(o flows.Owner, fs []flows.Flow) {
-		old, _ := prev.seq.Get(o, compareOwners)
-		es = append(es, owned{o, reuse(old, fs, round)})
+		for old.of != nil && compareOwners(old.owner, o) < 0 {
+			old.advance()
+		}
+		var was *ownerFlows
+		if old.of != nil && old.owner == o {
+			was = old.of
+		}
+		keys, vals = append(keys, o), append(vals, reuse(was, fs, round))
 	})
-	return fromEntries(es)
+	return Flows{chunked.FromSorted(keys, vals)}
 }
 
 // with returns f changed to bridge b's flows of s for the owners listed (sorted),
 // those whose flows in s may differ from the set f was taken from (flows.Set.Changed):
 // an owner's entry is kept when its flows are the very slice it was given, and the
-// chunks of the owners not listed are shared. Its cost is the owners listed.
-func (f Flows) with(s flows.Set, b flows.Bridge, owners []flows.Owner, round uint16) Flows {
+// chunks of the owners not listed are shared. Its cost is the owners listed. It also
+// returns each listed owner's entries in f and in the result, for diffPairs (never
+// nil: an empty list is a diff of no owner).
+func (f Flows) with(s flows.Set, b flows.Bridge, owners []flows.Owner, round uint16) (Flows, []pair) {
 	cs := make([]chunked.Change[flows.Owner, *ownerFlows], len(owners))
+	ps := make([]pair, len(owners))
 	for i, o := range owners {
 		cs[i].Key = o
+		ps[i].installed, _ = f.seq.Get(o, compareOwners)
 		fs := s.FlowsOf(b, o)
 		if len(fs) == 0 {
 			cs[i].Del = true
 			continue
 		}
-		old, _ := f.seq.Get(o, compareOwners)
-		cs[i].Val = reuse(old, fs, round)
+		cs[i].Val = reuse(ps[i].installed, fs, round)
+		ps[i].desired = cs[i].Val
 	}
-	return Flows{f.seq.With(cs, compareOwners)}
-}
-
-// only returns the entries of f of the owners listed (sorted) that f has.
-func (f Flows) only(owners []flows.Owner) Flows {
-	es := make([]owned, 0, len(owners))
-	for _, o := range owners {
-		if of, ok := f.seq.Get(o, compareOwners); ok {
-			es = append(es, owned{o, of})
-		}
-	}
-	return fromEntries(es)
+	return Flows{f.seq.With(cs, compareOwners)}, ps
 }
 
 // IndexFlows takes a list of flows, stamped with round, each owned by its cookie's
@@ -189,21 +251,30 @@ func (f Flows) Len() int {
 	return n
 }
 
-// perTable counts the flows by table.
+// perTable counts the flows by table: the reference of the counts a Bridge keeps
+// from its plans (Plan.counts).
 func (f Flows) perTable() map[uint8]int {
 	n := map[uint8]int{}
-	f.count(n, 1)
+	for _, o := range f.seq.All() {
+		for i := range o.given {
+			n[o.given[i].Table]++
+		}
+	}
 	return n
 }
 
-// count adds sign times f's flows per table to n; a table's count that drops to
-// zero goes.
-func (f Flows) count(n map[uint8]int, sign int) {
-	for _, o := range f.seq.All() {
-		for _, fl := range o.given {
-			if n[fl.Table] += sign; n[fl.Table] == 0 {
-				delete(n, fl.Table)
-			}
+// count adds sign times o's flows per table to the plan's counts.
+func (p *Plan) count(o *ownerFlows, sign int) {
+	for i := range o.given {
+		p.counts[o.given[i].Table] += sign
+	}
+}
+
+// applyCounts adds a plan's counts to n, dropping the tables left with none.
+func applyCounts(n map[uint8]int, p Plan) {
+	for t, d := range p.counts {
+		if n[t] += d; n[t] == 0 {
+			delete(n, t)
 		}
 	}
 }
@@ -219,18 +290,7 @@ func (f Flows) All() []flows.Flow {
 
 // sameFlows reports whether two owners' flows are the same flows in the same order.
 func sameFlows(a, b *ownerFlows) bool {
-	if a.round != b.round || len(a.given) != len(b.given) {
-		return false
-	}
-	if len(a.given) == 0 || &a.given[0] == &b.given[0] {
-		return true
-	}
-	for i := range a.given {
-		if !a.given[i].Equal(b.given[i]) {
-			return false
-		}
-	}
-	return true
+	return a.round == b.round && flows.FlowsEqual(a.given, b.given)
 }
 
 // Diff compares installed and desired flows owner by owner, and by key (table,
@@ -241,63 +301,104 @@ func sameFlows(a, b *ownerFlows) bool {
 // Diffing fills the render caches of the entries, so desired must not be diffed
 // concurrently.
 func Diff(installed, desired Flows, full bool) Plan {
-	p := Plan{Sweep: full}
-	in, de := installed.entries(), desired.entries()
-	for i, j := 0, 0; i < len(in) || j < len(de); {
-		c := 0
-		switch {
-		case i == len(in):
-			c = 1
-		case j == len(de):
-			c = -1
-		default:
-			c = compareOwners(in[i].owner, de[j].owner)
-		}
-		switch {
+	p := Plan{Sweep: full, counts: map[uint8]int{}}
+	in, de := walk(installed), walk(desired)
+	defer in.stop()
+	defer de.stop()
+	for in.of != nil || de.of != nil {
+		switch c := in.compare(de); {
 		case c < 0: // gone
-			p.Delete = append(p.Delete, in[i].flows()...)
-			i++
-			continue
+			p.owner(in.of, nil, full)
+			in.advance()
 		case c > 0: // new
-			p.Add = append(p.Add, de[j].flows()...)
-			j++
-			continue
-		}
-		old, cur := in[i].ownerFlows, de[j].ownerFlows
-		i, j = i+1, j+1
-		if sameFlows(old, cur) {
-			if full {
-				p.Add = append(p.Add, old.flows()...)
-			}
-			continue
-		}
-		if len(old.given)*len(cur.given) <= smallOwner {
-			p = diffSmall(p, old, cur, full)
-			continue
-		}
-		oi, ci := old.index(), cur.index()
-		for _, f := range old.flows() {
-			if _, ok := ci[f.Key()]; !ok {
-				p.Delete = append(p.Delete, f)
-			}
-		}
-		for _, f := range cur.flows() {
-			k := f.Key()
-			if e, ok := oi[k]; full || !ok || e.Text != ci[k].Text {
-				p.Add = append(p.Add, f)
-			}
+			p.owner(nil, de.of, full)
+			de.advance()
+		default:
+			p.owner(in.of, de.of, full)
+			in.advance()
+			de.advance()
 		}
 	}
-	if len(p.Delete) > 0 {
-		// A flow that moved to another owner is replaced by its add (ADD replaces
-		// the cookie in place and keeps its counters); keys only the plan's flows.
-		added := make(map[string]bool, len(p.Add))
-		for _, f := range p.Add {
-			added[f.Key()] = true
-		}
-		p.Delete = slices.DeleteFunc(p.Delete, func(f flows.Flow) bool { return added[f.Key()] })
-	}
+	p.dropMoved()
 	return p
+}
+
+// pair is one owner's entries in the installed and the desired flows; nil where it
+// has none.
+type pair struct {
+	installed, desired *ownerFlows
+}
+
+// diffPairs is Diff of the owners listed alone (sorted), given their entries: the
+// fast path's diff, with no owner looked up again.
+func diffPairs(ps []pair) Plan {
+	p := Plan{counts: map[uint8]int{}}
+	n := 0
+	for _, x := range ps {
+		if x.desired != nil {
+			n += len(x.desired.given)
+		}
+	}
+	p.Add = make([]flows.Flow, 0, n)
+	for _, x := range ps {
+		if x.installed != nil || x.desired != nil {
+			p.owner(x.installed, x.desired, false)
+		}
+	}
+	p.dropMoved()
+	return p
+}
+
+// owner adds to the plan what turns one owner's installed flows (old, nil if it
+// had none) into its desired ones (cur, nil if it has none left).
+func (p *Plan) owner(old, cur *ownerFlows, full bool) {
+	switch {
+	case cur == nil:
+		p.Delete = old.appendTo(p.Delete)
+		p.count(old, -1)
+		return
+	case old == nil:
+		p.Add = cur.appendTo(p.Add)
+		p.count(cur, 1)
+		return
+	case sameFlows(old, cur):
+		if full {
+			p.Add = old.appendTo(p.Add)
+		}
+		return
+	}
+	p.count(old, -1)
+	p.count(cur, 1)
+	if len(old.given)*len(cur.given) <= smallOwner {
+		p.diffSmall(old, cur, full)
+		return
+	}
+	oi, ci := old.index(), cur.index()
+	for _, f := range old.flows() {
+		if _, ok := ci[f.Key()]; !ok {
+			p.Delete = append(p.Delete, f)
+		}
+	}
+	for _, f := range cur.flows() {
+		k := f.Key()
+		if e, ok := oi[k]; full || !ok || e.Text != ci[k].Text {
+			p.Add = append(p.Add, f)
+		}
+	}
+}
+
+// dropMoved drops the deletes of flows that moved to another owner: their add
+// replaces them (ADD replaces the cookie in place and keeps the counters). It keys
+// only the plan's flows.
+func (p *Plan) dropMoved() {
+	if len(p.Delete) == 0 {
+		return
+	}
+	added := make(map[string]bool, len(p.Add))
+	for _, f := range p.Add {
+		added[f.Key()] = true
+	}
+	p.Delete = slices.DeleteFunc(p.Delete, func(f flows.Flow) bool { return added[f.Key()] })
 }
 
 // smallOwner bounds the pairs of flows an owner's diff compares field by field
@@ -306,24 +407,25 @@ const smallOwner = 64
 
 // sameKey reports whether two flows have the same key (table, priority, match)
 // without rendering it.
-func sameKey(f, g flows.Flow) bool {
+func sameKey(f, g *flows.Flow) bool {
 	return f.Table == g.Table && f.Priority == g.Priority && f.Match.Equal(g.Match)
 }
 
-// diffSmall diffs one owner's few flows pair by pair.
-func diffSmall(p Plan, old, cur *ownerFlows, full bool) Plan {
-	for _, f := range old.flows() {
-		if !slices.ContainsFunc(cur.given, func(g flows.Flow) bool { return sameKey(f, g) }) {
-			p.Delete = append(p.Delete, f)
+// diffSmall diffs one owner's few flows pair by pair, stamping only the flows it
+// sends.
+func (p *Plan) diffSmall(old, cur *ownerFlows, full bool) {
+	for i := range old.given {
+		f := &old.given[i]
+		if !slices.ContainsFunc(cur.given, func(g flows.Flow) bool { return sameKey(f, &g) }) {
+			p.Delete = append(p.Delete, stamp(f, old.round))
 		}
 	}
-	for i, f := range cur.flows() {
-		g := cur.given[i]
-		if full || !slices.ContainsFunc(old.given, g.Equal) {
-			p.Add = append(p.Add, f)
+	for i := range cur.given {
+		g := &cur.given[i]
+		if full || !slices.ContainsFunc(old.given, func(f flows.Flow) bool { return g.Equal(f) }) {
+			p.Add = append(p.Add, stamp(g, cur.round))
 		}
 	}
-	return p
 }
 
 // SweepMasks returns (cookie, mask) pairs whose delete-by-cookie-mask removes every

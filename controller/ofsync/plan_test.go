@@ -281,6 +281,19 @@ func TestIncrementalEqualsFull(t *testing.T) {
 			if full := byKey(Index(set, br, 1)); !maps.Equal(sw, full) {
 				t.Fatalf("%s step %d: switch after incremental plans differs from the full recompute", br, step)
 			}
+			// The counts a Bridge keeps from its plans are a recount of the desired
+			// flows, for a diff and for a full replay alike.
+			for _, full := range []bool{false, true} {
+				n := installed.perTable()
+				pl := p
+				if full {
+					pl = Diff(installed, desired, true)
+				}
+				applyCounts(n, pl)
+				if want := desired.perTable(); !equalCounts(n, want) {
+					t.Fatalf("%s step %d (full %v): flows per table from the plan %v, recounted %v", br, step, full, n, want)
+				}
+			}
 			installed = desired
 		}
 		for _, of := range installed.entries() {
@@ -374,4 +387,46 @@ func TestIndexFromReuses(t *testing.T) {
 	if other := indexFrom(&prev, s2, flows.BrTun, 5); entry(other, "r0") == entry(prev, "r0") {
 		t.Error("entry of round 4 reused for round 5")
 	}
+}
+
+// TestStampIsWithRound: the plan's stamping, which shares the actions of a flow
+// without learn(), gives every flow of both bridges exactly what WithRound gives,
+// learn()'s cookie included, and leaves the set's flows as they were.
+func TestStampIsWithRound(t *testing.T) {
+	_, set := newRandomRemote(t, 4)
+	learns := 0
+	for _, br := range []flows.Bridge{flows.BrTun, flows.BrInt} {
+		fs := set.Flows(br)
+		if len(fs) == 0 {
+			t.Fatalf("%s: no flows", br)
+		}
+		before := rendered(fs)
+		for _, r := range []uint16{0, 1, 0x8001, 0xffff} {
+			for i := range fs {
+				got, want := stamp(&fs[i], r), fs[i].WithRound(r)
+				if !got.Equal(want) || got.String() != want.String() {
+					t.Fatalf("%s round %d: stamp gives %s, WithRound %s", br, r, got, want)
+				}
+			}
+		}
+		for i, f := range fs {
+			if f.String() != before[i] {
+				t.Fatalf("%s: stamping changed the set's flow %s", br, f)
+			}
+			if slices.ContainsFunc(f.Actions, func(a flows.Action) bool { _, ok := a.(flows.Learn); return ok }) {
+				learns++
+			}
+		}
+	}
+	if learns == 0 {
+		t.Fatal("no flow with learn(): the copying case is not covered")
+	}
+}
+
+func rendered(fs []flows.Flow) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.String()
+	}
+	return out
 }
