@@ -286,34 +286,33 @@ func (b *Bridge) pushLocked(pairs []pair) error {
 
 // send delivers a plan as one atomic bundle: deletes, adds, then the round sweep.
 func (b *Bridge) send(p Plan) error {
-	mods := make([]*openflow15.FlowMod, 0, len(p.Delete)+len(p.Add)+16)
-	for _, f := range p.Delete {
-		m, err := ofbind.FlowMod(f, openflow15.FC_DELETE_STRICT)
-		if err != nil {
-			return err
-		}
-		mods = append(mods, m)
-	}
-	for _, f := range p.Add {
-		m, err := ofbind.FlowMod(f, openflow15.FC_ADD)
-		if err != nil {
-			return err
-		}
-		mods = append(mods, m)
-	}
+	nd, na := len(p.Delete), len(p.Add)
+	sweep := SweepMasks(b.round)
+	n := nd + na
 	if p.Sweep {
-		for _, cm := range SweepMasks(b.round) {
-			mods = append(mods, ofbind.DeleteByCookie(cm[0], cm[1]))
-		}
+		n += len(sweep)
 	}
-	return b.fc.bundle(mods, func(i int) string {
+	// Each FlowMod is made as it is written, not all of them first: while lanesd
+	// encodes the rest of a restart's 31k flows, the switch is already taking in
+	// the first.
+	mod := func(i int) (*openflow15.FlowMod, error) {
 		switch {
-		case i < len(p.Delete):
-			return "delete " + p.Delete[i].Key()
-		case i < len(p.Delete)+len(p.Add):
-			return p.Add[i-len(p.Delete)].Key()
+		case i < nd:
+			return ofbind.FlowMod(p.Delete[i], openflow15.FC_DELETE_STRICT)
+		case i < nd+na:
+			return ofbind.FlowMod(p.Add[i-nd], openflow15.FC_ADD)
 		}
-		return fmt.Sprintf("sweep of other rounds %d", i-len(p.Delete)-len(p.Add))
+		cm := sweep[i-nd-na]
+		return ofbind.DeleteByCookie(cm[0], cm[1]), nil
+	}
+	return b.fc.bundle(n, mod, func(i int) string {
+		switch {
+		case i < nd:
+			return "delete " + p.Delete[i].Key()
+		case i < nd+na:
+			return p.Add[i-nd].Key()
+		}
+		return fmt.Sprintf("sweep of other rounds %d", i-nd-na)
 	})
 }
 
@@ -327,11 +326,8 @@ func (b *Bridge) Forget(macs []net.HardwareAddr) error {
 	if b.sw == nil || !b.sw.IsReady() {
 		return ErrNotConnected
 	}
-	mods := make([]*openflow15.FlowMod, 0, len(macs))
-	for _, m := range macs {
-		mods = append(mods, ofbind.ForgetLearned(m))
-	}
-	return b.fc.bundle(mods, func(i int) string { return "forget learned " + macs[i].String() })
+	return b.fc.bundle(len(macs), func(i int) (*openflow15.FlowMod, error) { return ofbind.ForgetLearned(macs[i]), nil },
+		func(i int) string { return "forget learned " + macs[i].String() })
 }
 
 // Status is a snapshot for lanesctl status and metrics.

@@ -233,21 +233,22 @@ type errConn struct{ err error }
 func (e errConn) Error() string { return e.err.Error() }
 func (e errConn) Unwrap() error { return e.err }
 
-// bundle sends mods as one atomic bundle and returns once it committed. name(i)
-// names mods[i] in errors. A failed message discards the bundle and is reported by
-// name, with the switch's reason.
-func (fc *flowConn) bundle(mods []*openflow15.FlowMod, name func(int) string) error {
+// bundle sends n messages, mod(0) to mod(n-1), as one atomic bundle and returns
+// once it committed. mod is called as the bundle is written (again for a retry on a
+// new connection), and name(i) names mod(i) in errors. A failed message discards the
+// bundle and is reported by name, with the switch's reason.
+func (fc *flowConn) bundle(n int, mod func(int) (*openflow15.FlowMod, error), name func(int) string) error {
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
-	err := fc.bundleLocked(mods, name)
+	err := fc.bundleLocked(n, mod, name)
 	var ce errConn
 	if errors.As(err, &ce) {
-		err = fc.bundleLocked(mods, name)
+		err = fc.bundleLocked(n, mod, name)
 	}
 	return err
 }
 
-func (fc *flowConn) bundleLocked(mods []*openflow15.FlowMod, name func(int) string) error {
+func (fc *flowConn) bundleLocked(n int, mod func(int) (*openflow15.FlowMod, error), name func(int) string) error {
 	if fc.conn != nil {
 		select {
 		case <-fc.conn.dead:
@@ -274,7 +275,14 @@ func (fc *flowConn) bundleLocked(mods []*openflow15.FlowMod, name func(int) stri
 	first := fc.xid + 1
 	buf := fc.buf[:0]
 	buf = appendBundleCtrl(buf, fc.nextXid(), bid, openflow15.OFPBCT_OPEN_REQUEST)
-	for i, m := range mods {
+	for i := range n {
+		m, err := mod(i)
+		if err != nil {
+			// Part of the bundle may be written: a new connection drops it.
+			oc.close(err)
+			fc.conn = nil
+			return fmt.Errorf("flow %s: %w", name(i), err)
+		}
 		xid := fc.nextXid()
 		m.Xid = xid
 		data, err := m.MarshalBinary()
@@ -328,7 +336,7 @@ func (fc *flowConn) bundleLocked(mods []*openflow15.FlowMod, name func(int) stri
 		}
 		oc.takeErrs()
 	}
-	return bundleErrors(errs, first, len(mods), name)
+	return bundleErrors(errs, first, n, name)
 }
 
 // bundleErrors reports the failed messages of a bundle, in order, by name; xids
