@@ -315,7 +315,7 @@ func (tu *tableUpdates) applyTo(rc *rowCache) error {
 		var cv conv
 		r := &openvSwitch{UUID: id, Bridges: cv.strSet(u.New.Bridges, "bridges")}
 		if cv.err != nil {
-			errs = append(errs, fmt.Errorf("Open_vSwitch %s: %w", id, cv.err))
+			errs = append(errs, fmt.Errorf("table Open_vSwitch, row %s: %w", id, cv.err))
 			continue
 		}
 		rc.roots[id] = r
@@ -332,7 +332,7 @@ func (tu *tableUpdates) applyTo(rc *rowCache) error {
 			Protocols: cv.strSet(w.Protocols, "protocols"), Ports: cv.strSet(w.Ports, "ports"),
 			OtherConfig: cv.strMap(w.OtherConfig, "other_config"), ExternalIDs: cv.strMap(w.ExternalIDs, "external_ids")}
 		if cv.err != nil {
-			errs = append(errs, fmt.Errorf("Bridge %s: %w", id, cv.err))
+			errs = append(errs, fmt.Errorf("table Bridge, row %s: %w", id, cv.err))
 			continue
 		}
 		rc.bridges[id] = r
@@ -347,7 +347,7 @@ func (tu *tableUpdates) applyTo(rc *rowCache) error {
 		r := &port{UUID: id, Name: w.Name, Interfaces: cv.strSet(w.Interfaces, "interfaces"), Tag: cv.optInt(w.Tag, "tag"),
 			OtherConfig: cv.strMap(w.OtherConfig, "other_config"), ExternalIDs: cv.strMap(w.ExternalIDs, "external_ids")}
 		if cv.err != nil {
-			errs = append(errs, fmt.Errorf("Port %s: %w", id, cv.err))
+			errs = append(errs, fmt.Errorf("table Port, row %s: %w", id, cv.err))
 			continue
 		}
 		rc.ports[id] = r
@@ -363,7 +363,7 @@ func (tu *tableUpdates) applyTo(rc *rowCache) error {
 			Ofport: cv.optInt(w.Ofport, "ofport"), OfportRequest: cv.optInt(w.OfportRequest, "ofport_request"),
 			Error: cv.optString(w.Error, "error"), ExternalIDs: cv.strMap(w.ExternalIDs, "external_ids")}
 		if cv.err != nil {
-			errs = append(errs, fmt.Errorf("Interface %s: %w", id, cv.err))
+			errs = append(errs, fmt.Errorf("table Interface, row %s: %w", id, cv.err))
 			continue
 		}
 		rc.ifaces[id] = r
@@ -375,7 +375,7 @@ func (tu *tableUpdates) applyTo(rc *rowCache) error {
 }
 
 // conv converts generically decoded OVSDB values, keeping the first error (which
-// names the column). Empty sets and maps come out non-nil, as libovsdb made them.
+// names the column). Empty sets and maps come out nil, as libovsdb made them.
 type conv struct{ err error }
 
 func (c *conv) fail(col string, v any) {
@@ -422,6 +422,9 @@ func (c *conv) atomInt(v any, col string) int {
 
 func (c *conv) strSet(v any, col string) []string {
 	es := c.elems(v, col)
+	if len(es) == 0 {
+		return nil
+	}
 	out := make([]string, 0, len(es))
 	for _, e := range es {
 		out = append(out, c.atomString(e, col))
@@ -463,6 +466,9 @@ func (c *conv) strMap(v any, col string) map[string]string {
 	if !ok {
 		c.fail(col, v)
 		return map[string]string{}
+	}
+	if len(pairs) == 0 {
+		return nil
 	}
 	out := make(map[string]string, len(pairs))
 	for _, p := range pairs {
