@@ -379,7 +379,11 @@ func (tu *tableUpdates) applyTo(rc *rowCache) error {
 type conv struct{ err error }
 
 func (c *conv) fail(col string, v any) {
-	if c.err == nil {
+	switch {
+	case c.err != nil:
+	case v == nil: // the monitor sends every column of a row it sends
+		c.err = fmt.Errorf("column %s: missing", col)
+	default:
 		c.err = fmt.Errorf("column %s: unexpected value %v", col, v)
 	}
 }
