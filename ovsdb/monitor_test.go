@@ -162,8 +162,8 @@ func sortedSets[T any](r *T) *T {
 // updates must equal a fresh load, and the rows libovsdb's own cache makes of them,
 // down to nil versus empty.
 func TestMonitorEqualsFullLoad(t *testing.T) {
-	for _, seed := range []uint64{1, 2} {
-		t.Run(fmt.Sprint(seed), func(t *testing.T) { monitorEqualsFullLoad(t, seed, 60) })
+	for _, seed := range []uint64{1, 2, 3} {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { monitorEqualsFullLoad(t, seed, 100) })
 	}
 }
 
@@ -186,6 +186,9 @@ func monitorEqualsFullLoad(t *testing.T, seed uint64, steps int) {
 		sort.Strings(names)
 		return names[rng.IntN(len(names))], true
 	}
+	restarts := 0
+	kinds := map[string]int{}
+	defer func() { t.Logf("steps by kind: %v", kinds) }()
 	for step := range steps {
 		var what string
 		switch k := rng.IntN(12); {
@@ -280,10 +283,17 @@ func monitorEqualsFullLoad(t *testing.T, seed uint64, steps int) {
 			// Changed before the client is back: the reload must bring it.
 			vsctl(t, o, "set", "bridge", api.BrTun, fmt.Sprintf("external_ids:restarted=%d", step))
 			eventually(t, "reconnected", c.Connected)
+			restarts++
 		default:
 			continue
 		}
+		kinds[strings.Fields(what)[0]]++
 		checkMonitor(t, ctx, o, c, ref, fmt.Sprintf("step %d (%s)", step, what))
+		// A reload hides any update the cache failed to apply: there must be one per
+		// connection, no more.
+		if n := c.mon.loads.Load(); n != uint64(1+restarts) {
+			t.Fatalf("step %d (%s): %d loads after %d server restarts: the monitor reconnected by itself", step, what, n, restarts)
+		}
 	}
 }
 

@@ -9,21 +9,20 @@ import (
 	"testing"
 )
 
-// A monitor reply in the wire form, with each shape a column can take: a set of one
-// written as its atom, empty optionals and maps, a UUID set.
+// A monitor_cond reply in the wire form, with each shape a column can take: a set
+// of one written as its atom, columns at their defaults left out or sent empty,
+// maps, UUID sets.
 const sampleReply = `{
- "Open_vSwitch": {"r1": {"new": {"bridges": ["uuid", "b1"]}}},
- "Bridge": {"b1": {"new": {"name": "br-tun", "datapath_type": "netdev", "datapath_id": ["set", []],
+ "Open_vSwitch": {"r1": {"initial": {"bridges": ["uuid", "b1"]}}},
+ "Bridge": {"b1": {"initial": {"name": "br-tun", "datapath_type": "netdev", "datapath_id": ["set", []],
    "fail_mode": "secure", "protocols": ["set", ["OpenFlow13", "OpenFlow15"]],
    "ports": ["set", [["uuid", "p1"], ["uuid", "p2"]]],
    "other_config": ["map", [["datapath-id", "0000000000000002"]]], "external_ids": ["map", []]}}},
- "Port": {"p1": {"new": {"name": "vxlan-0a000002", "interfaces": ["uuid", "i1"], "tag": 5,
-   "other_config": ["map", []], "external_ids": ["map", [["k", "v"]]]}},
-   "p2": {"new": {"name": "x", "interfaces": ["set", []], "tag": ["set", []],
-   "other_config": ["map", []], "external_ids": ["map", []]}}},
- "Interface": {"i1": {"new": {"name": "vxlan-0a000002", "type": "vxlan",
-   "options": ["map", [["remote_ip", "10.0.0.2"], ["key", "flow"]]], "ofport": 4097,
-   "ofport_request": ["set", []], "error": ["set", []], "external_ids": ["map", []]}}}
+ "Port": {"p1": {"initial": {"name": "vxlan-0a000002", "interfaces": ["uuid", "i1"], "tag": 5,
+   "external_ids": ["map", [["k", "v"]]]}},
+   "p2": {"initial": {"name": "x"}}},
+ "Interface": {"i1": {"initial": {"name": "vxlan-0a000002", "type": "vxlan",
+   "options": ["map", [["remote_ip", "10.0.0.2"], ["key", "flow"]]], "ofport": 4097}}}
 }`
 
 func TestApplyConvertsAndNotifiesOnce(t *testing.T) {
@@ -56,12 +55,17 @@ func TestApplyConvertsAndNotifiesOnce(t *testing.T) {
 	if d := diffRows(m.rows, want); d != "" {
 		t.Fatalf("converted rows differ from the expected ones:\n%s", d)
 	}
+	before := m.rows.ifaces["i1"]
 
-	// A delete and a modify in one update: one more event.
+	// A delete and modifications in one update: one more event. A modification
+	// carries differences: a set's elements to toggle, a map's pairs to add, change
+	// or (same value) remove, the new value of a scalar or optional column.
 	var up tableUpdates
-	if err := json.Unmarshal([]byte(`{"Port": {"p2": {"old": {"name": "x"}}},
-		"Interface": {"i1": {"old": {"ofport": 4097}, "new": {"name": "vxlan-0a000002", "type": "vxlan",
-		"options": ["map", []], "ofport": -1, "ofport_request": 4097, "error": "could not add", "external_ids": ["map", []]}}}}`), &up); err != nil {
+	if err := json.Unmarshal([]byte(`{"Port": {"p2": {"delete": null}},
+		"Bridge": {"b1": {"modify": {"ports": ["uuid", "p2"], "protocols": ["set", ["OpenFlow10", "OpenFlow15"]],
+			"datapath_id": "0000000000000002", "fail_mode": ["set", []]}}},
+		"Interface": {"i1": {"modify": {"options": ["map", [["key", "flow"], ["remote_ip", "10.0.0.3"], ["csum", "true"]]],
+			"ofport": -1, "ofport_request": 4097, "error": "could not add", "type": ""}}}}`), &up); err != nil {
 		t.Fatal(err)
 	}
 	if err := m.apply(&up, false); err != nil {
@@ -73,26 +77,32 @@ func TestApplyConvertsAndNotifiesOnce(t *testing.T) {
 	if _, ok := m.rows.ports["p2"]; ok {
 		t.Error("deleted port still cached")
 	}
-	if got, want := m.rows.ifaces["i1"], (&iface{UUID: "i1", Name: "vxlan-0a000002", Type: "vxlan", Ofport: ptr(-1),
+	if got, want := m.rows.ifaces["i1"], (&iface{UUID: "i1", Name: "vxlan-0a000002", Type: "", Ofport: ptr(-1),
+		Options:       map[string]string{"remote_ip": "10.0.0.3", "csum": "true"},
 		OfportRequest: ptr(4097), Error: ptr("could not add")}); !reflect.DeepEqual(got, want) {
 		t.Errorf("modified interface %+v, want %+v", *got, *want)
+	}
+	if got, want := m.rows.bridges["b1"], (&bridge{UUID: "b1", Name: "br-tun", DatapathType: "netdev",
+		DatapathID: ptr("0000000000000002"), Protocols: []string{"OpenFlow13", "OpenFlow10"}, Ports: []string{"p1"},
+		OtherConfig: map[string]string{"datapath-id": "0000000000000002"}}); !reflect.DeepEqual(got, want) {
+		t.Errorf("modified bridge %+v, want %+v", *got, *want)
+	}
+	// Rows are replaced, never edited: a snapshot holding the old one keeps it.
+	if before.Ofport == nil || *before.Ofport != 4097 || before.Options["remote_ip"] != "10.0.0.2" {
+		t.Errorf("the old row was edited in place: %+v", *before)
 	}
 }
 
 // A value of the wrong shape is refused with the table, row and column named, and a
 // bad initial load leaves the cache as it was.
 func TestApplyNamesBadColumn(t *testing.T) {
-	const (
-		br  = `"name": "a", "datapath_type": "", "datapath_id": ["set", []], "fail_mode": ["set", []], "protocols": ["set", []], "other_config": ["map", []], "external_ids": ["map", []]`
-		pt  = `"name": "a", "interfaces": ["set", []], "other_config": ["map", []], "external_ids": ["map", []]`
-		ifc = `"name": "a", "type": "", "ofport_request": ["set", []], "error": ["set", []], "external_ids": ["map", []]`
-	)
 	for _, tc := range []struct{ reply, want string }{
-		{`{"Port": {"p1": {"new": {` + pt + `, "tag": "five"}}}}`, "table Port, row p1: column tag: unexpected value five"},
-		{`{"Interface": {"i1": {"new": {` + ifc + `, "ofport": 1, "options": ["set", []]}}}}`, "table Interface, row i1: column options"},
-		{`{"Bridge": {"b1": {"new": {` + br + `, "ports": ["set", [1]]}}}}`, "table Bridge, row b1: column ports"},
-		{`{"Interface": {"i1": {"new": {` + ifc + `, "options": ["map", []], "ofport": ["set", [1, 2]]}}}}`, "table Interface, row i1: column ofport"},
-		{`{"Interface": {"i1": {"new": {` + ifc + `, "options": ["map", []]}}}}`, "table Interface, row i1: column ofport: missing"},
+		{`{"Port": {"p1": {"initial": {"name": "a", "tag": "five"}}}}`, "table Port, row p1: column tag: unexpected value five"},
+		{`{"Interface": {"i1": {"initial": {"name": "a", "options": ["set", []]}}}}`, "table Interface, row i1: column options"},
+		{`{"Bridge": {"b1": {"initial": {"name": "a", "ports": ["set", [1]]}}}}`, "table Bridge, row b1: column ports"},
+		{`{"Interface": {"i1": {"initial": {"name": "a", "ofport": ["set", [1, 2]]}}}}`, "table Interface, row i1: column ofport"},
+		{`{"Interface": {"i1": {"modify": {"ofport": 3}}}}`, "table Interface, row i1: modification of a row not in the cache"},
+		{`{"Interface": {"i1": {}}}`, "table Interface, row i1: row update with neither"},
 	} {
 		var tu tableUpdates
 		if err := json.Unmarshal([]byte(tc.reply), &tu); err != nil {
