@@ -22,7 +22,9 @@ import (
 // five times what a plain decode costs, and it could only start after the schema
 // handshake. Here the monitor request goes out at once, next to libovsdb's handshake,
 // and rows are decoded straight into the model types. libovsdb stays for building
-// and sending transactions, which need no cache.
+// and sending transactions, which need no cache. Updates and transaction replies
+// now travel on different connections, so a reply can overtake the update of what
+// it did: every write waits until the cache shows its effect (awaitCache).
 
 // monitorColumns are the columns lanes follows. Only these: without a list the
 // server sends every column, including Interface statistics rewritten every few
