@@ -163,14 +163,15 @@ func (c *Client) readOfports(ctx context.Context, names []string) (map[string]in
 	}
 	// The cache has its own connection, so the reply can overtake vswitchd's update
 	// of these rows. Waiting for it keeps what a caller reads next (a snapshot, a
-	// list of ports) at least as new as the numbers returned here.
+	// list of ports) at least as new as the numbers returned here. A row gone from
+	// the cache was deleted since: there is nothing newer to wait for.
 	if err := c.awaitCache(ctx, "the ofports read back", func() bool {
 		s, err := c.snapshot(ctx)
 		if err != nil {
 			return false
 		}
 		for n := range out {
-			if i := s.ifaces[n]; i == nil || i.Ofport == nil {
+			if i := s.ifaces[n]; i != nil && i.Ofport == nil {
 				return false
 			}
 		}
