@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A monitor_cond reply in the wire form, with each shape a column can take: a set
@@ -126,5 +128,111 @@ func TestConnectBadEndpoint(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "want unix:<path> or tcp:<host>:<port>") {
 			t.Errorf("Connect(%q): %v", ep, err)
 		}
+	}
+}
+
+// fakeServer accepts one connection on a unix socket and hands it to serve.
+func fakeServer(t *testing.T, serve func(dec *json.Decoder, enc *json.Encoder)) string {
+	t.Helper()
+	sock := t.TempDir() + "/db.sock"
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		serve(json.NewDecoder(conn), json.NewEncoder(conn))
+	}()
+	return "unix:" + sock
+}
+
+// The protocol around the rows: the monitor_cond request, the server's echo probe
+// answered with its own params, update2 notifications, one change event each.
+func TestMonitorProtocol(t *testing.T) {
+	echoed := make(chan map[string]any, 1)
+	ep := fakeServer(t, func(dec *json.Decoder, enc *json.Encoder) {
+		var req map[string]any
+		if err := dec.Decode(&req); err != nil {
+			t.Errorf("request: %v", err)
+			return
+		}
+		params, _ := req["params"].([]any)
+		if req["method"] != "monitor_cond" || len(params) != 3 || params[0] != "Open_vSwitch" {
+			t.Errorf("request %v, want monitor_cond of Open_vSwitch", req)
+			return
+		}
+		_ = enc.Encode(map[string]any{"id": req["id"], "error": nil,
+			"result": json.RawMessage(`{"Port": {"p1": {"initial": {"name": "a"}}}}`)})
+		_ = enc.Encode(map[string]any{"id": "e1", "method": "echo", "params": []any{"x"}})
+		var reply map[string]any
+		if err := dec.Decode(&reply); err != nil {
+			t.Errorf("echo reply: %v", err)
+			return
+		}
+		echoed <- reply
+		_ = enc.Encode(map[string]any{"id": nil, "method": "update2",
+			"params": []any{"lanes", json.RawMessage(`{"Port": {"p1": {"modify": {"tag": 7}}}}`)}})
+		_ = dec.Decode(&reply) // until the client hangs up
+	})
+	events := make(chan struct{}, 10)
+	m, err := startMonitor(ep, slog.Default(), func() { events <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !m.up.Load() || m.copyRows().ports["p1"] == nil {
+		t.Fatal("loaded, but not up or without the row")
+	}
+	select {
+	case r := <-echoed:
+		if r["id"] != "e1" || !reflect.DeepEqual(r["result"], []any{"x"}) {
+			t.Errorf("echo reply %v", r)
+		}
+	case <-ctx.Done():
+		t.Fatal("no echo reply")
+	}
+	for range 2 { // the load, then the update
+		select {
+		case <-events:
+		case <-ctx.Done():
+			t.Fatal("missing change event")
+		}
+	}
+	p := m.copyRows().ports["p1"]
+	if p.Tag == nil || *p.Tag != 7 || p.Name != "a" {
+		t.Fatalf("after update2: %+v", *p)
+	}
+}
+
+// A server that refuses the monitor fails Connect's wait with its error rather
+// than retrying for ever.
+func TestMonitorRefused(t *testing.T) {
+	ep := fakeServer(t, func(dec *json.Decoder, enc *json.Encoder) {
+		var req map[string]any
+		if err := dec.Decode(&req); err != nil {
+			return
+		}
+		_ = enc.Encode(map[string]any{"id": req["id"], "result": nil,
+			"error": "syntax error", "details": "no such column"})
+	})
+	m, err := startMonitor(ep, slog.Default(), func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := m.wait(ctx); err == nil || !strings.Contains(err.Error(), "syntax error") {
+		t.Fatalf("wait: %v, want the server's error", err)
 	}
 }
