@@ -161,6 +161,24 @@ func (c *Client) readOfports(ctx context.Context, names []string) (map[string]in
 		}
 		out[n] = of
 	}
+	// The cache has its own connection, so the reply can overtake vswitchd's update
+	// of these rows. Waiting for it keeps what a caller reads next (a snapshot, a
+	// list of ports) at least as new as the numbers returned here. A row gone from
+	// the cache was deleted since: there is nothing newer to wait for.
+	if err := c.awaitCache(ctx, "the ofports read back", func() bool {
+		s, err := c.snapshot(ctx)
+		if err != nil {
+			return false
+		}
+		for n := range out {
+			if i := s.ifaces[n]; i != nil && i.Ofport == nil {
+				return false
+			}
+		}
+		return true
+	}); err != nil {
+		errs = append(errs, err)
+	}
 	return out, errors.Join(errs...)
 }
 

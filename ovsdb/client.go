@@ -11,9 +11,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/ovn-kubernetes/libovsdb/cache"
 	"github.com/ovn-kubernetes/libovsdb/client"
-	"github.com/ovn-kubernetes/libovsdb/model"
 	ovs "github.com/ovn-kubernetes/libovsdb/ovsdb"
 )
 
@@ -24,6 +22,7 @@ var ErrNotFound = errors.New("not found")
 // use; changes are serialised so each is planned against the result of the previous.
 type Client struct {
 	c        client.Client
+	mon      *monitor
 	endpoint string
 	log      *slog.Logger
 
@@ -54,6 +53,13 @@ func Connect(ctx context.Context, endpoint string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ovsdb model: %w", err)
 	}
+	cl := &Client{endpoint: endpoint, log: slog.With("ovsdb", endpoint), changed: make(chan struct{})}
+	// The monitor starts first: its initial load, the larger part of connecting,
+	// overlaps libovsdb's schema handshake.
+	cl.mon, err = startMonitor(endpoint, cl.log, cl.notify)
+	if err != nil {
+		return nil, fmt.Errorf("ovsdb %w", err)
+	}
 	bo := backoff.NewExponentialBackOff()
 	bo.InitialInterval = 100 * time.Millisecond
 	bo.MaxInterval = 2 * time.Second
@@ -63,44 +69,31 @@ func Connect(ctx context.Context, endpoint string) (*Client, error) {
 		client.WithEndpoint(endpoint),
 		client.WithReconnect(10*time.Second, bo))
 	if err != nil {
+		cl.mon.close()
 		return nil, fmt.Errorf("ovsdb client %s: %w", endpoint, err)
 	}
+	// libovsdb checks the model against the server's schema here, and carries the
+	// transactions; it monitors nothing.
 	if err := c.Connect(ctx); err != nil {
+		cl.mon.close()
 		return nil, fmt.Errorf("ovsdb connect %s: %w", endpoint, err)
 	}
-	cl := &Client{c: c, endpoint: endpoint, log: slog.With("ovsdb", endpoint), changed: make(chan struct{})}
-	// Registered before Monitor so the initial rows are seen too.
-	c.Cache().AddEventHandler(&cache.EventHandlerFuncs{
-		AddFunc:    func(string, model.Model) { cl.notify() },
-		UpdateFunc: func(string, model.Model, model.Model) { cl.notify() },
-		DeleteFunc: func(string, model.Model) { cl.notify() },
-	})
-	// One monitor for all tables: cache recovery with several monitors is unreliable
-	// (libovsdb#250).
-	// Only the model's columns: without a list the server sends every column, and
-	// libovsdb then fails to apply modifications of columns the partial model lacks
-	// (the cache silently stops following other clients' changes). It also keeps
-	// Interface statistics, rewritten every few seconds, off the wire.
-	ovsRow, br, pt, ifc := &openvSwitch{}, &bridge{}, &port{}, &iface{}
-	if _, err := c.Monitor(ctx, c.NewMonitor(
-		client.WithTable(ovsRow, &ovsRow.Bridges),
-		client.WithTable(br, &br.Name, &br.DatapathType, &br.DatapathID, &br.FailMode, &br.Protocols,
-			&br.Ports, &br.OtherConfig, &br.ExternalIDs),
-		client.WithTable(pt, &pt.Name, &pt.Interfaces, &pt.Tag, &pt.OtherConfig, &pt.ExternalIDs),
-		client.WithTable(ifc, &ifc.Name, &ifc.Type, &ifc.Options, &ifc.Ofport, &ifc.OfportRequest,
-			&ifc.Error, &ifc.ExternalIDs),
-	)); err != nil {
-		c.Close()
+	cl.c = c
+	if err := cl.mon.wait(ctx); err != nil {
+		cl.Close()
 		return nil, fmt.Errorf("ovsdb monitor %s: %w", endpoint, err)
 	}
 	return cl, nil
 }
 
 // Close disconnects and stops reconnecting.
-func (c *Client) Close() { c.c.Close() }
+func (c *Client) Close() {
+	c.mon.close()
+	c.c.Close()
+}
 
-// Connected reports whether the connection is currently up.
-func (c *Client) Connected() bool { return c.c.Connected() }
+// Connected reports whether both connections (transactions and monitor) are up.
+func (c *Client) Connected() bool { return c.c.Connected() && c.mon.up.Load() }
 
 // Transactions counts the transactions this client has sent (writes and ofport
 // read-backs); a no-op ensure leaves it unchanged.
@@ -156,7 +149,7 @@ func (c *Client) awaitCache(ctx context.Context, what string, done func() bool) 
 // awaitConnected waits while the client is reconnecting: planning against the cache
 // of a dead connection would redo changes that are already in place.
 func (c *Client) awaitConnected(ctx context.Context) error {
-	for !c.c.Connected() {
+	for !c.Connected() {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("ovsdb %s: not connected: %w", c.endpoint, ctx.Err())
@@ -229,36 +222,38 @@ func (c *Client) invalidate() {
 }
 
 func (c *Client) list(ctx context.Context) (*snapshot, error) {
-	var roots []openvSwitch
-	var brs []bridge
-	var ps []port
-	var ifs []iface
-	for _, l := range []any{&roots, &brs, &ps, &ifs} {
-		if err := c.c.List(ctx, l); err != nil {
-			return nil, fmt.Errorf("ovsdb cache: %w", err)
-		}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("ovsdb cache: %w", err)
 	}
+	m := c.mon
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	rc := &m.rows
 	s := &snapshot{
-		bridges: map[string]*bridge{}, ports: map[string]*port{}, portByUUID: map[string]*port{},
-		ifaces: map[string]*iface{}, ifaceByID: map[string]*iface{}, portBridge: map[string]*bridge{},
+		bridges:    make(map[string]*bridge, len(rc.bridges)),
+		ports:      make(map[string]*port, len(rc.ports)),
+		portByUUID: make(map[string]*port, len(rc.ports)),
+		ifaces:     make(map[string]*iface, len(rc.ifaces)),
+		ifaceByID:  make(map[string]*iface, len(rc.ifaces)),
+		portBridge: make(map[string]*bridge, len(rc.ports)),
 	}
-	if len(roots) > 0 {
-		s.root = &roots[0]
+	// The rows are shared with the cache, which replaces rows and never edits them.
+	for _, r := range rc.roots {
+		s.root = r
 	}
-	for i := range brs {
-		b := &brs[i]
+	for _, b := range rc.bridges {
 		s.bridges[b.Name] = b
 		for _, p := range b.Ports {
 			s.portBridge[p] = b
 		}
 	}
-	for i := range ps {
-		s.ports[ps[i].Name] = &ps[i]
-		s.portByUUID[ps[i].UUID] = &ps[i]
+	for _, p := range rc.ports {
+		s.ports[p.Name] = p
+		s.portByUUID[p.UUID] = p
 	}
-	for i := range ifs {
-		s.ifaces[ifs[i].Name] = &ifs[i]
-		s.ifaceByID[ifs[i].UUID] = &ifs[i]
+	for _, i := range rc.ifaces {
+		s.ifaces[i.Name] = i
+		s.ifaceByID[i.UUID] = i
 	}
 	return s, nil
 }

@@ -1,9 +1,11 @@
-// Package ovsdb manages lanes' Open vSwitch configuration through OVSDB (libovsdb):
-// bridges, patch, tunnel and VM ports, the br-phy underlay, ofports and external_ids.
+// Package ovsdb manages lanes' Open vSwitch configuration through OVSDB: bridges,
+// patch, tunnel and VM ports, the br-phy underlay, ofports and external_ids.
 //
 // Every logical change is one OVSDB transaction, planned against the client's cache
-// (one Monitor over the four tables below); a change that is already in place sends
-// no transaction at all. After a write the client waits until its cache shows the
+// (one monitor over the four tables below, on a connection of its own, see
+// monitor.go); a change that is already in place sends no transaction at all.
+// Transactions are built and sent with libovsdb, which also checks the model below
+// against the server's schema when connecting. After a write the client waits until its cache shows the
 // change, so the next call plans against what it just wrote, and it reads ofports
 // back from the server with a wait+select transaction instead of trusting the cache.
 package ovsdb
