@@ -13,6 +13,7 @@ import (
 	"github.com/lanes-net/lanes/controller/view"
 	"github.com/lanes-net/lanes/diag"
 	"github.com/lanes-net/lanes/hostwire"
+	"github.com/lanes-net/lanes/ovsdb"
 	"github.com/lanes-net/lanes/store"
 )
 
@@ -65,6 +66,8 @@ type agent struct {
 	// whether the next pass's flows may go in before its firewall (reconcile).
 	firewallOK bool
 	ofports    map[string]int
+	// tunnelsFrom are the OVSDB rows the last snapshot listed its tunnels from.
+	tunnelsFrom map[view.TunnelKey]ovsdb.TunnelPort
 	// churn counts the owners changed since memory was last returned (loop).
 	churn int
 	// checking is set while a flow check (flowStep.Check) runs beside the loop,
@@ -293,9 +296,16 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 		Statuses: statuses, Firewall: fw.applied, Flows: set, DHCP: a.dhcp,
 		Started: a.started, Converged: a.converged, At: start, Took: took, Warnings: a.fw.Warnings(),
 	}
-	for _, t := range ovs.Tunnels {
-		snap.Tunnels[t.Name] = diag.Tunnel{Name: t.Name, Type: t.Type, RemoteIP: t.RemoteIP, Ofport: t.Ofport}
+	if last := a.last.Load(); last != nil && sameMap(ovs.Tunnels, a.tunnelsFrom) {
+		// OVSDB's tunnels are the rows of the last pass: so is their listing (and
+		// logChanges, seeing the one map, skips comparing a thousand tunnels).
+		snap.Tunnels = last.Tunnels
+	} else {
+		for _, t := range ovs.Tunnels {
+			snap.Tunnels[t.Name] = diag.Tunnel{Name: t.Name, Type: t.Type, RemoteIP: t.RemoteIP, Ofport: t.Ofport}
+		}
 	}
+	a.tunnelsFrom = ovs.Tunnels
 	for _, e := range errs {
 		snap.Errors = append(snap.Errors, e.Error())
 	}

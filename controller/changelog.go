@@ -69,14 +69,17 @@ func logChanges(log *slog.Logger, prev, next *diag.Snapshot) {
 			log.Info("network left", "network", n.Name, "network_id", id, "vni", n.VNI)
 		}
 	}
-	// A thousand tunnels are compared on every pass: sort only those that changed.
-	for _, name := range sortedKeys(missing(next.Tunnels, prev.Tunnels)) {
-		t := next.Tunnels[name]
-		log.Info("tunnel added", "tunnel", t.Name, "type", t.Type, "remote_ip", t.RemoteIP, "peer", nv.Peers[t.RemoteIP].Name, "ofport", t.Ofport)
-	}
-	for _, name := range sortedKeys(missing(prev.Tunnels, next.Tunnels)) {
-		t := prev.Tunnels[name]
-		log.Info("tunnel removed", "tunnel", t.Name, "type", t.Type, "remote_ip", t.RemoteIP, "peer", pv.Peers[t.RemoteIP].Name)
+	// A thousand tunnels: compared only when the snapshot lists them anew, and only
+	// those that changed are sorted.
+	if !sameMap(next.Tunnels, prev.Tunnels) {
+		for _, name := range sortedKeys(missing(next.Tunnels, prev.Tunnels)) {
+			t := next.Tunnels[name]
+			log.Info("tunnel added", "tunnel", t.Name, "type", t.Type, "remote_ip", t.RemoteIP, "peer", nv.Peers[t.RemoteIP].Name, "ofport", t.Ofport)
+		}
+		for _, name := range sortedKeys(missing(prev.Tunnels, next.Tunnels)) {
+			t := prev.Tunnels[name]
+			log.Info("tunnel removed", "tunnel", t.Name, "type", t.Type, "remote_ip", t.RemoteIP, "peer", pv.Peers[t.RemoteIP].Name)
+		}
 	}
 	// Groups in use by a local port: their rules are what this host enforces.
 	used, usedBefore := groupsOf(nv), groupsOf(pv)
@@ -182,4 +185,10 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// sameMap reports whether a and b are one map, not two equal ones: a map handed on
+// unchanged from pass to pass needs no comparison. Two nil maps are the same.
+func sameMap[K comparable, V any](a, b map[K]V) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }

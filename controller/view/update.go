@@ -20,6 +20,9 @@ type Changes struct {
 	Remote map[string]bool
 	// Members are the IDs of the groups whose Members changed.
 	Members map[string]bool
+	// Tunnels: Tunnels may differ (a peer gained its first port of a tunnel type,
+	// or lost its last). When false they are those of the view updated from.
+	Tunnels bool
 }
 
 // Update derives the view of st from prev, the view of an earlier state of the same
@@ -95,6 +98,7 @@ func Update(prev *View, self string, st store.State, d store.Delta) *View {
 		v.CrossFamily = v.mismatchList(v.crossFamilyOn)
 	}
 	v.Changes.Members = e.applyMembers()
+	v.Changes.Tunnels = e.owned&ownTunnels != 0
 	if !sameProblems(prev.State.Problems, st.Problems) {
 		v.StoreProblems, v.Problems = problems(self, st, v.unparsed)
 	}

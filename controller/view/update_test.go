@@ -211,7 +211,7 @@ func TestUpdateEqualsCompute(t *testing.T) {
 			}
 			v := Compute("h0", st)
 			before := Compute("h0", st)
-			incremental := 0
+			incremental, tunnelSteps := 0, 0
 			const steps = 3000
 			for step := range steps {
 				nx, d := next(r, st)
@@ -246,12 +246,21 @@ func TestUpdateEqualsCompute(t *testing.T) {
 					if !slices.Equal(keys(got.Changes.Members), members) {
 						t.Fatalf("step %d (delta %v): changed groups %v, want %v", step, d, keys(got.Changes.Members), members)
 					}
+					if !got.Changes.Tunnels && !reflect.DeepEqual(got.Tunnels, before.Tunnels) {
+						t.Fatalf("step %d (delta %v): tunnels changed from %v to %v, and Changes.Tunnels is false", step, d, before.Tunnels, got.Tunnels)
+					}
+					if !reflect.DeepEqual(got.Tunnels, before.Tunnels) {
+						tunnelSteps++
+					}
 				} else if !got.Changes.All {
 					t.Fatalf("step %d: delta %v of this host's ports did not recompute", step, d)
 				}
 				st, v, before = nx, got, want
 			}
-			t.Logf("%d of %d steps incremental", incremental, steps)
+			t.Logf("%d of %d steps incremental, %d of them changed the tunnels", incremental, steps, tunnelSteps)
+			if tunnelSteps == 0 {
+				t.Errorf("no incremental step changed the tunnels: Changes.Tunnels went untested")
+			}
 			if incremental < steps/2 {
 				t.Errorf("only %d of %d steps were incremental", incremental, steps)
 			}
