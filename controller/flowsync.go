@@ -17,6 +17,7 @@ import (
 	"github.com/lanes-net/lanes/diag"
 	"github.com/lanes-net/lanes/flows"
 	"github.com/lanes-net/lanes/internal/ovstool"
+	"github.com/lanes-net/lanes/ovsdb"
 )
 
 // forgetFor is how long the learned entries of a MAC that left are deleted again.
@@ -38,6 +39,11 @@ type flowStep struct {
 	// (flows.Builder); connects is each bridge's connection count then.
 	builder  flows.Builder
 	connects [2]int
+	// tunnels is the tunnel list the builder got last, made from tunnelsFrom (the
+	// OVSDB rows of that pass): handed to it again while neither they nor the
+	// view's tunnels changed, it skips comparing a thousand tunnels per event.
+	tunnels     []flows.Tunnel
+	tunnelsFrom map[view.TunnelKey]ovsdb.TunnelPort
 }
 
 // flowInput is what the flows depend on besides the view.
@@ -82,10 +88,21 @@ func (s *flowStep) compute(v *view.View, in flowInput, full bool) (flows.Set, er
 	fromScratch := s.builder.Owners() == 0 // on start, or after an error: nothing to compare with
 	var set flows.Set
 	var err error
+	var d *flows.Desired
 	if fromScratch || v.Changes.All {
-		set, err = s.builder.Build(desired(v, in, s.tunnelType))
+		d = desired(v, in, s.tunnelType)
+		set, err = s.builder.Build(d)
 	} else {
-		set, err = s.builder.Update(desiredOf(v, in, s.tunnelType, v.Changes.Remote), v.Changes.Remote)
+		tunnels := s.tunnels
+		if v.Changes.Tunnels || tunnels == nil || !sameMap(in.OVS.Tunnels, s.tunnelsFrom) {
+			tunnels = tunnelsOf(v, in)
+		}
+		d = desiredOf(v, in, s.tunnelType, v.Changes.Remote, tunnels)
+		set, err = s.builder.Update(d, v.Changes.Remote)
+	}
+	s.tunnels, s.tunnelsFrom = d.Tunnels, in.OVS.Tunnels
+	if err != nil {
+		s.tunnels = nil
 	}
 	if !full || fromScratch {
 		return set, err
@@ -125,7 +142,7 @@ func (s *flowStep) reconnected() bool {
 // desired is the flows' input: this host's networks with their VLANs, the tunnels to
 // live peers, and the local and remote ports of those networks.
 func desired(v *view.View, in flowInput, tunnelType string) *flows.Desired {
-	d := desiredOf(v, in, tunnelType, nil)
+	d := desiredOf(v, in, tunnelType, nil, tunnelsOf(v, in))
 	d.RemotePorts = make([]flows.RemotePort, 0, len(v.Remote))
 	for _, r := range v.Remote {
 		d.RemotePorts = append(d.RemotePorts, remotePort(r))
@@ -134,23 +151,16 @@ func desired(v *view.View, in flowInput, tunnelType string) *flows.Desired {
 }
 
 // desiredOf is desired with, of the remote ports, only those in remote that the view
-// has (for flows.Builder.Update): the networks, tunnels and local ports are few.
-func desiredOf(v *view.View, in flowInput, tunnelType string, remote map[string]bool) *flows.Desired {
-	d := &flows.Desired{TunnelType: tunnelType, PatchIntOfport: uint32(in.PatchInt)}
+// has (for flows.Builder.Update), and the tunnels given (tunnelsOf): the networks and
+// local ports are few.
+func desiredOf(v *view.View, in flowInput, tunnelType string, remote map[string]bool, tunnels []flows.Tunnel) *flows.Desired {
+	d := &flows.Desired{TunnelType: tunnelType, PatchIntOfport: uint32(in.PatchInt), Tunnels: tunnels}
 	for id, n := range v.Networks {
 		if vlan, ok := in.VLANs[id]; ok {
 			d.Networks = append(d.Networks, flows.Network{ID: n.ID, VNI: n.VNI, LocalVLAN: vlan, TunnelType: n.Type()})
 		}
 	}
 	slices.SortFunc(d.Networks, func(x, y flows.Network) int { return int(x.LocalVLAN) - int(y.LocalVLAN) })
-	d.Tunnels = make([]flows.Tunnel, 0, len(in.OVS.Tunnels))
-	for k, t := range in.OVS.Tunnels {
-		if _, ok := v.Tunnels[k]; ok && t.Ofport > 0 {
-			if addr, err := netip.ParseAddr(k.IP); err == nil {
-				d.Tunnels = append(d.Tunnels, flows.Tunnel{RemoteIP: addr, Ofport: uint32(t.Ofport), Type: k.Type})
-			}
-		}
-	}
 	for _, p := range v.Local {
 		if _, ok := in.VLANs[p.NetworkID]; !ok {
 			continue
@@ -169,6 +179,19 @@ func desiredOf(v *view.View, in flowInput, tunnelType string, remote map[string]
 		}
 	}
 	return d
+}
+
+// tunnelsOf lists the tunnels the view wants that OVSDB has given an ofport.
+func tunnelsOf(v *view.View, in flowInput) []flows.Tunnel {
+	ts := make([]flows.Tunnel, 0, len(in.OVS.Tunnels))
+	for k, t := range in.OVS.Tunnels {
+		if _, ok := v.Tunnels[k]; ok && t.Ofport > 0 {
+			if addr, err := netip.ParseAddr(k.IP); err == nil {
+				ts = append(ts, flows.Tunnel{RemoteIP: addr, Ofport: uint32(t.Ofport), Type: k.Type})
+			}
+		}
+	}
+	return ts
 }
 
 func remotePort(r *view.RemotePort) flows.RemotePort {

@@ -18,9 +18,11 @@ type Desired struct {
 	TunnelType     string // vxlan, gre or geneve: the type of networks and tunnels that name none
 	PatchIntOfport uint32 // patch-int's ofport on br-tun
 	Networks       []Network
-	Tunnels        []Tunnel
-	LocalPorts     []LocalPort
-	RemotePorts    []RemotePort
+	// Tunnels: a Builder keeps the slice of its last pass, so a caller that hands
+	// it the very slice again, unmodified, spares it comparing every tunnel.
+	Tunnels     []Tunnel
+	LocalPorts  []LocalPort
+	RemotePorts []RemotePort
 }
 
 // Network is a network with at least one port on this host.
@@ -291,6 +293,7 @@ type inputs struct {
 	tunnelType string
 	nets       map[string]Network
 	tunnels    map[tunnelKey]*tunnelAt
+	given      []Tunnel // the Desired.Tunnels tunnels were taken from
 	remote     map[string]*remoteEntry
 	pass       uint64                         // numbers the passes, for the marks of remoteEntry and tunnelAt
 	onNet      map[string]map[string]bool     // network ID -> its remote ports' IDs
@@ -311,6 +314,9 @@ type inputs struct {
 func (in *inputs) sameTunnels(ts []Tunnel, typeOf func(string) string) bool {
 	if len(ts) != len(in.tunnels) {
 		return false
+	}
+	if len(ts) > 0 && len(ts) == len(in.given) && &ts[0] == &in.given[0] {
+		return true // the very slice of the last pass (see Desired)
 	}
 	in.pass++ // a repeat finds its entry marked
 	for _, t := range ts {
@@ -597,7 +603,7 @@ func (b *Builder) collect(d *Desired, changed map[string]bool, all bool) (Set, e
 			b.drop(ps, o)
 		}
 	}
-	in.tunnelType, in.nets, in.tunnels, in.locals = d.TunnelType, nets, tunnels, locals
+	in.tunnelType, in.nets, in.tunnels, in.locals, in.given = d.TunnelType, nets, tunnels, locals, d.Tunnels
 	return b.commit(ps)
 }
 

@@ -552,16 +552,28 @@ const singleEvents = 40
 // restWindow is how long lanesd's CPU at rest is measured before the single events.
 const restWindow = 6 * time.Second
 
-// settle waits until lanesd has used no CPU for two seconds (at most 30 s).
+// settle waits until lanesd has been idle for two seconds (at most a minute): at
+// most 20 ms of CPU in them (its flow checks every 2 s take a little; a full pass
+// takes far more).
 func (s *scaleLab) settle(pid int) {
-	const quiet, step = 2 * time.Second, 250 * time.Millisecond
-	last, since := cpuTime(s.b, pid), time.Now()
-	for deadline := time.Now().Add(30 * time.Second); time.Since(since) < quiet && time.Now().Before(deadline); {
+	const quiet, step, idle = 2 * time.Second, 250 * time.Millisecond, 20 * time.Millisecond
+	type sample struct {
+		at  time.Time
+		cpu time.Duration
+	}
+	win := []sample{{time.Now(), cpuTime(s.b, pid)}}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); {
 		time.Sleep(step)
-		if now := cpuTime(s.b, pid); now != last {
-			last, since = now, time.Now()
+		now := sample{time.Now(), cpuTime(s.b, pid)}
+		win = append(win, now)
+		for len(win) > 1 && now.at.Sub(win[1].at) >= quiet {
+			win = win[1:]
+		}
+		if first := win[0]; now.at.Sub(first.at) >= quiet && now.cpu-first.cpu <= idle {
+			return
 		}
 	}
+	fmt.Printf("lanesd did not settle within a minute\n")
 }
 
 // restart restarts lanesd and returns start -> converged as lanesd reports it, and
