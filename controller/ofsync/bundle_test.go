@@ -1,6 +1,7 @@
 package ofsync_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -50,5 +51,40 @@ func TestBundleRefusedNamesFlow(t *testing.T) {
 	}
 	if got := countFlows(t, o, br); got != 5 {
 		t.Fatalf("%d flows, want 5", got)
+	}
+}
+
+// TestLargeBundle: a bundle large enough to be encoded on several goroutines (a
+// restart's) installs exactly its flows, and one the switch refuses names a flow of
+// its own past the limit, with the switch's reason: the chunks' xids follow each
+// other, so an error maps back to its message.
+func TestLargeBundle(t *testing.T) {
+	o := ovsproc.ForTest(t)
+	h := &host{t: t, o: o}
+	const br, limit = "blarge", 12000
+	addBridge(t, o, br)
+	vsctl(t, o, "--", "--id=@ft", "create", "Flow_Table", fmt.Sprintf("flow_limit=%d", limit), "overflow_policy=refuse",
+		"--", "set", "Bridge", br, "flow_tables:20=@ft")
+	b, _ := h.open(flows.Bridge(br), 1)
+	fs := unicastFlows(10000)
+	syncConnected(t, b, fs)
+	sameSet(t, br, h.dump(flows.Bridge(br)), rendered(fs, 1))
+
+	many := unicastFlows(15000)
+	err := b.Sync(many)
+	if err == nil {
+		t.Fatalf("a bundle over the table's limit of %d committed", limit)
+	}
+	named := false
+	for _, f := range many[10000:] {
+		if strings.Contains(err.Error(), f.WithRound(1).Key()) {
+			named = true
+		}
+	}
+	if !named || !strings.Contains(err.Error(), "table") {
+		t.Fatalf("error does not name a refused flow and the reason: %.300s", err)
+	}
+	if got := countFlows(t, o, br); got != len(fs) {
+		t.Fatalf("%d flows after a refused bundle, want the %d of before", got, len(fs))
 	}
 }

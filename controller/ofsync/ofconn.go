@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"antrea.io/libOpenflow/common"
@@ -275,26 +276,18 @@ func (fc *flowConn) bundleLocked(n int, mod func(int) (*openflow15.FlowMod, erro
 	first := fc.xid + 1
 	buf := fc.buf[:0]
 	buf = appendBundleCtrl(buf, fc.nextXid(), bid, openflow15.OFPBCT_OPEN_REQUEST)
-	for i := range n {
-		m, err := mod(i)
-		if err != nil {
+	enc := &encoder{n: n, firstXid: fc.xid + 1, bid: bid, mod: mod}
+	fc.xid += uint32(n)
+	for c := range enc.chunks() {
+		if c.err != nil {
 			// Part of the bundle may be written: a new connection drops it.
-			oc.close(err)
+			oc.close(c.err)
 			fc.conn = nil
-			return fmt.Errorf("flow %s: %w", name(i), err)
+			return fmt.Errorf("flow %s: %w", name(c.at), c.err)
 		}
-		xid := fc.nextXid()
-		m.Xid = xid
-		data, err := m.MarshalBinary()
-		if err != nil {
-			// Part of the bundle may be written: a new connection drops it.
-			oc.close(err)
-			fc.conn = nil
-			return fmt.Errorf("flow %s: encode: %w", name(i), err)
-		}
-		buf = appendBundleAdd(buf, xid, bid, data)
-		if len(buf) >= writeChunk {
+		if buf = append(buf, c.buf...); len(buf) >= writeChunk {
 			if err := oc.write(buf); err != nil {
+				enc.stop()
 				return fail(err)
 			}
 			buf = buf[:0]
@@ -391,4 +384,104 @@ func appendBundleAdd(b []byte, xid, bid uint32, msg []byte) []byte {
 	b = append(b, 0, 0)
 	b = binary.BigEndian.AppendUint16(b, openflow15.OFPBCT_ATOMIC)
 	return append(b, msg...)
+}
+
+// encoder encodes a bundle's messages mod(0)..mod(n-1) as bundle-add messages with
+// xids firstXid.., chunk by chunk. A large bundle (a restart's 31k flows) is encoded
+// by two goroutines while the chunks done go out in order: building each FlowMod
+// through ofnet is most of lanesd's CPU for such a bundle.
+type encoder struct {
+	n        int
+	firstXid uint32
+	bid      uint32
+	mod      func(int) (*openflow15.FlowMod, error)
+	done     chan struct{}
+}
+
+// encodeChunk is how many messages go in a chunk; bundles of up to encodeAlone
+// messages (every store event's) are encoded on the caller's goroutine.
+const (
+	encodeChunk   = 1024
+	encodeAlone   = 4 * encodeChunk
+	encodeWorkers = 2
+)
+
+type encoded struct {
+	buf []byte
+	err error
+	at  int // the message that failed
+}
+
+// chunks yields the encoded chunks in order, and an error chunk as the last.
+func (e *encoder) chunks() func(yield func(encoded) bool) {
+	return func(yield func(encoded) bool) {
+		nc := (e.n + encodeChunk - 1) / encodeChunk
+		if e.n <= encodeAlone {
+			for c := range nc {
+				if r := e.encode(c); !yield(r) || r.err != nil {
+					return
+				}
+			}
+			return
+		}
+		e.done = make(chan struct{})
+		defer e.stop()
+		slots := make([]chan encoded, nc)
+		for c := range slots {
+			slots[c] = make(chan encoded, 1)
+		}
+		var next atomic.Int64
+		for range encodeWorkers {
+			go func() {
+				for {
+					c := int(next.Add(1) - 1)
+					if c >= nc {
+						return
+					}
+					select {
+					case <-e.done:
+						return
+					default:
+					}
+					slots[c] <- e.encode(c)
+				}
+			}()
+		}
+		for _, slot := range slots {
+			if r := <-slot; !yield(r) || r.err != nil {
+				return
+			}
+		}
+	}
+}
+
+// stop lets the workers end early; chunks stops them itself when it returns.
+func (e *encoder) stop() {
+	if e.done != nil {
+		select {
+		case <-e.done:
+		default:
+			close(e.done)
+		}
+	}
+}
+
+// encode encodes chunk c.
+func (e *encoder) encode(c int) encoded {
+	lo, hi := c*encodeChunk, min((c+1)*encodeChunk, e.n)
+	var buf []byte
+	for i := lo; i < hi; i++ {
+		m, err := e.mod(i)
+		if err != nil {
+			return encoded{err: err, at: i}
+		}
+		xid := e.firstXid + uint32(i)
+		m.Xid = xid
+		data, err := m.MarshalBinary()
+		if err != nil {
+			return encoded{err: fmt.Errorf("encode: %w", err), at: i}
+		}
+		buf = appendBundleAdd(buf, xid, e.bid, data)
+	}
+	return encoded{buf: buf}
 }
