@@ -69,6 +69,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	// CPU. The memory goes back once the burst is over (agent.returnMemory).
 	if old := debug.SetGCPercent(-1); old >= 0 && old < startGCPercent {
 		debug.SetGCPercent(startGCPercent)
+		defer debug.SetGCPercent(old) // also when Run ends before converging
 		converged := cfg.OnConverged
 		cfg.OnConverged = func() {
 			debug.SetGCPercent(old)

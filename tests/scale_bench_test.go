@@ -247,9 +247,14 @@ func (s *scaleLab) ovsFloor() (tunnels, flows time.Duration) {
 	if err := os.WriteFile(file, []byte(strings.Join(dump, "\n")+"\n"), 0o644); err != nil {
 		s.b.Fatal(err)
 	}
+	// One transaction of thousands of ports takes OVS a while (26 s for 3000
+	// here): longer than the tools' usual 30 s bound allows at 5000.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
 	start := time.Now()
-	if out, err := o.Vsctl(args...); err != nil {
-		s.b.Fatalf("%v: %s", err, out)
+	vsctl := append([]string{"--db=" + o.DBEndpoint(), "--timeout=600"}, args...)
+	if out, err := o.Tools().Run(ctx, "ovs-vsctl", vsctl...); err != nil {
+		s.b.Fatalf("%v: %.500s", err, out)
 	}
 	tunnels = time.Since(start)
 	start = time.Now()
