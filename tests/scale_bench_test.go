@@ -452,21 +452,35 @@ var aggCount = regexp.MustCompile(`flow_count=(\d+)`)
 
 // flows counts br-tun's table-20 flows (one l2pop flow per remote port).
 func (s *scaleLab) flows() int {
-	out, err := s.l.OVS(s.h).Ofctl15("dump-aggregate", "br-tun", "table=20")
+	n, err := s.countFlows()
 	if err != nil {
 		s.b.Fatal(err)
 	}
-	m := aggCount.FindStringSubmatch(out)
-	if m == nil {
-		s.b.Fatalf("dump-aggregate: %s", out)
-	}
-	n, _ := strconv.Atoi(m[1])
 	return n
 }
 
+func (s *scaleLab) countFlows() (int, error) {
+	out, err := s.l.OVS(s.h).Ofctl15("dump-aggregate", "br-tun", "table=20")
+	if err != nil {
+		return 0, err
+	}
+	m := aggCount.FindStringSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("dump-aggregate: %s", out)
+	}
+	return strconv.Atoi(m[1])
+}
+
+// waitFlows waits until br-tun has want table-20 flows. A count that fails is tried
+// again: at 50k ports ovs-vswitchd taking a purge can leave a dump unanswered for
+// longer than the tools wait.
 func (s *scaleLab) waitFlows(want int, d time.Duration) {
 	eventually(s.b, d, fmt.Sprintf("%d table-20 flows on br-tun", want), func() error {
-		if got := s.flows(); got != want {
+		got, err := s.countFlows()
+		if err != nil {
+			return err
+		}
+		if got != want {
 			return fmt.Errorf("%d flows", got)
 		}
 		return nil
