@@ -334,11 +334,11 @@ type ifaceRow struct {
 	ExternalIDs   any     `json:"external_ids"`
 }
 
-// applyTable applies one table's updates to rows. next builds the new row from the
-// old one (nil for an insert) and the update's columns; old rows are never edited,
-// snapshots share them.
+// applyTable applies one table's updates to rows. Each new row starts as a copy of
+// the old one (zero for an insert), and fill sets its UUID and the update's columns:
+// old rows are never edited, snapshots share them.
 func applyTable[W, R any](table string, rows map[string]*R, ups map[string]rowUpdate[W],
-	next func(id string, old *R, w *W, modify bool, cv *conv) *R) []error {
+	fill func(id string, r *R, w *W, modify bool, cv *conv)) []error {
 	var errs []error
 	for id, u := range ups {
 		w, modify, err := u.row()
@@ -358,8 +358,12 @@ func applyTable[W, R any](table string, rows map[string]*R, ups map[string]rowUp
 		if !modify {
 			old = nil
 		}
+		r := new(R)
+		if old != nil {
+			*r = *old
+		}
 		var cv conv
-		r := next(id, old, w, modify, &cv)
+		fill(id, r, w, modify, &cv)
 		if cv.err != nil {
 			errs = append(errs, fmt.Errorf("table %s, row %s: %w", table, id, cv.err))
 			continue
@@ -372,20 +376,13 @@ func applyTable[W, R any](table string, rows map[string]*R, ups map[string]rowUp
 func (tu *tableUpdates) applyTo(rc *rowCache) error {
 	var errs []error
 	errs = append(errs, applyTable(tableOpenvSwitch, rc.roots, tu.OpenvSwitch,
-		func(id string, old *openvSwitch, w *openvSwitchRow, mod bool, cv *conv) *openvSwitch {
-			r := &openvSwitch{UUID: id}
-			if old != nil {
-				*r = *old
-			}
+		func(id string, r *openvSwitch, w *openvSwitchRow, mod bool, cv *conv) {
+			r.UUID = id
 			r.Bridges = cv.setCol(r.Bridges, w.Bridges, mod, "bridges")
-			return r
 		})...)
 	errs = append(errs, applyTable(tableBridge, rc.bridges, tu.Bridge,
-		func(id string, old *bridge, w *bridgeRow, mod bool, cv *conv) *bridge {
-			r := &bridge{UUID: id}
-			if old != nil {
-				*r = *old
-			}
+		func(id string, r *bridge, w *bridgeRow, mod bool, cv *conv) {
+			r.UUID = id
 			scalar(&r.Name, w.Name)
 			scalar(&r.DatapathType, w.DatapathType)
 			r.DatapathID = cv.optStringCol(r.DatapathID, w.DatapathID, "datapath_id")
@@ -394,27 +391,19 @@ func (tu *tableUpdates) applyTo(rc *rowCache) error {
 			r.Ports = cv.setCol(r.Ports, w.Ports, mod, "ports")
 			r.OtherConfig = cv.mapCol(r.OtherConfig, w.OtherConfig, mod, "other_config")
 			r.ExternalIDs = cv.mapCol(r.ExternalIDs, w.ExternalIDs, mod, "external_ids")
-			return r
 		})...)
 	errs = append(errs, applyTable(tablePort, rc.ports, tu.Port,
-		func(id string, old *port, w *portRow, mod bool, cv *conv) *port {
-			r := &port{UUID: id}
-			if old != nil {
-				*r = *old
-			}
+		func(id string, r *port, w *portRow, mod bool, cv *conv) {
+			r.UUID = id
 			scalar(&r.Name, w.Name)
 			r.Interfaces = cv.setCol(r.Interfaces, w.Interfaces, mod, "interfaces")
 			r.Tag = cv.optIntCol(r.Tag, w.Tag, "tag")
 			r.OtherConfig = cv.mapCol(r.OtherConfig, w.OtherConfig, mod, "other_config")
 			r.ExternalIDs = cv.mapCol(r.ExternalIDs, w.ExternalIDs, mod, "external_ids")
-			return r
 		})...)
 	errs = append(errs, applyTable(tableInterface, rc.ifaces, tu.Interface,
-		func(id string, old *iface, w *ifaceRow, mod bool, cv *conv) *iface {
-			r := &iface{UUID: id}
-			if old != nil {
-				*r = *old
-			}
+		func(id string, r *iface, w *ifaceRow, mod bool, cv *conv) {
+			r.UUID = id
 			scalar(&r.Name, w.Name)
 			scalar(&r.Type, w.Type)
 			r.Options = cv.mapCol(r.Options, w.Options, mod, "options")
@@ -422,7 +411,6 @@ func (tu *tableUpdates) applyTo(rc *rowCache) error {
 			r.OfportRequest = cv.optIntCol(r.OfportRequest, w.OfportRequest, "ofport_request")
 			r.Error = cv.optStringCol(r.Error, w.Error, "error")
 			r.ExternalIDs = cv.mapCol(r.ExternalIDs, w.ExternalIDs, mod, "external_ids")
-			return r
 		})...)
 	if len(errs) > 0 {
 		return fmt.Errorf("monitor update: %w", errors.Join(errs...))
