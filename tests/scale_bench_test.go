@@ -267,13 +267,18 @@ func (s *scaleLab) ovsFloor() (tunnels, flows time.Duration) {
 	return tunnels, flows
 }
 
-// fullPasses is lanesd's count of full passes (its metrics).
-func (s *scaleLab) fullPasses() int {
+// metrics is lanesd's /metrics page.
+func (s *scaleLab) metrics() string {
 	out, err := exec.Command("ip", "netns", "exec", s.h.Netns, "curl", "-sS", fmt.Sprintf("http://%s/metrics", s.h.MetricsAddr())).Output()
 	if err != nil {
 		s.b.Fatalf("lanesd metrics: %v", err)
 	}
-	for _, l := range strings.Split(string(out), "\n") {
+	return string(out)
+}
+
+// fullPasses is lanesd's count of full passes (its metrics).
+func (s *scaleLab) fullPasses() int {
+	for _, l := range strings.Split(s.metrics(), "\n") {
 		if v, ok := strings.CutPrefix(l, "lanes_full_passes_total "); ok {
 			n, err := strconv.ParseFloat(v, 64)
 			if err != nil {
@@ -289,12 +294,8 @@ func (s *scaleLab) fullPasses() int {
 // goMemory is what lanesd's Go runtime says of its memory (its metrics): what of
 // the RSS is live heap, heap waiting for the next GC, heap not yet returned.
 func (s *scaleLab) goMemory() string {
-	out, err := exec.Command("ip", "netns", "exec", s.h.Netns, "curl", "-sS", fmt.Sprintf("http://%s/metrics", s.h.MetricsAddr())).Output()
-	if err != nil {
-		s.b.Fatalf("lanesd metrics: %v", err)
-	}
 	val := map[string]float64{}
-	for _, l := range strings.Split(string(out), "\n") {
+	for _, l := range strings.Split(s.metrics(), "\n") {
 		if name, v, ok := strings.Cut(l, " "); ok && strings.HasPrefix(name, "go_memstats_") {
 			val[name], _ = strconv.ParseFloat(v, 64)
 		}

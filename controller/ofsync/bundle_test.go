@@ -32,15 +32,7 @@ func TestBundleRefusedNamesFlow(t *testing.T) {
 		t.Fatal("a bundle over the table's flow limit committed")
 	}
 	t.Logf("refused: %v", err)
-	named := false
-	for _, f := range many[3:] {
-		if strings.Contains(err.Error(), f.WithRound(1).Key()) {
-			named = true
-		}
-	}
-	if !named || !strings.Contains(err.Error(), "table") {
-		t.Fatalf("error does not name a refused flow and the reason: %v", err)
-	}
+	namesRefused(t, err, many[3:])
 	if got := countFlows(t, o, br); got != 3 {
 		t.Fatalf("%d flows after a refused bundle, want the 3 of before", got)
 	}
@@ -75,16 +67,20 @@ func TestLargeBundle(t *testing.T) {
 	if err == nil {
 		t.Fatalf("a bundle over the table's limit of %d committed", limit)
 	}
-	named := false
-	for _, f := range many[10000:] {
-		if strings.Contains(err.Error(), f.WithRound(1).Key()) {
-			named = true
-		}
-	}
-	if !named || !strings.Contains(err.Error(), "table") {
-		t.Fatalf("error does not name a refused flow and the reason: %.300s", err)
-	}
+	namesRefused(t, err, many[10000:])
 	if got := countFlows(t, o, br); got != len(fs) {
 		t.Fatalf("%d flows after a refused bundle, want the %d of before", got, len(fs))
 	}
+}
+
+// namesRefused fails unless err names one of the flows (in round 1) and the
+// switch's reason, a full table.
+func namesRefused(t *testing.T, err error, fs []flows.Flow) {
+	t.Helper()
+	for _, f := range fs {
+		if strings.Contains(err.Error(), f.WithRound(1).Key()) && strings.Contains(err.Error(), "table") {
+			return
+		}
+	}
+	t.Fatalf("error does not name a refused flow and the reason: %.300s", err)
 }

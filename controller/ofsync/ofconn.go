@@ -287,8 +287,7 @@ func (fc *flowConn) bundleLocked(n int, mod func(int) (*openflow15.FlowMod, erro
 		}
 		if buf = append(buf, c.buf...); len(buf) >= writeChunk {
 			if err := oc.write(buf); err != nil {
-				enc.stop()
-				return fail(err)
+				return fail(err) // leaving the loop stops the encoder's goroutines
 			}
 			buf = buf[:0]
 		}
@@ -455,16 +454,8 @@ func (e *encoder) chunks() func(yield func(encoded) bool) {
 	}
 }
 
-// stop lets the workers end early; chunks stops them itself when it returns.
-func (e *encoder) stop() {
-	if e.done != nil {
-		select {
-		case <-e.done:
-		default:
-			close(e.done)
-		}
-	}
-}
+// stop lets the workers end early, once chunks returns.
+func (e *encoder) stop() { close(e.done) }
 
 // encode encodes chunk c.
 func (e *encoder) encode(c int) encoded {
