@@ -67,11 +67,11 @@ func TestUnderlayIPv6(t *testing.T) {
 		if link := th.sh(t, "ip", "link", "show", "eth1"); !strings.Contains(link, "NOARP") || !strings.Contains(link, ",UP") {
 			t.Fatalf("eth1: %s", link)
 		}
-		links := th.sh(t, "ip", "-o", "link", "show")
+		links := linkSummary(t, o.Netns)
 		if err := th.h.EnsureUnderlay(ctx, spec); err != nil {
 			t.Fatal(err)
 		}
-		if again := th.sh(t, "ip", "-o", "link", "show"); again != links {
+		if again := linkSummary(t, o.Netns); again != links {
 			t.Errorf("repeat changed links:\n%s\n--\n%s", links, again)
 		}
 		if again := th.sh(t, "ip", "-o", "-6", "addr", "show"); again != addrs {

@@ -3,6 +3,7 @@ package hostwire
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/lanes-net/lanes/api"
 	"github.com/lanes-net/lanes/internal/ovsproc"
 	"github.com/lanes-net/lanes/ovsdb"
+	"github.com/vishvananda/netlink"
 )
 
 // TestUnderlay proves the netdev underlay recipe, both halves: two hosts, each its
@@ -55,11 +57,11 @@ func TestUnderlay(t *testing.T) {
 		if link := th.sh(t, "ip", "link", "show", "eth1"); !strings.Contains(link, "NOARP") || !strings.Contains(link, ",UP") {
 			t.Fatalf("eth1: %s", link)
 		}
-		links := th.sh(t, "ip", "-o", "link", "show")
+		links := linkSummary(t, h.o.Netns)
 		if err := th.h.EnsureUnderlay(ctx, spec); err != nil {
 			t.Fatal(err)
 		}
-		if again := th.sh(t, "ip", "-o", "link", "show"); again != links {
+		if again := linkSummary(t, h.o.Netns); again != links {
 			t.Errorf("repeat changed links:\n%s\n--\n%s", links, again)
 		}
 		if again := th.sh(t, "ip", "-o", "-4", "addr", "show"); again != addrs {
@@ -72,6 +74,34 @@ func TestUnderlay(t *testing.T) {
 	if out, err := o2.Netns.Exec("ping", "-c", "1", "-W", "2", "172.31.0.1"); err != nil {
 		t.Fatalf("ping back: %v\n%s", err, out)
 	}
+}
+
+// linkSummary lists the namespace's links through netlink. Not `ip link show`: it
+// resolves each veth peer's namespace by asking every namespace in /run/netns, and
+// the namespaces other tests create and delete meanwhile make its output vary.
+func linkSummary(t *testing.T, ns *ovsproc.Netns) string {
+	t.Helper()
+	nsh, err := ns.Handle()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nsh.Close()
+	nl, err := netlink.NewHandleAt(nsh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nl.Close()
+	links, err := nl.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, l := range links {
+		a := l.Attrs()
+		fmt.Fprintf(&b, "%d %s %s flags=%v raw=%#x mtu=%d master=%d mac=%s oper=%s\n",
+			a.Index, a.Name, l.Type(), a.Flags, a.RawFlags, a.MTU, a.MasterIndex, a.HardwareAddr, a.OperState)
+	}
+	return b.String()
 }
 
 func TestUnderlayErrors(t *testing.T) {
