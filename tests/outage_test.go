@@ -53,7 +53,9 @@ func TestControlPlaneOutage(t *testing.T) {
 		to   string
 	}{{"h1->h2", v1, "10.0.0.2"}, {"h2->h3", v2, "10.0.0.3"}, {"h3->h1", v3, "10.0.0.1"}} {
 		p := pinger{name: c.name, out: &strings.Builder{}}
-		p.cmd = exec.Command("ip", "netns", "exec", c.from.Netns, "ping", "-i", "0.05", "-w", "72", "-q", c.to)
+		// A count, not a deadline (-w): at its deadline ping exits without waiting
+		// for the reply in flight and counts it lost. -W is how long it then waits.
+		p.cmd = exec.Command("ip", "netns", "exec", c.from.Netns, "ping", "-i", "0.05", "-c", "1400", "-W", "2", "-q", c.to)
 		p.cmd.Stdout = p.out
 		if err := p.cmd.Start(); err != nil {
 			t.Fatal(err)

@@ -245,7 +245,7 @@ func TestOverlay(t *testing.T) {
 	})
 
 	t.Run("restart lanesd on h1 loses no packet", func(t *testing.T) {
-		pinger := exec.Command("ip", "netns", "exec", a1.Netns, "ping", "-i", "0.05", "-w", "8", "-q", "10.0.0.2")
+		pinger := exec.Command("ip", "netns", "exec", a1.Netns, "ping", "-i", "0.05", "-c", "150", "-W", "2", "-q", "10.0.0.2") // a count: see TestControlPlaneOutage
 		out := &strings.Builder{}
 		pinger.Stdout = out
 		if err := pinger.Start(); err != nil {
