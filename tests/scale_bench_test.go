@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -29,7 +31,9 @@ import (
 // records, alive keys under one live lease, port records on networks h1 also has. It
 // reports, per size: bulk converge after the last write (next to a fresh OVS's own
 // time for the same tunnels and flows, ovsFloor), one remote port add and
-// delete (write -> the switch reports the flow added or deleted, by a flow monitor) p50/p99 with lanesd's CPU per event (above its CPU at rest),
+// delete (write -> the switch reports the flow added or deleted, by a flow monitor)
+// p50/p99, and of that the part after the store answered the write, with lanesd's
+// CPU per event (above its CPU at rest),
 // restart -> converged, lanesd's RSS (once it has settled: idle for 2 s) and the etcd db size after each of three
 // load/purge cycles, and the growth per 1k ports.
 //
@@ -66,8 +70,8 @@ func BenchmarkScale(b *testing.B) {
 	}
 	// Printed, not logged: a parent benchmark's log is not shown without -v.
 	fmt.Println("BenchmarkScale: one lanesd host, N simulated peers, M remote ports")
-	fmt.Println("| hosts | ports | bulk conv (OVS's own time for it) | add p50/p99 | del p50/p99 | CPU/event above rest | restart conv | fewest flows in restart | RSS MiB settled (cycles) | etcd db MiB (cycles) |")
-	fmt.Println("|-------|-------|-----------------------------------|-------------|-------------|-----------|--------------|-------------------------|------------------|----------------------|")
+	fmt.Println("| hosts | ports | bulk conv (OVS's own time for it) | add p50/p99 | del p50/p99 | after the store answered p50/p99 | CPU/event above rest | restart conv | fewest flows in restart | RSS MiB settled (cycles) | etcd db MiB (cycles) |")
+	fmt.Println("|-------|-------|-----------------------------------|-------------|-------------|-------------|-----------|--------------|-------------------------|------------------|----------------------|")
 	for _, r := range rows {
 		fmt.Println(r.row())
 	}
@@ -75,7 +79,7 @@ func BenchmarkScale(b *testing.B) {
 		a, z := rows[i-1], rows[i]
 		per := func(x, y float64) float64 { return (y - x) / float64(z.ports-a.ports) * 1000 }
 		fmt.Printf("growth per 1k ports (%d -> %d): bulk %+.0f ms, add p50 %+.1f ms, CPU/event %+.1f ms, restart %+.0f ms, RSS %+.1f MiB\n",
-			a.ports, z.ports, per(ms(a.bulk), ms(z.bulk)), per(ms(a.addP50), ms(z.addP50)), per(ms(a.cpuPerEvent), ms(z.cpuPerEvent)),
+			a.ports, z.ports, per(ms(a.bulk), ms(z.bulk)), per(ms(a.events.addP50), ms(z.events.addP50)), per(ms(a.events.cpu), ms(z.events.cpu)),
 			per(ms(a.restart), ms(z.restart)), per(a.rss[0], z.rss[0]))
 	}
 }
@@ -83,17 +87,17 @@ func BenchmarkScale(b *testing.B) {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 type scaleResult struct {
-	hosts, ports                   int
-	bulk                           time.Duration
-	floorTunnels, floorFlows       time.Duration // OVS alone taking what the bulk asked (ovsFloor)
-	addP50, addP99, delP50, delP99 time.Duration
-	cpuPerEvent                    time.Duration
-	restart                        time.Duration
-	minFlowsInRestart              int
-	rss, db                        []float64 // MiB after each cycle
+	hosts, ports             int
+	bulk                     time.Duration
+	floorTunnels, floorFlows time.Duration // OVS alone taking what the bulk asked (ovsFloor)
+	events                   eventFigures
+	restart                  time.Duration
+	minFlowsInRestart        int
+	rss, db                  []float64 // MiB after each cycle
 }
 
 func (r scaleResult) row() string {
+	e := r.events
 	f := func(v []float64) string {
 		var s []string
 		for _, x := range v {
@@ -101,8 +105,8 @@ func (r scaleResult) row() string {
 		}
 		return strings.Join(s, " ")
 	}
-	return fmt.Sprintf("| %5d | %5d | %7.0f ms (OVS alone %4.0f ms) | %4.0f / %4.0f ms | %4.0f / %4.0f ms | %6.1f ms | %7.0f ms | %6d | %16s | %20s |",
-		r.hosts, r.ports, ms(r.bulk), ms(r.floorTunnels+r.floorFlows), ms(r.addP50), ms(r.addP99), ms(r.delP50), ms(r.delP99), ms(r.cpuPerEvent), ms(r.restart), r.minFlowsInRestart, f(r.rss), f(r.db))
+	return fmt.Sprintf("| %5d | %5d | %7.0f ms (OVS alone %4.0f ms) | %4.0f / %4.0f ms | %4.0f / %4.0f ms | %4.0f / %4.0f ms | %6.1f ms | %7.0f ms | %6d | %16s | %20s |",
+		r.hosts, r.ports, ms(r.bulk), ms(r.floorTunnels+r.floorFlows), ms(e.addP50), ms(e.addP99), ms(e.delP50), ms(e.delP99), ms(e.ownP50), ms(e.ownP99), ms(e.cpu), ms(r.restart), r.minFlowsInRestart, f(r.rss), f(r.db))
 }
 
 // scaleLab is the lab, the store client and what the records refer to.
@@ -182,7 +186,7 @@ func runScale(b *testing.B, hosts, ports int) scaleResult {
 			r.bulk = time.Since(lastWrite)
 			r.floorTunnels, r.floorFlows = s.ovsFloor()
 			t0 := time.Now()
-			r.addP50, r.addP99, r.delP50, r.delP99, r.cpuPerEvent = s.singleEvents(pid, singleEvents)
+			r.events = s.singleEvents(pid, singleEvents)
 			s.profile(fmt.Sprintf("events-%d", ports), time.Since(t0), func() { s.singleEvents(pid, singleEvents) })
 			r.restart, r.minFlowsInRestart = s.restart(base+ports, fmt.Sprintf("restart-%d", ports))
 			pid = s.h.LanesdPID()
@@ -507,8 +511,8 @@ func (s *scaleLab) hasMAC(mac string) bool {
 // start right after a full pass, measured on its own and printed, and end before the
 // next; should one fall in anyway, that is printed too. What the load before left to
 // do (statuses, the memory returned after a burst) is waited out first.
-func (s *scaleLab) singleEvents(pid, k int) (addP50, addP99, delP50, delP99, cpu time.Duration) {
-	var adds, dels []time.Duration
+func (s *scaleLab) singleEvents(pid, k int) eventFigures {
+	var adds, dels, own []time.Duration
 	s.settle(pid)
 	// Reading lanesd's metrics costs it CPU too: what one read costs is measured
 	// first and taken off the full pass's figure.
@@ -538,21 +542,36 @@ func (s *scaleLab) singleEvents(pid, k int) (addP50, addP99, delP50, delP99, cpu
 	// restart or a load would be charged with.
 	watch := watchFlows(s.b, s.l.OVS(s.h), "br-tun", 20)
 	defer watch.stop()
+	// Of each event, how long the store took to answer the write is kept too: the
+	// slowest events are printed with it, to tell etcd's part from lanesd's.
+	var slow []slowEvent
 	for i := range k {
 		p := s.port("single", i)
 		start := time.Now()
 		s.commit([]clientv3.Op{s.putPort(p)})
+		committed := time.Since(start)
 		adds = append(adds, watch.when(s.b, "ADDED", p.MAC, time.Minute).Sub(start))
+		slow = append(slow, slowEvent{"add", adds[len(adds)-1], committed})
+		own = append(own, max(0, adds[len(adds)-1]-committed))
 		if !s.hasMAC(p.MAC) {
 			s.b.Fatalf("the monitor reported the flow to %s added, but br-tun has none", p.MAC)
 		}
 		start = time.Now()
 		s.commit([]clientv3.Op{clientv3.OpDelete(store.Prefix + "ports/" + p.ID)})
+		committed = time.Since(start)
 		dels = append(dels, watch.when(s.b, "DELETED", p.MAC, time.Minute).Sub(start))
+		slow = append(slow, slowEvent{"delete", dels[len(dels)-1], committed})
+		own = append(own, max(0, dels[len(dels)-1]-committed))
 		if s.hasMAC(p.MAC) {
 			s.b.Fatalf("the monitor reported the flow to %s deleted, but br-tun still has it", p.MAC)
 		}
 	}
+	slices.SortFunc(slow, func(a, b slowEvent) int { return cmp.Compare(b.total, a.total) })
+	var worst []string
+	for _, e := range slow[:min(3, len(slow))] {
+		worst = append(worst, fmt.Sprintf("%s %s (store answered the write after %s)", e.kind, e.total.Round(time.Millisecond), e.commit.Round(time.Millisecond)))
+	}
+	fmt.Printf("slowest single events: %s\n", strings.Join(worst, ", "))
 	// Work that follows the flows (statuses, firewall) counts too: wait until lanesd
 	// is idle (no CPU over 200 ms) before reading its CPU time.
 	last := cpuTime(s.b, pid)
@@ -572,7 +591,24 @@ func (s *scaleLab) singleEvents(pid, k int) (addP50, addP99, delP50, delP99, cpu
 	}
 	fmt.Printf("CPU of %d single events: %s, of which %s at rest (%.1f ms/s measured over %s before); a full pass: %s%s\n",
 		2*k, gross.Round(time.Millisecond), atRest.Round(time.Millisecond), idleRate*1000, restWindow, fullCPU.Round(time.Millisecond), fell)
-	return percentile(adds, 50), percentile(adds, 99), percentile(dels, 50), percentile(dels, 99), max(0, gross-atRest) / time.Duration(2*k)
+	return eventFigures{
+		addP50: percentile(adds, 50), addP99: percentile(adds, 99), delP50: percentile(dels, 50), delP99: percentile(dels, 99),
+		ownP50: percentile(own, 50), ownP99: percentile(own, 99), cpu: max(0, gross-atRest) / time.Duration(2*k),
+	}
+}
+
+// eventFigures are singleEvents' figures: write -> flow for adds and deletes; the
+// part of it after the store answered the write (adds and deletes together; the
+// store's commit, an fsync on this disk, is etcd's part); lanesd's CPU per event.
+type eventFigures struct {
+	addP50, addP99, delP50, delP99 time.Duration
+	ownP50, ownP99                 time.Duration
+	cpu                            time.Duration
+}
+
+type slowEvent struct {
+	kind          string
+	total, commit time.Duration
 }
 
 // singleEvents is how many remote ports are added and deleted one at a time.
