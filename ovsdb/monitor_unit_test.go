@@ -3,6 +3,7 @@ package ovsdb
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net"
 	"reflect"
@@ -234,5 +235,76 @@ func TestMonitorRefused(t *testing.T) {
 	defer cancel()
 	if err := m.wait(ctx); err == nil || !strings.Contains(err.Error(), "syntax error") {
 		t.Fatalf("wait: %v, want the server's error", err)
+	}
+}
+
+// A stream that breaks mid-message (corrupted, truncated, or an update whose values
+// do not fit their columns) ends the session: the monitor hangs up itself where it
+// can tell (the server here keeps the connection open), reconnects, and the new
+// connection's initial load replaces the whole cache, so nothing half-applied from
+// the broken message stays.
+func TestMonitorBrokenStream(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		broken string // written raw after the first load
+		close  bool   // then the server hangs up: the client cannot tell the message is cut
+	}{
+		{"corrupted", `{"id": null, "method": "update2", "params": ["lanes", {"Port": {"p1": {"modify": {"tag": 7}}}]]]}` + "\n", false},
+		{"truncated", `{"id": null, "method": "update2", "params": ["lanes", {"Port": {"p1": {"modify": {"ta`, true},
+		{"bad column value", `{"id": null, "method": "update2", "params": ["lanes", {"Port": {"p3": {"insert": {"name": "c"}}, "p1": {"modify": {"tag": "seven"}}}}]}` + "\n", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			sock := t.TempDir() + "/db.sock"
+			l, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			loads := []string{`{"Port": {"p1": {"initial": {"name": "a"}}}}`, `{"Port": {"p2": {"initial": {"name": "b"}}}}`}
+			go func() {
+				for i, load := range loads {
+					conn, err := l.Accept()
+					if err != nil {
+						return
+					}
+					dec, enc := json.NewDecoder(conn), json.NewEncoder(conn)
+					var req map[string]any
+					if err := dec.Decode(&req); err != nil {
+						conn.Close()
+						return
+					}
+					_ = enc.Encode(map[string]any{"id": req["id"], "error": nil, "result": json.RawMessage(load)})
+					if i == 0 {
+						_, _ = conn.Write([]byte(c.broken))
+						if c.close {
+							conn.Close()
+							continue
+						}
+					}
+					_, _ = io.Copy(io.Discard, conn) // until the client hangs up
+					conn.Close()
+				}
+			}()
+			m, err := startMonitor("unix:"+sock, slog.Default(), func() {})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := m.wait(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for m.loads.Load() < 2 || !m.up.Load() {
+				if ctx.Err() != nil {
+					t.Fatalf("no second load after the broken stream (loads %d)", m.loads.Load())
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			rows := m.copyRows().ports
+			if len(rows) != 1 || rows["p2"] == nil || rows["p2"].Name != "b" {
+				t.Fatalf("ports after reconnecting: %v, want only the second load's p2", rows)
+			}
+		})
 	}
 }
