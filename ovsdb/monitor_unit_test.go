@@ -132,8 +132,9 @@ func TestConnectBadEndpoint(t *testing.T) {
 	}
 }
 
-// fakeServer accepts one connection on a unix socket and hands it to serve.
-func fakeServer(t *testing.T, serve func(dec *json.Decoder, enc *json.Encoder)) string {
+// fakeServer accepts one connection per serve on a unix socket, in turn, and hands
+// each to its serve.
+func fakeServer(t *testing.T, serves ...func(conn net.Conn, dec *json.Decoder, enc *json.Encoder)) string {
 	t.Helper()
 	sock := t.TempDir() + "/db.sock"
 	l, err := net.Listen("unix", sock)
@@ -142,21 +143,39 @@ func fakeServer(t *testing.T, serve func(dec *json.Decoder, enc *json.Encoder)) 
 	}
 	t.Cleanup(func() { l.Close() })
 	go func() {
-		conn, err := l.Accept()
-		if err != nil {
-			return
+		for _, serve := range serves {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			serve(conn, json.NewDecoder(conn), json.NewEncoder(conn))
+			conn.Close()
 		}
-		defer conn.Close()
-		serve(json.NewDecoder(conn), json.NewEncoder(conn))
 	}()
 	return "unix:" + sock
+}
+
+// loadedMonitor starts a monitor on ep and waits for its first load.
+func loadedMonitor(t *testing.T, ep string, changed func()) (*monitor, context.Context) {
+	t.Helper()
+	m, err := startMonitor(ep, slog.Default(), changed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	if err := m.wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return m, ctx
 }
 
 // The protocol around the rows: the monitor_cond request, the server's echo probe
 // answered with its own params, update2 notifications, one change event each.
 func TestMonitorProtocol(t *testing.T) {
 	echoed := make(chan map[string]any, 1)
-	ep := fakeServer(t, func(dec *json.Decoder, enc *json.Encoder) {
+	ep := fakeServer(t, func(_ net.Conn, dec *json.Decoder, enc *json.Encoder) {
 		var req map[string]any
 		if err := dec.Decode(&req); err != nil {
 			t.Errorf("request: %v", err)
@@ -181,16 +200,7 @@ func TestMonitorProtocol(t *testing.T) {
 		_ = dec.Decode(&reply) // until the client hangs up
 	})
 	events := make(chan struct{}, 10)
-	m, err := startMonitor(ep, slog.Default(), func() { events <- struct{}{} })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := m.wait(ctx); err != nil {
-		t.Fatal(err)
-	}
+	m, ctx := loadedMonitor(t, ep, func() { events <- struct{}{} })
 	if !m.up.Load() || m.copyRows().ports["p1"] == nil {
 		t.Fatal("loaded, but not up or without the row")
 	}
@@ -218,7 +228,7 @@ func TestMonitorProtocol(t *testing.T) {
 // A server that refuses the monitor fails Connect's wait with its error rather
 // than retrying for ever.
 func TestMonitorRefused(t *testing.T) {
-	ep := fakeServer(t, func(dec *json.Decoder, enc *json.Encoder) {
+	ep := fakeServer(t, func(_ net.Conn, dec *json.Decoder, enc *json.Encoder) {
 		var req map[string]any
 		if err := dec.Decode(&req); err != nil {
 			return
@@ -254,47 +264,26 @@ func TestMonitorBrokenStream(t *testing.T) {
 		{"bad column value", `{"id": null, "method": "update2", "params": ["lanes", {"Port": {"p3": {"insert": {"name": "c"}}, "p1": {"modify": {"tag": "seven"}}}}]}` + "\n", false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			sock := t.TempDir() + "/db.sock"
-			l, err := net.Listen("unix", sock)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { l.Close() })
-			loads := []string{`{"Port": {"p1": {"initial": {"name": "a"}}}}`, `{"Port": {"p2": {"initial": {"name": "b"}}}}`}
-			go func() {
-				for i, load := range loads {
-					conn, err := l.Accept()
-					if err != nil {
-						return
-					}
-					dec, enc := json.NewDecoder(conn), json.NewEncoder(conn)
+			// Each connection gets its initial load; the first then the broken message.
+			serve := func(load string, broken bool) func(net.Conn, *json.Decoder, *json.Encoder) {
+				return func(conn net.Conn, dec *json.Decoder, enc *json.Encoder) {
 					var req map[string]any
 					if err := dec.Decode(&req); err != nil {
-						conn.Close()
 						return
 					}
 					_ = enc.Encode(map[string]any{"id": req["id"], "error": nil, "result": json.RawMessage(load)})
-					if i == 0 {
+					if broken {
 						_, _ = conn.Write([]byte(c.broken))
 						if c.close {
-							conn.Close()
-							continue
+							return
 						}
 					}
 					_, _ = io.Copy(io.Discard, conn) // until the client hangs up
-					conn.Close()
 				}
-			}()
-			m, err := startMonitor("unix:"+sock, slog.Default(), func() {})
-			if err != nil {
-				t.Fatal(err)
 			}
-			defer m.close()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := m.wait(ctx); err != nil {
-				t.Fatal(err)
-			}
+			ep := fakeServer(t, serve(`{"Port": {"p1": {"initial": {"name": "a"}}}}`, true),
+				serve(`{"Port": {"p2": {"initial": {"name": "b"}}}}`, false))
+			m, ctx := loadedMonitor(t, ep, func() {})
 			for m.loads.Load() < 2 || !m.up.Load() {
 				if ctx.Err() != nil {
 					t.Fatalf("no second load after the broken stream (loads %d)", m.loads.Load())

@@ -512,7 +512,7 @@ func (s *scaleLab) hasMAC(mac string) bool {
 // next; should one fall in anyway, that is printed too. What the load before left to
 // do (statuses, the memory returned after a burst) is waited out first.
 func (s *scaleLab) singleEvents(pid, k int) eventFigures {
-	var adds, dels, own []time.Duration
+	var adds, dels []time.Duration
 	s.settle(pid)
 	// Reading lanesd's metrics costs it CPU too: what one read costs is measured
 	// first and taken off the full pass's figure.
@@ -542,17 +542,16 @@ func (s *scaleLab) singleEvents(pid, k int) eventFigures {
 	// restart or a load would be charged with.
 	watch := watchFlows(s.b, s.l.OVS(s.h), "br-tun", 20)
 	defer watch.stop()
-	// Of each event, how long the store took to answer the write is kept too: the
-	// slowest events are printed with it, to tell etcd's part from lanesd's.
-	var slow []slowEvent
+	// Of each event, how long the store took to answer the write is kept too, to
+	// tell etcd's part from lanesd's.
+	var timed []timedEvent
 	for i := range k {
 		p := s.port("single", i)
 		start := time.Now()
 		s.commit([]clientv3.Op{s.putPort(p)})
 		committed := time.Since(start)
 		adds = append(adds, watch.when(s.b, "ADDED", p.MAC, time.Minute).Sub(start))
-		slow = append(slow, slowEvent{"add", adds[len(adds)-1], committed})
-		own = append(own, max(0, adds[len(adds)-1]-committed))
+		timed = append(timed, timedEvent{"add", adds[len(adds)-1], committed})
 		if !s.hasMAC(p.MAC) {
 			s.b.Fatalf("the monitor reported the flow to %s added, but br-tun has none", p.MAC)
 		}
@@ -560,15 +559,18 @@ func (s *scaleLab) singleEvents(pid, k int) eventFigures {
 		s.commit([]clientv3.Op{clientv3.OpDelete(store.Prefix + "ports/" + p.ID)})
 		committed = time.Since(start)
 		dels = append(dels, watch.when(s.b, "DELETED", p.MAC, time.Minute).Sub(start))
-		slow = append(slow, slowEvent{"delete", dels[len(dels)-1], committed})
-		own = append(own, max(0, dels[len(dels)-1]-committed))
+		timed = append(timed, timedEvent{"delete", dels[len(dels)-1], committed})
 		if s.hasMAC(p.MAC) {
 			s.b.Fatalf("the monitor reported the flow to %s deleted, but br-tun still has it", p.MAC)
 		}
 	}
-	slices.SortFunc(slow, func(a, b slowEvent) int { return cmp.Compare(b.total, a.total) })
+	own := make([]time.Duration, len(timed)) // after the store answered; the flow can come first
+	for i, e := range timed {
+		own[i] = max(0, e.total-e.commit)
+	}
+	slices.SortFunc(timed, func(a, b timedEvent) int { return cmp.Compare(b.total, a.total) })
 	var worst []string
-	for _, e := range slow[:min(3, len(slow))] {
+	for _, e := range timed[:min(3, len(timed))] {
 		worst = append(worst, fmt.Sprintf("%s %s (store answered the write after %s)", e.kind, e.total.Round(time.Millisecond), e.commit.Round(time.Millisecond)))
 	}
 	fmt.Printf("slowest single events: %s\n", strings.Join(worst, ", "))
@@ -606,7 +608,7 @@ type eventFigures struct {
 	cpu                            time.Duration
 }
 
-type slowEvent struct {
+type timedEvent struct {
 	kind          string
 	total, commit time.Duration
 }
