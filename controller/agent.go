@@ -1,11 +1,13 @@
 package controller
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
 	"maps"
 	"runtime/debug"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,11 +22,28 @@ import (
 // Loop pacing.
 const (
 	// resyncEvery re-checks everything, including kernel devices and OVSDB rows that
-	// nothing in the store changed (someone deleted a tap by hand).
+	// nothing in the store changed (someone deleted a tap by hand), and checks the
+	// incremental state against one computed from scratch (check.go).
 	resyncEvery = 30 * time.Second
 	// canaryEvery is how often both bridges' flow counts are compared with what
 	// lanesd installed (two ovs-ofctl per bridge).
 	canaryEvery = 2 * time.Second
+)
+
+// pass says how much a reconcile does besides applying what changed since the last.
+type pass uint8
+
+const (
+	// passChanges applies what changed.
+	passChanges pass = iota
+	// passRepair, the periodic resync, also repairs what may have drifted without a
+	// change in the store: kernel devices, OVSDB rows and firewall rules are checked
+	// whole. Whether the incremental state (the mirror's patched State, the view, the
+	// flows) equals one computed from scratch is checked beside the loop (check.go).
+	passRepair
+	// passFull repairs too, and computes that state from scratch in the pass and uses
+	// it: start, and a check beside the loop that found a difference.
+	passFull
 )
 
 // agent is one lanesd: the loop that paces reconciles, and the steps a reconcile is
@@ -39,12 +58,15 @@ type agent struct {
 	// change: both wake the loop, so hand deletions are repaired at once.
 	links      <-chan string
 	ovsChanges func() <-chan struct{}
-	// canaryEvery overrides the flow check's period (tests).
-	canaryEvery time.Duration
-	// prog tells the watchdog (watchdog.go) whether the loop moves; passHook, set
-	// by tests, runs at the start of each pass (a pass that blocks).
-	prog     *progress
-	passHook func()
+	// canaryEvery and resyncEvery override the flow check's and the resync's periods
+	// (tests).
+	canaryEvery, resyncEvery time.Duration
+	// prog tells the watchdog (watchdog.go) whether the loop moves; passHook and
+	// checkHook, set by tests, run at the start of each pass and of each check
+	// beside the loop (one that blocks).
+	prog      *progress
+	passHook  func()
+	checkHook func()
 
 	guard   *recordGuard
 	host    *hostStep
@@ -71,8 +93,13 @@ type agent struct {
 	// churn counts the owners changed since memory was last returned (loop).
 	churn int
 	// checking is set while a flow check (flowStep.Check) runs beside the loop,
-	// returning while memory is being returned after a burst.
-	checking, returning atomic.Bool
+	// returning while memory is being returned after a burst, verifying while the
+	// state check of a resync does (check.go).
+	checking, returning, verifying atomic.Bool
+	// verified wakes the loop for a full pass when a state check found a
+	// difference; checks counts the checks running (wait).
+	verified chan struct{}
+	checks   sync.WaitGroup
 
 	started   time.Time
 	converged time.Time
@@ -88,20 +115,16 @@ func (a *agent) loop(ctx context.Context) error {
 		return ctx.Err()
 	case <-a.mirror.Synced():
 	}
-	resync := time.NewTicker(resyncEvery)
+	resync := time.NewTicker(cmp.Or(a.resyncEvery, resyncEvery))
 	defer resync.Stop()
-	every := canaryEvery
-	if a.canaryEvery > 0 {
-		every = a.canaryEvery
-	}
-	canary := time.NewTicker(every)
+	canary := time.NewTicker(cmp.Or(a.canaryEvery, canaryEvery))
 	defer canary.Stop()
 	retry := time.NewTimer(0)
 	defer retry.Stop()
 	settled := time.NewTimer(time.Hour)
 	settled.Stop()
 	defer settled.Stop()
-	full := true
+	p := passFull
 	for {
 		a.drainLinks()
 		ovsChanged := a.ovsChanges()
@@ -110,12 +133,12 @@ func (a *agent) loop(ctx context.Context) error {
 			a.passHook()
 		}
 		churnBefore := a.churn
-		next, err := a.reconcile(ctx, full)
+		next, err := a.reconcile(ctx, p)
 		if a.churn >= returnMemoryAfter && a.churn != churnBefore {
 			settled.Reset(settledAfter) // from the last pass of the burst
 		}
 		a.prog.busy(false)
-		full = false
+		p = passChanges
 		if err != nil && ctx.Err() == nil {
 			a.log.Warn("reconcile incomplete", "err", err)
 		}
@@ -132,7 +155,10 @@ func (a *agent) loop(ctx context.Context) error {
 			case <-retry.C:
 				break wait
 			case <-resync.C:
-				full = true
+				p = max(p, passRepair)
+				break wait
+			case <-a.verified: // a state check found a difference
+				p = passFull
 				break wait
 			case <-settled.C:
 				a.churn = 0
@@ -200,10 +226,11 @@ func (a *agent) drainLinks() {
 // publishes the outcome. It returns when it wants to run again (zero: only on
 // change). Ports fail one by one: a port that cannot be wired is reported ERROR and
 // retried with backoff while the others go ahead.
-func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
+func (a *agent) reconcile(ctx context.Context, p pass) (time.Time, error) {
 	start := time.Now()
+	full := p >= passRepair             // the steps repair drift
 	received := a.mirror.TakeReceived() // before Shared: see Snapshot
-	v := a.deriveView(full)
+	v := a.deriveView(p == passFull)
 	a.countProblems(v)
 	var errs []error
 	fail := func(kind string, err error) {
@@ -257,12 +284,16 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	if err := a.dhcp.Sync(v, ovs.Ofports); !errors.Is(err, ofsync.ErrNotConnected) {
 		fail("dhcp", err)
 	}
-	set, flowErr := a.flows.Sync(v, flowInput{PatchInt: patchInt, VLANs: vlans, OVS: ovs, Full: full})
+	fin := flowInput{PatchInt: patchInt, VLANs: vlans, OVS: ovs, Full: p == passFull}
+	set, flowErr := a.flows.Sync(v, fin)
 	disconnected := errors.Is(flowErr, ofsync.ErrNotConnected)
 	if !disconnected {
 		fail("flows", flowErr)
 	}
 	tFlows := time.Now()
+	if p == passRepair && (flowErr == nil || disconnected) {
+		a.startCheck(checkInput{View: v, Flows: fin, Set: set}) // check.go
+	}
 	if flowsFirst {
 		fw = <-fwDone
 		fail("firewall", fw.err)
@@ -325,11 +356,12 @@ func (a *agent) reconcile(ctx context.Context, full bool) (time.Time, error) {
 	return next, errors.Join(errs...)
 }
 
-// deriveView updates the last view for what changed in the store since; a full pass
-// also computes it from scratch and checks that both agree. They always should: a
-// difference is a bug in the incremental path, logged, and the full view is used.
-func (a *agent) deriveView(full bool) *view.View {
-	if full && a.view != nil { // the first pass reads a state built from scratch anyway
+// deriveView updates the last view for what changed in the store since; with
+// scratch it also computes it from scratch and checks that both agree. They always
+// should: a difference is a bug in the incremental path, logged, and the full view is
+// used.
+func (a *agent) deriveView(scratch bool) *view.View {
+	if scratch && a.view != nil { // the first pass reads a state built from scratch anyway
 		// The store's patched State against a build from scratch; a difference is
 		// logged, and the next read below is a full build.
 		if err := a.mirror.Verify(); err != nil {
@@ -340,7 +372,7 @@ func (a *agent) deriveView(full bool) *view.View {
 	a.gen = st.Gen
 	st, d = a.guard.Apply(st, d)
 	v := view.Update(a.view, a.cfg.Host, st, d)
-	if full && !v.Changes.All {
+	if scratch && !v.Changes.All {
 		want := view.Compute(a.cfg.Host, st)
 		if diff := view.Differences(v, want); diff != nil {
 			a.log.Error("incremental view differs from a full recompute: using the full view", "fields", diff)

@@ -145,7 +145,17 @@ func (r *rig) sync(full bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if _, err := r.a.reconcile(r.ctx, full); err != nil {
+	p := passChanges
+	if full {
+		p = passFull
+	}
+	r.pass(p)
+}
+
+// pass reconciles once as p says, and fails the test on a reconcile error.
+func (r *rig) pass(p pass) {
+	r.t.Helper()
+	if _, err := r.a.reconcile(r.ctx, p); err != nil {
 		r.t.Fatalf("reconcile: %v", err)
 	}
 }

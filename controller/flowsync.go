@@ -107,8 +107,7 @@ func (s *flowStep) compute(v *view.View, in flowInput, full bool) (flows.Set, er
 	if !full || fromScratch {
 		return set, err
 	}
-	var fresh flows.Builder
-	want, ferr := fresh.Build(desired(v, in, s.tunnelType))
+	fresh, want, ferr := scratch(v, in, s.tunnelType)
 	if ferr != nil {
 		s.builder = flows.Builder{}
 		return flows.Set{}, ferr
@@ -122,6 +121,25 @@ func (s *flowStep) compute(v *view.View, in flowInput, full bool) (flows.Set, er
 		return want, nil
 	}
 	return set, nil
+}
+
+// Verify reports how set, the flows a pass derived for v and in incrementally,
+// differ from those computed from scratch. It reads its arguments, which are never
+// changed once handed out, and nothing of the step's changing state, so it runs
+// beside the loop (check.go).
+func (s *flowStep) Verify(v *view.View, in flowInput, set flows.Set) error {
+	_, want, err := scratch(v, in, s.tunnelType)
+	if err != nil {
+		return fmt.Errorf("compute flows from scratch: %w", err)
+	}
+	return set.Same(want)
+}
+
+// scratch computes the flows of v and in from nothing, with the Builder that holds them.
+func scratch(v *view.View, in flowInput, tunnelType string) (flows.Builder, flows.Set, error) {
+	var b flows.Builder
+	set, err := b.Build(desired(v, in, tunnelType))
+	return b, set, err
 }
 
 // reconnected reports whether a bridge connected again since the last call: its

@@ -28,6 +28,8 @@ type Metrics struct {
 	BundleSeconds     *prometheus.HistogramVec // by bridge
 	ReconcileSeconds  prometheus.Histogram
 	FullPasses        prometheus.Counter
+	StateChecks       *prometheus.CounterVec // by result
+	StateCheckSeconds prometheus.Histogram
 	ReconcileErrors   *prometheus.CounterVec   // by object kind
 	WatchLagSeconds   *prometheus.HistogramVec // by outcome
 	StoreRevision     prometheus.Gauge
@@ -64,7 +66,14 @@ func NewMetrics() *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
 		FullPasses: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "lanes_full_passes_total", Help: "Reconcile passes that recomputed everything from scratch (start, the periodic resync, a reconnect) and checked the incremental state against it.",
+			Name: "lanes_full_passes_total", Help: "Reconcile passes that checked kernel devices, OVSDB rows and firewall rules whole (start, the periodic resync).",
+		}),
+		StateChecks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lanes_state_checks_total", Help: "Checks of the incremental state against one computed from scratch, beside the loop after each periodic resync, by result: same, or what differed (store, view, flows: a lanes bug).",
+		}, []string{"result"}),
+		StateCheckSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "lanes_state_check_seconds", Help: "Duration of one state check beside the loop.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
 		ReconcileErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lanes_reconcile_errors_total", Help: "Reconcile failures, by kind of object.",
@@ -108,7 +117,7 @@ func NewMetrics() *Metrics {
 		}, []string{"action", "result"}),
 	}
 	m.Registry.MustRegister(m.LearnedFlows, m.ConntrackEntries, m.FirewallSeconds, m.Routers, m.RouterApplies)
-	m.Registry.MustRegister(m.Ports, m.Flows, m.Bundles, m.BundleSeconds, m.ReconcileSeconds, m.FullPasses,
+	m.Registry.MustRegister(m.Ports, m.Flows, m.Bundles, m.BundleSeconds, m.ReconcileSeconds, m.FullPasses, m.StateChecks, m.StateCheckSeconds,
 		m.ReconcileErrors, m.WatchLagSeconds, m.StoreRevision, m.TunnelPorts, m.OpenFlowConnected, m.StoreProblems, m.PeersDown)
 	v := version.Get()
 	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{

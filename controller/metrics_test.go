@@ -113,7 +113,7 @@ func TestMetricsScrape(t *testing.T) {
 	}
 
 	// A pass without a store change (a retry, a resync) has no lag to record.
-	if _, err := r.a.reconcile(ctx, true); err != nil {
+	if _, err := r.a.reconcile(ctx, passFull); err != nil {
 		t.Fatal(err)
 	}
 	fams = scrape(t, srv)
@@ -141,7 +141,7 @@ func TestMetricsScrape(t *testing.T) {
 	}
 	time.Sleep(held) // the change waits, as it would behind a slow pass
 	before := time.Now()
-	if _, err := r.a.reconcile(ctx, false); err != nil {
+	if _, err := r.a.reconcile(ctx, passChanges); err != nil {
 		t.Fatal(err)
 	}
 	took := time.Since(before)

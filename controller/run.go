@@ -202,7 +202,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // the previous lanesd; it reads the store through mirror (which may be running).
 func newAgent(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics, st *store.Store, mirror *store.Mirror, db *ovsdb.Client, host *hostwire.Host, fw *hostwire.Firewall) (*agent, error) {
 	addr, _ := cfg.TunnelAddr()
-	a := &agent{cfg: cfg, log: log, m: m, started: time.Now(), prog: newProgress(),
+	a := &agent{cfg: cfg, log: log, m: m, started: time.Now(), prog: newProgress(), verified: make(chan struct{}, 1),
 		guard:   newRecordGuard(cfg.Host),
 		host:    &hostStep{cfg: cfg, db: db, host: host},
 		nets:    newNetworkStep(log, cfg.VMMTU()),
@@ -239,11 +239,13 @@ func newAgent(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics, st 
 	return a, nil
 }
 
-// wait blocks until the OpenFlow connections have stopped after ctx ended.
+// wait blocks until the OpenFlow connections have stopped after ctx ended, and the
+// state check beside the loop, if one runs, has ended.
 func (a *agent) wait() {
 	for _, b := range a.flows.bridges() {
 		b.Wait()
 	}
+	a.checks.Wait()
 }
 
 // agentMirror is the store mirror an agent reads. The agent writes its ports' statuses

@@ -136,8 +136,10 @@ type Mirror struct {
 	// received is when the oldest change not yet taken by TakeReceived arrived.
 	received time.Time
 
-	// afterList, set by tests, runs after each list, before the watch starts.
-	afterList func(rev int64)
+	// afterList, set by tests, runs after each list, before the watch starts;
+	// verifyHook, before Verify builds.
+	afterList  func(rev int64)
+	verifyHook func()
 }
 
 // NewMirror makes a mirror of s; Run fills and follows it.

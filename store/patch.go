@@ -332,18 +332,23 @@ func (q *ageQueue) Pop() any {
 // Verify builds the State from scratch and compares it with the current one, which
 // may have been patched: the two must be equal. A difference is a bug of the patch;
 // Verify then makes the next read a full build (a Delta of All) and returns an error
-// naming what differs. It holds the mirror for the time of a full build, so it is
-// meant for a periodic check, not for every change.
+// naming what differs. The build runs on a copy of the records taken under the lock,
+// outside it: the mirror goes on applying changes and answering reads meanwhile.
 func (m *Mirror) Verify() error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	got := m.sharedLocked()
-	want := m.recs.build(m.rev)
+	got, recs, rev := m.sharedLocked(), m.recs.clone(), m.rev
+	m.mu.Unlock()
+	if m.verifyHook != nil {
+		m.verifyHook()
+	}
+	want := recs.build(rev)
 	got.Gen = 0
 	if reflect.DeepEqual(got, want) {
 		return nil
 	}
+	m.mu.Lock()
 	m.stale, m.dirtyAll = true, true
+	m.mu.Unlock()
 	ports := differingPorts(got, want)
 	what := "records other than ports"
 	if len(ports) > 0 {

@@ -455,3 +455,36 @@ func TestVerifyCatchesABadPatch(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Verify builds outside the mirror's lock: while it builds, changes are applied and
+// read, and what it compares is the State and records of the moment it started, so
+// the changes made meanwhile are no difference.
+func TestVerifyLeavesTheMirrorServing(t *testing.T) {
+	t.Parallel()
+	w := newPatchWorld(t, 4)
+	f := w.setup()
+	for i := range 20 {
+		w.randomPort(f, i)
+	}
+	st0, _ := w.m.SharedSince(0)
+	building, done := make(chan struct{}), make(chan error, 1)
+	w.m.verifyHook = func() { close(building); <-done }
+	verified := make(chan error, 1)
+	go func() { verified <- w.m.Verify() }()
+	<-building
+	for i := range 10 {
+		w.randomPort(f, 20+i%10) // a patch's worth of ports, applied while Verify builds
+	}
+	st1, d := w.m.SharedSince(st0.Gen)
+	if st1.Gen == st0.Gen || d.All {
+		t.Errorf("while Verify built: gen %d after %d, delta %+v; want a patched State", st1.Gen, st0.Gen, d)
+	}
+	done <- nil
+	if err := <-verified; err != nil {
+		t.Fatalf("Verify of the State it started from: %v", err)
+	}
+	w.m.verifyHook = nil
+	if err := w.m.Verify(); err != nil {
+		t.Fatalf("Verify of the State after: %v", err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -290,6 +291,31 @@ type records struct {
 	alive    map[string]bool // hosts whose alive key (under their lease) exists
 	routers  map[string]*record[api.Router]
 	fips     map[string]*record[api.FloatingIP]
+}
+
+// clone copies rs for a build outside the mirror's lock: the maps, and each record,
+// since a build writes what it learns of a port into its record (vettedNet). The
+// values inside the records are never changed once read, and stay shared.
+func (rs *records) clone() *records {
+	return &records{
+		networks: cloneRecords(rs.networks),
+		ports:    cloneRecords(rs.ports),
+		groups:   cloneRecords(rs.groups),
+		hosts:    cloneRecords(rs.hosts),
+		statuses: cloneRecords(rs.statuses),
+		alive:    maps.Clone(rs.alive),
+		routers:  cloneRecords(rs.routers),
+		fips:     cloneRecords(rs.fips),
+	}
+}
+
+func cloneRecords[T any](m map[string]*record[T]) map[string]*record[T] {
+	c := make(map[string]*record[T], len(m))
+	for id, r := range m {
+		cp := *r
+		c[id] = &cp
+	}
+	return c
 }
 
 func newRecords() *records {
