@@ -72,6 +72,8 @@ func (a *agent) check(in checkInput) bool {
 	if same {
 		a.m.StateChecks.WithLabelValues("same").Inc()
 	}
-	a.m.StateCheckSeconds.Observe(time.Since(start).Seconds())
+	took := time.Since(start)
+	a.m.StateCheckSeconds.Observe(took.Seconds())
+	a.log.Debug("state checked", "revision", in.View.Revision, "same", same, "took", took)
 	return same
 }

@@ -33,9 +33,10 @@ import (
 // time for the same tunnels and flows, ovsFloor), one remote port add and
 // delete (write -> the switch reports the flow added or deleted, by a flow monitor)
 // p50/p99, and of that the part after the store answered the write, with lanesd's
-// CPU per event (above its CPU at rest),
-// restart -> converged, lanesd's RSS (once it has settled: idle for 2 s) and the etcd db size after each of three
-// load/purge cycles, and the growth per 1k ports.
+// CPU per event (above its CPU at rest); the same events back to back over a whole
+// resync period, write -> flow at any moment; restart -> converged; lanesd's RSS
+// (once it has settled: idle for 2 s) and the etcd db size after each of three
+// load/purge cycles; and the growth per 1k ports.
 //
 // The etcd runs with lanes' embedded etcd's compaction and defrag policy, shortened
 // so that it shows within a run: periodic auto-compaction with benchEtcdRetention
@@ -70,8 +71,8 @@ func BenchmarkScale(b *testing.B) {
 	}
 	// Printed, not logged: a parent benchmark's log is not shown without -v.
 	fmt.Println("BenchmarkScale: one lanesd host, N simulated peers, M remote ports")
-	fmt.Println("| hosts | ports | bulk conv (OVS's own time for it) | add p50/p99 | del p50/p99 | after the store answered p50/p99 | CPU/event above rest | restart conv | fewest flows in restart | RSS MiB settled (cycles) | etcd db MiB (cycles) |")
-	fmt.Println("|-------|-------|-----------------------------------|-------------|-------------|-------------|-----------|--------------|-------------------------|------------------|----------------------|")
+	fmt.Println("| hosts | ports | bulk conv (OVS's own time for it) | add p50/p99 | del p50/p99 | after the store answered p50/p99 | CPU/event above rest | at any moment p50/p99/slowest | restart conv | fewest flows in restart | RSS MiB settled (cycles) | etcd db MiB (cycles) |")
+	fmt.Println("|-------|-------|-----------------------------------|-------------|-------------|-------------|-----------|-------------|--------------|-------------------------|------------------|----------------------|")
 	for _, r := range rows {
 		fmt.Println(r.row())
 	}
@@ -91,6 +92,7 @@ type scaleResult struct {
 	bulk                     time.Duration
 	floorTunnels, floorFlows time.Duration // OVS alone taking what the bulk asked (ovsFloor)
 	events                   eventFigures
+	any                      anyFigures
 	restart                  time.Duration
 	minFlowsInRestart        int
 	rss, db                  []float64 // MiB after each cycle
@@ -105,8 +107,8 @@ func (r scaleResult) row() string {
 		}
 		return strings.Join(s, " ")
 	}
-	return fmt.Sprintf("| %5d | %5d | %7.0f ms (OVS alone %4.0f ms) | %4.0f / %4.0f ms | %4.0f / %4.0f ms | %4.0f / %4.0f ms | %6.1f ms | %7.0f ms | %6d | %16s | %20s |",
-		r.hosts, r.ports, ms(r.bulk), ms(r.floorTunnels+r.floorFlows), ms(e.addP50), ms(e.addP99), ms(e.delP50), ms(e.delP99), ms(e.ownP50), ms(e.ownP99), ms(e.cpu), ms(r.restart), r.minFlowsInRestart, f(r.rss), f(r.db))
+	return fmt.Sprintf("| %5d | %5d | %7.0f ms (OVS alone %4.0f ms) | %4.0f / %4.0f ms | %4.0f / %4.0f ms | %4.0f / %4.0f ms | %6.1f ms | %3.0f / %3.0f / %3.0f ms | %7.0f ms | %6d | %16s | %20s |",
+		r.hosts, r.ports, ms(r.bulk), ms(r.floorTunnels+r.floorFlows), ms(e.addP50), ms(e.addP99), ms(e.delP50), ms(e.delP99), ms(e.ownP50), ms(e.ownP99), ms(e.cpu), ms(r.any.p50), ms(r.any.p99), ms(r.any.worst), ms(r.restart), r.minFlowsInRestart, f(r.rss), f(r.db))
 }
 
 // scaleLab is the lab, the store client and what the records refer to.
@@ -188,6 +190,7 @@ func runScale(b *testing.B, hosts, ports int) scaleResult {
 			t0 := time.Now()
 			r.events = s.singleEvents(pid, singleEvents)
 			s.profile(fmt.Sprintf("events-%d", ports), time.Since(t0), func() { s.singleEvents(pid, singleEvents) })
+			r.any = s.anyMoment()
 			r.restart, r.minFlowsInRestart = s.restart(base+ports, fmt.Sprintf("restart-%d", ports))
 			pid = s.h.LanesdPID()
 		}
@@ -281,17 +284,20 @@ func (s *scaleLab) metrics() string {
 }
 
 // fullPasses is lanesd's count of full passes (its metrics).
-func (s *scaleLab) fullPasses() int {
+func (s *scaleLab) fullPasses() int { return s.counter("lanes_full_passes_total") }
+
+// counter is the value of one of lanesd's metrics, a counter without labels.
+func (s *scaleLab) counter(name string) int {
 	for _, l := range strings.Split(s.metrics(), "\n") {
-		if v, ok := strings.CutPrefix(l, "lanes_full_passes_total "); ok {
+		if v, ok := strings.CutPrefix(l, name+" "); ok {
 			n, err := strconv.ParseFloat(v, 64)
 			if err != nil {
-				s.b.Fatalf("lanes_full_passes_total %q: %v", v, err)
+				s.b.Fatalf("%s %q: %v", name, v, err)
 			}
 			return int(n)
 		}
 	}
-	s.b.Fatal("lanesd's metrics have no lanes_full_passes_total")
+	s.b.Fatalf("lanesd's metrics have no %s", name)
 	return 0
 }
 
@@ -597,6 +603,46 @@ func (s *scaleLab) singleEvents(pid, k int) eventFigures {
 		addP50: percentile(adds, 50), addP99: percentile(adds, 99), delP50: percentile(dels, 50), delP99: percentile(dels, 99),
 		ownP50: percentile(own, 50), ownP99: percentile(own, 99), cpu: max(0, gross-atRest) / time.Duration(2*k),
 	}
+}
+
+// resyncWindow is how long anyMoment runs: lanesd's resync period (30 s) and a
+// margin, so that a resync falls among the events wherever they start.
+const resyncWindow = 32 * time.Second
+
+// anyMoment adds and deletes one remote port at a time, back to back for
+// resyncWindow, with no regard for when lanesd's periodic resync runs: its pass and
+// the state check it starts beside the loop (controller/check.go) fall among the
+// events. Write -> flow p50/p99 and the slowest, over adds and deletes.
+func (s *scaleLab) anyMoment() anyFigures {
+	s.settle(s.h.LanesdPID())
+	checks := s.counter("lanes_state_check_seconds_count")
+	watch := watchFlows(s.b, s.l.OVS(s.h), "br-tun", 20)
+	defer watch.stop()
+	var all []time.Duration
+	for i, end := 0, time.Now().Add(resyncWindow); time.Now().Before(end); i++ {
+		p := s.port("any", i)
+		start := time.Now()
+		s.commit([]clientv3.Op{s.putPort(p)})
+		all = append(all, watch.when(s.b, "ADDED", p.MAC, time.Minute).Sub(start))
+		start = time.Now()
+		s.commit([]clientv3.Op{clientv3.OpDelete(store.Prefix + "ports/" + p.ID)})
+		all = append(all, watch.when(s.b, "DELETED", p.MAC, time.Minute).Sub(start))
+	}
+	f := anyFigures{p50: percentile(all, 50), p99: percentile(all, 99), worst: slices.Max(all), n: len(all),
+		checks: s.counter("lanes_state_check_seconds_count") - checks}
+	if f.checks == 0 {
+		s.b.Fatalf("no state check among %s of events: lanesd resyncs every 30 s", resyncWindow)
+	}
+	fmt.Printf("single events at any moment, back to back for %s: %d events, %d resync(s) with its state check among them: p50 %s, p99 %s, slowest %s\n",
+		resyncWindow, f.n, f.checks, f.p50.Round(time.Millisecond), f.p99.Round(time.Millisecond), f.worst.Round(time.Millisecond))
+	return f
+}
+
+// anyFigures are anyMoment's: write -> flow over adds and deletes, how many
+// events, and how many state checks ran among them.
+type anyFigures struct {
+	p50, p99, worst time.Duration
+	n, checks       int
 }
 
 // eventFigures are singleEvents' figures: write -> flow for adds and deletes; the
