@@ -155,7 +155,7 @@ func (a *agent) loop(ctx context.Context) error {
 			case <-retry.C:
 				break wait
 			case <-resync.C:
-				p = max(p, passRepair)
+				p = passRepair
 				break wait
 			case <-a.verified: // a state check found a difference
 				p = passFull

@@ -363,9 +363,11 @@ func (f *forgetter) Update(v *view.View) {
 		came = append(came, m)
 	}
 	t := time.Now()
+	var left []mac
 	for _, m := range maybeLeft {
 		if f.refs[m] == 0 && !local[m] {
 			f.leftAt[m] = t
+			left = append(left, m)
 		}
 	}
 	for _, m := range came {
@@ -373,7 +375,17 @@ func (f *forgetter) Update(v *view.View) {
 			delete(f.leftAt, m) // back: its l2pop entry wins anyway
 		}
 	}
-	f.forgetLocked()
+	// The MACs that left now are forgotten now; all that left within forgetFor again
+	// on the timer. Forgetting them all on every pass cost a bundle of as many
+	// deletes per pass as MACs left in the last seconds (at 50k flows, tens of ms).
+	var now []net.HardwareAddr
+	for _, m := range left {
+		if _, ok := f.leftAt[m]; ok {
+			now = append(now, net.HardwareAddr(slices.Clone(m[:])))
+		}
+	}
+	f.forget(now)
+	f.armLocked()
 }
 
 // Missed notes a view that Update did not see (its flows did not go in).
@@ -383,6 +395,8 @@ func (f *forgetter) Missed() {
 	f.missed = true
 }
 
+// forgetLocked forgets again every MAC that left within forgetFor, and drops the
+// older ones.
 func (f *forgetter) forgetLocked() {
 	var gone []net.HardwareAddr
 	for m, at := range f.leftAt {
@@ -392,9 +406,18 @@ func (f *forgetter) forgetLocked() {
 		}
 		gone = append(gone, net.HardwareAddr(slices.Clone(m[:])))
 	}
-	if err := f.br.Forget(gone); err != nil && !errors.Is(err, ofsync.ErrNotConnected) {
+	f.forget(gone)
+	f.armLocked()
+}
+
+func (f *forgetter) forget(macs []net.HardwareAddr) {
+	if err := f.br.Forget(macs); err != nil && !errors.Is(err, ofsync.ErrNotConnected) {
 		f.log.Warn("forget learned MACs", "err", err)
 	}
+}
+
+// armLocked starts the timer of forgetLocked while MACs that left are recent.
+func (f *forgetter) armLocked() {
 	if len(f.leftAt) > 0 && f.timer == nil && f.ctx.Err() == nil {
 		f.timer = time.AfterFunc(forgetFor/4, func() {
 			f.mu.Lock()

@@ -348,3 +348,65 @@ func macKeys(m map[mac]time.Time) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestForgetLearned: when a remote port leaves, br-tun's learned entries to its MAC
+// are deleted in the pass that removes its l2pop flow, and again for forgetFor after
+// (the switch's revalidators may bring one back once), while a learned entry to a
+// MAC still in use stays. Entries are made by hand with the cookie learn() gives.
+func TestForgetLearned(t *testing.T) {
+	r := newRig(t)
+	ctx := r.ctx
+	for i, h := range []string{"h1", "h2"} {
+		if _, err := r.st.RegisterHost(ctx, api.Host{Name: h, TunnelIP: fmt.Sprintf("172.31.77.%d", 1+i), TunnelType: api.TunnelVXLAN}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := r.st.CreateNetwork(ctx, store.NetworkSpec{Name: "n", CIDR: "10.62.0.0/24"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.st.CreatePort(ctx, api.Port{Name: "local", NetworkID: n.ID, Host: "h1"}); err != nil {
+		t.Fatal(err)
+	}
+	var ports []api.Port
+	for _, name := range []string{"leaves", "stays"} {
+		p, err := r.st.CreatePort(ctx, api.Port{Name: name, NetworkID: n.ID, Host: "h2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports = append(ports, p)
+	}
+	r.sync(true)
+	learned := uint64(r.a.flows.brTun.Round())<<48 | uint64(flows.CatLearned)<<40
+	learn := func(mac string) {
+		t.Helper()
+		if _, err := r.ovs.Ofctl15("add-flow", api.BrTun, fmt.Sprintf("cookie=%#x,table=20,priority=1,hard_timeout=300,dl_vlan=1,dl_dst=%s,actions=drop", learned, mac)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hasLearned := func(mac string) bool {
+		out, err := r.ovs.Ofctl15("dump-flows", api.BrTun, fmt.Sprintf("table=20,cookie=%#x/-1,dl_dst=%s", learned, mac))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.Contains(out, "dl_dst=")
+	}
+	for _, p := range ports {
+		learn(p.MAC)
+		if !hasLearned(p.MAC) {
+			t.Fatalf("no learned entry to %s after adding it", p.Name)
+		}
+	}
+	if err := r.st.DeletePort(ctx, ports[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	r.sync(false)
+	if hasLearned(ports[0].MAC) {
+		t.Fatalf("the learned entry to %s survived the pass that removed the port", ports[0].Name)
+	}
+	learn(ports[0].MAC) // as a revalidator would, once
+	within(t, forgetFor, "the learned entry made again forgotten", func() bool { return !hasLearned(ports[0].MAC) })
+	if !hasLearned(ports[1].MAC) {
+		t.Errorf("the learned entry to %s, still a remote port, was deleted", ports[1].Name)
+	}
+}
