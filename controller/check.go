@@ -44,6 +44,12 @@ func (a *agent) startCheck(in checkInput) {
 			default: // a full pass is already due
 			}
 		}
+		// The state computed from scratch is garbage now, as big as the state itself:
+		// returned at once, as after a burst (agent.go), lanesd's RSS at rest stays
+		// what its state needs.
+		if len(in.View.Remote)+len(in.View.Local) >= returnMemoryAfter {
+			a.returnMemory()
+		}
 	}()
 }
 

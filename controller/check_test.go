@@ -59,7 +59,10 @@ func TestStateCheckBesideTheLoop(t *testing.T) {
 	r.a.checkHook = func() {
 		if block.Load() {
 			entered <- struct{}{}
-			<-release
+			select {
+			case <-release:
+			case <-ctx.Done(): // the test failed: its cleanup waits for the checks
+			}
 		}
 	}
 	// Runs on the loop's goroutine at the start of a pass: the view that pass updates

@@ -541,7 +541,8 @@ func (s *scaleLab) singleEvents(pid, k int) eventFigures {
 	time.Sleep(restWindow)
 	cpu0, t1 := cpuTime(s.b, pid), time.Now()
 	idleRate := float64(cpu0-idle0) / float64(t1.Sub(t0))
-	fullCPU := idle0 - f0 - time.Duration(idleRate*float64(t0.Sub(tf0))) - time.Duration(polls+1)*perRead
+	// Small next to the noise of the rest rate at small sizes: never printed below 0.
+	fullCPU := max(0, idle0-f0-time.Duration(idleRate*float64(t0.Sub(tf0)))-time.Duration(polls+1)*perRead)
 	fulls++
 	// A monitor only while single ports change: a bulk load overflows its backlog
 	// (the switch then pauses it), and its updates cost ovs-vswitchd CPU that a
