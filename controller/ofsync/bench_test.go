@@ -99,7 +99,7 @@ func BenchmarkInstall(b *testing.B) {
 	h := &host{t: b, o: o}
 	const round = 1
 	var table []string
-	for _, n := range []int{1000, 10000, 50000, 100000} {
+	for _, n := range []int{5000, 25000, 50000, 100000} { // 10k, 50k, 100k and 200k flows
 		set := remoteSet(b, n, nil)
 		fs := set.Flows(flows.BrTun)
 		file := flowFile(b, fs, round)
