@@ -44,13 +44,14 @@ import (
 // check by the embedded etcd's rule (at least benchDefragMinFree and half the file
 // free) instead of every 10 minutes with 16 MiB.
 //
-// LANES_SCALE="100/1000,1000/10000" picks the sizes (hosts/ports). With
+// LANES_SCALE="100/1000,1000/10000" picks the sizes (hosts/ports); by default
+// 100/1k, 1k/10k and 5k/50k (about 12 minutes on a 2-core machine). With
 // LANES_SCALE_PROFILE=<dir> it writes lanesd's CPU profiles of the single-port
 // events and of the restart, and heap profiles after the first and the last load.
 // LANES_SCALE_ENV="GOGC=50 GOMEMLIMIT=150MiB" adds to lanesd's environment (the Go
 // runtime's knobs, an operator's), to weigh RSS against CPU.
 func BenchmarkScale(b *testing.B) {
-	sizes := [][2]int{{100, 1000}, {1000, 10000}}
+	sizes := [][2]int{{100, 1000}, {1000, 10000}, {5000, 50000}}
 	if env := os.Getenv("LANES_SCALE"); env != "" {
 		sizes = nil
 		for _, s := range strings.Split(env, ",") {
