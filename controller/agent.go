@@ -96,6 +96,8 @@ type agent struct {
 	// returning while memory is being returned after a burst, verifying while the
 	// state check of a resync does (check.go).
 	checking, returning, verifying atomic.Bool
+	// returnAgain asks the running returnMemory for one more round.
+	returnAgain atomic.Bool
 	// verified wakes the loop for a full pass when a state check found a
 	// difference; checks counts the checks running (wait).
 	verified chan struct{}
@@ -197,11 +199,19 @@ const (
 	settledAfter      = time.Second
 )
 
-// returnMemory returns free memory to the system, once at a time.
+// returnMemory returns free memory to the system, once at a time. A call while one
+// runs has it run again when it ends: the garbage of the caller's burst may have
+// been made after that one collected.
 func (a *agent) returnMemory() {
-	if a.returning.CompareAndSwap(false, true) {
-		defer a.returning.Store(false)
-		debug.FreeOSMemory()
+	a.returnAgain.Store(true)
+	for a.returning.CompareAndSwap(false, true) {
+		for a.returnAgain.Swap(false) {
+			debug.FreeOSMemory()
+		}
+		a.returning.Store(false)
+		if !a.returnAgain.Load() {
+			return
+		}
 	}
 }
 
