@@ -93,15 +93,15 @@ type agent struct {
 	// churn counts the owners changed since memory was last returned (loop).
 	churn int
 	// checking is set while a flow check (flowStep.Check) runs beside the loop,
-	// returning while memory is being returned after a burst, verifying while the
+	// returning while memory is being returned after a burst, checkingState while the
 	// state check of a resync does (check.go).
-	checking, returning, verifying atomic.Bool
+	checking, returning, checkingState atomic.Bool
 	// returnAgain asks the running returnMemory for one more round.
 	returnAgain atomic.Bool
-	// verified wakes the loop for a full pass when a state check found a
+	// fullDue wakes the loop for a full pass when a state check found a
 	// difference; checks counts the checks running (wait).
-	verified chan struct{}
-	checks   sync.WaitGroup
+	fullDue chan struct{}
+	checks  sync.WaitGroup
 
 	started   time.Time
 	converged time.Time
@@ -159,7 +159,7 @@ func (a *agent) loop(ctx context.Context) error {
 			case <-resync.C:
 				p = passRepair
 				break wait
-			case <-a.verified: // a state check found a difference
+			case <-a.fullDue: // a state check found a difference
 				p = passFull
 				break wait
 			case <-settled.C:

@@ -28,19 +28,19 @@ type checkInput struct {
 // startCheck checks in beside the loop, unless a check is still running (the next
 // resync checks again).
 func (a *agent) startCheck(in checkInput) {
-	if !a.verifying.CompareAndSwap(false, true) {
+	if !a.checkingState.CompareAndSwap(false, true) {
 		return
 	}
 	a.checks.Add(1)
 	go func() {
 		defer a.checks.Done()
-		defer a.verifying.Store(false)
+		defer a.checkingState.Store(false)
 		if a.checkHook != nil {
 			a.checkHook()
 		}
 		if !a.check(in) {
 			select {
-			case a.verified <- struct{}{}:
+			case a.fullDue <- struct{}{}:
 			default: // a full pass is already due
 			}
 		}

@@ -293,6 +293,8 @@ type macOfPort struct {
 	mark uint64
 }
 
+func (m mac) hw() net.HardwareAddr { return net.HardwareAddr(slices.Clone(m[:])) }
+
 func macOf(hw net.HardwareAddr) mac {
 	var m mac
 	copy(m[:], hw)
@@ -363,11 +365,9 @@ func (f *forgetter) Update(v *view.View) {
 		came = append(came, m)
 	}
 	t := time.Now()
-	var left []mac
 	for _, m := range maybeLeft {
 		if f.refs[m] == 0 && !local[m] {
 			f.leftAt[m] = t
-			left = append(left, m)
 		}
 	}
 	for _, m := range came {
@@ -375,13 +375,16 @@ func (f *forgetter) Update(v *view.View) {
 			delete(f.leftAt, m) // back: its l2pop entry wins anyway
 		}
 	}
-	// The MACs that left now are forgotten now; all that left within forgetFor again
-	// on the timer. Forgetting them all on every pass cost a bundle of as many
-	// deletes per pass as MACs left in the last seconds (at 50k flows, tens of ms).
+	// The MACs that left in this update are forgotten now, and all that left within
+	// forgetFor again on the timer. Forgetting them all on every pass cost a bundle
+	// of as many deletes per pass as MACs left in the last seconds (at 50k flows,
+	// tens of ms).
 	var now []net.HardwareAddr
-	for _, m := range left {
-		if _, ok := f.leftAt[m]; ok {
-			now = append(now, net.HardwareAddr(slices.Clone(m[:])))
+	listed := map[mac]bool{} // once, however many ports had it
+	for _, m := range maybeLeft {
+		if at, ok := f.leftAt[m]; ok && at == t && !listed[m] {
+			listed[m] = true
+			now = append(now, m.hw())
 		}
 	}
 	f.forget(now)
@@ -404,7 +407,7 @@ func (f *forgetter) forgetLocked() {
 			delete(f.leftAt, m)
 			continue
 		}
-		gone = append(gone, net.HardwareAddr(slices.Clone(m[:])))
+		gone = append(gone, m.hw())
 	}
 	f.forget(gone)
 	f.armLocked()

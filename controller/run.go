@@ -202,7 +202,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // the previous lanesd; it reads the store through mirror (which may be running).
 func newAgent(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics, st *store.Store, mirror *store.Mirror, db *ovsdb.Client, host *hostwire.Host, fw *hostwire.Firewall) (*agent, error) {
 	addr, _ := cfg.TunnelAddr()
-	a := &agent{cfg: cfg, log: log, m: m, started: time.Now(), prog: newProgress(), verified: make(chan struct{}, 1),
+	a := &agent{cfg: cfg, log: log, m: m, started: time.Now(), prog: newProgress(), fullDue: make(chan struct{}, 1),
 		guard:   newRecordGuard(cfg.Host),
 		host:    &hostStep{cfg: cfg, db: db, host: host},
 		nets:    newNetworkStep(log, cfg.VMMTU()),

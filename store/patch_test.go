@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/lanes-net/lanes/api"
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -417,12 +418,7 @@ func withoutGen(st State) State { st.Gen = 0; return st }
 // Verify finds a patched State that went wrong, and the next read builds it whole.
 func TestVerifyCatchesABadPatch(t *testing.T) {
 	t.Parallel()
-	w := newPatchWorld(t, 3)
-	f := w.setup()
-	for i := range 20 {
-		w.randomPort(f, i)
-	}
-	st0, _ := w.m.SharedSince(0)
+	w, _, st0 := newVerifyWorld(t, 3)
 	if err := w.m.Verify(); err != nil {
 		t.Fatal(err)
 	}
@@ -456,30 +452,46 @@ func TestVerifyCatchesABadPatch(t *testing.T) {
 	}
 }
 
+// newVerifyWorld is a patch world with 20 random ports, and its State.
+func newVerifyWorld(t *testing.T, seed uint64) (*patchWorld, patchFixture, State) {
+	w := newPatchWorld(t, seed)
+	f := w.setup()
+	for i := range 20 {
+		w.randomPort(f, i)
+	}
+	st, _ := w.m.SharedSince(0)
+	return w, f, st
+}
+
 // Verify builds outside the mirror's lock: while it builds, changes are applied and
 // read, and what it compares is the State and records of the moment it started, so
 // the changes made meanwhile are no difference.
 func TestVerifyLeavesTheMirrorServing(t *testing.T) {
 	t.Parallel()
-	w := newPatchWorld(t, 4)
-	f := w.setup()
-	for i := range 20 {
-		w.randomPort(f, i)
-	}
-	st0, _ := w.m.SharedSince(0)
-	building, done := make(chan struct{}), make(chan error, 1)
-	w.m.verifyHook = func() { close(building); <-done }
+	w, f, st0 := newVerifyWorld(t, 4)
+	building, release := make(chan struct{}), make(chan struct{})
+	w.m.verifyHook = func() { close(building); <-release }
 	verified := make(chan error, 1)
 	go func() { verified <- w.m.Verify() }()
 	<-building
-	for i := range 10 {
-		w.randomPort(f, 20+i%10) // a patch's worth of ports, applied while Verify builds
+	applied := make(chan State, 1)
+	go func() {
+		for i := range 10 {
+			w.randomPort(f, 20+i%10) // a patch's worth of ports, applied while Verify builds
+		}
+		st1, _ := w.m.SharedSince(st0.Gen)
+		applied <- st1
+	}()
+	select {
+	case st1 := <-applied:
+		if st1.Gen == st0.Gen {
+			t.Errorf("while Verify built: still gen %d; want a patched State", st1.Gen)
+		}
+	case <-time.After(10 * time.Second):
+		close(release)
+		t.Fatal("changes and reads waited for Verify's build")
 	}
-	st1, d := w.m.SharedSince(st0.Gen)
-	if st1.Gen == st0.Gen || d.All {
-		t.Errorf("while Verify built: gen %d after %d, delta %+v; want a patched State", st1.Gen, st0.Gen, d)
-	}
-	done <- nil
+	close(release)
 	if err := <-verified; err != nil {
 		t.Fatalf("Verify of the State it started from: %v", err)
 	}

@@ -293,29 +293,25 @@ type records struct {
 	fips     map[string]*record[api.FloatingIP]
 }
 
-// clone copies rs for a build outside the mirror's lock: the maps, and each record,
-// since a build writes what it learns of a port into its record (vettedNet). The
-// values inside the records are never changed once read, and stay shared.
+// clone copies rs for a build outside the mirror's lock: the maps, and each port's
+// record, since a build writes what it learns of a port into its record (vettedNet,
+// judgePort). Nothing else in a record changes once read, so the others stay shared.
 func (rs *records) clone() *records {
-	return &records{
-		networks: cloneRecords(rs.networks),
-		ports:    cloneRecords(rs.ports),
-		groups:   cloneRecords(rs.groups),
-		hosts:    cloneRecords(rs.hosts),
-		statuses: cloneRecords(rs.statuses),
-		alive:    maps.Clone(rs.alive),
-		routers:  cloneRecords(rs.routers),
-		fips:     cloneRecords(rs.fips),
-	}
-}
-
-func cloneRecords[T any](m map[string]*record[T]) map[string]*record[T] {
-	c := make(map[string]*record[T], len(m))
-	for id, r := range m {
+	ports := make(map[string]*record[api.Port], len(rs.ports))
+	for id, r := range rs.ports {
 		cp := *r
-		c[id] = &cp
+		ports[id] = &cp
 	}
-	return c
+	return &records{
+		networks: maps.Clone(rs.networks),
+		ports:    ports,
+		groups:   maps.Clone(rs.groups),
+		hosts:    maps.Clone(rs.hosts),
+		statuses: maps.Clone(rs.statuses),
+		alive:    maps.Clone(rs.alive),
+		routers:  maps.Clone(rs.routers),
+		fips:     maps.Clone(rs.fips),
+	}
 }
 
 func newRecords() *records {

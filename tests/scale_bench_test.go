@@ -555,22 +555,15 @@ func (s *scaleLab) singleEvents(pid, k int) eventFigures {
 	var timed []timedEvent
 	for i := range k {
 		p := s.port("single", i)
-		start := time.Now()
-		s.commit([]clientv3.Op{s.putPort(p)})
-		committed := time.Since(start)
-		adds = append(adds, watch.when(s.b, "ADDED", p.MAC, time.Minute).Sub(start))
-		timed = append(timed, timedEvent{"add", adds[len(adds)-1], committed})
+		add := s.event(watch, p, true)
 		if !s.hasMAC(p.MAC) {
 			s.b.Fatalf("the monitor reported the flow to %s added, but br-tun has none", p.MAC)
 		}
-		start = time.Now()
-		s.commit([]clientv3.Op{clientv3.OpDelete(store.Prefix + "ports/" + p.ID)})
-		committed = time.Since(start)
-		dels = append(dels, watch.when(s.b, "DELETED", p.MAC, time.Minute).Sub(start))
-		timed = append(timed, timedEvent{"delete", dels[len(dels)-1], committed})
+		del := s.event(watch, p, false)
 		if s.hasMAC(p.MAC) {
 			s.b.Fatalf("the monitor reported the flow to %s deleted, but br-tun still has it", p.MAC)
 		}
+		adds, dels, timed = append(adds, add.total), append(dels, del.total), append(timed, add, del)
 	}
 	own := make([]time.Duration, len(timed)) // after the store answered; the flow can come first
 	for i, e := range timed {
@@ -623,12 +616,7 @@ func (s *scaleLab) anyMoment() anyFigures {
 	var all []time.Duration
 	for i, end := 0, time.Now().Add(resyncWindow); time.Now().Before(end); i++ {
 		p := s.port("any", i)
-		start := time.Now()
-		s.commit([]clientv3.Op{s.putPort(p)})
-		all = append(all, watch.when(s.b, "ADDED", p.MAC, time.Minute).Sub(start))
-		start = time.Now()
-		s.commit([]clientv3.Op{clientv3.OpDelete(store.Prefix + "ports/" + p.ID)})
-		all = append(all, watch.when(s.b, "DELETED", p.MAC, time.Minute).Sub(start))
+		all = append(all, s.event(watch, p, true).total, s.event(watch, p, false).total)
 	}
 	f := anyFigures{p50: percentile(all, 50), p99: percentile(all, 99), worst: slices.Max(all), n: len(all),
 		checks: s.counter("lanes_state_check_seconds_count") - checks}
@@ -656,9 +644,24 @@ type eventFigures struct {
 	cpu                            time.Duration
 }
 
+// timedEvent is one remote port put or deleted: write -> the flow monitor's report,
+// and of it how long the store took to answer the write.
 type timedEvent struct {
 	kind          string
 	total, commit time.Duration
+}
+
+// event puts remote port p (add) or deletes it, and times it until watch reports its
+// l2pop flow added or deleted.
+func (s *scaleLab) event(watch *flowWatch, p api.Port, add bool) timedEvent {
+	op, kind, report := clientv3.OpDelete(store.Prefix+"ports/"+p.ID), "delete", "DELETED"
+	if add {
+		op, kind, report = s.putPort(p), "add", "ADDED"
+	}
+	start := time.Now()
+	s.commit([]clientv3.Op{op})
+	committed := time.Since(start)
+	return timedEvent{kind, watch.when(s.b, report, p.MAC, time.Minute).Sub(start), committed}
 }
 
 // singleEvents is how many remote ports are added and deleted one at a time.
